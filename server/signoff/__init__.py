@@ -1,0 +1,21 @@
+"""signoff: a realtime chat widget server with confirmation cards."""
+
+from signoff.app import Signoff
+from signoff.config import Settings, load_settings
+from signoff.core.actions import team
+from signoff.core.conversation import Text, ToolCall
+from signoff.core.tokens import sign_user_token
+from signoff.engine.context import ActionContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionContext",
+    "Settings",
+    "Signoff",
+    "Text",
+    "ToolCall",
+    "load_settings",
+    "sign_user_token",
+    "team",
+]

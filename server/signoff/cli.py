@@ -1,0 +1,90 @@
+"""The ``signoff`` command: serve, demo, token."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from signoff.app import Signoff
+from signoff.audit.log import AuditError
+from signoff.config import ConfigError, Settings, Site, load_settings
+from signoff.core.frames import MAX_FRAME_BYTES
+from signoff.core.tokens import TokenError, sign_user_token
+from signoff.store import StoreError
+
+
+def load_app(target: str) -> Signoff:
+    """``package.module:name`` → the Signoff object it names."""
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"APP: cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, Signoff):
+        raise ConfigError(f"APP: {target!r} is not a Signoff object")
+    return app
+
+
+def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    asgi = signoff.asgi(settings)
+    config = uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME_BYTES,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+def demo_site(host: str, port: int) -> Site:
+    return Site("demo", (f"http://{host}:{port}", "http://localhost:*", "http://127.0.0.1:*"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="signoff", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="serve a Signoff app")
+    serve_cmd.add_argument("app", help="the Signoff object, as package.module:name")
+    demo_cmd = commands.add_parser("demo", help="serve the demo shop")
+    for cmd in (serve_cmd, demo_cmd):
+        cmd.add_argument("--host", default="127.0.0.1")
+        cmd.add_argument("--port", type=int, default=8000)
+        cmd.add_argument("--config", help="a TOML settings file")
+
+    token_cmd = commands.add_parser("token", help="sign a user token for a host page")
+    token_cmd.add_argument("user_id")
+    token_cmd.add_argument("--ttl", type=float, default=300.0, help="seconds it stays valid")
+    token_cmd.add_argument("--site", help="only valid for this site")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "token":
+            settings = load_settings(env=os.environ)
+            print(sign_user_token(settings.secret, args.user_id, args.ttl, args.site))
+        elif args.command == "demo":
+            from signoff.bots.demo import demo_app
+
+            settings = load_settings(args.config, demo=True)
+            settings.sites.setdefault("demo", demo_site(args.host, args.port))
+            print(f"signoff demo: open http://{args.host}:{args.port}/demo", flush=True)
+            serve(demo_app(), settings, args.host, args.port)
+        else:
+            settings = load_settings(args.config)
+            serve(load_app(args.app), settings, args.host, args.port)
+    except (ConfigError, StoreError, AuditError, TokenError) as exc:
+        print(f"signoff: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Settings from a TOML file and the environment, the environment winning.
+
+A bad value stops start-up with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIN_SECRET_LENGTH = 16
+DEFAULT_SESSION_TTL = 1800.0
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+?(:(\d{1,5}|\*))?$")
+_SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+KNOWN_KEYS = {"secret", "store", "audit", "session_ttl", "admin_key", "sweep_interval", "sites"}
+
+
+class ConfigError(ValueError):
+    """Start-up stops with this message."""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    origins: tuple[str, ...]
+
+    def allows(self, origin: str | None) -> bool:
+        return origin is not None and any(origin_matches(p, origin) for p in self.origins)
+
+
+def origin_matches(pattern: str, origin: str) -> bool:
+    """Exact match, or ``scheme://host:*`` for any port of that host (and no port)."""
+    if pattern.endswith(":*"):
+        base = pattern[:-2]
+        return origin == base or (
+            origin.startswith(base + ":") and origin[len(base) + 1 :].isdigit()
+        )
+    return origin == pattern.rstrip("/")
+
+
+@dataclass
+class Settings:
+    secret: str
+    store: str = "memory://"
+    audit: str = "sqlite:///signoff.db"
+    session_ttl: float = DEFAULT_SESSION_TTL
+    admin_key: str | None = None
+    sweep_interval: float = 1.0
+    sites: dict[str, Site] = field(default_factory=dict)
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _sites(raw: Any) -> dict[str, Site]:
+    if not isinstance(raw, dict):
+        raise ConfigError("sites: expected a table of sites, e.g. [sites.shop]")
+    sites = {}
+    for name, table in raw.items():
+        if not _SITE.match(name):
+            raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
+        origins = table.get("origins") if isinstance(table, dict) else None
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise ConfigError(f"sites.{name}.origins: expected a list of origins")
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ConfigError(
+                    f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
+                )
+        sites[name] = Site(name, tuple(origins))
+    return sites
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    demo: bool = False,
+) -> Settings:
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = tomllib.loads(Path(config_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
+        unknown = set(raw) - KNOWN_KEYS
+        if unknown:
+            raise ConfigError(f"--config: unknown settings {sorted(unknown)}")
+    values = {key: raw[key] for key in KNOWN_KEYS - {"sites"} if key in raw}
+    for key in KNOWN_KEYS - {"sites"}:
+        name = "SIGNOFF_" + key.upper()
+        if env.get(name):
+            values[key] = env[name]
+
+    secret = values.get("secret")
+    if not secret:
+        if not demo:
+            raise ConfigError("SIGNOFF_SECRET: required; set it to a long random string")
+        secret = secrets.token_urlsafe(32)  # the demo's sessions need not outlive it
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"SIGNOFF_SECRET: must be at least {MIN_SECRET_LENGTH} characters")
+    # The store and audit URLs are checked where they are opened, before serving.
+    return Settings(
+        secret=secret,
+        store=str(values.get("store", "memory://")),
+        audit=str(values.get("audit", "sqlite:///signoff.db")),
+        session_ttl=_positive(
+            "SIGNOFF_SESSION_TTL", values.get("session_ttl", DEFAULT_SESSION_TTL)
+        ),
+        admin_key=values.get("admin_key"),
+        sweep_interval=_positive("SIGNOFF_SWEEP_INTERVAL", values.get("sweep_interval", 1.0)),
+        sites=_sites(raw.get("sites", {})),
+    )

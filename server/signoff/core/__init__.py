@@ -1,0 +1,1 @@
+"""Pure logic: no sockets, no Redis, no SQL. Everything else depends on this, never the reverse."""

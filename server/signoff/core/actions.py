@@ -1,0 +1,247 @@
+"""Actions: what a bot may call, how each call is gated, validated and shown."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from simpleeval import EvalWithCompoundTypes, InvalidExpression
+
+from signoff.core.templates import MessageTemplate, generated_message, humanise
+
+ActionFunc = Callable[..., Awaitable[Any]]
+
+DEFAULT_TIMEOUT = 600.0  # how long a card stays open
+DEFAULT_RUN_TIMEOUT = 30.0  # how long one call may run before it counts as failed
+MAX_KEY_PARAMS = 3
+
+
+class Kind(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    DESTRUCTIVE = "destructive"
+
+
+class ActionError(ValueError):
+    """An action was declared wrongly; raised at registration, never at run time."""
+
+
+class ArgsError(ValueError):
+    """A call's arguments do not fit the action's signature."""
+
+
+class Condition:
+    """A ``when`` expression over the call's args, run by a safe evaluator (never ``eval``)."""
+
+    def __init__(self, source: str, params: Iterable[str]) -> None:
+        self.source = source
+        try:
+            self._parsed = EvalWithCompoundTypes().parse(source)
+        except (SyntaxError, InvalidExpression) as exc:
+            raise ActionError(f"when={source!r}: {exc}") from exc
+        names = {node.id for node in ast.walk(self._parsed) if isinstance(node, ast.Name)}
+        unknown = names - set(params) - {"True", "False", "None"}
+        if unknown:
+            raise ActionError(f"when={source!r} names unknown parameters {sorted(unknown)}")
+
+    def __call__(self, args: Mapping[str, Any]) -> bool:
+        evaluator = EvalWithCompoundTypes(names=dict(args))
+        try:
+            return bool(evaluator.eval(self.source, previously_parsed=self._parsed))
+        except (InvalidExpression, TypeError, ValueError, ZeroDivisionError) as exc:
+            # A condition that cannot be decided gates the call: the safe side.
+            raise ArgsError(f"condition {self.source!r} failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Team:
+    """Teammates approve, level by level: ``team("support-lead", "finance")``.
+
+    With ``when``, the team approves only when the condition holds and the
+    session user approves otherwise.
+    """
+
+    levels: tuple[str, ...]
+    when: str | None = None
+
+
+def team(*roles: str, when: str | None = None) -> Team:
+    if not roles or not all(isinstance(r, str) and r for r in roles):
+        raise ActionError("team() needs at least one role name")
+    return Team(levels=tuple(roles), when=when)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How one call must be approved: not at all, by the session user, or by teammates."""
+
+    approver: str  # "auto" | "user" | "team"
+    levels: tuple[str, ...] = ()
+
+    @property
+    def gated(self) -> bool:
+        return self.approver != "auto"
+
+
+AUTO = Gate("auto")
+USER = Gate("user")
+
+
+@dataclass
+class Action:
+    name: str
+    func: ActionFunc
+    kind: Kind
+    title: str
+    description: str
+    message: MessageTemplate
+    args_model: type[BaseModel]
+    confirm: bool = True
+    when: Condition | None = None
+    team: Team | None = None
+    team_when: Condition | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
+    sensitive: frozenset[str] = field(default_factory=frozenset)
+    freeform: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def params(self) -> list[str]:
+        return list(self.args_model.model_fields)
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Check args against the signature; returns them in their JSON form, ready to hash."""
+        try:
+            model = self.args_model.model_validate(dict(args))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            )
+            raise ArgsError(f"{self.name}: {problems}") from None
+        return model.model_dump(mode="json")
+
+    def bind(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn validated JSON args back into the Python values the function expects."""
+        model = self.args_model.model_validate(dict(args))
+        return {name: getattr(model, name) for name in self.args_model.model_fields}
+
+    def gate(self, args: Mapping[str, Any]) -> Gate:
+        if self.kind is Kind.READ or not self.confirm:
+            return AUTO
+        if self.when is not None and not self.when(args):
+            return AUTO
+        if self.team is not None and (self.team_when is None or self.team_when(args)):
+            return Gate("team", self.team.levels)
+        return USER
+
+    def effect(self, args: Mapping[str, Any]) -> str:
+        return self.message.render(args)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+
+def _args_model(name: str, func: ActionFunc) -> type[BaseModel]:
+    params = list(inspect.signature(func).parameters.values())
+    if not params or params[0].name != "ctx":
+        raise ActionError(f"action {name}: the first parameter must be ctx")
+    fields: dict[str, Any] = {}
+    for p in params[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise ActionError(f"action {name}: *args/**kwargs cannot be shown on a card")
+        annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (annotation, default)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    return create_model(f"{name}_args", __config__=config, **fields)
+
+
+def make_action(
+    func: ActionFunc,
+    *,
+    kind: str | Kind,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    message: str | None = None,
+    when: str | None = None,
+    approver: Team | str = "user",
+    timeout: float = DEFAULT_TIMEOUT,
+    run_timeout: float = DEFAULT_RUN_TIMEOUT,
+    confirm: bool = True,
+    sensitive: Iterable[str] = (),
+    freeform: Iterable[str] = (),
+) -> Action:
+    name = name or func.__name__
+    if not inspect.iscoroutinefunction(func):
+        raise ActionError(f"action {name}: must be an async function")
+    try:
+        kind = Kind(kind)
+    except ValueError:
+        raise ActionError(f"action {name}: kind must be read, write or destructive") from None
+    if timeout <= 0 or run_timeout <= 0:
+        raise ActionError(f"action {name}: timeout and run_timeout must be positive")
+    if approver != "user" and not isinstance(approver, Team):
+        raise ActionError(f'action {name}: approver must be "user" or team(...)')
+    model = _args_model(name, func)
+    params = list(model.model_fields)
+    for label, names in (("sensitive", sensitive), ("freeform", freeform)):
+        unknown = set(names) - set(params)
+        if unknown:
+            raise ActionError(f"action {name}: {label} names unknown parameters {sorted(unknown)}")
+    title = title or humanise(name)
+    description = description or inspect.getdoc(func) or ""
+    required = [n for n, f in model.model_fields.items() if f.is_required()]
+    source = message or generated_message(
+        title, description.split("\n", 1)[0], required[:MAX_KEY_PARAMS]
+    )
+    team_ = approver if isinstance(approver, Team) else None
+    try:
+        template = MessageTemplate(source, params)
+    except ValueError as exc:
+        raise ActionError(f"action {name}: {exc}") from None
+    return Action(
+        name=name,
+        func=func,
+        kind=kind,
+        title=title,
+        description=description,
+        message=template,
+        args_model=model,
+        confirm=confirm,
+        when=Condition(when, params) if when else None,
+        team=team_,
+        team_when=Condition(team_.when, params) if team_ and team_.when else None,
+        timeout=float(timeout),
+        run_timeout=float(run_timeout),
+        sensitive=frozenset(sensitive),
+        freeform=frozenset(freeform),
+    )
+
+
+class Registry:
+    """The actions a site's bot may call, by name."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+
+    def add(self, action: Action) -> Action:
+        if action.name in self._actions:
+            raise ActionError(f"action {action.name} is registered twice")
+        self._actions[action.name] = action
+        return action
+
+    def get(self, name: str) -> Action | None:
+        return self._actions.get(name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._actions.values())
+
+    def __len__(self) -> int:
+        return len(self._actions)

@@ -1,0 +1,34 @@
+"""Canonical form of a card's calls and the hash that binds a decision to them.
+
+The bytes hashed here are the bytes executed: a card holds its calls as
+``[{"action": name, "args": {...}}, ...]`` and a decision must quote
+``args_hash`` computed over exactly this encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+
+class Call(TypedDict):
+    action: str
+    args: dict[str, Any]
+
+
+def canonical_bytes(calls: Sequence[Call]) -> bytes:
+    """JSON with sorted keys, no whitespace, no ASCII escaping, UTF-8 encoded."""
+    return json.dumps(
+        list(calls), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def args_hash(calls: Sequence[Call]) -> str:
+    return "sha256:" + hashlib.sha256(canonical_bytes(calls)).hexdigest()
+
+
+def load_calls(data: bytes) -> list[Call]:
+    """Decode calls held as canonical bytes; the inverse of ``canonical_bytes``."""
+    return json.loads(data.decode("utf-8"))

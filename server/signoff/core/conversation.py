@@ -1,0 +1,98 @@
+"""The conversation: a list of JSON messages in the shape LLM chat APIs use.
+
+It is the whole state of a turn, so a paused turn resumes from it after a
+restart, on any instance. A bot step yields ``Text`` and ``ToolCall`` items.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+Conversation = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of the bot's reply, streamed to the widget as it comes."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The bot asks to run an action. ``id`` may be empty; the engine assigns one."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+
+def user_message(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def assistant_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.args)},
+            }
+            for call in calls
+        ]
+    return message
+
+
+def tool_message(tool_call_id: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": tool_call_id, "content": json.dumps(content)}
+
+
+def tool_content(message: dict[str, Any]) -> dict[str, Any]:
+    try:
+        content = json.loads(message.get("content") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def current_turn(conversation: Conversation) -> Conversation:
+    """The messages since the visitor's last message."""
+    for index in range(len(conversation) - 1, -1, -1):
+        if conversation[index].get("role") == "user":
+            return conversation[index + 1 :]
+    return conversation
+
+
+def declined_in_turn(conversation: Conversation) -> tuple[set[str], int]:
+    """Hashes of the calls declined in this turn, and how often the bot re-proposed them."""
+    declined: set[str] = set()
+    repeats = 0
+    for message in current_turn(conversation):
+        if message.get("role") != "tool":
+            continue
+        content = tool_content(message)
+        if content.get("status") in {"declined", "rejected", "expired"} and content.get(
+            "args_hash"
+        ):
+            declined.add(content["args_hash"])
+        if content.get("status") == "already_declined":
+            repeats += 1
+    return declined, repeats
+
+
+def pending_tool_calls(conversation: Conversation) -> list[str]:
+    """Ids of tool calls in the last assistant message that have no result yet."""
+    answered = set()
+    for message in reversed(conversation):
+        if message.get("role") == "tool":
+            answered.add(message.get("tool_call_id"))
+        elif message.get("role") == "assistant":
+            ids = [c["id"] for c in message.get("tool_calls") or []]
+            return [i for i in ids if i not in answered]
+        else:
+            return []
+    return []

@@ -1,0 +1,188 @@
+"""The WebSocket protocol's frames: strict parsing of what clients send.
+
+A frame is accepted only if it has exactly the fields of its type with the
+right types; anything else is a ``bad_frame`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from signoff.core.cards import Card
+from signoff.core.redact import REDACTED, is_sensitive_name
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000
+
+
+class ErrorCode(StrEnum):
+    BAD_FRAME = "bad_frame"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    EXPIRED = "expired"
+    ALREADY_DECIDED = "already_decided"
+    HASH_MISMATCH = "hash_mismatch"
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+
+
+class ProtocolError(Exception):
+    """A refusal the client is told about with an ``error`` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+    def frame(self) -> dict[str, Any]:
+        return error_frame(self.code, self.message, self.ref)
+
+
+def error_frame(code: ErrorCode, message: str, ref: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Token = Annotated[str, Field(min_length=1, max_length=4096)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    site: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    user_token: Token | None
+    session_token: Token | None
+    last_seq: Annotated[int, Field(ge=0)]
+
+
+class Message(_Frame):
+    type: Literal["message"]
+    client_id: Identifier
+    # The length limit is checked separately so it can answer `too_large`.
+    text: Annotated[str, Field(min_length=1)]
+
+
+class Decision(_Frame):
+    type: Literal["decision"]
+    card_id: Identifier
+    decision: Literal["confirm", "cancel"]
+    args_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Hello | Message | Decision | Ping
+_adapter: TypeAdapter[ClientFrame] = TypeAdapter(
+    Annotated[ClientFrame, Field(discriminator="type")]
+)
+
+
+def parse_client_frame(raw: str | bytes) -> ClientFrame:
+    """Parse one text frame; raises ProtocolError(bad_frame | too_large)."""
+    if isinstance(raw, bytes):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frames must be JSON text, not binary")
+    try:
+        frame = _adapter.validate_json(raw)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, _describe(exc)) from None
+    if isinstance(frame, Message) and len(frame.text) > MAX_TEXT_CHARS:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"message text is {len(frame.text)} characters; the limit is {MAX_TEXT_CHARS}",
+            ref=frame.client_id,
+        )
+    return frame
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"][1:] or err["loc"]) or "frame"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unexpected field {loc!r}")
+        elif err["type"] == "union_tag_invalid":
+            parts.append("unknown frame type")
+        elif err["type"] == "union_tag_not_found":
+            parts.append("missing field 'type'")
+        elif err["type"] == "json_invalid":
+            parts.append("not valid JSON")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# Server frames ------------------------------------------------------------------------
+
+
+def iso(timestamp: float) -> str:
+    """Seconds since the epoch as ISO 8601 in UTC, as every frame writes times."""
+    return (
+        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+def _shown_args(args: dict[str, Any], sensitive: frozenset[str]) -> dict[str, Any]:
+    # Frames are kept in the session history, so secrets are masked there too.
+    return {k: REDACTED if is_sensitive_name(k, sensitive) else v for k, v in args.items()}
+
+
+def card_frame(
+    card: Card, expires_at: float, sensitive: list[frozenset[str]] | None = None
+) -> dict[str, Any]:
+    masks = sensitive or [frozenset()] * len(card.calls)
+    frame: dict[str, Any] = {
+        "type": "card",
+        "card_id": card.card_id,
+        "status": str(card.status),
+        "kind": card.kind,
+        "approver": card.approver,
+        "title": card.title,
+        "text": card.text,
+        "actions": [
+            {
+                "action": call["action"],
+                "title": title,
+                "args": _shown_args(call["args"], mask),
+                "effect": effect,
+            }
+            for call, title, effect, mask in zip(
+                card.calls, card.titles, card.effects, masks, strict=True
+            )
+        ],
+        "args_hash": card.args_hash,
+        "expires_at": iso(expires_at),
+    }
+    if card.approver == "team":
+        frame.update(level=card.level, role=card.role, levels=card.levels)
+    return frame
+
+
+def card_update_frame(card: Card) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "card.update",
+        "card_id": card.card_id,
+        "status": str(card.status),
+    }
+    if card.decided_by:
+        frame["decided_by"] = card.decided_by
+    if card.approver == "team":
+        frame.update(level=card.level, role=card.role)
+    if card.reason:
+        frame["reason"] = card.reason
+    if card.results:
+        frame["results"] = card.results
+    return frame

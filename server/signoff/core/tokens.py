@@ -1,0 +1,76 @@
+"""Signed tokens: the visitor's session token and the host site's user token.
+
+No cookies are used, so blocking third-party cookies does not break embedding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+SESSION_SALT = "signoff.session"
+USER_SALT = "signoff.user"
+MAX_USER_ID = 256
+
+
+class TokenError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SessionClaims:
+    session_id: str
+    user_id: str
+    site: str
+
+
+def _serializer(secret: str, salt: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=salt)
+
+
+def sign_session_token(secret: str, claims: SessionClaims) -> str:
+    return _serializer(secret, SESSION_SALT).dumps(
+        {"sid": claims.session_id, "uid": claims.user_id, "site": claims.site}
+    )
+
+
+def load_session_token(secret: str, token: str) -> SessionClaims:
+    """The claims of a token signed by this server; its session may still have expired."""
+    try:
+        data = _serializer(secret, SESSION_SALT).loads(token)
+        return SessionClaims(str(data["sid"]), str(data["uid"]), str(data["site"]))
+    except (BadSignature, KeyError, TypeError) as exc:
+        raise TokenError("session token is not valid") from exc
+
+
+def sign_user_token(
+    secret: str, user_id: str, ttl: float = 300, site: str | None = None, now: float | None = None
+) -> str:
+    """What a host backend gives its page so the widget acts as that user.
+
+    Short-lived: it only has to last until the widget's ``hello``.
+    """
+    if not user_id or len(user_id) > MAX_USER_ID:
+        raise TokenError(f"user id must be 1 to {MAX_USER_ID} characters")
+    if ttl <= 0:
+        raise TokenError("ttl must be positive")
+    expires = (time.time() if now is None else now) + ttl
+    payload: dict[str, object] = {"uid": user_id, "exp": int(expires)}
+    if site:
+        payload["site"] = site
+    return _serializer(secret, USER_SALT).dumps(payload)
+
+
+def load_user_token(secret: str, token: str, site: str, now: float | None = None) -> str:
+    try:
+        data = _serializer(secret, USER_SALT).loads(token)
+        uid, expires = str(data["uid"]), float(data["exp"])
+    except (BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise TokenError("user token is not valid") from exc
+    if (time.time() if now is None else now) >= expires:
+        raise TokenError("user token has expired")
+    if data.get("site") not in (None, site):
+        raise TokenError("user token was signed for another site")
+    return uid

@@ -1,0 +1,110 @@
+"""One bot step, planned: which calls run now, which become a card, which are refused.
+
+Pure: the engine does the running, this decides what to run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from signoff.core.actions import Action, ArgsError, Gate, Kind, Registry
+from signoff.core.canonical import Call, args_hash
+from signoff.core.conversation import ToolCall
+
+# How often a bot may re-propose calls that were declined in the same turn before
+# the engine ends the turn instead of answering it again.
+MAX_REPEATED_PROPOSALS = 2
+# Bot steps in one turn before the engine stops it: a bound on a looping bot.
+MAX_STEPS = 8
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    tool_call_id: str
+    name: str
+    args: dict[str, Any]
+    action: Action | None = None
+    gate: Gate | None = None
+    error: str | None = None
+
+
+@dataclass
+class CardPlan:
+    """The gated calls of one step: they become one card."""
+
+    calls: list[PlannedCall]
+    approver: str
+    levels: list[str]
+    kind: str
+    timeout: float
+    args_hash: str
+    title: str
+    text: str
+
+    @property
+    def canonical_calls(self) -> list[Call]:
+        return [{"action": c.name, "args": c.args} for c in self.calls]
+
+
+@dataclass
+class StepPlan:
+    run_now: list[PlannedCall] = field(default_factory=list)  # read and auto calls, in order
+    refused: list[PlannedCall] = field(default_factory=list)  # unknown action, bad args
+    card: CardPlan | None = None
+    already_declined: bool = False  # the card's calls were declined earlier in this turn
+    stop_turn: bool = False  # the bot keeps re-proposing declined calls
+
+
+def plan_step(
+    registry: Registry, calls: list[ToolCall], declined: set[str], repeats: int
+) -> StepPlan:
+    plan = StepPlan()
+    gated: list[PlannedCall] = []
+    for call in calls:
+        action = registry.get(call.name)
+        if action is None:
+            plan.refused.append(
+                PlannedCall(call.id, call.name, call.args, error=f"unknown action {call.name!r}")
+            )
+            continue
+        try:
+            args = action.validate(call.args)
+            gate = action.gate(args)
+        except ArgsError as exc:
+            plan.refused.append(PlannedCall(call.id, call.name, call.args, action, error=str(exc)))
+            continue
+        planned = PlannedCall(call.id, call.name, args, action, gate)
+        (gated if gate.gated else plan.run_now).append(planned)
+    if gated:
+        plan.card = _card_plan(gated)
+        if plan.card.args_hash in declined:
+            plan.already_declined = True
+            plan.stop_turn = repeats + 1 >= MAX_REPEATED_PROPOSALS
+    return plan
+
+
+def _card_plan(calls: list[PlannedCall]) -> CardPlan:
+    levels: list[str] = []
+    for call in calls:
+        assert call.gate is not None
+        levels.extend(level for level in call.gate.levels if level not in levels)
+    actions = [c.action for c in calls if c.action is not None]
+    kind = Kind.DESTRUCTIVE if any(a.kind is Kind.DESTRUCTIVE for a in actions) else Kind.WRITE
+    if len(calls) == 1:
+        title = actions[0].title
+        text = actions[0].effect(calls[0].args)
+    else:
+        title = f"Confirm {len(calls)} actions"
+        text = "They run in this order; if one fails, the rest do not run."
+    canonical: list[Call] = [{"action": c.name, "args": c.args} for c in calls]
+    return CardPlan(
+        calls=calls,
+        approver="team" if levels else "user",
+        levels=levels,
+        kind=str(kind),
+        timeout=min(a.timeout for a in actions),
+        args_hash=args_hash(canonical),
+        title=title,
+        text=text,
+    )

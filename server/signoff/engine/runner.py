@@ -1,0 +1,560 @@
+"""The turn runner.
+
+A turn starts with a visitor's message and runs bot steps until the bot stops
+talking or asks for a gated call. Then the turn pauses on a card, with its
+whole state in the saved conversation, and resumes when the card is decided,
+on whichever instance receives the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from signoff.audit import AuditLog, AuditStatus
+from signoff.core.actions import Registry
+from signoff.core.canonical import args_hash
+from signoff.core.cards import CLAIMED, OPEN, Card, Status
+from signoff.core.conversation import (
+    Conversation,
+    Text,
+    ToolCall,
+    assistant_message,
+    declined_in_turn,
+    pending_tool_calls,
+    tool_message,
+    user_message,
+)
+from signoff.core.frames import ErrorCode, ProtocolError, card_frame, card_update_frame
+from signoff.core.turns import MAX_STEPS, CardPlan, plan_step
+from signoff.engine.context import ActionContext
+from signoff.engine.executor import Auditor, Outcome, idempotency_key, run_call
+from signoff.store import ClaimOutcome, SessionRecord, Store
+
+log = logging.getLogger("signoff.engine")
+
+BOT_STEP_TIMEOUT = 60.0
+TURN_LOCK_TTL = 120.0
+# A claimed card is presumed abandoned (its server died) once its lease is over.
+LEASE_MARGIN = 30.0
+SORRY = "Sorry, something went wrong on my side. Please try again."
+ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
+GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
+
+DECLINE_REASONS = {
+    Status.CANCELLED: "the user declined",
+    Status.REJECTED: "a teammate rejected it",
+    Status.EXPIRED: "the confirmation expired before anyone decided",
+    Status.INTERRUPTED: "the server stopped while it ran; the outcome is unknown",
+}
+AUDIT_STATUS = {
+    Status.CANCELLED: AuditStatus.CANCELLED,
+    Status.REJECTED: AuditStatus.REJECTED,
+    Status.EXPIRED: AuditStatus.EXPIRED,
+    Status.INTERRUPTED: AuditStatus.INTERRUPTED,
+}
+
+
+class Bot(Protocol):
+    def respond(self, conversation: Conversation) -> AsyncIterator[Text | ToolCall]: ...
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        bot: Bot,
+        store: Store,
+        audit: AuditLog,
+        secret: str,
+        session_ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.bot = bot
+        self.store = store
+        self.audit = audit
+        self.session_ttl = session_ttl
+        self.clock = clock
+        self.instance_id = new_id("inst")
+        self.auditor = Auditor(secret)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # Background work --------------------------------------------------------------------
+    def spawn(self, coro: Any) -> None:
+        """Run work that must finish even if the socket that asked for it closes."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for running turns; used at shutdown and by tests."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # Sessions ---------------------------------------------------------------------------
+    async def open_session(self, site: str, user_id: str | None) -> SessionRecord:
+        now = self.clock()
+        session = SessionRecord(
+            session_id=new_id("s"),
+            user_id=user_id or new_id("anon"),
+            site=site,
+            conversation_id=new_id("conv"),
+            created_at=now,
+            expires_at=now + self.session_ttl,
+        )
+        await self.store.create_session(session)
+        return session
+
+    async def touch(self, session_id: str) -> SessionRecord:
+        session = await self.store.touch_session(session_id, self.session_ttl, self.clock())
+        if session is None:
+            raise ProtocolError(ErrorCode.EXPIRED, "the session has expired")
+        return session
+
+    # Turns ------------------------------------------------------------------------------
+    async def handle_message(self, session: SessionRecord, text: str, client_id: str) -> None:
+        if not await self.store.first_use(session.session_id, client_id):
+            return  # a re-sent message: its frames are already in the history
+        async with self.store.lock(f"turn:{session.session_id}", TURN_LOCK_TTL):
+            conversation = await self.store.load_conversation(session.session_id)
+            for card in await self.store.open_cards(session.session_id):
+                # Moving on without deciding withdraws the open card.
+                await self._close_open_card(
+                    card,
+                    Status.CANCELLED,
+                    session.user_id,
+                    conversation,
+                    reason="superseded by a new message",
+                )
+            for call_id in pending_tool_calls(conversation):
+                conversation.append(tool_message(call_id, {"status": "error", "error": "not run"}))
+            conversation.append(user_message(text))
+            await self.store.append_frame(
+                session.session_id,
+                {
+                    "type": "message",
+                    "message_id": new_id("m"),
+                    "role": "user",
+                    "text": text,
+                    "client_id": client_id,
+                },
+            )
+            await self._run_turn(session, conversation)
+
+    async def _run_turn(self, session: SessionRecord, conversation: Conversation) -> None:
+        """Bot steps until the bot is done or a card opens; saves the conversation."""
+        try:
+            for _ in range(MAX_STEPS):
+                calls = await self._bot_step(session, conversation)
+                if calls is None or not calls:
+                    return
+                declined, repeats = declined_in_turn(conversation)
+                plan = plan_step(self.registry, calls, declined, repeats)
+                for refused in plan.refused:
+                    conversation.append(
+                        tool_message(
+                            refused.tool_call_id, {"status": "error", "error": refused.error}
+                        )
+                    )
+                    await self.audit.record(
+                        self.auditor.entry(
+                            session,
+                            refused.action,
+                            refused.name,
+                            refused.args,
+                            AuditStatus.REFUSED,
+                            decided_by="auto",
+                            error=refused.error,
+                        )
+                    )
+                for index, planned in enumerate(plan.run_now):
+                    assert planned.action is not None
+                    ctx = self._context(session, f"{planned.tool_call_id}", index, "auto")
+                    outcome = await run_call(planned.action, planned.args, ctx)
+                    conversation.append(tool_message(planned.tool_call_id, outcome.tool_content()))
+                    await self.audit.record(
+                        self.auditor.entry(
+                            session,
+                            planned.action,
+                            planned.name,
+                            planned.args,
+                            _audit_status(outcome),
+                            decided_by="auto",
+                            outcome=outcome,
+                        )
+                    )
+                if plan.card is None:
+                    continue
+                if plan.already_declined:
+                    for planned in plan.card.calls:
+                        conversation.append(
+                            tool_message(
+                                planned.tool_call_id,
+                                {
+                                    "status": "already_declined",
+                                    "args_hash": plan.card.args_hash,
+                                    "error": ALREADY_DECLINED,
+                                },
+                            )
+                        )
+                    if plan.stop_turn:
+                        await self._say(session, conversation, GAVE_UP)
+                        return
+                    continue
+                await self._open_card(session, conversation, plan.card)
+                return
+        finally:
+            await self.store.save_conversation(session.session_id, conversation)
+
+    async def _bot_step(
+        self, session: SessionRecord, conversation: Conversation
+    ) -> list[ToolCall] | None:
+        """One call of the bot, its text streamed; returns its tool calls, None on failure."""
+        message_id: str | None = None
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        try:
+            async with asyncio.timeout(BOT_STEP_TIMEOUT):
+                async for item in self.bot.respond(list(conversation)):
+                    if isinstance(item, Text) and item.text:
+                        if message_id is None:
+                            message_id = await self._start_message(session.session_id)
+                        parts.append(item.text)
+                        await self.store.append_frame(
+                            session.session_id,
+                            {"type": "message.delta", "message_id": message_id, "text": item.text},
+                        )
+                    elif isinstance(item, ToolCall):
+                        calls.append(
+                            ToolCall(item.name, dict(item.args), item.id or new_id("call"))
+                        )
+        except Exception:
+            log.exception("bot step failed in session %s", session.session_id)
+            if message_id is not None:
+                await self._end_message(session.session_id, message_id, "".join(parts))
+            await self._say(session, conversation, SORRY)
+            return None
+        text = "".join(parts)
+        if message_id is not None:
+            await self._end_message(session.session_id, message_id, text)
+        conversation.append(assistant_message(text, calls))
+        return calls
+
+    async def _start_message(self, session_id: str) -> str:
+        message_id = new_id("m")
+        await self.store.append_frame(
+            session_id, {"type": "message.start", "message_id": message_id, "role": "bot"}
+        )
+        return message_id
+
+    async def _end_message(self, session_id: str, message_id: str, text: str) -> None:
+        await self.store.append_frame(
+            session_id, {"type": "message.end", "message_id": message_id, "text": text}
+        )
+
+    async def _say(self, session: SessionRecord, conversation: Conversation, text: str) -> None:
+        """A whole bot message from the engine itself."""
+        message_id = await self._start_message(session.session_id)
+        await self._end_message(session.session_id, message_id, text)
+        conversation.append(assistant_message(text, []))
+
+    def _context(
+        self,
+        scope: SessionRecord | Card,
+        key_scope: str,
+        index: int,
+        decided_by: str,
+        card_id: str | None = None,
+    ) -> ActionContext:
+        return ActionContext(
+            site=scope.site,
+            session_id=scope.session_id,
+            user_id=scope.user_id,
+            conversation_id=scope.conversation_id,
+            idempotency_key=idempotency_key(key_scope, index),
+            decided_by=decided_by,
+            card_id=card_id,
+        )
+
+    # Cards ------------------------------------------------------------------------------
+    async def _open_card(
+        self, session: SessionRecord, conversation: Conversation, plan: CardPlan
+    ) -> None:
+        now = self.clock()
+        actions = [c.action for c in plan.calls if c.action is not None]
+        card = Card(
+            card_id=new_id("card"),
+            session_id=session.session_id,
+            conversation_id=session.conversation_id,
+            user_id=session.user_id,
+            site=session.site,
+            kind=plan.kind,
+            approver=plan.approver,
+            levels=plan.levels,
+            title=plan.title,
+            text=plan.text,
+            calls=plan.canonical_calls,
+            effects=[a.effect(c.args) for a, c in zip(actions, plan.calls, strict=True)],
+            titles=[a.title for a in actions],
+            tool_call_ids=[c.tool_call_id for c in plan.calls],
+            args_hash=plan.args_hash,
+            created_at=now,
+            timeout_at=now + plan.timeout,
+            status=Status.WAITING if plan.approver == "team" else Status.PENDING,
+            updated_at=now,
+        )
+        # Saved before the card is shown, so a decision that comes at once finds the turn.
+        await self.store.save_conversation(session.session_id, conversation)
+        await self.store.add_card(card)
+        await self._emit_card(card, min(card.timeout_at, session.expires_at))
+
+    async def _emit_card(self, card: Card, expires_at: float) -> None:
+        masks = [self._sensitive(call["action"]) for call in card.calls]
+        await self.store.append_frame(card.session_id, card_frame(card, expires_at, masks))
+
+    def _sensitive(self, name: str) -> frozenset[str]:
+        action = self.registry.get(name)
+        return action.sensitive if action else frozenset()
+
+    async def decide(
+        self, session: SessionRecord, card_id: str, decision: str, quoted_hash: str
+    ) -> Card:
+        """A visitor's decision from an authenticated socket of ``session``."""
+        card = await self.store.get_card(card_id)
+        if card is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card_id)
+        by = f"user:{session.user_id}"
+        if card.session_id != session.session_id or card.user_id != session.user_id:
+            await self._refused(card, by, "decision from another session")
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, "this card belongs to another session", ref=card_id
+            )
+        if card.approver != "user":
+            await self._refused(card, by, "visitor decision on a teammate's card")
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this card waits for a teammate", ref=card_id)
+        if quoted_hash != card.args_hash:
+            await self._refused(card, by, "args_hash does not match the card")
+            raise ProtocolError(
+                ErrorCode.HASH_MISMATCH, "args_hash does not match the card", ref=card_id
+            )
+        new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
+        async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
+            return await self._claim(card, {Status.PENDING}, new, by)
+
+    async def _claim(self, card: Card, expected: set[Status], new: Status, by: str) -> Card:
+        """The exactly-once step, then the run or the decline; called under the turn lock."""
+        now = self.clock()
+        changes: dict[str, Any] = {"decided_by": by}
+        if new is Status.APPROVED:
+            lease = sum(self._run_timeout(c["action"]) for c in card.calls) + LEASE_MARGIN
+            changes.update(claimed_by=self.instance_id, lease_until=now + lease)
+        moved = await self.store.transition(
+            card.card_id, expected, new, now, changes, check_deadline=True
+        )
+        if moved.outcome is ClaimOutcome.MISSING:
+            raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card.card_id)
+        if moved.outcome is ClaimOutcome.CONFLICT:
+            raise ProtocolError(
+                ErrorCode.ALREADY_DECIDED,
+                f"this card is already {moved.card.status}",
+                ref=card.card_id,
+            )
+        assert moved.card is not None
+        if moved.outcome is ClaimOutcome.EXPIRED:
+            await self._after_close(moved.card, resume=False)
+            raise ProtocolError(ErrorCode.EXPIRED, "this card has expired", ref=card.card_id)
+        if new is Status.APPROVED:
+            return await self._execute(moved.card)
+        await self._after_close(moved.card, resume=True)
+        return moved.card
+
+    def _run_timeout(self, name: str) -> float:
+        action = self.registry.get(name)
+        return action.run_timeout if action else 0.0
+
+    async def _execute(self, card: Card) -> Card:
+        """Run the card's calls in order, exactly as held; stop at the first failure."""
+        moved = await self.store.transition(
+            card.card_id, {Status.APPROVED}, Status.RUNNING, self.clock()
+        )
+        if moved.outcome is not ClaimOutcome.OK or moved.card is None:
+            raise ProtocolError(
+                ErrorCode.ALREADY_DECIDED, "this card is no longer approved", ref=card.card_id
+            )
+        card = moved.card
+        await self.store.append_frame(card.session_id, card_update_frame(card))
+        conversation = await self.store.load_conversation(card.session_id)
+        results: list[dict[str, Any]] = []
+        entries = []
+        failed = args_hash(card.calls) != card.args_hash  # held calls must be the shown calls
+        for index, (call, call_id) in enumerate(zip(card.calls, card.tool_call_ids, strict=True)):
+            action = self.registry.get(call["action"])
+            if failed or action is None:
+                error = "not run: an earlier call failed" if failed else "unknown action"
+                results.append({"action": call["action"], "status": "skipped", "error": error})
+                conversation.append(tool_message(call_id, {"status": "error", "error": error}))
+                entries.append(
+                    self.auditor.entry(
+                        card,
+                        action,
+                        call["action"],
+                        call["args"],
+                        AuditStatus.CANCELLED,
+                        card_id=card.card_id,
+                        decided_by=card.decided_by,
+                        error=error,
+                    )
+                )
+                failed = True
+                continue
+            ctx = self._context(card, card.card_id, index, card.decided_by or "", card.card_id)
+            outcome = await run_call(action, call["args"], ctx)
+            results.append(_result_summary(call["action"], outcome))
+            conversation.append(tool_message(call_id, outcome.tool_content()))
+            entries.append(
+                self.auditor.entry(
+                    card,
+                    action,
+                    call["action"],
+                    call["args"],
+                    _audit_status(outcome),
+                    card_id=card.card_id,
+                    decided_by=card.decided_by,
+                    outcome=outcome,
+                )
+            )
+            failed = not outcome.ok
+        final = Status.FAILED if failed else Status.DONE
+        moved = await self.store.transition(
+            card.card_id,
+            {Status.RUNNING},
+            final,
+            self.clock(),
+            {"results": results, "lease_until": None},
+        )
+        await self.audit.record(*entries)
+        if moved.card is not None:
+            card = moved.card
+            await self.store.append_frame(card.session_id, card_update_frame(card))
+        await self._resume(card, conversation)
+        return card
+
+    async def _close_open_card(
+        self, card: Card, status: Status, by: str, conversation: Conversation, reason: str
+    ) -> None:
+        moved = await self.store.transition(
+            card.card_id, OPEN, status, self.clock(), {"decided_by": by, "reason": reason}
+        )
+        if moved.outcome is ClaimOutcome.OK and moved.card is not None:
+            await self._closed(moved.card, conversation)
+
+    async def _closed(self, card: Card, conversation: Conversation) -> None:
+        """Tell the widgets, the audit log and the bot that a card ended without running."""
+        await self.store.append_frame(card.session_id, card_update_frame(card))
+        reason = DECLINE_REASONS[card.status]
+        await self.audit.record(
+            *[
+                self.auditor.entry(
+                    card,
+                    self.registry.get(call["action"]),
+                    call["action"],
+                    call["args"],
+                    AUDIT_STATUS[card.status],
+                    card_id=card.card_id,
+                    decided_by=card.decided_by,
+                    error=card.reason or reason,
+                )
+                for call in card.calls
+            ]
+        )
+        answered = {m.get("tool_call_id") for m in conversation if m.get("role") == "tool"}
+        for call_id in card.tool_call_ids:
+            if call_id not in answered:
+                conversation.append(
+                    tool_message(
+                        call_id,
+                        {
+                            "status": "declined"
+                            if card.status is not Status.INTERRUPTED
+                            else "error",
+                            "reason": reason,
+                            "args_hash": card.args_hash,
+                        },
+                    )
+                )
+
+    async def _after_close(self, card: Card, *, resume: bool) -> None:
+        conversation = await self.store.load_conversation(card.session_id)
+        await self._closed(card, conversation)
+        if resume:
+            await self._resume(card, conversation)
+        else:
+            await self.store.save_conversation(card.session_id, conversation)
+
+    async def _resume(self, card: Card, conversation: Conversation) -> None:
+        """Continue the paused turn with the card's results in the conversation."""
+        session = await self.store.get_session(card.session_id, self.clock())
+        if session is None:
+            await self.store.save_conversation(card.session_id, conversation)
+            return
+        await self._run_turn(session, conversation)
+
+    async def _refused(self, card: Card, by: str, why: str) -> None:
+        await self.audit.record(
+            *[
+                self.auditor.entry(
+                    card,
+                    self.registry.get(call["action"]),
+                    call["action"],
+                    call["args"],
+                    AuditStatus.REFUSED,
+                    card_id=card.card_id,
+                    decided_by=by,
+                    error=why,
+                )
+                for call in card.calls
+            ]
+        )
+
+    # Sweeping ---------------------------------------------------------------------------
+    async def sweep(self, session_grace: float = 2.0) -> None:
+        """Expire late cards, mark abandoned claims interrupted, end idle sessions.
+
+        A session's live state is dropped ``session_grace`` seconds after it
+        expires, so open widgets first receive its cards' last updates.
+        """
+        now = self.clock()
+        for card in await self.store.due_cards(now):
+            status = Status.EXPIRED if card.status in OPEN else Status.INTERRUPTED
+            expected = OPEN if card.status in OPEN else CLAIMED
+            async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
+                moved = await self.store.transition(card.card_id, expected, status, self.clock())
+                if moved.outcome is ClaimOutcome.OK and moved.card is not None:
+                    await self._after_close(moved.card, resume=True)
+        for session_id in await self.store.expired_sessions(now - session_grace):
+            await self.store.end_session(session_id, "expired")
+
+
+def _audit_status(outcome: Outcome) -> AuditStatus:
+    return AuditStatus.SUCCESS if outcome.ok else AuditStatus.FAILED
+
+
+def _result_summary(name: str, outcome: Outcome) -> dict[str, Any]:
+    if outcome.ok:
+        return {"action": name, "status": "done", "result": outcome.result}
+    return {"action": name, "status": "failed", "error": outcome.error}

@@ -1,0 +1,142 @@
+"""The store interface: every piece of live state and every atomic step the engine needs.
+
+Implementations: ``memory`` (one process) and, behind this same interface, a
+shared one for several processes. Anything that must not happen twice
+(claiming a card, numbering a frame, first use of a client_id) is one atomic
+operation here, so the engine never needs its own check-then-act.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from signoff.core.cards import Card, Status
+from signoff.core.conversation import Conversation
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass
+class SessionRecord:
+    session_id: str
+    user_id: str
+    site: str
+    conversation_id: str
+    created_at: float
+    expires_at: float
+
+
+class ClaimOutcome(StrEnum):
+    OK = "ok"
+    CONFLICT = "conflict"  # the card was not in an expected status: already decided
+    EXPIRED = "expired"  # past its deadline; this call marked it expired
+    MISSING = "missing"
+
+
+@dataclass
+class Transition:
+    outcome: ClaimOutcome
+    card: Card | None
+
+
+Listener = Callable[[str], None]
+"""Called with "frames" when a session has new frames, "end" when it ended."""
+
+
+class Store(abc.ABC):
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect; called once before use."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    # Sessions -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_session(self, session: SessionRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
+        """The session, or None when it is unknown or past its expiry."""
+
+    @abc.abstractmethod
+    async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
+        """Slide the idle expiry forward; None when the session is already gone."""
+
+    @abc.abstractmethod
+    async def expired_sessions(self, now: float) -> list[str]:
+        """Sessions past their expiry that have not been ended yet."""
+
+    @abc.abstractmethod
+    async def end_session(self, session_id: str, reason: str) -> None:
+        """Forget the session's live state and tell its listeners ("end")."""
+
+    # Conversation ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def load_conversation(self, session_id: str) -> Conversation: ...
+
+    @abc.abstractmethod
+    async def save_conversation(self, session_id: str, conversation: Conversation) -> None: ...
+
+    # Frame history --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+        """Give the frame the session's next seq, keep it, wake listeners; returns the seq."""
+
+    @abc.abstractmethod
+    async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
+        """(seq, JSON text) of every kept frame with a larger seq, in order."""
+
+    @abc.abstractmethod
+    async def last_seq(self, session_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def first_use(self, session_id: str, client_id: str) -> bool:
+        """True the first time a session presents this client_id, False after."""
+
+    # Cards ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_card(self, card: Card) -> None: ...
+
+    @abc.abstractmethod
+    async def get_card(self, card_id: str) -> Card | None: ...
+
+    @abc.abstractmethod
+    async def open_cards(self, session_id: str) -> list[Card]: ...
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        card_id: str,
+        expected: Collection[Status],
+        new: Status,
+        now: float,
+        changes: dict[str, Any] | None = None,
+        check_deadline: bool = False,
+    ) -> Transition:
+        """Atomically move a card from one of ``expected`` to ``new``.
+
+        This is the exactly-once claim: of any number of racing callers, one
+        gets OK and the rest CONFLICT. With ``check_deadline``, a card past its
+        timeout or whose session has expired is moved to ``expired`` instead
+        (outcome EXPIRED, once) and never to ``new``.
+        """
+
+    @abc.abstractmethod
+    async def due_cards(self, now: float) -> list[Card]:
+        """Open cards past their deadline, and claimed cards whose lease ran out."""
+
+    # Coordination ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:
+        """Mutual exclusion for one session's turn; a lease of ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on news for the session; returns the unsubscribe function."""

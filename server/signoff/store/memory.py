@@ -1,0 +1,177 @@
+"""The in-memory store: one process, no services. The default and the demo's store.
+
+Every method runs without awaiting in between reads and writes, so on one
+event loop each is atomic, which is all the claim needs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from signoff.core.cards import CLAIMED, OPEN, Card, Status
+from signoff.core.conversation import Conversation
+from signoff.store.base import ClaimOutcome, Listener, SessionRecord, Store, Transition
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionRecord] = {}
+        self._conversations: dict[str, Conversation] = {}
+        self._frames: dict[str, list[tuple[int, str]]] = {}
+        self._client_ids: dict[str, set[str]] = defaultdict(set)
+        self._cards: dict[str, Card] = {}
+        self._session_cards: dict[str, list[str]] = defaultdict(list)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = defaultdict(int)
+        self._listeners: dict[str, set[Listener]] = defaultdict(set)
+
+    # Sessions -------------------------------------------------------------------------
+    async def create_session(self, session: SessionRecord) -> None:
+        self._sessions[session.session_id] = replace(session)
+
+    async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
+        session = self._sessions.get(session_id)
+        if session is None or session.expires_at <= now:
+            return None
+        return replace(session)
+
+    async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
+        session = self._sessions.get(session_id)
+        if session is None or session.expires_at <= now:
+            return None
+        session.expires_at = max(session.expires_at, now + ttl)
+        return replace(session)
+
+    async def expired_sessions(self, now: float) -> list[str]:
+        return [sid for sid, s in self._sessions.items() if s.expires_at <= now]
+
+    async def end_session(self, session_id: str, reason: str) -> None:
+        self._sessions.pop(session_id, None)
+        self._conversations.pop(session_id, None)
+        self._frames.pop(session_id, None)
+        self._client_ids.pop(session_id, None)
+        for card_id in self._session_cards.pop(session_id, []):
+            self._cards.pop(card_id, None)
+        self._notify(session_id, "end")
+        self._listeners.pop(session_id, None)
+
+    # Conversation ---------------------------------------------------------------------
+    async def load_conversation(self, session_id: str) -> Conversation:
+        return json.loads(json.dumps(self._conversations.get(session_id, [])))
+
+    async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
+        # A deep copy: the engine must not share mutable state with the store.
+        self._conversations[session_id] = json.loads(json.dumps(conversation))
+
+    # Frame history --------------------------------------------------------------------
+    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+        frames = self._frames.setdefault(session_id, [])
+        seq = frames[-1][0] + 1 if frames else 1
+        frames.append((seq, json.dumps({**frame, "seq": seq}, ensure_ascii=False)))
+        self._notify(session_id, "frames")
+        return seq
+
+    async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
+        frames = self._frames.get(session_id, [])
+        # seq numbers are 1..n with no gaps here, so the index is seq itself.
+        return frames[max(seq, 0) :]
+
+    async def last_seq(self, session_id: str) -> int:
+        frames = self._frames.get(session_id)
+        return frames[-1][0] if frames else 0
+
+    async def first_use(self, session_id: str, client_id: str) -> bool:
+        seen = self._client_ids[session_id]
+        if client_id in seen:
+            return False
+        seen.add(client_id)
+        return True
+
+    # Cards ----------------------------------------------------------------------------
+    async def add_card(self, card: Card) -> None:
+        self._cards[card.card_id] = Card.from_dict(card.to_dict())
+        self._session_cards[card.session_id].append(card.card_id)
+
+    async def get_card(self, card_id: str) -> Card | None:
+        card = self._cards.get(card_id)
+        return Card.from_dict(card.to_dict()) if card else None
+
+    async def open_cards(self, session_id: str) -> list[Card]:
+        cards = (self._cards[c] for c in self._session_cards.get(session_id, ()))
+        return [Card.from_dict(c.to_dict()) for c in cards if c.status in OPEN]
+
+    async def transition(
+        self,
+        card_id: str,
+        expected: Collection[Status],
+        new: Status,
+        now: float,
+        changes: dict[str, Any] | None = None,
+        check_deadline: bool = False,
+    ) -> Transition:
+        card = self._cards.get(card_id)
+        if card is None:
+            return Transition(ClaimOutcome.MISSING, None)
+        if card.status not in expected:
+            return Transition(ClaimOutcome.CONFLICT, Card.from_dict(card.to_dict()))
+        if check_deadline and self._past_deadline(card, now):
+            card.status = Status.EXPIRED
+            card.updated_at = now
+            return Transition(ClaimOutcome.EXPIRED, Card.from_dict(card.to_dict()))
+        for name, value in (changes or {}).items():
+            setattr(card, name, value)
+        card.status = new
+        card.updated_at = now
+        return Transition(ClaimOutcome.OK, Card.from_dict(card.to_dict()))
+
+    def _past_deadline(self, card: Card, now: float) -> bool:
+        session = self._sessions.get(card.session_id)
+        return now >= card.timeout_at or session is None or session.expires_at <= now
+
+    async def due_cards(self, now: float) -> list[Card]:
+        due = []
+        for card in self._cards.values():
+            open_and_late = card.status in OPEN and self._past_deadline(card, now)
+            lease_over = card.status in CLAIMED and (card.lease_until or 0) <= now
+            if open_and_late or lease_over:
+                due.append(Card.from_dict(card.to_dict()))
+        return due
+
+    # Coordination ---------------------------------------------------------------------
+    @asynccontextmanager
+    async def _held(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        self._lock_users[name] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[name] -= 1
+            if not self._lock_users[name]:
+                del self._lock_users[name]
+                del self._locks[name]
+
+    def lock(self, name: str, ttl: float) -> Any:
+        return self._held(name)
+
+    def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
+        self._listeners[session_id].add(listener)
+
+        def unsubscribe() -> None:
+            listeners = self._listeners.get(session_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._listeners[session_id]
+
+        return unsubscribe
+
+    def _notify(self, session_id: str, event: str) -> None:
+        for listener in list(self._listeners.get(session_id, ())):
+            listener(event)

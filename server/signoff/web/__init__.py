@@ -1,0 +1,1 @@
+"""The Starlette application: WebSocket endpoint, widget, demo page, health and metrics."""

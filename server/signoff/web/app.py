@@ -1,0 +1,112 @@
+"""Builds the ASGI application for a ``Signoff``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from signoff.app import Signoff
+from signoff.assets import asset_dir
+from signoff.audit import open_audit
+from signoff.config import Settings, Site
+from signoff.engine import Engine
+from signoff.store import open_store
+from signoff.web.ws import websocket_endpoint
+
+log = logging.getLogger("signoff.web")
+
+
+@dataclass
+class Runtime:
+    """What request handlers need, kept on ``app.state.runtime``."""
+
+    engine: Engine
+    settings: Settings
+    sites: dict[str, Site]
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return any(site.allows(origin) for site in self.sites.values())
+
+
+def build_app(signoff: Signoff, settings: Settings) -> Starlette:
+    if signoff.bot is None:
+        raise ValueError("Signoff has no bot: pass bot= or call use_bot()")
+    # Opened here, not at first request, so a bad URL stops start-up.
+    store = open_store(settings.store)
+    audit = open_audit(settings.audit)
+    engine = Engine(
+        registry=signoff.registry,
+        bot=signoff.bot,
+        store=store,
+        audit=audit,
+        secret=settings.secret,
+        session_ttl=settings.session_ttl,
+    )
+    runtime = Runtime(engine, settings, {**settings.sites, **signoff.sites})
+    templates = Environment(
+        loader=FileSystemLoader(asset_dir("templates")), autoescape=select_autoescape()
+    )
+    widget = asset_dir("widget")
+
+    async def sweeper() -> None:
+        while True:
+            await asyncio.sleep(settings.sweep_interval)
+            try:
+                await engine.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.start()
+        await audit.start()
+        task = asyncio.create_task(sweeper())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await engine.drain()
+            await audit.close()
+            await store.close()
+
+    async def widget_js(request: Request) -> Response:
+        return FileResponse(widget / "widget.js", media_type="text/javascript")
+
+    async def widget_css(request: Request) -> Response:
+        return FileResponse(widget / "widget.css", media_type="text/css")
+
+    async def demo(request: Request) -> Response:
+        page = templates.get_template("demo.html").render(site="demo")
+        return HTMLResponse(page)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/ws", websocket_endpoint),
+            Route("/widget.js", widget_js),
+            Route("/widget.css", widget_css),
+            Route("/demo", demo),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+            Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

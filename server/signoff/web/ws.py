@@ -1,0 +1,229 @@
+"""The widget's WebSocket: hello, then messages and decisions; history frames pushed in order.
+
+Each connection has one writer task, so frames go out in one order: direct
+replies (welcome, errors, pong) first, then the session's history after the
+last seq this connection sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from signoff.core.frames import (
+    ClientFrame,
+    Decision,
+    ErrorCode,
+    Hello,
+    Message,
+    Ping,
+    ProtocolError,
+    iso,
+    parse_client_frame,
+)
+from signoff.core.ratelimit import TokenBucket
+from signoff.core.tokens import (
+    SessionClaims,
+    TokenError,
+    load_session_token,
+    load_user_token,
+    sign_session_token,
+)
+from signoff.store import SessionRecord
+from signoff.web import metrics
+
+log = logging.getLogger("signoff.web")
+
+RATE_PER_SECOND = 5.0
+RATE_BURST = 20
+POLICY_VIOLATION = 1008
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    runtime = websocket.app.state.runtime
+    if not runtime.origin_allowed(websocket.headers.get("origin")):
+        # Closing before accept refuses the handshake (HTTP 403).
+        await websocket.close(code=POLICY_VIOLATION)
+        return
+    await websocket.accept()
+    metrics.connections.inc()
+    try:
+        await Connection(websocket, runtime).serve()
+    finally:
+        metrics.connections.dec()
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, runtime: Any) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.session: SessionRecord | None = None
+        self.sent_seq = 0
+        self.bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST, time.monotonic())
+        self._direct: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._ended = False
+        self._unsubscribe = None
+
+    async def serve(self) -> None:
+        writer = asyncio.create_task(self._write())
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                await self._receive(raw if raw is not None else message.get("bytes", b""))
+                if writer.done():
+                    break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._leave()
+            writer.cancel()
+
+    # Sending ----------------------------------------------------------------------------
+    def send(self, frame: dict[str, Any]) -> None:
+        self._direct.append(frame)
+        self._wake.set()
+
+    def refuse(self, error: ProtocolError) -> None:
+        metrics.errors_sent.labels(error.code).inc()
+        self.send(error.frame())
+
+    def _on_news(self, event: str) -> None:
+        if event == "end":
+            self._ended = True
+        self._wake.set()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._direct:
+                    await self.ws.send_text(json.dumps(self._direct.popleft()))
+                if self.session is None:
+                    continue
+                if self._ended:
+                    self._leave()
+                    await self.ws.send_text(
+                        json.dumps({"type": "session.end", "reason": "expired"})
+                    )
+                    continue
+                for seq, text in await self.engine.store.frames_after(
+                    self.session.session_id, self.sent_seq
+                ):
+                    await self.ws.send_text(text)
+                    self.sent_seq = seq
+        except (WebSocketDisconnect, RuntimeError):
+            return  # the socket closed under us; the reader sees it too
+
+    def _leave(self) -> None:
+        """Stop following the session (closed socket or ended session)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.session = None
+        self._ended = False
+
+    # Receiving --------------------------------------------------------------------------
+    async def _receive(self, raw: str | bytes) -> None:
+        if not self.bucket.take(time.monotonic()):
+            self.refuse(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down"))
+            return
+        try:
+            frame = parse_client_frame(raw)
+            metrics.frames_received.labels(frame.type).inc()
+            await self._dispatch(frame)
+        except ProtocolError as error:
+            self.refuse(error)
+
+    async def _dispatch(self, frame: ClientFrame) -> None:
+        if isinstance(frame, Ping):
+            self.send({"type": "pong"})
+        elif isinstance(frame, Hello):
+            if self.session is not None:
+                raise ProtocolError(ErrorCode.BAD_FRAME, "hello was already sent")
+            await self._hello(frame)
+        elif self.session is None:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first")
+        elif isinstance(frame, Message):
+            session = await self._touch()
+            self.engine.spawn(self.engine.handle_message(session, frame.text, frame.client_id))
+        elif isinstance(frame, Decision):
+            session = await self._touch()
+            self.engine.spawn(self._decide(session, frame))
+
+    async def _touch(self) -> SessionRecord:
+        assert self.session is not None
+        try:
+            self.session = await self.engine.touch(self.session.session_id)
+        except ProtocolError:
+            self._ended = True
+            self._wake.set()
+            raise
+        return self.session
+
+    async def _decide(self, session: SessionRecord, frame: Decision) -> None:
+        try:
+            await self.engine.decide(session, frame.card_id, frame.decision, frame.args_hash)
+        except ProtocolError as error:
+            self.refuse(error)
+
+    async def _hello(self, hello: Hello) -> None:
+        site = self.runtime.sites.get(hello.site)
+        if site is None:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"unknown site {hello.site!r}")
+        if not site.allows(self.ws.headers.get("origin")):
+            self.refuse(ProtocolError(ErrorCode.FORBIDDEN, "origin not allowed for this site"))
+            await asyncio.sleep(0)  # let the writer send the error before closing
+            await self.ws.close(code=POLICY_VIOLATION)
+            return
+        secret = self.runtime.settings.secret
+        user_id = None
+        if hello.user_token is not None:
+            try:
+                user_id = load_user_token(secret, hello.user_token, site.name)
+            except TokenError as exc:
+                raise ProtocolError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+        if hello.session_token is not None:
+            session = await self._resume(hello.session_token, site.name, user_id)
+        else:
+            session = await self.engine.open_session(site.name, user_id)
+        last = await self.engine.store.last_seq(session.session_id)
+        token = sign_session_token(
+            secret, SessionClaims(session.session_id, session.user_id, session.site)
+        )
+        self.send(
+            {
+                "type": "welcome",
+                "session_id": session.session_id,
+                "session_token": token,
+                "user_id": session.user_id,
+                "expires_at": iso(session.expires_at),
+                "seq": last,
+            }
+        )
+        self.session = session
+        self.sent_seq = min(hello.last_seq, last)
+        self._unsubscribe = self.engine.store.subscribe(session.session_id, self._on_news)
+        self._wake.set()
+
+    async def _resume(self, token: str, site: str, user_id: str | None) -> SessionRecord:
+        try:
+            claims = load_session_token(self.runtime.settings.secret, token)
+        except TokenError as exc:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+        if claims.site != site:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "the session belongs to another site")
+        if user_id is not None and claims.user_id != user_id:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "the session belongs to another user")
+        return await self.engine.touch(claims.session_id)

@@ -1,0 +1,181 @@
+"""Helpers shared by the tests: a real server on a free port and a scripted widget client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+import websockets
+from starlette.applications import Starlette
+
+from signoff import Signoff
+from signoff.config import Settings, Site
+from signoff.core.frames import MAX_FRAME_BYTES
+
+SECRET = "test-secret-0123456789abcdef"
+ORIGIN = "http://127.0.0.1"
+TIMEOUT = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings(tmp_path: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "secret": SECRET,
+        "audit": f"sqlite:///{tmp_path}/audit.db",
+        "sites": {"demo": Site("demo", ("http://127.0.0.1:*", "http://localhost:*"))},
+        "sweep_interval": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Server:
+    def __init__(self, app: Starlette, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.runtime.engine
+
+
+@asynccontextmanager
+async def running(signoff: Signoff, config: Settings) -> AsyncIterator[Server]:
+    """Serve ``signoff`` with uvicorn on 127.0.0.1, as ``signoff serve`` does."""
+    app = signoff.asgi(config)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            ws="websockets-sansio",
+            ws_max_size=MAX_FRAME_BYTES,
+            lifespan="on",
+            log_level="warning",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield Server(app, port)
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Widget:
+    """A scripted stand-in for the widget: speaks the protocol, records every frame."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.welcome: dict[str, Any] = {}
+        self._counter = 0
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def hello(
+        self,
+        site: str = "demo",
+        session_token: str | None = None,
+        last_seq: int = 0,
+        user_token: str | None = None,
+    ) -> dict[str, Any]:
+        await self.send(
+            {
+                "type": "hello",
+                "site": site,
+                "user_token": user_token,
+                "session_token": session_token,
+                "last_seq": last_seq,
+            }
+        )
+        self.welcome = await self.expect(lambda f: f["type"] in {"welcome", "error"})
+        return self.welcome
+
+    async def say(self, text: str, client_id: str | None = None) -> str:
+        self._counter += 1
+        client_id = client_id or f"c-{self._counter}"
+        await self.send({"type": "message", "client_id": client_id, "text": text})
+        return client_id
+
+    async def decide(self, card: dict[str, Any], decision: str = "confirm", **extra: Any) -> None:
+        frame = {
+            "type": "decision",
+            "card_id": card["card_id"],
+            "decision": decision,
+            "args_hash": card["args_hash"],
+        }
+        frame.update(extra)
+        await self.send(frame)
+
+    async def expect(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """The first frame (already received or next) that matches; consumes nothing."""
+        for frame in self.frames:
+            if match(frame) and not frame.get("_seen"):
+                frame["_seen"] = True
+                return frame
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = json.loads(await self.ws.recv())
+                self.frames.append(frame)
+                if match(frame):
+                    frame["_seen"] = True
+                    return frame
+
+    async def card(self, status: str | None = None) -> dict[str, Any]:
+        return await self.expect(
+            lambda f: f["type"] == "card" and (status is None or f["status"] == status)
+        )
+
+    async def update(self, card_id: str, status: str) -> dict[str, Any]:
+        return await self.expect(
+            lambda f: (
+                f["type"] == "card.update" and f["card_id"] == card_id and f["status"] == status
+            )
+        )
+
+    async def error(self, code: str | None = None) -> dict[str, Any]:
+        return await self.expect(
+            lambda f: f["type"] == "error" and (code is None or f["code"] == code)
+        )
+
+    async def bot_says(self, fragment: str) -> dict[str, Any]:
+        return await self.expect(lambda f: f["type"] == "message.end" and fragment in f["text"])
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Frames that arrive within ``seconds``; for asserting that nothing more came."""
+        got = []
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    frame = json.loads(await self.ws.recv())
+                    self.frames.append(frame)
+                    got.append(frame)
+        except TimeoutError:
+            return got
+
+
+@asynccontextmanager
+async def widget(server: Server, origin: str = ORIGIN, **kwargs: Any) -> AsyncIterator[Widget]:
+    async with websockets.connect(server.ws_url, origin=origin, max_size=None, **kwargs) as ws:
+        yield Widget(ws)
