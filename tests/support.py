@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -86,7 +87,6 @@ class Widget:
         self.ws = ws
         self.frames: list[dict[str, Any]] = []
         self.welcome: dict[str, Any] = {}
-        self._counter = 0
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
@@ -111,8 +111,7 @@ class Widget:
         return self.welcome
 
     async def say(self, text: str, client_id: str | None = None) -> str:
-        self._counter += 1
-        client_id = client_id or f"c-{self._counter}"
+        client_id = client_id or f"c-{uuid.uuid4().hex[:12]}"
         await self.send({"type": "message", "client_id": client_id, "text": text})
         return client_id
 
@@ -127,14 +126,14 @@ class Widget:
         await self.send(frame)
 
     async def expect(
-        self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+        self, match: Callable[[dict[str, Any]], bool], within: float = TIMEOUT
     ) -> dict[str, Any]:
-        """The first frame (already received or next) that matches; consumes nothing."""
+        """The first matching frame not returned before, from those received or the next ones."""
         for frame in self.frames:
             if match(frame) and not frame.get("_seen"):
                 frame["_seen"] = True
                 return frame
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 frame = json.loads(await self.ws.recv())
                 self.frames.append(frame)
@@ -179,3 +178,42 @@ class Widget:
 async def widget(server: Server, origin: str = ORIGIN, **kwargs: Any) -> AsyncIterator[Widget]:
     async with websockets.connect(server.ws_url, origin=origin, max_size=None, **kwargs) as ws:
         yield Widget(ws)
+
+
+class CountingShop:
+    """A tiny app for guarantee tests: every executed call is recorded in ``runs``."""
+
+    def __init__(self, **action_options: Any) -> None:
+        self.runs: list[tuple[str, dict[str, Any]]] = []
+        self.app = Signoff(bot=EchoCallBot())
+        runs = self.runs
+
+        @self.app.action(kind="destructive", message="Wipe {{ target }}?", **action_options)
+        async def wipe(ctx: Any, target: str) -> dict[str, Any]:
+            runs.append(("wipe", {"target": target}))
+            return {"wiped": target}
+
+        @self.app.action(kind="read")
+        async def peek(ctx: Any, target: str) -> dict[str, Any]:
+            runs.append(("peek", {"target": target}))
+            return {"items": 3}
+
+
+class EchoCallBot:
+    """``wipe a`` → a wipe card; ``wipe a b`` → a chain; after the calls it reports what came back."""
+
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        from signoff import Text, ToolCall
+
+        last = conversation[-1]
+        if last["role"] == "tool":
+            yield Text("result: " + last["content"])
+            return
+        words = last["content"].split()
+        if words[0] == "wipe":
+            for target in words[1:]:
+                yield ToolCall("wipe", {"target": target})
+        elif words[0] == "say":
+            yield Text(" ".join(words[1:]))
+        else:
+            yield Text("?")

@@ -37,3 +37,105 @@ async def test_cancel_order_confirm_runs_once_and_bot_goes_on(demo: Server) -> N
         await w.say("list orders")
         reply = await w.bot_says("Here are your orders")
         assert "#1001 Ada Lovelace: $89.50 (cancelled)" in reply["text"]
+
+
+async def test_cancel_orders_makes_one_chain_card_confirmed_all_at_once(demo: Server) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("cancel orders 1001 1002 1003")
+        card = await w.card("pending")
+        assert card["title"] == "Confirm 3 actions"
+        assert [a["args"]["order_id"] for a in card["actions"]] == [1001, 1002, 1003]
+        assert len([f for f in w.frames if f["type"] == "card"]) == 1
+        await w.decide(card)
+        done = await w.update(card["card_id"], "done")
+        assert [r["status"] for r in done["results"]] == ["done", "done", "done"]
+        await w.bot_says("Done: order #1001, order #1002, order #1003 cancelled.")
+
+
+async def test_chain_stops_at_the_first_failure_and_says_which(demo: Server) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        # 1004 has shipped: the lookups succeed but cancelling it fails.
+        await w.say("cancel orders 1001 1004 1003")
+        card = await w.card("pending")
+        await w.decide(card)
+        failed = await w.update(card["card_id"], "failed")
+        assert [r["status"] for r in failed["results"]] == ["done", "failed", "skipped"]
+        assert "shipped" in failed["results"][1]["error"]
+        await w.say("list orders")
+        reply = await w.bot_says("Here are your orders")
+        assert "#1001 Ada Lovelace: $89.50 (cancelled)" in reply["text"]
+        assert "#1003 Alan Turing: $34.99 (open)" in reply["text"]
+
+
+async def test_delete_spam_runs_the_read_first_and_the_card_has_the_real_count(
+    demo: Server,
+) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("delete spam")
+        card = await w.card("pending")
+        assert card["actions"][0]["effect"] == "Delete 7 spam messages for good?"
+        assert card["actions"][0]["args"]["message_ids"] == list(range(501, 508))
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+        await w.bot_says("Deleted 7 spam messages.")
+        rows = await demo.engine.audit.rows(session_id=w.welcome["session_id"])
+        assert [(r["action"], r["status"], r["decided_by"]) for r in rows] == [
+            ("list_spam", "success", "auto"),
+            ("delete_spam", "success", f"user:{w.welcome['user_id']}"),
+        ]
+
+
+async def test_small_refund_is_the_visitors_card_large_one_waits_for_a_teammate(
+    demo: Server,
+) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("refund 20 on order 1002")
+        small = await w.card("pending")
+        assert (small["approver"], small["actions"][0]["effect"]) == (
+            "user",
+            "Refund $20.00 on order #1002?",
+        )
+        await w.decide(small)
+        await w.update(small["card_id"], "done")
+        await w.say("refund 250 on order 1002")
+        large = await w.card("waiting")
+        assert (large["approver"], large["level"], large["role"]) == ("team", 1, "support-lead")
+        # The visitor cannot approve a teammate's card.
+        await w.decide(large)
+        assert (await w.error("forbidden"))["ref"] == large["card_id"]
+        stored = await demo.engine.store.get_card(large["card_id"])
+        assert stored.status == "waiting"
+
+
+async def test_each_session_has_its_own_shop(demo: Server) -> None:
+    async with widget(demo) as first, widget(demo) as second:
+        await first.hello()
+        await second.hello()
+        await first.say("cancel order 1001")
+        await first.decide(await first.card("pending"))
+        await first.bot_says("cancelled")
+        await second.say("list orders")
+        reply = await second.bot_says("Here are your orders")
+        assert "#1001 Ada Lovelace: $89.50 (open)" in reply["text"]
+
+
+async def test_freeform_note_is_not_stored_in_plaintext(demo: Server, tmp_path: object) -> None:
+    note = "ring twice, the code is 4471"
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say(f"note on order 1001: {note}")
+        card = await w.card("pending")
+        assert card["actions"][0]["args"]["note"] == note  # the visitor sees their words
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+    [row] = await demo.engine.audit.rows(action="add_note")
+    assert row["params"]["note"]["length"] == len(note)
+    assert note not in str(row)
+    database = demo.engine.audit.engine.url.database
+    await demo.engine.audit.close()
+    with open(database, "rb") as raw:
+        assert note.encode() not in raw.read()

@@ -376,11 +376,11 @@ class Engine:
             )
         assert moved.card is not None
         if moved.outcome is ClaimOutcome.EXPIRED:
-            await self._after_close(moved.card, resume=False)
+            await self._after_close(moved.card)
             raise ProtocolError(ErrorCode.EXPIRED, "this card has expired", ref=card.card_id)
         if new is Status.APPROVED:
             return await self._execute(moved.card)
-        await self._after_close(moved.card, resume=True)
+        await self._after_close(moved.card)
         return moved.card
 
     def _run_timeout(self, name: str) -> float:
@@ -498,13 +498,10 @@ class Engine:
                     )
                 )
 
-    async def _after_close(self, card: Card, *, resume: bool) -> None:
+    async def _after_close(self, card: Card) -> None:
         conversation = await self.store.load_conversation(card.session_id)
         await self._closed(card, conversation)
-        if resume:
-            await self._resume(card, conversation)
-        else:
-            await self.store.save_conversation(card.session_id, conversation)
+        await self._resume(card, conversation)
 
     async def _resume(self, card: Card, conversation: Conversation) -> None:
         """Continue the paused turn with the card's results in the conversation."""
@@ -545,7 +542,7 @@ class Engine:
             async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
                 moved = await self.store.transition(card.card_id, expected, status, self.clock())
                 if moved.outcome is ClaimOutcome.OK and moved.card is not None:
-                    await self._after_close(moved.card, resume=True)
+                    await self._after_close(moved.card)
         for session_id in await self.store.expired_sessions(now - session_grace):
             await self.store.end_session(session_id, "expired")
 

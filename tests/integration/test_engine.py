@@ -1,0 +1,244 @@
+"""The turn runner against the in-memory store and a real SQLite audit log, without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from signoff import Signoff, Text, ToolCall
+from signoff.audit import open_audit
+from signoff.core.frames import ProtocolError
+from signoff.core.turns import MAX_REPEATED_PROPOSALS
+from signoff.engine import Engine
+from signoff.store import SessionRecord
+from signoff.store.memory import MemoryStore
+from tests.support import SECRET
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptBot:
+    """Proposes ``calls`` for every visitor message; then reports the last tool result."""
+
+    def __init__(self, *calls: ToolCall, repeat: bool = False) -> None:
+        self.calls = calls
+        self.repeat = repeat
+        self.steps = 0
+
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        self.steps += 1
+        last = conversation[-1]
+        if last["role"] == "tool" and not self.repeat:
+            yield Text("after: " + json.loads(last["content"])["status"])
+            return
+        for call in self.calls:
+            yield call
+
+
+class World:
+    def __init__(self, bot: Any, tmp_path: Any, store: MemoryStore | None = None) -> None:
+        self.app = Signoff(bot=bot)
+        self.runs: list[str] = []
+        self.release = asyncio.Event()
+        runs = self.runs
+
+        @self.app.action(kind="read")
+        async def count(ctx: Any) -> int:
+            runs.append("count")
+            return 7
+
+        @self.app.action(kind="destructive")
+        async def purge(ctx: Any, n: int) -> dict[str, int]:
+            runs.append(f"purge {n}")
+            return {"purged": n}
+
+        @self.app.action(kind="write", run_timeout=60)
+        async def slow(ctx: Any) -> str:
+            runs.append("slow")
+            await self.release.wait()
+            return "finished"
+
+        self.clock = Clock()
+        self.store = store or MemoryStore()
+        self.audit = open_audit(f"sqlite:///{tmp_path}/audit.db")
+        self.engine = self.new_engine()
+
+    def new_engine(self) -> Engine:
+        """Another server over the same state, as after a restart."""
+        return Engine(
+            registry=self.app.registry,
+            bot=self.app.bot,
+            store=self.store,
+            audit=self.audit,
+            secret=SECRET,
+            session_ttl=600,
+            clock=self.clock,
+        )
+
+    async def session(self) -> SessionRecord:
+        await self.audit.start()
+        return await self.engine.open_session("demo", "u1")
+
+    async def frames(self, session: SessionRecord) -> list[dict[str, Any]]:
+        return [json.loads(t) for _, t in await self.store.frames_after(session.session_id, 0)]
+
+    async def cards(self, session: SessionRecord) -> list[dict[str, Any]]:
+        return [f for f in await self.frames(session) if f["type"] == "card"]
+
+    async def bot_texts(self, session: SessionRecord) -> list[str]:
+        return [f["text"] for f in await self.frames(session) if f["type"] == "message.end"]
+
+
+async def test_reads_run_at_once_and_are_not_rerun_after_the_pause(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("count"), ToolCall("purge", {"n": 7})), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    assert world.runs == ["count"]
+    conversation = await world.store.load_conversation(session.session_id)
+    assert [m["role"] for m in conversation] == ["user", "assistant", "tool"]
+    # Another instance, as after a restart, resumes from the saved conversation.
+    restarted = world.new_engine()
+    await restarted.decide(session, card["card_id"], "confirm", card["args_hash"])
+    assert world.runs == ["count", "purge 7"]
+    conversation = await world.store.load_conversation(session.session_id)
+    assert [m["role"] for m in conversation] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert await world.bot_texts(session) == ["after: ok"]
+
+
+async def test_no_bot_run_between_accept_and_execution(tmp_path: Any) -> None:
+    bot = ScriptBot(ToolCall("purge", {"n": 1}))
+    world = World(bot, tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    steps_before = bot.steps
+
+    original = world.app.registry.get("purge").func
+
+    async def checking(ctx: Any, n: int) -> dict[str, int]:
+        assert bot.steps == steps_before, "the bot ran between accept and execution"
+        return await original(ctx, n)
+
+    world.app.registry.get("purge").func = checking
+    await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    assert world.runs == ["purge 1"]
+
+
+async def test_a_bot_reproposing_declined_calls_is_answered_and_then_stopped(
+    tmp_path: Any,
+) -> None:
+    bot = ScriptBot(ToolCall("purge", {"n": 3}), repeat=True)
+    world = World(bot, tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    await world.engine.decide(session, card["card_id"], "cancel", card["args_hash"])
+    assert len(await world.cards(session)) == 1  # no second card for the same calls
+    conversation = await world.store.load_conversation(session.session_id)
+    statuses = [json.loads(m["content"])["status"] for m in conversation if m["role"] == "tool"]
+    assert statuses == ["declined"] + ["already_declined"] * MAX_REPEATED_PROPOSALS
+    assert (await world.bot_texts(session))[-1].startswith("Alright, I won't do that")
+    assert world.runs == []
+
+
+async def test_crash_between_claim_and_finish_leaves_the_card_interrupted(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("slow")), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    decision = asyncio.create_task(
+        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    )
+    while world.runs != ["slow"]:
+        await asyncio.sleep(0.01)
+    decision.cancel()  # the server dies mid-call
+    with pytest.raises(asyncio.CancelledError):
+        await decision
+    assert (await world.store.get_card(card["card_id"])).status == "running"
+    survivor = world.new_engine()
+    await survivor.sweep()
+    assert (await world.store.get_card(card["card_id"])).status == "running"  # lease not over
+    world.clock.now += 60 + 31
+    await survivor.sweep()
+    stored = await world.store.get_card(card["card_id"])
+    assert stored.status == "interrupted"
+    assert world.runs == ["slow"]  # never re-run by itself
+    updates = [f for f in await world.frames(session) if f["type"] == "card.update"]
+    assert updates[-1]["status"] == "interrupted"
+    rows = await world.audit.rows(action="slow")
+    assert [r["status"] for r in rows] == ["interrupted"]
+    with pytest.raises(ProtocolError) as again:
+        await survivor.decide(session, card["card_id"], "confirm", card["args_hash"])
+    assert again.value.code == "already_decided"
+    assert world.runs == ["slow"]
+
+
+async def test_a_new_message_withdraws_the_open_card(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("purge", {"n": 2})), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [first] = await world.cards(session)
+    await world.engine.handle_message(session, "actually, again", "c2")
+    stored = await world.store.get_card(first["card_id"])
+    assert (stored.status, stored.reason) == ("cancelled", "superseded by a new message")
+    with pytest.raises(ProtocolError) as late:
+        await world.engine.decide(session, first["card_id"], "confirm", first["args_hash"])
+    assert late.value.code == "already_decided"
+    assert world.runs == []
+    assert len(await world.cards(session)) == 2
+
+
+async def test_invalid_args_and_unknown_actions_never_reach_a_card(tmp_path: Any) -> None:
+    bot = ScriptBot(ToolCall("purge", {"n": "lots"}), ToolCall("format_disk", {}))
+    world = World(bot, tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    assert await world.cards(session) == []
+    conversation = await world.store.load_conversation(session.session_id)
+    errors = [json.loads(m["content"]) for m in conversation if m["role"] == "tool"]
+    assert [e["status"] for e in errors] == ["error", "error"]
+    assert "purge: n:" in errors[0]["error"]
+    assert "unknown action 'format_disk'" in errors[1]["error"]
+    rows = await world.audit.rows(status="refused")
+    assert [r["action"] for r in rows] == ["purge", "format_disk"]
+
+
+async def test_a_failing_bot_gets_an_apology_not_a_crash(tmp_path: Any) -> None:
+    class Broken:
+        async def respond(self, conversation: Any) -> AsyncIterator[Any]:
+            yield Text("Let me ")
+            raise RuntimeError("model unavailable")
+
+    world = World(Broken(), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    texts = await world.bot_texts(session)
+    assert texts == ["Let me ", "Sorry, something went wrong on my side. Please try again."]
+    conversation = await world.store.load_conversation(session.session_id)
+    assert conversation[-1] == {
+        "role": "assistant",
+        "content": "Sorry, something went wrong on my side. Please try again.",
+    }
+
+
+async def test_the_card_holds_exactly_the_shown_calls(tmp_path: Any) -> None:
+    """If the held calls were altered after the card opened, nothing runs."""
+    world = World(ScriptBot(ToolCall("purge", {"n": 1})), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    world.store._cards[card["card_id"]].calls[0]["args"]["n"] = 1000
+    updated = await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    assert updated.status == "failed"
+    assert world.runs == []

@@ -1,0 +1,357 @@
+"""The design's guarantees, each shown over a real WebSocket against the running app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.support import CountingShop, running, settings, widget
+
+
+@pytest.fixture
+def shop() -> CountingShop:
+    return CountingShop()
+
+
+async def test_another_sessions_decision_is_forbidden_and_nothing_runs(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server:
+        async with widget(server) as owner, widget(server) as intruder:
+            await owner.hello()
+            await intruder.hello()
+            await owner.say("wipe disk")
+            card = await owner.card("pending")
+            await intruder.decide(card)
+            error = await intruder.error()
+            assert (error["code"], error["ref"]) == ("forbidden", card["card_id"])
+            assert shop.runs == []
+            # The rightful owner can still decide it.
+            await owner.decide(card)
+            await owner.update(card["card_id"], "done")
+            assert shop.runs == [("wipe", {"target": "disk"})]
+        rows = await server.engine.audit.rows(status="refused")
+        assert [(r["action"], r["card_id"]) for r in rows] == [("wipe", card["card_id"])]
+
+
+async def test_decision_with_extra_fields_is_a_bad_frame(shop: CountingShop, tmp_path: Any) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        card = await w.card("pending")
+        await w.decide(card, args={"target": "everything"})
+        error = await w.error()
+        assert error["code"] == "bad_frame"
+        assert "args" in error["message"]
+        assert await w.quiet() == []
+        assert shop.runs == []
+        assert (await server.engine.store.get_card(card["card_id"])).status == "pending"
+
+
+async def test_wrong_args_hash_is_a_hash_mismatch(shop: CountingShop, tmp_path: Any) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        card = await w.card("pending")
+        await w.decide({**card, "args_hash": "sha256:" + "0" * 64})
+        error = await w.error()
+        assert (error["code"], error["ref"]) == ("hash_mismatch", card["card_id"])
+        assert shop.runs == []
+        assert (await server.engine.store.get_card(card["card_id"])).status == "pending"
+
+
+async def test_two_tabs_confirming_at_once_run_the_card_once(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server:
+        async with widget(server) as tab1:
+            await tab1.hello()
+            token = tab1.welcome["session_token"]
+            async with widget(server) as tab2:
+                await tab2.hello(session_token=token)
+                await tab1.say("wipe disk")
+                card = await tab1.card("pending")
+                assert (await tab2.card("pending"))["card_id"] == card["card_id"]
+                await asyncio.gather(tab1.decide(card), tab2.decide(card))
+                for tab in (tab1, tab2):
+                    await tab.update(card["card_id"], "done")
+                # The loser hears back once the winner's run has finished.
+                await asyncio.gather(tab1.quiet(), tab2.quiet())
+                errors = [f for f in tab1.frames + tab2.frames if f["type"] == "error"]
+                assert [e["code"] for e in errors] == ["already_decided"]
+                assert shop.runs == [("wipe", {"target": "disk"})]
+        rows = await server.engine.audit.rows(action="wipe")
+        assert [r["status"] for r in rows] == ["success"]
+
+
+async def test_card_of_an_expired_session_cannot_be_accepted(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    # A sweeper that never runs during the test: expiry must hold at claim time.
+    config = settings(tmp_path, session_ttl=0.6, sweep_interval=3600)
+    async with running(shop.app, config) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        card = await w.card("pending")
+        await asyncio.sleep(0.8)
+        await w.decide(card)
+        assert (await w.error("expired"))["code"] == "expired"
+        assert shop.runs == []
+        # The engine's own claim refuses it too, whoever asks.
+        session = await server.engine.store.get_session(card["card_id"], 0)
+        assert session is None
+        stored = await server.engine.store.get_card(card["card_id"])
+        moved = await server.engine.store.transition(
+            card["card_id"], {"pending"}, "approved", server.engine.clock(), check_deadline=True
+        )
+        assert (stored.status, moved.outcome, moved.card.status) == (
+            "pending",
+            "expired",
+            "expired",
+        )
+        assert shop.runs == []
+
+
+async def test_card_past_its_own_timeout_cannot_be_accepted(tmp_path: Any) -> None:
+    shop = CountingShop(timeout=0.5)
+    async with running(shop.app, settings(tmp_path, sweep_interval=3600)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            await w.say("wipe disk")
+            card = await w.card("pending")
+            await asyncio.sleep(0.7)
+            await w.decide(card)
+            error = await w.error("expired")
+            assert error["ref"] == card["card_id"]
+            await w.update(card["card_id"], "expired")
+            # The bot is told and the conversation goes on.
+            reply = await w.expect(lambda f: f["type"] == "message.end")
+            assert "expired" in reply["text"]
+            assert shop.runs == []
+        rows = await server.engine.audit.rows(action="wipe")
+        assert [r["status"] for r in rows] == ["expired"]
+
+
+async def test_sweeper_expires_cards_tells_widgets_and_ends_the_session(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    config = settings(tmp_path, session_ttl=0.5, sweep_interval=0.1)
+    async with running(shop.app, config) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        card = await w.card("pending")
+        await w.update(card["card_id"], "expired")
+        await w.expect(lambda f: f["type"] == "session.end", within=5)
+        rows = await server.engine.audit.rows(action="wipe")
+        assert [r["status"] for r in rows] == ["expired"]
+        # The socket stays usable: a fresh hello starts a new session.
+        w.welcome = {}
+        fresh = await w.hello()
+        assert fresh["type"] == "welcome"
+        assert fresh["session_id"] != card["card_id"]
+    assert shop.runs == []
+
+
+async def test_reconnect_with_last_seq_replays_the_rest_once_in_order(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            token = w.welcome["session_token"]
+            await w.say("say one")
+            await w.bot_says("one")
+            seen = max(f["seq"] for f in w.frames if "seq" in f and f["type"] != "welcome")
+        # While no tab is connected, more history happens (a second tab, then it leaves).
+        async with widget(server) as other:
+            await other.hello(session_token=token, last_seq=seen)
+            await other.say("say two")
+            await other.bot_says("two")
+            await other.say("wipe disk")
+            await other.card("pending")
+        async with widget(server) as back:
+            welcome = await back.hello(session_token=token, last_seq=seen)
+            assert welcome["session_id"] == w.welcome["session_id"]
+            await back.card("pending")
+            await back.quiet()
+            replayed = [f for f in back.frames if "seq" in f and f["type"] != "welcome"]
+            seqs = [f["seq"] for f in replayed]
+            assert seqs == list(range(seen + 1, welcome["seq"] + 1))
+            texts = [f["text"] for f in replayed if f["type"] == "message"]
+            assert texts == ["say two", "wipe disk"]
+        # A reload (last_seq 0) gets the whole conversation, each frame once.
+        async with widget(server) as reload:
+            welcome = await reload.hello(session_token=token)
+            await reload.card("pending")
+            await reload.quiet()
+            seqs = [f["seq"] for f in reload.frames if "seq" in f and f["type"] != "welcome"]
+            assert seqs == list(range(1, welcome["seq"] + 1))
+
+
+async def test_forged_session_token_is_unauthorized(shop: CountingShop, tmp_path: Any) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        token = w.welcome["session_token"]
+        forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+        async with widget(server) as attacker:
+            reply = await attacker.hello(session_token=forged)
+            assert (reply["type"], reply["code"]) == ("error", "unauthorized")
+            # Not authenticated: a decision or message is refused.
+            await attacker.say("wipe disk")
+            assert (await attacker.error("unauthorized"))["message"] == "send hello first"
+    assert shop.runs == []
+
+
+async def test_foreign_origin_is_refused(shop: CountingShop, tmp_path: Any) -> None:
+    async with running(shop.app, settings(tmp_path)) as server:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with widget(server, origin="https://evil.example"):
+                pass
+        assert refused.value.response.status_code == 403
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(server.ws_url):  # no Origin at all
+                pass
+
+
+async def test_origin_allowed_for_another_site_only_is_refused_at_hello(tmp_path: Any) -> None:
+    from signoff.config import Site
+
+    shop = CountingShop()
+    sites = {
+        "demo": Site("demo", ("http://127.0.0.1:*",)),
+        "shop": Site("shop", ("https://shop.example",)),
+    }
+    async with running(shop.app, settings(tmp_path, sites=sites)) as server:
+        async with widget(server, origin="https://shop.example") as w:
+            reply = await w.hello(site="demo")
+            assert (reply["code"], reply["message"]) == (
+                "forbidden",
+                "origin not allowed for this site",
+            )
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await w.ws.recv()
+            assert closed.value.rcvd.code == 1008
+
+
+MALFORMED = [
+    "not json",
+    "[]",
+    "{}",
+    json.dumps({"type": "shout"}),
+    json.dumps({"type": "ping", "extra": 1}),
+    json.dumps({"type": "message", "client_id": "c-1"}),
+    json.dumps({"type": "message", "client_id": "c 1!", "text": "x"}),
+    json.dumps({"type": "message", "client_id": "c-1", "text": 5}),
+    json.dumps({"type": "decision", "card_id": "x", "decision": "maybe", "args_hash": "x"}),
+    json.dumps({"type": "hello", "site": "demo", "last_seq": -1}),
+]
+
+
+async def test_each_malformed_frame_gets_an_error_and_the_socket_stays_up(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        for raw in MALFORMED:
+            await w.send(raw)
+            error = await w.error()
+            assert error["code"] == "bad_frame", raw
+        await w.ws.send(b"\x00binary")
+        assert (await w.error())["code"] == "bad_frame"
+        await w.send({"type": "message", "client_id": "long", "text": "x" * 5000})
+        assert (await w.error())["code"] == "too_large"
+        await w.send({"type": "ping"})
+        await w.expect(lambda f: f["type"] == "pong")
+        await w.say("say still here")
+        await w.bot_says("still here")
+    assert shop.runs == []
+
+
+async def test_oversized_frame_closes_with_1009_and_the_server_stays_healthy(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            await w.send({"type": "message", "client_id": "big", "text": "x" * 70_000})
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await w.ws.recv()
+            assert closed.value.sent is None or closed.value.rcvd.code == 1009
+            assert closed.value.rcvd.code == 1009
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(server.url + "/healthz")).json() == {"status": "ok"}
+        async with widget(server) as w:
+            await w.hello()
+            await w.say("say fine")
+            await w.bot_says("fine")
+
+
+async def test_flooding_frames_is_rate_limited_and_the_socket_stays_up(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        for _ in range(60):
+            await w.send({"type": "ping"})
+        await w.error("rate_limited")
+        await asyncio.sleep(1.0)
+        await w.send({"type": "ping"})
+        await w.quiet(0.3)
+        assert w.frames[-1] == {"type": "pong"}
+
+
+async def test_resent_message_with_the_same_client_id_is_handled_once(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk", client_id="c-same")
+        await w.say("wipe disk", client_id="c-same")
+        await w.card("pending")
+        await w.quiet()
+        assert len([f for f in w.frames if f["type"] == "message"]) == 1
+        assert len([f for f in w.frames if f["type"] == "card"]) == 1
+
+
+async def test_cancel_runs_nothing_and_the_bot_is_told(shop: CountingShop, tmp_path: Any) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        card = await w.card("pending")
+        await w.decide(card, "cancel")
+        await w.update(card["card_id"], "cancelled")
+        reply = await w.expect(lambda f: f["type"] == "message.end")
+        assert "the user declined" in reply["text"]
+        await w.decide(card)
+        assert (await w.error("already_decided"))["ref"] == card["card_id"]
+        assert shop.runs == []
+        rows = await server.engine.audit.rows(action="wipe")
+        assert [r["status"] for r in rows] == ["cancelled"]
+
+
+async def test_user_token_sets_the_user_and_binds_the_session(tmp_path: Any) -> None:
+    from signoff import sign_user_token
+    from tests.support import SECRET
+
+    shop = CountingShop()
+    async with running(shop.app, settings(tmp_path)) as server:
+        async with widget(server) as w:
+            welcome = await w.hello(user_token=sign_user_token(SECRET, "alice", 60))
+            assert welcome["user_id"] == "alice"
+        async with widget(server) as w:
+            reply = await w.hello(
+                session_token=welcome["session_token"],
+                user_token=sign_user_token(SECRET, "mallory", 60),
+            )
+            assert (reply["code"], reply["message"]) == (
+                "forbidden",
+                "the session belongs to another user",
+            )
+        async with widget(server) as w:
+            reply = await w.hello(user_token=sign_user_token("another-secret-123456", "eve", 60))
+            assert reply["code"] == "unauthorized"
