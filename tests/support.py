@@ -200,7 +200,7 @@ class CountingShop:
 
 
 class EchoCallBot:
-    """``wipe a`` → a wipe card; ``wipe a b`` → a chain; after the calls it reports what came back."""
+    """``wipe a`` → a wipe card, ``wipe a b`` → a chain; then it reports what came back."""
 
     async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
         from signoff import Text, ToolCall

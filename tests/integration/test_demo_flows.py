@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.support import Server, widget
 
 
@@ -137,5 +139,4 @@ async def test_freeform_note_is_not_stored_in_plaintext(demo: Server, tmp_path: 
     assert note not in str(row)
     database = demo.engine.audit.engine.url.database
     await demo.engine.audit.close()
-    with open(database, "rb") as raw:
-        assert note.encode() not in raw.read()
+    assert note.encode() not in Path(database).read_bytes()

@@ -49,6 +49,7 @@ class World:
     def __init__(self, bot: Any, tmp_path: Any, store: MemoryStore | None = None) -> None:
         self.app = Signoff(bot=bot)
         self.runs: list[str] = []
+        self.started = asyncio.Event()
         self.release = asyncio.Event()
         runs = self.runs
 
@@ -65,6 +66,7 @@ class World:
         @self.app.action(kind="write", run_timeout=60)
         async def slow(ctx: Any) -> str:
             runs.append("slow")
+            self.started.set()
             await self.release.wait()
             return "finished"
 
@@ -160,8 +162,7 @@ async def test_crash_between_claim_and_finish_leaves_the_card_interrupted(tmp_pa
     decision = asyncio.create_task(
         world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
     )
-    while world.runs != ["slow"]:
-        await asyncio.sleep(0.01)
+    await world.started.wait()
     decision.cancel()  # the server dies mid-call
     with pytest.raises(asyncio.CancelledError):
         await decision

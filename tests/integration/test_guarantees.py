@@ -226,16 +226,18 @@ async def test_origin_allowed_for_another_site_only_is_refused_at_hello(tmp_path
         "demo": Site("demo", ("http://127.0.0.1:*",)),
         "shop": Site("shop", ("https://shop.example",)),
     }
-    async with running(shop.app, settings(tmp_path, sites=sites)) as server:
-        async with widget(server, origin="https://shop.example") as w:
-            reply = await w.hello(site="demo")
-            assert (reply["code"], reply["message"]) == (
-                "forbidden",
-                "origin not allowed for this site",
-            )
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                await w.ws.recv()
-            assert closed.value.rcvd.code == 1008
+    async with (
+        running(shop.app, settings(tmp_path, sites=sites)) as server,
+        widget(server, origin="https://shop.example") as w,
+    ):
+        reply = await w.hello(site="demo")
+        assert (reply["code"], reply["message"]) == (
+            "forbidden",
+            "origin not allowed for this site",
+        )
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await w.ws.recv()
+        assert closed.value.rcvd.code == 1008
 
 
 MALFORMED = [
