@@ -425,6 +425,9 @@
       host = h("div", { id: "signoff-root" });
       document.body.appendChild(host);
     }
+    // Shield the host element from page rules like `div { padding: 30px }`; inline
+    // declarations beat the page's selectors. Custom properties (theming) are unaffected.
+    host.style.setProperty("all", "initial");
     const root = host.attachShadow({ mode: "open" });
 
     // Hide everything until our stylesheet arrives, so the page never shows an unstyled

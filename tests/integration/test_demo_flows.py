@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.support import Server, widget
@@ -139,4 +140,4 @@ async def test_freeform_note_is_not_stored_in_plaintext(demo: Server, tmp_path: 
     assert note not in str(row)
     database = demo.engine.audit.engine.url.database
     await demo.engine.audit.close()
-    assert note.encode() not in Path(database).read_bytes()
+    assert note.encode() not in await asyncio.to_thread(Path(database).read_bytes)
