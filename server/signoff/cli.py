@@ -16,8 +16,9 @@ from signoff.core.tokens import TokenError, sign_user_token
 from signoff.store import StoreError
 
 
-def load_app(target: str) -> Signoff:
-    """``package.module:name`` → the Signoff object it names."""
+def load_app(target: str, app_dir: str = ".") -> Signoff:
+    """``package.module:name`` → the Signoff object it names, importable from ``app_dir``."""
+    sys.path.insert(0, os.path.abspath(app_dir))
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve_cmd = commands.add_parser("serve", help="serve a Signoff app")
     serve_cmd.add_argument("app", help="the Signoff object, as package.module:name")
+    serve_cmd.add_argument("--app-dir", default=".", help="where to import the app from")
     demo_cmd = commands.add_parser("demo", help="serve the demo shop")
     for cmd in (serve_cmd, demo_cmd):
         cmd.add_argument("--host", default="127.0.0.1")
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(demo_app(), settings, args.host, args.port)
         else:
             settings = load_settings(args.config)
-            serve(load_app(args.app), settings, args.host, args.port)
+            serve(load_app(args.app, args.app_dir), settings, args.host, args.port)
     except (ConfigError, StoreError, AuditError, TokenError) as exc:
         print(f"signoff: {exc}", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ class Condition:
         evaluator = EvalWithCompoundTypes(names=dict(args))
         try:
             return bool(evaluator.eval(self.source, previously_parsed=self._parsed))
-        except (InvalidExpression, TypeError, ValueError, ZeroDivisionError) as exc:
+        except (InvalidExpression, TypeError, ValueError, LookupError, ArithmeticError) as exc:
             # A condition that cannot be decided gates the call: the safe side.
             raise ArgsError(f"condition {self.source!r} failed: {exc}") from exc
 

@@ -61,7 +61,12 @@ def humanise(name: str) -> str:
 def generated_message(title: str, description: str, key_params: Iterable[str]) -> str:
     """The template used when an action has none: its title, key params and description."""
     shown = ", ".join(f"{p} {{{{ {p} }}}}" for p in key_params)
-    text = f"{title}: {shown}?" if shown else f"{title}?"
+    text = f"{_literal(title)}: {shown}?" if shown else f"{_literal(title)}?"
     if description:
-        text += f"\n{description}"
+        text += f"\n{_literal(description)}"
     return text
+
+
+def _literal(text: str) -> str:
+    """Template source that renders ``text`` as is: every Jinja2 delimiter starts with "{"."""
+    return text.replace("{", "{{ '{' }}")

@@ -1,0 +1,197 @@
+"""Redaction: sensitive fields masked, freeform text digested, card numbers masked."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+
+from signoff.core.redact import (
+    REDACTED,
+    freeform_digest,
+    is_sensitive_name,
+    mask_card_numbers,
+    redact,
+)
+
+KEY = b"k" * 32
+VISA = "4111111111111111"  # Luhn-valid test number
+MASTERCARD = "5500000000000004"
+AMEX = "378282246310005"
+
+
+def luhn_ok(number: str) -> bool:
+    digits = [int(ch) for ch in reversed(number)]
+    total = sum(digits[0::2]) + sum(sum(divmod(2 * d, 10)) for d in digits[1::2])
+    return total % 10 == 0
+
+
+def test_test_numbers_are_what_they_claim() -> None:
+    assert luhn_ok(VISA) and luhn_ok(MASTERCARD) and luhn_ok(AMEX)
+    assert not luhn_ok("4111111111111112")
+    assert not luhn_ok("1234567890123")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "password",
+        "Password",
+        "new_password",
+        "passwd",
+        "api_key",
+        "apiKey",
+        "API-KEY",
+        "access_token",
+        "refreshToken",
+        "token",
+        "secret",
+        "secret_key",
+        "secretKey",
+        "card_number",
+        "cardNumber",
+        "cvv",
+        "cvc",
+    ],
+)
+def test_default_sensitive_names(name: str) -> None:
+    assert is_sensitive_name(name)
+    assert redact({name: "hunter2"}, key=KEY) == {name: REDACTED}
+
+
+@pytest.mark.parametrize("name", ["order_id", "amount", "note", "customer", "description"])
+def test_ordinary_names_are_kept(name: str) -> None:
+    assert not is_sensitive_name(name)
+    assert redact({name: "value"}, key=KEY) == {name: "value"}
+
+
+def test_extra_sensitive_names_match_case_and_separator_insensitively() -> None:
+    assert is_sensitive_name("pin_code", ["pinCode"])
+    assert redact({"PIN-code": "1234", "pin": "x"}, sensitive=["pin_code"], key=KEY) == {
+        "PIN-code": REDACTED,
+        "pin": "x",
+    }
+
+
+def test_nested_dicts_and_lists_are_redacted() -> None:
+    value = {
+        "order_id": 7,
+        "auth": {"password": "hunter2", "user": "ada"},
+        "items": [{"api_key": "sk-live-1"}, {"name": "ok"}, ["x", {"secret_key": "s"}]],
+        "tuple": ({"access_token": "t"},),
+    }
+    out = redact(value, key=KEY)
+    assert out == {
+        "order_id": 7,
+        "auth": {"password": REDACTED, "user": "ada"},
+        "items": [{"api_key": REDACTED}, {"name": "ok"}, ["x", {"secret_key": REDACTED}]],
+        "tuple": [{"access_token": REDACTED}],
+    }
+    dumped = json.dumps(out)
+    for secret in ("hunter2", "sk-live-1", '"s"', '"t"'):
+        assert secret not in dumped
+
+
+def test_redact_does_not_modify_its_input() -> None:
+    value = {"password": "hunter2", "nested": {"token": "t"}}
+    redact(value, key=KEY)
+    assert value == {"password": "hunter2", "nested": {"token": "t"}}
+
+
+def test_a_sensitive_container_is_redacted_whole() -> None:
+    assert redact({"secret": {"a": 1}}, key=KEY) == {"secret": REDACTED}
+
+
+def test_freeform_is_length_and_hmac_only() -> None:
+    note = "please refund, my dog ate the parcel"
+    out = redact({"note": note, "amount": 20}, freeform=["note"], key=KEY)
+    assert out["amount"] == 20
+    assert set(out["note"]) == {"length", "hmac"}
+    assert out["note"]["length"] == len(note)
+    expected = hmac.new(KEY, note.encode(), hashlib.sha256).hexdigest()
+    assert out["note"]["hmac"] == "hmac-sha256:" + expected
+    dumped = json.dumps(out, ensure_ascii=False)
+    assert note not in dumped
+    assert "dog" not in dumped
+
+
+def test_freeform_length_counts_characters() -> None:
+    assert freeform_digest(KEY, "Zoë 🎉")["length"] == 5
+
+
+def test_freeform_digest_is_keyed() -> None:
+    same = freeform_digest(KEY, "hello")
+    assert freeform_digest(KEY, "hello") == same
+    assert freeform_digest(b"another key", "hello")["hmac"] != same["hmac"]
+    assert freeform_digest(KEY, "hello!")["hmac"] != same["hmac"]
+    plain = "hmac-sha256:" + hashlib.sha256(b"hello").hexdigest()
+    assert same["hmac"] != plain
+
+
+def test_freeform_applies_in_nested_values() -> None:
+    out = redact({"lines": [{"note": "private words"}]}, freeform=["note"], key=KEY)
+    assert "private words" not in json.dumps(out)
+    assert out["lines"][0]["note"]["length"] == len("private words")
+
+
+def test_non_string_freeform_is_not_digested() -> None:
+    assert redact({"note": None}, freeform=["note"], key=KEY) == {"note": None}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        VISA,
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        MASTERCARD,
+        AMEX,
+        "3782 822463 10005",
+    ],
+)
+def test_luhn_valid_card_numbers_are_masked(text: str) -> None:
+    assert mask_card_numbers(f"my card is {text}, thanks") == f"my card is {REDACTED}, thanks"
+
+
+def test_several_cards_in_one_string_are_masked() -> None:
+    masked = mask_card_numbers(f"{VISA} or {MASTERCARD}")
+    assert masked == f"{REDACTED} or {REDACTED}"
+
+
+@pytest.mark.parametrize(
+    ("text", "leftover"),
+    [
+        ("card 4111 1111 1111 1111 12/26 cvc 123", " 12/26 cvc 123"),
+        (f"card {VISA} 12 26", " 12 26"),
+        (f"qty 2 {VISA}", None),
+    ],
+)
+def test_card_number_next_to_other_digits_is_still_masked(text: str, leftover: str | None) -> None:
+    masked = mask_card_numbers(text)
+    assert "1111" not in masked
+    assert REDACTED in masked
+    if leftover is not None:
+        assert masked.endswith(leftover)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 4111111111111112",
+        "ref 1234567890123",
+        "call 555-123-4567",
+        "order 1001",
+        "id 41111111111111110000",  # too long for a card
+    ],
+)
+def test_luhn_invalid_or_short_digit_runs_are_left_alone(text: str) -> None:
+    assert mask_card_numbers(text) == text
+
+
+def test_card_numbers_in_string_values_are_masked_by_redact() -> None:
+    value: dict[str, Any] = {"comment": f"use {VISA}", "list": [f"x {AMEX}"]}
+    out = redact(value, key=KEY)
+    assert out == {"comment": f"use {REDACTED}", "list": [f"x {REDACTED}"]}
