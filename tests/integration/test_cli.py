@@ -109,12 +109,15 @@ async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> 
     fresh_site = next((venv / "lib").glob("python*/site-packages"))
     (fresh_site / "deps.pth").write_text(str(site) + "\n")
     port = free_port()
-    server = subprocess.Popen(
-        [str(venv / "bin" / "signoff"), "demo", "--port", str(port)],
+    server = await asyncio.create_subprocess_exec(
+        str(venv / "bin" / "signoff"),
+        "demo",
+        "--port",
+        str(port),
         cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k not in {"PYTHONPATH"}},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
@@ -140,4 +143,4 @@ async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> 
         assert str(fresh_site) in where.stdout
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        await asyncio.wait_for(server.wait(), 10)
