@@ -16,7 +16,7 @@ from typing import Any
 
 MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+?(:(\d{1,5}|\*))?$")
+_ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KNOWN_KEYS = {"secret", "store", "audit", "session_ttl", "admin_key", "sweep_interval", "sites"}
 
@@ -56,6 +56,8 @@ class Settings:
 
 
 def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool):  # TOML `true` is not a number of seconds
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -73,6 +75,9 @@ def _sites(raw: Any) -> dict[str, Site]:
         if not _SITE.match(name):
             raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
         origins = table.get("origins") if isinstance(table, dict) else None
+        unknown = set(table) - {"origins"} if isinstance(table, dict) else set()
+        if unknown:
+            raise ConfigError(f"sites.{name}: unknown settings {sorted(unknown)}")
         if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
             raise ConfigError(f"sites.{name}.origins: expected a list of origins")
         for origin in origins:

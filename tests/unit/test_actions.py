@@ -407,6 +407,7 @@ def test_duplicate_registration_is_rejected() -> None:
     registry.add(refund_action())
     with pytest.raises(ActionError, match="refund"):
         registry.add(refund_action(kind="destructive"))
-    assert registry.get("refund") is not None
-    assert registry.get("refund").kind is Kind.WRITE  # type: ignore[union-attr]
+    kept = registry.get("refund")
+    assert kept is not None
+    assert kept.kind is Kind.WRITE
     assert len(registry) == 1

@@ -59,7 +59,7 @@ def test_hash_format() -> None:
 
 def test_key_order_of_input_does_not_change_the_hash() -> None:
     a: list[Call] = [{"action": "a", "args": {"x": 1, "y": {"p": 1, "q": [1, 2]}}}]
-    b: list[Call] = [{"args": {"y": {"q": [1, 2], "p": 1}, "x": 1}, "action": "a"}]  # type: ignore[typeddict-item]
+    b: list[Call] = [{"args": {"y": {"q": [1, 2], "p": 1}, "x": 1}, "action": "a"}]
     assert args_hash(a) == args_hash(b)
     assert canonical_bytes(a) == canonical_bytes(b)
 

@@ -70,8 +70,11 @@ def current_turn(conversation: Conversation) -> Conversation:
 def declined_in_turn(conversation: Conversation) -> tuple[set[str], int]:
     """Hashes of the calls declined in this turn, and how often the bot re-proposed them."""
     declined: set[str] = set()
-    repeats = 0
-    for message in current_turn(conversation):
+    repeated_steps: set[int] = set()  # a re-proposed chain has one result per call
+    step = -1
+    for index, message in enumerate(current_turn(conversation)):
+        if message.get("role") == "assistant":
+            step = index
         if message.get("role") != "tool":
             continue
         content = tool_content(message)
@@ -80,8 +83,8 @@ def declined_in_turn(conversation: Conversation) -> tuple[set[str], int]:
         ):
             declined.add(content["args_hash"])
         if content.get("status") == "already_declined":
-            repeats += 1
-    return declined, repeats
+            repeated_steps.add(step)
+    return declined, len(repeated_steps)
 
 
 def pending_tool_calls(conversation: Conversation) -> list[str]:

@@ -18,8 +18,11 @@ REDACTED = "[redacted]"
 _SENSITIVE_NAME = re.compile(
     r"password|passwd|passphrase|apikey|token|^secret|cardnumber|ccnumber|creditcard|^cvc$|^cvv"
 )
-# 13 to 19 digits, optionally grouped by spaces or dashes; confirmed with the Luhn check.
-_CARD_NUMBER = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# A run of digits, optionally grouped by single spaces or dashes. A card number is 13 to
+# 19 digits of whole groups in such a run, confirmed with the Luhn check; the run may hold
+# more than the card (an expiry date after it, a quantity before it).
+_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+_SEPARATOR = re.compile(r"([ -])")
 
 
 def normalise_name(name: str) -> str:
@@ -41,12 +44,30 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def mask_card_numbers(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group())
-        return REDACTED if _luhn_ok(digits) else match.group()
+def _mask_run(run: str) -> str:
+    parts = _SEPARATOR.split(run)  # digit groups at even indexes, separators between
+    out: list[str] = []
+    start = 0
+    while start < len(parts):
+        end, digits = None, ""
+        for index in range(start, len(parts), 2):  # the longest card starting here
+            digits += parts[index]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and _luhn_ok(digits):
+                end = index
+        if end is None:
+            out.extend(parts[start : start + 2])
+            start += 2
+        else:
+            out.append(REDACTED)
+            out.extend(parts[end + 1 : end + 2])
+            start = end + 2
+    return "".join(out)
 
-    return _CARD_NUMBER.sub(replace, text)
+
+def mask_card_numbers(text: str) -> str:
+    return _DIGIT_RUN.sub(lambda match: _mask_run(match.group()), text)
 
 
 def freeform_digest(key: bytes, text: str) -> dict[str, Any]:

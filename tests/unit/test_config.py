@@ -1,0 +1,271 @@
+"""Settings: TOML file plus environment, the environment winning; bad values named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signoff.config import (
+    DEFAULT_SESSION_TTL,
+    MIN_SECRET_LENGTH,
+    ConfigError,
+    Settings,
+    Site,
+    load_settings,
+    origin_matches,
+)
+
+SECRET = "s" * MIN_SECRET_LENGTH
+ENV = {"SIGNOFF_SECRET": SECRET}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "signoff.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_from_env_only() -> None:
+    settings = load_settings(env=ENV)
+    assert settings == Settings(secret=SECRET)
+    assert settings.store == "memory://"
+    assert settings.audit == "sqlite:///signoff.db"
+    assert settings.session_ttl == DEFAULT_SESSION_TTL
+    assert settings.admin_key is None
+    assert settings.sites == {}
+
+
+def test_toml_values_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+secret = "{SECRET}"
+store = "redis://localhost:6379/0"
+audit = "postgresql://db/signoff"
+session_ttl = 600
+admin_key = "adm"
+sweep_interval = 0.5
+
+[sites.shop]
+origins = ["https://shop.example", "http://localhost:*"]
+""",
+    )
+    settings = load_settings(path, env={})
+    assert settings.secret == SECRET
+    assert settings.store == "redis://localhost:6379/0"
+    assert settings.audit == "postgresql://db/signoff"
+    assert settings.session_ttl == 600.0
+    assert settings.admin_key == "adm"
+    assert settings.sweep_interval == 0.5
+    assert settings.sites == {"shop": Site("shop", ("https://shop.example", "http://localhost:*"))}
+
+
+def test_env_wins_over_toml(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'secret = "from-the-toml-file-0123"\nstore = "memory://"\nsession_ttl = 600\n',
+    )
+    env = {
+        "SIGNOFF_SECRET": "from-the-environment-0123",
+        "SIGNOFF_STORE": "redis://cache:6379/1",
+        "SIGNOFF_AUDIT": "sqlite:///other.db",
+        "SIGNOFF_SESSION_TTL": "120",
+        "SIGNOFF_ADMIN_KEY": "key-from-env",
+    }
+    settings = load_settings(path, env=env)
+    assert settings.secret == "from-the-environment-0123"
+    assert settings.store == "redis://cache:6379/1"
+    assert settings.audit == "sqlite:///other.db"
+    assert settings.session_ttl == 120.0
+    assert settings.admin_key == "key-from-env"
+
+
+def test_empty_env_value_does_not_override_toml(tmp_path: Path) -> None:
+    path = write(tmp_path, f'secret = "{SECRET}"\nsession_ttl = 600\n')
+    settings = load_settings(path, env={"SIGNOFF_SESSION_TTL": "", "SIGNOFF_SECRET": ""})
+    assert settings.secret == SECRET
+    assert settings.session_ttl == 600.0
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNOFF_SECRET", "from-os-environ-0123")
+    monkeypatch.delenv("SIGNOFF_SESSION_TTL", raising=False)
+    assert load_settings().secret == "from-os-environ-0123"
+
+
+def test_missing_secret_outside_demo_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_SECRET"):
+        load_settings(env={})
+
+
+def test_demo_generates_a_secret() -> None:
+    first = load_settings(env={}, demo=True).secret
+    second = load_settings(env={}, demo=True).secret
+    assert len(first) >= MIN_SECRET_LENGTH
+    assert first != second
+
+
+def test_demo_keeps_a_given_secret() -> None:
+    assert load_settings(env=ENV, demo=True).secret == SECRET
+
+
+def test_short_secret_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_SECRET"):
+        load_settings(env={"SIGNOFF_SECRET": "s" * (MIN_SECRET_LENGTH - 1)})
+
+
+def test_non_string_secret_in_toml_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "secret = 12345678901234567890\n")
+    with pytest.raises(ConfigError, match="SIGNOFF_SECRET"):
+        load_settings(path, env={})
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "nan", "inf", "-inf", "1e999", " "])
+def test_bad_session_ttl_from_env_is_an_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_SESSION_TTL"):
+        load_settings(env={**ENV, "SIGNOFF_SESSION_TTL": value})
+
+
+@pytest.mark.parametrize("value", ['"abc"', "-5", "0", "true", "[1]", "nan"])
+def test_bad_session_ttl_from_toml_is_an_error(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"session_ttl = {value}\n")
+    with pytest.raises(ConfigError, match="SIGNOFF_SESSION_TTL"):
+        load_settings(path, env=ENV)
+
+
+@pytest.mark.parametrize("value", ["1", "0.5", "86400", "1e3"])
+def test_good_session_ttl(value: str) -> None:
+    assert load_settings(env={**ENV, "SIGNOFF_SESSION_TTL": value}).session_ttl == float(value)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+def test_bad_sweep_interval_is_an_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_SWEEP_INTERVAL"):
+        load_settings(env={**ENV, "SIGNOFF_SWEEP_INTERVAL": value})
+
+
+def test_unknown_toml_keys_are_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, f'secret = "{SECRET}"\nsesion_ttl = 60\n')
+    with pytest.raises(ConfigError, match="sesion_ttl"):
+        load_settings(path, env={})
+
+
+def test_unknown_keys_in_a_site_table_are_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[sites.shop]\norigins = ["https://shop.example"]\norigin = "https://x.example"\n'
+    )
+    with pytest.raises(ConfigError, match=r"sites\.shop"):
+        load_settings(path, env=ENV)
+
+
+def test_unreadable_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--config"):
+        load_settings(tmp_path / "missing.toml", env=ENV)
+
+
+def test_invalid_toml_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "secret = \n")
+    with pytest.raises(ConfigError, match="--config"):
+        load_settings(path, env=ENV)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "shop.example",
+        "ftp://shop.example",
+        "https://shop.example/",
+        "https://shop.example/path",
+        "https://",
+        "*",
+        "https://*.example.com",
+        "http://localhost:abc",
+        "http://localhost:123456",
+        "https://shop.example?x=1",
+        "https://user@shop.example",
+        " https://shop.example",
+    ],
+)
+def test_bad_origins_are_rejected_naming_the_setting(tmp_path: Path, origin: str) -> None:
+    path = write(tmp_path, f'[sites.shop]\norigins = ["{origin}"]\n')
+    with pytest.raises(ConfigError, match=r"sites\.shop\.origins"):
+        load_settings(path, env=ENV)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://shop.example",
+        "http://localhost:8000",
+        "http://localhost:*",
+        "http://127.0.0.1:*",
+        "http://[::1]:8000",
+        "http://[::1]",
+    ],
+)
+def test_good_origins_are_accepted(tmp_path: Path, origin: str) -> None:
+    path = write(tmp_path, f'[sites.shop]\norigins = ["{origin}"]\n')
+    assert load_settings(path, env=ENV).sites["shop"].origins == (origin,)
+
+
+@pytest.mark.parametrize("origins", ['"https://shop.example"', "[1]", "{}"])
+def test_origins_must_be_a_list_of_strings(tmp_path: Path, origins: str) -> None:
+    path = write(tmp_path, f"[sites.shop]\norigins = {origins}\n")
+    with pytest.raises(ConfigError, match=r"sites\.shop\.origins"):
+        load_settings(path, env=ENV)
+
+
+def test_site_without_origins_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sites.shop]\n")
+    with pytest.raises(ConfigError, match=r"sites\.shop\.origins"):
+        load_settings(path, env=ENV)
+
+
+@pytest.mark.parametrize("name", ["Shop", "-shop", "sh op", "shop.example", "x" * 65, "ünï"])
+def test_bad_site_names_are_rejected_naming_the_setting(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, f'[sites."{name}"]\norigins = ["https://shop.example"]\n')
+    with pytest.raises(ConfigError, match="sites"):
+        load_settings(path, env=ENV)
+
+
+def test_sites_must_be_a_table(tmp_path: Path) -> None:
+    path = write(tmp_path, 'sites = ["shop"]\n')
+    with pytest.raises(ConfigError, match="sites"):
+        load_settings(path, env=ENV)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "origin", "expected"),
+    [
+        ("http://localhost:*", "http://localhost", True),
+        ("http://localhost:*", "http://localhost:8000", True),
+        ("http://localhost:*", "http://localhost:1", True),
+        ("http://localhost:*", "http://localhost:", False),
+        ("http://localhost:*", "http://localhost:80abc", False),
+        ("http://localhost:*", "http://localhost:8000/", False),
+        ("http://localhost:*", "http://localhost.evil.com", False),
+        ("http://localhost:*", "http://localhost.evil.com:8000", False),
+        ("http://localhost:*", "https://localhost:8000", False),
+        ("http://localhost:*", "http://127.0.0.1:8000", False),
+        ("http://127.0.0.1:*", "http://127.0.0.1:5173", True),
+        ("https://shop.example", "https://shop.example", True),
+        ("https://shop.example", "https://shop.example:443", False),
+        ("https://shop.example", "http://shop.example", False),
+        ("https://shop.example", "https://shop.example.evil", False),
+        ("https://shop.example", "https://evil-shop.example", False),
+        ("http://localhost:8000", "http://localhost:8001", False),
+    ],
+)
+def test_origin_matches(pattern: str, origin: str, expected: bool) -> None:
+    assert origin_matches(pattern, origin) is expected
+
+
+def test_site_allows() -> None:
+    site = Site("demo", ("http://localhost:*", "https://shop.example"))
+    assert site.allows("http://localhost:3000")
+    assert site.allows("https://shop.example")
+    assert not site.allows("https://evil.example")
+    assert not site.allows(None)
+    assert not site.allows("null")
+    assert not Site("empty", ()).allows("https://shop.example")

@@ -1,0 +1,49 @@
+"""TokenBucket: bursts pass, floods are refused, tokens come back over time."""
+
+from __future__ import annotations
+
+from signoff.core.ratelimit import TokenBucket
+
+
+def test_burst_passes_then_refuses() -> None:
+    bucket = TokenBucket(rate=1.0, burst=5, now=0.0)
+    assert [bucket.take(0.0) for _ in range(5)] == [True] * 5
+    assert bucket.take(0.0) is False
+    assert bucket.take(0.5) is False
+
+
+def test_tokens_refill_at_the_rate() -> None:
+    bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
+    for _ in range(3):
+        assert bucket.take(0.0)
+    assert not bucket.take(0.0)
+    assert bucket.take(0.5)  # 0.5 s at 2 per second: one token
+    assert not bucket.take(0.5)
+    assert bucket.take(1.5)
+    assert bucket.take(1.5)
+    assert not bucket.take(1.5)
+
+
+def test_refill_is_capped_at_burst() -> None:
+    bucket = TokenBucket(rate=10.0, burst=2, now=0.0)
+    results = [bucket.take(1000.0) for _ in range(3)]
+    assert results == [True, True, False]
+
+
+def test_refused_take_does_not_spend() -> None:
+    bucket = TokenBucket(rate=1.0, burst=1, now=0.0)
+    assert bucket.take(0.0)
+    for step in range(9):
+        assert not bucket.take(step * 0.1)
+    assert bucket.take(1.0)
+
+
+def test_steady_rate_is_sustained() -> None:
+    bucket = TokenBucket(rate=4.0, burst=1, now=0.0)
+    assert all(bucket.take(i * 0.25) for i in range(1, 41))
+
+
+def test_faster_than_rate_is_refused_after_burst() -> None:
+    bucket = TokenBucket(rate=1.0, burst=3, now=0.0)
+    taken = sum(bucket.take(i * 0.1) for i in range(100))  # 10 s at 10 per second
+    assert taken == 3 + 9  # the burst, then one per whole second of the 9.9 s elapsed
