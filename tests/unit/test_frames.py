@@ -347,3 +347,18 @@ def test_card_update_frame_for_a_team_card() -> None:
     assert frame["role"] == "lead"
     assert frame["reason"] == "too much"
     assert frame["decided_by"] == "bo"
+
+
+def test_card_frame_masks_sensitive_names_at_any_depth() -> None:
+    card = make_card()
+    card.calls[1]["args"]["auth"] = {
+        "login": "ada",
+        "password": "hunter2",
+        "keys": [{"token": "t"}],
+    }
+    frame = card_frame(card, 1600.0)
+    assert frame["actions"][1]["args"]["auth"] == {
+        "login": "ada",
+        "password": REDACTED,
+        "keys": [{"token": REDACTED}],
+    }

@@ -321,3 +321,24 @@ def test_re_proposed_chain_is_bounded_through_the_conversation(registry: Registr
                 )
             )
     assert stops == [False] * (MAX_REPEATED_PROPOSALS - 1) + [True]
+
+
+def test_a_call_whose_message_cannot_be_rendered_is_refused_not_crashing() -> None:
+    async def ship(ctx: Any, order_id: int, total: float | None = None) -> None: ...
+
+    reg = Registry()
+    reg.add(make_action(ship, kind="write", message="Ship it for {{ total|money }}?"))
+    result = plan(reg, ToolCall("ship", {"order_id": 1}, "t1"))
+    assert result.card is None
+    assert [r.tool_call_id for r in result.refused] == ["t1"]
+    assert "cannot show this call" in (result.refused[0].error or "")
+
+
+def test_nan_inside_an_untyped_argument_is_refused() -> None:
+    async def store_blob(ctx: Any, blob: Any) -> None: ...
+
+    reg = Registry()
+    reg.add(make_action(store_blob, kind="write"))
+    result = plan(reg, ToolCall("store_blob", {"blob": {"x": float("nan")}}, "t1"))
+    assert result.card is None
+    assert "not plain JSON" in (result.refused[0].error or "")

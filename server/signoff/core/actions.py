@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
+from signoff.core.canonical import canonical_bytes
 from signoff.core.templates import MessageTemplate, generated_message, humanise
 
 ActionFunc = Callable[..., Awaitable[Any]]
@@ -54,7 +55,7 @@ class Condition:
         try:
             return bool(evaluator.eval(self.source, previously_parsed=self._parsed))
         except (InvalidExpression, TypeError, ValueError, LookupError, ArithmeticError) as exc:
-            # A condition that cannot be decided gates the call: the safe side.
+            # A condition that cannot be decided refuses the call: the safe side.
             raise ArgsError(f"condition {self.source!r} failed: {exc}") from exc
 
 
@@ -124,7 +125,12 @@ class Action:
                 for err in exc.errors(include_url=False)
             )
             raise ArgsError(f"{self.name}: {problems}") from None
-        return model.model_dump(mode="json")
+        values = model.model_dump(mode="json")
+        try:
+            canonical_bytes([{"action": self.name, "args": values}])
+        except ValueError as exc:  # NaN or infinity inside an untyped argument
+            raise ArgsError(f"{self.name}: arguments are not plain JSON ({exc})") from None
+        return values
 
     def bind(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Turn validated JSON args back into the Python values the function expects."""
@@ -141,7 +147,11 @@ class Action:
         return USER
 
     def effect(self, args: Mapping[str, Any]) -> str:
-        return self.message.render(args)
+        """The card's line for this call; ArgsError when the args cannot be shown."""
+        try:
+            return self.message.render(args)
+        except Exception as exc:  # the template met values it cannot show: refuse the call
+            raise ArgsError(f"{self.name}: cannot show this call: {exc}") from None
 
     def json_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -158,7 +168,8 @@ def _args_model(name: str, func: ActionFunc) -> type[BaseModel]:
         annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (annotation, default)
-    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # NaN kept as NaN on dump, so the JSON check refuses it instead of showing null.
+    config = ConfigDict(extra="forbid", allow_inf_nan=False, ser_json_inf_nan="constants")
     return create_model(f"{name}_args", __config__=config, **fields)
 
 

@@ -135,9 +135,16 @@ def iso(timestamp: float) -> str:
     )
 
 
-def _shown_args(args: dict[str, Any], sensitive: frozenset[str]) -> dict[str, Any]:
-    # Frames are kept in the session history, so secrets are masked there too.
-    return {k: REDACTED if is_sensitive_name(k, sensitive) else v for k, v in args.items()}
+def _shown_args(value: Any, sensitive: frozenset[str]) -> Any:
+    # Frames are kept in the session history, so secrets are masked there too, at any depth.
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if is_sensitive_name(k, sensitive) else _shown_args(v, sensitive)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_shown_args(item, sensitive) for item in value]
+    return value
 
 
 def card_frame(

@@ -26,6 +26,7 @@ class PlannedCall:
     args: dict[str, Any]
     action: Action | None = None
     gate: Gate | None = None
+    effect: str = ""
     error: str | None = None
 
 
@@ -71,10 +72,11 @@ def plan_step(
         try:
             args = action.validate(call.args)
             gate = action.gate(args)
+            effect = action.effect(args) if gate.gated else ""
         except ArgsError as exc:
             plan.refused.append(PlannedCall(call.id, call.name, call.args, action, error=str(exc)))
             continue
-        planned = PlannedCall(call.id, call.name, args, action, gate)
+        planned = PlannedCall(call.id, call.name, args, action, gate, effect)
         (gated if gate.gated else plan.run_now).append(planned)
     if gated:
         plan.card = _card_plan(gated)
@@ -93,7 +95,7 @@ def _card_plan(calls: list[PlannedCall]) -> CardPlan:
     kind = Kind.DESTRUCTIVE if any(a.kind is Kind.DESTRUCTIVE for a in actions) else Kind.WRITE
     if len(calls) == 1:
         title = actions[0].title
-        text = actions[0].effect(calls[0].args)
+        text = calls[0].effect
     else:
         title = f"Confirm {len(calls)} actions"
         text = "They run in this order; if one fails, the rest do not run."

@@ -309,7 +309,7 @@ class Engine:
             title=plan.title,
             text=plan.text,
             calls=plan.canonical_calls,
-            effects=[a.effect(c.args) for a, c in zip(actions, plan.calls, strict=True)],
+            effects=[c.effect for c in plan.calls],
             titles=[a.title for a in actions],
             tool_call_ids=[c.tool_call_id for c in plan.calls],
             args_hash=plan.args_hash,
