@@ -60,6 +60,8 @@
   // Errors that, answering a hello that carried a stored session token, mean "that
   // session is gone": start a fresh one on the same socket.
   const SESSION_ERRORS = new Set(["unauthorized", "expired", "forbidden"]);
+  // Card statuses that are still on the way to an outcome after a decision was accepted.
+  const IN_PROGRESS = new Set(["pending", "approved", "running"]);
   // Decision errors that leave the card pending, so the visitor may try again.
   const RETRYABLE_DECISION_ERRORS = new Set(["hash_mismatch", "rate_limited"]);
 
@@ -178,6 +180,7 @@
     started: false,
     ui: null, // DOM references once mounted
     panelOpen: false,
+    focusOnReveal: false, // open() asked for focus before the stylesheet had loaded
     listeners: new Map(), // event name -> Set of callbacks
 
     // Connection
@@ -434,7 +437,14 @@
     // widget. Set through CSSOM (not a <style> tag) to stay friendly to strict CSPs.
     const wrap = h("div", { class: "signoff-wrap", "data-open": "false" });
     wrap.style.display = "none";
-    const reveal = () => wrap.style.removeProperty("display");
+    const reveal = () => {
+      if (wrap.style.display !== "none") return;
+      wrap.style.removeProperty("display");
+      if (state.panelOpen) scrollToBottom();
+      // A focus() on a display:none element is lost; do the one requested meanwhile.
+      if (state.focusOnReveal && state.panelOpen) focusComposer();
+      state.focusOnReveal = false;
+    };
     const link = h("link", { rel: "stylesheet", href: URLS.css });
     link.addEventListener("load", reveal);
     link.addEventListener("error", reveal);
@@ -487,7 +497,6 @@
         class: "signoff-panel",
         id: "signoff-panel",
         role: "dialog",
-        "aria-labelledby": "signoff-title",
         "data-open": "false",
       },
       header,
@@ -562,7 +571,10 @@
     if (open) {
       setUnread(false);
       scrollToBottom();
-      if (focus) (state.ended ? ui.restart : ui.input).focus();
+      if (focus) {
+        if (ui.wrap.style.display === "none") state.focusOnReveal = true;
+        else focusComposer();
+      }
       emit("open");
     } else {
       // Only pull focus back if it was inside the widget; a programmatic close must not
@@ -570,6 +582,11 @@
       if (focus && ui.root.activeElement) ui.launcher.focus();
       emit("close");
     }
+  }
+
+  function focusComposer() {
+    const ui = state.ui;
+    (state.ended ? ui.restart : ui.input).focus();
   }
 
   function setUnread(unread) {
@@ -903,8 +920,7 @@
       text,
       actions,
       status,
-      error,
-      buttons
+      error
     );
     confirm.addEventListener("click", () => onDecisionClick(entry, "confirm"));
     cancel.addEventListener("click", () => onDecisionClick(entry, "cancel"));
@@ -960,22 +976,23 @@
     ui.status.textContent = statusText;
     ui.status.hidden = !statusText;
 
-    // Buttons stay in the DOM (hidden and disabled when not usable) so their state is
-    // always inspectable; they are disabled the moment a decision is on its way.
+    renderResults(entry);
+
+    ui.error.textContent = entry.error;
+    ui.error.hidden = !entry.error;
+
+    // The buttons exist only while the visitor has a say (pending, no final error);
+    // while a decision is on its way they stay, disabled, so a double click sends once.
     const actionable = card.status === "pending" && !entry.locked;
     const busy = Boolean(entry.decision);
     const count = Array.isArray(card.actions) ? card.actions.length : 0;
     ui.confirm.textContent = count > 1 ? t("confirmAll") : t("confirm");
     ui.cancel.textContent = t("cancel");
-    ui.buttons.hidden = !actionable;
-    ui.confirm.disabled = !actionable || busy;
-    ui.cancel.disabled = !actionable || busy;
+    ui.confirm.disabled = busy;
+    ui.cancel.disabled = busy;
     ui.buttons.setAttribute("aria-busy", String(busy));
-
-    renderResults(entry);
-
-    ui.error.textContent = entry.error;
-    ui.error.hidden = !entry.error;
+    if (actionable && !ui.buttons.parentNode) entry.el.appendChild(ui.buttons);
+    if (!actionable && ui.buttons.parentNode) ui.buttons.remove();
   }
 
   function renderResults(entry) {
@@ -1217,7 +1234,7 @@
     const entry = cardEntry(frame.card_id);
     copyFields(entry.card, frame, CARD_FIELDS);
     entry.known = true;
-    if (entry.card.status !== "pending") settleDecision(entry, "resolve", frame);
+    if (!IN_PROGRESS.has(entry.card.status)) settleDecision(entry, "resolve", frame);
     emit("card", publicCard(entry));
     if (entry.hidden || !state.ui) return;
 
@@ -1241,7 +1258,9 @@
     if (!frame.card_id) return;
     const entry = cardEntry(frame.card_id);
     copyFields(entry.card, frame, UPDATE_FIELDS);
-    if (entry.card.status !== "pending") settleDecision(entry, "resolve", frame);
+    // decide() resolves with the update that carries the outcome (done, failed,
+    // cancelled, waiting for a teammate, ...), not with the intermediate approved/running.
+    if (!IN_PROGRESS.has(entry.card.status)) settleDecision(entry, "resolve", frame);
     emit("card.update", frame);
     if (entry.el) keepScrolled(() => updateCardView(entry));
   }
@@ -1481,7 +1500,7 @@
     resolveStrings();
     mount();
     for (const item of state.outbox) renderPendingMessage(item);
-    if (state.options.open) setOpen(true, { focus: false });
+    if (state.options.open) setOpen(true); // focuses the input once the styles are in
     window.addEventListener("online", onBrowserOnline);
     // Only show "Connecting…" if the first connection is slow.
     state.connectingTimer = setTimeout(() => {

@@ -1,0 +1,206 @@
+"""The embedded widget on the demo page, in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+
+from playwright.async_api import Browser, Page, expect
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from tests.support import Server
+
+XSS = '<img src=x onerror="window.__pwned=1">'
+
+
+def host_page(server: Server, path: str, html: str) -> None:
+    """Serve a host page of the test's own from the app's origin."""
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(html)
+
+    server.app.router.routes.insert(0, Route(path, page))
+
+
+async def open_demo(browser: Browser, server: Server) -> Page:
+    page = await browser.new_page()
+    await page.goto(server.url + "/demo")
+    await expect(page.locator(".signoff-panel")).to_have_attribute("data-open", "true")
+    return page
+
+
+async def send(page: Page, text: str) -> None:
+    await page.locator(".signoff-input").fill(text)
+    await page.locator(".signoff-input").press("Enter")
+
+
+async def test_confirm_a_card_and_reload_brings_everything_back(
+    browser: Browser, demo: Server
+) -> None:
+    page = await open_demo(browser, demo)
+    await send(page, "cancel order 1001")
+    card = page.locator(".signoff-card")
+    await expect(card).to_have_attribute("data-status", "pending")
+    await expect(card.locator(".signoff-card-title")).to_have_text("Cancel order")
+    await expect(card.locator(".signoff-effect")).to_have_text(
+        "Cancel order #1001 for Ada Lovelace, total $89.50?"
+    )
+    await expect(card.locator(".signoff-arg")).to_have_count(3)
+    await card.locator(".signoff-confirm").click()
+    await expect(card).to_have_attribute("data-status", "done")
+    await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text(
+        "Done: order #1001 cancelled."
+    )
+
+    await page.reload()
+    await expect(page.locator(".signoff-card")).to_have_count(1)
+    await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "done")
+    await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(["cancel order 1001"])
+    await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text(
+        "Done: order #1001 cancelled."
+    )
+
+
+async def test_a_second_tab_shares_the_conversation_and_sees_the_outcome(
+    browser: Browser, demo: Server
+) -> None:
+    context = await browser.new_context()
+    first = await context.new_page()
+    await first.goto(demo.url + "/demo")
+    await send(first, "delete spam")
+    await expect(first.locator(".signoff-card")).to_have_attribute("data-status", "pending")
+    second = await context.new_page()
+    await second.goto(demo.url + "/demo")
+    card = second.locator(".signoff-card")
+    await expect(card.locator(".signoff-effect")).to_have_text("Delete 7 spam messages for good?")
+    await card.locator(".signoff-confirm").click()
+    await expect(first.locator(".signoff-card")).to_have_attribute("data-status", "done")
+    await expect(card).to_have_attribute("data-status", "done")
+    await context.close()
+
+
+async def test_markup_in_bot_text_and_params_is_shown_as_text_and_runs_nothing(
+    browser: Browser, demo: Server
+) -> None:
+    page = await open_demo(browser, demo)
+    await send(page, XSS)
+    await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text(XSS)
+    await send(page, f"note on order 1001: {XSS}")
+    card = page.locator(".signoff-card")
+    await expect(card.locator(".signoff-arg").last).to_contain_text(XSS)
+    await expect(card.locator(".signoff-effect")).to_have_text(f"Add a note to order #1001: {XSS}")
+    await card.locator(".signoff-confirm").click()
+    await expect(card).to_have_attribute("data-status", "done")
+    assert await page.evaluate("window.__pwned") is None
+    images = await page.evaluate(
+        "document.getElementById('signoff-root').shadowRoot.querySelectorAll('img').length"
+    )
+    assert images == 0
+
+
+CUSTOM_PAGE = """<!doctype html><html><body>
+<div id="approval" hidden><p id="what"></p>
+  <button id="yes">Yes, go ahead</button><button id="no">No</button></div>
+<p id="outcome"></p>
+<script>
+window.signoffSettings = {
+  onApprovalRequest(card, decide) {
+    document.getElementById("what").textContent = card.actions[0].effect;
+    document.getElementById("approval").hidden = false;
+    document.getElementById("yes").onclick = () => decide("confirm").then(
+      (update) => { document.getElementById("outcome").textContent = "custom:" + update.status; });
+    return true;
+  }
+};
+</script>
+<script src="/widget.js" data-site="demo" data-open="true" async></script>
+</body></html>"""
+
+
+async def test_a_custom_approval_ui_decides_over_the_widgets_socket(
+    browser: Browser, demo: Server
+) -> None:
+    page = await browser.new_page()
+    host_page(demo, "/custom", CUSTOM_PAGE)
+    await page.goto(demo.url + "/custom")
+    await send(page, "cancel order 1003")
+    await expect(page.locator("#what")).to_have_text(
+        "Cancel order #1003 for Alan Turing, total $34.99?"
+    )
+    await expect(page.locator(".signoff-card")).to_have_count(0)  # the hook drew it instead
+    await page.locator("#yes").click()
+    await expect(page.locator("#outcome")).to_have_text("custom:done")
+    await send(page, "list orders")
+    await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text(
+        "#1003 Alan Turing: $34.99 (cancelled)"
+    )
+
+
+async def test_team_card_shows_waiting_for_a_teammate(browser: Browser, demo: Server) -> None:
+    page = await open_demo(browser, demo)
+    await send(page, "refund 250 on order 1002")
+    card = page.locator(".signoff-card")
+    await expect(card).to_have_attribute("data-status", "waiting")
+    await expect(card.locator(".signoff-card-status")).to_contain_text("teammate")
+    await expect(card.locator(".signoff-confirm")).to_have_count(0)
+
+
+async def test_keyboard_only_visitor_can_open_chat_and_confirm(
+    browser: Browser, demo: Server
+) -> None:
+    page = await browser.new_page()
+    await page.goto(demo.url + "/demo")
+    launcher = page.locator(".signoff-launcher")
+    await expect(launcher).to_be_visible()
+    if await page.locator(".signoff-panel").get_attribute("data-open") == "true":
+        await page.keyboard.press("Escape")
+        await expect(page.locator(".signoff-panel")).to_have_attribute("data-open", "false")
+    await launcher.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".signoff-input")).to_be_focused()
+    await page.keyboard.type("cancel order 1001")
+    await page.keyboard.press("Enter")
+    confirm = page.locator(".signoff-confirm")
+    await expect(confirm).to_be_visible()
+    await confirm.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "done")
+    log_role = await page.locator(".signoff-log").get_attribute("role")
+    assert log_role == "log"
+
+
+async def test_the_widget_fits_a_phone(browser: Browser, demo: Server) -> None:
+    context = await browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True)
+    page = await context.new_page()
+    await page.goto(demo.url + "/demo")
+    panel = page.locator(".signoff-panel")
+    await expect(panel).to_have_attribute("data-open", "true")
+    box = await panel.bounding_box()
+    assert box is not None and box["width"] >= 370
+    scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= 375
+    await send(page, "cancel order 1001")
+    await expect(page.locator(".signoff-confirm")).to_be_visible()
+    button = await page.locator(".signoff-confirm").bounding_box()
+    assert button is not None and button["height"] >= 44
+    await context.close()
+
+
+async def test_theme_and_locale_options_apply(browser: Browser, demo: Server) -> None:
+    page = await browser.new_page()
+    settings = {"locale": "de", "theme": {"primary": "rgb(200, 30, 30)"}}
+    host_page(
+        demo,
+        "/themed",
+        f"<script>window.signoffSettings = {json.dumps(settings)};</script>"
+        '<script src="/widget.js" data-site="demo" data-open="true" async></script>',
+    )
+    await page.goto(demo.url + "/themed")
+    await send(page, "cancel order 1001")
+    await expect(page.locator(".signoff-confirm")).to_have_text("Bestätigen")
+    colour = await page.evaluate(
+        "getComputedStyle(document.getElementById('signoff-root'))"
+        ".getPropertyValue('--signoff-primary').trim()"
+    )
+    assert colour == "rgb(200, 30, 30)"
