@@ -941,14 +941,18 @@
     ui.title.textContent = card.title || fallbackTitle;
     ui.text.textContent = card.text || "";
     ui.text.hidden = !card.text;
-    ui.actionEls = actions.map(renderAction);
+    // A single call whose line is the card's own text: the box shows its args only.
+    const single = actions.length === 1 && actions[0].effect === card.text;
+    ui.actionEls = actions.map((action) => renderAction(action, single));
     ui.actions.replaceChildren(...ui.actionEls.map((a) => a.el));
   }
 
-  function renderAction(action) {
+  function renderAction(action, single) {
     action = isObject(action) ? action : {};
     const el = h("div", { class: "signoff-card-action", "data-action": action.action || null });
-    el.appendChild(h("div", { class: "signoff-action-name", text: action.title || action.action || "" }));
+    if (!single) {
+      el.appendChild(h("div", { class: "signoff-action-name", text: action.title || action.action || "" }));
+    }
     const args = isObject(action.args) ? Object.entries(action.args) : [];
     if (args.length) {
       const list = h("dl", { class: "signoff-args" });
@@ -959,7 +963,9 @@
       }
       el.appendChild(list);
     }
-    if (action.effect) el.appendChild(h("div", { class: "signoff-effect", text: String(action.effect) }));
+    if (action.effect && !single) {
+      el.appendChild(h("div", { class: "signoff-effect", text: String(action.effect) }));
+    }
     const result = h("div", { class: "signoff-action-result", hidden: true });
     el.appendChild(result);
     return { el, result, name: action.title || action.action || "" };

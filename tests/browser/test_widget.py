@@ -43,7 +43,7 @@ async def test_confirm_a_card_and_reload_brings_everything_back(
     card = page.locator(".signoff-card")
     await expect(card).to_have_attribute("data-status", "pending")
     await expect(card.locator(".signoff-card-title")).to_have_text("Cancel order")
-    await expect(card.locator(".signoff-effect")).to_have_text(
+    await expect(card.locator(".signoff-card-text")).to_have_text(
         "Cancel order #1001 for Ada Lovelace, total $89.50?"
     )
     await expect(card.locator(".signoff-arg")).to_have_count(3)
@@ -73,7 +73,9 @@ async def test_a_second_tab_shares_the_conversation_and_sees_the_outcome(
     second = await context.new_page()
     await second.goto(demo.url + "/demo")
     card = second.locator(".signoff-card")
-    await expect(card.locator(".signoff-effect")).to_have_text("Delete 7 spam messages for good?")
+    await expect(card.locator(".signoff-card-text")).to_have_text(
+        "Delete 7 spam messages for good?"
+    )
     await card.locator(".signoff-confirm").click()
     await expect(first.locator(".signoff-card")).to_have_attribute("data-status", "done")
     await expect(card).to_have_attribute("data-status", "done")
@@ -89,7 +91,9 @@ async def test_markup_in_bot_text_and_params_is_shown_as_text_and_runs_nothing(
     await send(page, f"note on order 1001: {XSS}")
     card = page.locator(".signoff-card")
     await expect(card.locator(".signoff-arg").last).to_contain_text(XSS)
-    await expect(card.locator(".signoff-effect")).to_have_text(f"Add a note to order #1001: {XSS}")
+    await expect(card.locator(".signoff-card-text")).to_have_text(
+        f"Add a note to order #1001: {XSS}"
+    )
     await card.locator(".signoff-confirm").click()
     await expect(card).to_have_attribute("data-status", "done")
     assert await page.evaluate("window.__pwned") is None
