@@ -169,9 +169,11 @@ async def test_crash_between_claim_and_finish_leaves_the_card_interrupted(tmp_pa
     assert (await world.store.get_card(card["card_id"])).status == "running"
     survivor = world.new_engine()
     await survivor.sweep()
+    await survivor.drain()
     assert (await world.store.get_card(card["card_id"])).status == "running"  # lease not over
     world.clock.now += 60 + 31
     await survivor.sweep()
+    await survivor.drain()
     stored = await world.store.get_card(card["card_id"])
     assert stored.status == "interrupted"
     assert world.runs == ["slow"]  # never re-run by itself

@@ -103,8 +103,8 @@ async def test_card_of_an_expired_session_cannot_be_accepted(
         assert (await w.error("expired"))["code"] == "expired"
         assert shop.runs == []
         # The engine's own claim refuses it too, whoever asks.
-        session = await server.engine.store.get_session(card["card_id"], 0)
-        assert session is None
+        session_id = w.welcome["session_id"]
+        assert await server.engine.store.get_session(session_id, server.engine.clock()) is None
         stored = await server.engine.store.get_card(card["card_id"])
         moved = await server.engine.store.transition(
             card["card_id"], {"pending"}, "approved", server.engine.clock(), check_deadline=True

@@ -88,6 +88,7 @@ class Engine:
         self.instance_id = new_id("inst")
         self.auditor = Auditor(secret)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._settling: set[str] = set()
 
     # Background work --------------------------------------------------------------------
     def spawn(self, coro: Any) -> None:
@@ -506,10 +507,8 @@ class Engine:
     async def _resume(self, card: Card, conversation: Conversation) -> None:
         """Continue the paused turn with the card's results in the conversation."""
         session = await self.store.get_session(card.session_id, self.clock())
-        if session is None:
-            await self.store.save_conversation(card.session_id, conversation)
-            return
-        await self._run_turn(session, conversation)
+        if session is not None:
+            await self._run_turn(session, conversation)
 
     async def _refused(self, card: Card, by: str, why: str) -> None:
         await self.audit.record(
@@ -537,14 +536,25 @@ class Engine:
         """
         now = self.clock()
         for card in await self.store.due_cards(now):
-            status = Status.EXPIRED if card.status in OPEN else Status.INTERRUPTED
-            expected = OPEN if card.status in OPEN else CLAIMED
+            # Settled in the background: one busy session's turn lock must not hold up
+            # every other session's expiry.
+            if card.card_id not in self._settling:
+                self._settling.add(card.card_id)
+                self.spawn(self._settle(card))
+        for session_id in await self.store.expired_sessions(now - session_grace):
+            await self.store.end_session(session_id, "expired")
+
+    async def _settle(self, card: Card) -> None:
+        """Expire a late open card, or mark an abandoned claimed one interrupted."""
+        status = Status.EXPIRED if card.status in OPEN else Status.INTERRUPTED
+        try:
             async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
+                expected = OPEN if card.status in OPEN else CLAIMED
                 moved = await self.store.transition(card.card_id, expected, status, self.clock())
                 if moved.outcome is ClaimOutcome.OK and moved.card is not None:
                     await self._after_close(moved.card)
-        for session_id in await self.store.expired_sessions(now - session_grace):
-            await self.store.end_session(session_id, "expired")
+        finally:
+            self._settling.discard(card.card_id)
 
 
 def _audit_status(outcome: Outcome) -> AuditStatus:

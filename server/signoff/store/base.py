@@ -82,12 +82,16 @@ class Store(abc.ABC):
     async def load_conversation(self, session_id: str) -> Conversation: ...
 
     @abc.abstractmethod
-    async def save_conversation(self, session_id: str, conversation: Conversation) -> None: ...
+    async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
+        """Keep the conversation; dropped when the session has ended."""
 
     # Frame history --------------------------------------------------------------------
     @abc.abstractmethod
     async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
-        """Give the frame the session's next seq, keep it, wake listeners; returns the seq."""
+        """Give the frame the session's next seq, keep it, wake listeners; returns the seq.
+
+        Frames for a session that has ended are dropped (seq 0).
+        """
 
     @abc.abstractmethod
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:

@@ -66,11 +66,15 @@ class MemoryStore(Store):
         return json.loads(json.dumps(self._conversations.get(session_id, [])))
 
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
+        if session_id not in self._sessions:
+            return  # the session ended: nothing of it is kept
         # A deep copy: the engine must not share mutable state with the store.
         self._conversations[session_id] = json.loads(json.dumps(conversation))
 
     # Frame history --------------------------------------------------------------------
     async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+        if session_id not in self._sessions:
+            return 0  # the session ended: nothing of it is kept
         frames = self._frames.setdefault(session_id, [])
         seq = frames[-1][0] + 1 if frames else 1
         frames.append((seq, json.dumps({**frame, "seq": seq}, ensure_ascii=False)))
