@@ -12,7 +12,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -87,6 +93,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         return FileResponse(widget / "widget.css", media_type="text/css")
 
     async def demo(request: Request) -> Response:
+        if "demo" not in runtime.sites:
+            return PlainTextResponse("no demo site is configured", status_code=404)
         page = templates.get_template("demo.html").render(site="demo")
         return HTMLResponse(page)
 
