@@ -53,7 +53,9 @@ class Server:
 
 
 @asynccontextmanager
-async def running(signoff: Signoff, config: Settings) -> AsyncIterator[Server]:
+async def running(
+    signoff: Signoff, config: Settings, ws_max_size: int = MAX_FRAME_BYTES
+) -> AsyncIterator[Server]:
     """Serve ``signoff`` with uvicorn on 127.0.0.1, as ``signoff serve`` does."""
     app = signoff.asgi(config)
     port = free_port()
@@ -63,7 +65,7 @@ async def running(signoff: Signoff, config: Settings) -> AsyncIterator[Server]:
             host="127.0.0.1",
             port=port,
             ws="websockets-sansio",
-            ws_max_size=MAX_FRAME_BYTES,
+            ws_max_size=ws_max_size,
             lifespan="on",
             log_level="warning",
         )

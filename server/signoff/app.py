@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from signoff.config import Settings, Site, load_settings
+from signoff.config import Settings, Site, load_settings, make_site
 from signoff.core.actions import (
     DEFAULT_RUN_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -76,7 +76,7 @@ class Signoff:
 
     def site(self, name: str, origins: Iterable[str]) -> None:
         """Allow the widget for ``name`` on pages served from these origins."""
-        self.sites[name] = Site(name, tuple(origins))
+        self.sites[name] = make_site(name, list(origins))
 
     def use_bot(self, bot: Bot) -> Bot:
         self.bot = bot

@@ -66,11 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     token_cmd.add_argument("user_id")
     token_cmd.add_argument("--ttl", type=float, default=300.0, help="seconds it stays valid")
     token_cmd.add_argument("--site", help="only valid for this site")
+    token_cmd.add_argument("--config", help="a TOML settings file (for the secret)")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "token":
-            settings = load_settings(env=os.environ)
+            settings = load_settings(args.config)
             print(sign_user_token(settings.secret, args.user_id, args.ttl, args.site))
         elif args.command == "demo":
             from signoff.bots.demo import demo_app

@@ -72,21 +72,26 @@ def _sites(raw: Any) -> dict[str, Site]:
         raise ConfigError("sites: expected a table of sites, e.g. [sites.shop]")
     sites = {}
     for name, table in raw.items():
-        if not _SITE.match(name):
-            raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
         origins = table.get("origins") if isinstance(table, dict) else None
         unknown = set(table) - {"origins"} if isinstance(table, dict) else set()
         if unknown:
             raise ConfigError(f"sites.{name}: unknown settings {sorted(unknown)}")
-        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-            raise ConfigError(f"sites.{name}.origins: expected a list of origins")
-        for origin in origins:
-            if not _ORIGIN.match(origin):
-                raise ConfigError(
-                    f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
-                )
-        sites[name] = Site(name, tuple(origins))
+        sites[name] = make_site(name, origins)
     return sites
+
+
+def make_site(name: str, origins: Any) -> Site:
+    """A checked site: a valid name and a list of origins (``:*`` for any port)."""
+    if not isinstance(name, str) or not _SITE.match(name):
+        raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
+    if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
+        raise ConfigError(f"sites.{name}.origins: expected a list of origins")
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
+            )
+    return Site(name, tuple(origins))
 
 
 def load_settings(

@@ -245,3 +245,50 @@ async def test_the_card_holds_exactly_the_shown_calls(tmp_path: Any) -> None:
     updated = await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
     assert updated.status == "failed"
     assert world.runs == []
+
+
+async def test_results_shown_to_widgets_mask_sensitive_names(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("issue_key", {"owner": "ada"})), tmp_path)
+
+    @world.app.action(kind="write")
+    async def issue_key(ctx: Any, owner: str) -> dict[str, str]:
+        return {"owner": owner, "api_key": "sk-live-123"}
+
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    [done] = [f for f in await world.frames(session) if f.get("status") == "done"]
+    assert done["results"][0]["result"] == {"owner": "ada", "api_key": "[redacted]"}
+    conversation = await world.store.load_conversation(session.session_id)
+    assert "sk-live-123" in conversation[2]["content"]  # the bot itself gets the real result
+    [row] = await world.audit.rows(action="issue_key")
+    assert row["result"] == {"owner": "ada", "api_key": "[redacted]"}
+
+
+async def test_calls_that_ran_before_a_crash_stay_on_record(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("purge", {"n": 4}), ToolCall("slow")), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    decision = asyncio.create_task(
+        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    )
+    await world.started.wait()
+    decision.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await decision
+    world.clock.now += 200
+    survivor = world.new_engine()
+    await survivor.sweep()
+    await survivor.drain()
+    assert world.runs == ["purge 4", "slow"]
+    rows = await world.audit.rows(card_id=card["card_id"])
+    assert [(r["action"], r["status"]) for r in rows] == [
+        ("purge", "success"),
+        ("slow", "interrupted"),
+    ]
+    conversation = await world.store.load_conversation(session.session_id)
+    told = [json.loads(m["content"]) for m in conversation if m["role"] == "tool"]
+    assert told[0] == {"status": "ok", "result": {"purged": 4}}
+    assert told[1]["status"] == "error"

@@ -357,3 +357,59 @@ async def test_user_token_sets_the_user_and_binds_the_session(tmp_path: Any) -> 
         async with widget(server) as w:
             reply = await w.hello(user_token=sign_user_token("another-secret-123456", "eve", 60))
             assert reply["code"] == "unauthorized"
+
+
+async def test_signed_in_sessions_need_the_pages_user_to_resume(tmp_path: Any) -> None:
+    from signoff import sign_user_token
+    from tests.support import SECRET
+
+    async with running(CountingShop().app, settings(tmp_path)) as server:
+        async with widget(server) as w:
+            welcome = await w.hello(user_token=sign_user_token(SECRET, "alice", 60))
+        token = welcome["session_token"]
+        # The short-lived user token has run out by the next reconnect: the session
+        # token carries on, as long as the page still names the same user.
+        stale = sign_user_token(SECRET, "alice", 60, now=0)
+        async with widget(server) as w:
+            again = await w.hello(session_token=token, user_token=stale)
+            assert again["session_id"] == welcome["session_id"]
+        # A page with no signed-in user (logged out) cannot pick the session up.
+        async with widget(server) as w:
+            reply = await w.hello(session_token=token)
+            assert (reply["code"], reply["message"]) == (
+                "forbidden",
+                "the session belongs to a signed-in user",
+            )
+        # A stale user token cannot start a new session.
+        async with widget(server) as w:
+            reply = await w.hello(user_token=stale)
+            assert (reply["code"], reply["message"]) == ("unauthorized", "user token has expired")
+
+
+async def test_rate_limited_decisions_name_their_card(shop: CountingShop, tmp_path: Any) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        card = await w.card("pending")
+        for _ in range(25):
+            await w.send({"type": "ping"})
+        await w.decide(card)
+        error = await w.expect(lambda f: f["type"] == "error" and f.get("ref") == card["card_id"])
+        assert error["code"] == "rate_limited"
+        assert (await server.engine.store.get_card(card["card_id"])).status == "pending"
+
+
+async def test_the_app_itself_closes_oversized_frames_with_1009(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    # A server configured with a larger limit than signoff's own.
+    async with (
+        running(shop.app, settings(tmp_path), ws_max_size=1 << 20) as server,
+        widget(server) as w,
+    ):
+        await w.hello()
+        await w.send({"type": "message", "client_id": "big", "text": "x" * 70_000})
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await w.ws.recv()
+        assert closed.value.rcvd.code == 1009
+    assert shop.runs == []

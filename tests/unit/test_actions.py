@@ -411,3 +411,12 @@ def test_duplicate_registration_is_rejected() -> None:
     assert kept is not None
     assert kept.kind is Kind.WRITE
     assert len(registry) == 1
+
+
+def test_a_generated_message_never_shows_sensitive_or_freeform_params() -> None:
+    async def rotate(ctx: Any, account: str, password: str, reason: str) -> None: ...
+
+    action = make_action(rotate, kind="write", freeform=["reason"])
+    effect = action.effect({"account": "ada", "password": "hunter2", "reason": "my words"})
+    assert "ada" in effect
+    assert "hunter2" not in effect and "my words" not in effect

@@ -47,6 +47,7 @@ ALLOWED = [
     (Status.WAITING, Status.EXPIRED),
     (Status.APPROVED, Status.RUNNING),
     (Status.APPROVED, Status.INTERRUPTED),
+    (Status.RUNNING, Status.RUNNING),
     (Status.RUNNING, Status.DONE),
     (Status.RUNNING, Status.FAILED),
     (Status.RUNNING, Status.INTERRUPTED),

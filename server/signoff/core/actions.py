@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from signoff.core.canonical import canonical_bytes
+from signoff.core.redact import is_sensitive_name
 from signoff.core.templates import MessageTemplate, generated_message, humanise
 
 ActionFunc = Callable[..., Awaitable[Any]]
@@ -202,13 +203,19 @@ def make_action(
         raise ActionError(f'action {name}: approver must be "user" or team(...)')
     model = _args_model(name, func)
     params = list(model.model_fields)
+    sensitive, freeform = frozenset(sensitive), frozenset(freeform)
     for label, names in (("sensitive", sensitive), ("freeform", freeform)):
         unknown = set(names) - set(params)
         if unknown:
             raise ActionError(f"action {name}: {label} names unknown parameters {sorted(unknown)}")
     title = title or humanise(name)
     description = description or inspect.getdoc(func) or ""
-    required = [n for n, f in model.model_fields.items() if f.is_required()]
+    # Key params shown by a generated message; secrets never are.
+    required = [
+        n
+        for n, f in model.model_fields.items()
+        if f.is_required() and not is_sensitive_name(n, sensitive) and n not in freeform
+    ]
     source = message or generated_message(
         title, description.split("\n", 1)[0], required[:MAX_KEY_PARAMS]
     )

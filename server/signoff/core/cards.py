@@ -43,7 +43,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
         {Status.WAITING, Status.APPROVED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED}
     ),
     Status.APPROVED: frozenset({Status.RUNNING, Status.INTERRUPTED}),
-    Status.RUNNING: frozenset({Status.DONE, Status.FAILED, Status.INTERRUPTED}),
+    # RUNNING → RUNNING records each finished call of a chain as it goes.
+    Status.RUNNING: frozenset({Status.RUNNING, Status.DONE, Status.FAILED, Status.INTERRUPTED}),
 }
 
 

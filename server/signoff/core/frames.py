@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from signoff.core.cards import Card
-from signoff.core.redact import REDACTED, is_sensitive_name
+from signoff.core.redact import mask_sensitive
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
@@ -135,18 +135,6 @@ def iso(timestamp: float) -> str:
     )
 
 
-def _shown_args(value: Any, sensitive: frozenset[str]) -> Any:
-    # Frames are kept in the session history, so secrets are masked there too, at any depth.
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if is_sensitive_name(k, sensitive) else _shown_args(v, sensitive)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_shown_args(item, sensitive) for item in value]
-    return value
-
-
 def card_frame(
     card: Card, expires_at: float, sensitive: list[frozenset[str]] | None = None
 ) -> dict[str, Any]:
@@ -163,7 +151,7 @@ def card_frame(
             {
                 "action": call["action"],
                 "title": title,
-                "args": _shown_args(call["args"], mask),
+                "args": mask_sensitive(call["args"], mask),
                 "effect": effect,
             }
             for call, title, effect, mask in zip(

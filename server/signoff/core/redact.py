@@ -34,6 +34,18 @@ def is_sensitive_name(name: str, extra: Collection[str] = ()) -> bool:
     return bool(_SENSITIVE_NAME.search(key)) or key in {normalise_name(n) for n in extra}
 
 
+def mask_sensitive(value: Any, sensitive: Collection[str] = ()) -> Any:
+    """A copy with sensitive names masked at any depth; for what people see, not for storage."""
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if is_sensitive_name(str(k), sensitive) else mask_sensitive(v, sensitive)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_sensitive(item, sensitive) for item in value]
+    return value
+
+
 def _luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):

@@ -5,6 +5,7 @@ No cookies are used, so blocking third-party cookies does not break embedding.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -15,8 +16,27 @@ USER_SALT = "signoff.user"
 MAX_USER_ID = 256
 
 
+ANONYMOUS_PREFIX = "anon_"
+
+
 class TokenError(ValueError):
     pass
+
+
+class UserTokenExpired(TokenError):
+    """A genuine user token past its time: good enough to confirm a session's user."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("user token has expired")
+        self.user_id = user_id
+
+
+def anonymous_user_id() -> str:
+    return ANONYMOUS_PREFIX + secrets.token_urlsafe(12)
+
+
+def is_anonymous(user_id: str) -> bool:
+    return user_id.startswith(ANONYMOUS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,8 @@ def sign_user_token(
     """
     if not user_id or len(user_id) > MAX_USER_ID:
         raise TokenError(f"user id must be 1 to {MAX_USER_ID} characters")
+    if is_anonymous(user_id):
+        raise TokenError(f"user ids starting with {ANONYMOUS_PREFIX!r} are for anonymous visitors")
     if ttl <= 0:
         raise TokenError("ttl must be positive")
     expires = (time.time() if now is None else now) + ttl
@@ -69,8 +91,10 @@ def load_user_token(secret: str, token: str, site: str, now: float | None = None
         uid, expires = str(data["uid"]), float(data["exp"])
     except (BadSignature, KeyError, TypeError, ValueError) as exc:
         raise TokenError("user token is not valid") from exc
-    if (time.time() if now is None else now) >= expires:
-        raise TokenError("user token has expired")
     if data.get("site") not in (None, site):
         raise TokenError("user token was signed for another site")
+    if is_anonymous(uid):
+        raise TokenError("user token names an anonymous user id")
+    if (time.time() if now is None else now) >= expires:
+        raise UserTokenExpired(uid)
     return uid

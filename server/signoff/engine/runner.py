@@ -30,6 +30,8 @@ from signoff.core.conversation import (
     user_message,
 )
 from signoff.core.frames import ErrorCode, ProtocolError, card_frame, card_update_frame
+from signoff.core.redact import mask_sensitive
+from signoff.core.tokens import anonymous_user_id
 from signoff.core.turns import MAX_STEPS, CardPlan, plan_step
 from signoff.engine.context import ActionContext
 from signoff.engine.executor import Auditor, Outcome, idempotency_key, run_call
@@ -43,6 +45,7 @@ TURN_LOCK_TTL = 120.0
 LEASE_MARGIN = 30.0
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
+TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in one go."
 GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
 
 DECLINE_REASONS = {
@@ -61,6 +64,11 @@ AUDIT_STATUS = {
 
 class Bot(Protocol):
     def respond(self, conversation: Conversation) -> AsyncIterator[Text | ToolCall]: ...
+
+
+def visitor(session: SessionRecord) -> str:
+    """How a visitor's decisions are signed in cards, frames and the audit log."""
+    return f"user:{session.user_id}"
 
 
 def new_id(prefix: str) -> str:
@@ -112,7 +120,7 @@ class Engine:
         now = self.clock()
         session = SessionRecord(
             session_id=new_id("s"),
-            user_id=user_id or new_id("anon"),
+            user_id=user_id or anonymous_user_id(),
             site=site,
             conversation_id=new_id("conv"),
             created_at=now,
@@ -138,7 +146,7 @@ class Engine:
                 await self._close_open_card(
                     card,
                     Status.CANCELLED,
-                    session.user_id,
+                    visitor(session),
                     conversation,
                     reason="superseded by a new message",
                 )
@@ -219,6 +227,7 @@ class Engine:
                     continue
                 await self._open_card(session, conversation, plan.card)
                 return
+            await self._say(session, conversation, TOO_MANY_STEPS)
         finally:
             await self.store.save_conversation(session.session_id, conversation)
 
@@ -339,7 +348,7 @@ class Engine:
         card = await self.store.get_card(card_id)
         if card is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card_id)
-        by = f"user:{session.user_id}"
+        by = visitor(session)
         if card.session_id != session.session_id or card.user_id != session.user_id:
             await self._refused(card, by, "decision from another session")
             raise ProtocolError(
@@ -401,46 +410,45 @@ class Engine:
         await self.store.append_frame(card.session_id, card_update_frame(card))
         conversation = await self.store.load_conversation(card.session_id)
         results: list[dict[str, Any]] = []
-        entries = []
-        failed = args_hash(card.calls) != card.args_hash  # held calls must be the shown calls
+        # The held calls must still be the shown calls, byte for byte.
+        stop = None if args_hash(card.calls) == card.args_hash else "not run: calls were altered"
         for index, (call, call_id) in enumerate(zip(card.calls, card.tool_call_ids, strict=True)):
-            action = self.registry.get(call["action"])
-            if failed or action is None:
-                error = "not run: an earlier call failed" if failed else "unknown action"
-                results.append({"action": call["action"], "status": "skipped", "error": error})
-                conversation.append(tool_message(call_id, {"status": "error", "error": error}))
-                entries.append(
-                    self.auditor.entry(
-                        card,
-                        action,
-                        call["action"],
-                        call["args"],
-                        AuditStatus.CANCELLED,
-                        card_id=card.card_id,
-                        decided_by=card.decided_by,
-                        error=error,
+            name = call["action"]
+            action = self.registry.get(name)
+            if stop is not None:
+                outcome = Outcome(False, error=stop)
+                results.append({"action": name, "status": "skipped", "error": stop})
+            else:
+                if action is None:
+                    outcome = Outcome(False, error=f"unknown action {name!r}")
+                else:
+                    ctx = self._context(
+                        card, card.card_id, index, card.decided_by or "", card.card_id
                     )
-                )
-                failed = True
-                continue
-            ctx = self._context(card, card.card_id, index, card.decided_by or "", card.card_id)
-            outcome = await run_call(action, call["args"], ctx)
-            results.append(_result_summary(call["action"], outcome))
+                    outcome = await run_call(action, call["args"], ctx)
+                results.append(_result_summary(name, outcome, self._sensitive(name)))
+                if not outcome.ok:
+                    stop = "not run: an earlier call failed"
             conversation.append(tool_message(call_id, outcome.tool_content()))
-            entries.append(
+            # Kept call by call, so a crash later in the chain leaves what ran on record.
+            await self.store.transition(
+                card.card_id, {Status.RUNNING}, Status.RUNNING, self.clock(), {"results": results}
+            )
+            await self.audit.record(
                 self.auditor.entry(
                     card,
                     action,
-                    call["action"],
+                    name,
                     call["args"],
-                    _audit_status(outcome),
+                    AuditStatus.CANCELLED
+                    if results[-1]["status"] == "skipped"
+                    else _audit_status(outcome),
                     card_id=card.card_id,
                     decided_by=card.decided_by,
                     outcome=outcome,
                 )
             )
-            failed = not outcome.ok
-        final = Status.FAILED if failed else Status.DONE
+        final = Status.FAILED if stop is not None else Status.DONE
         moved = await self.store.transition(
             card.card_id,
             {Status.RUNNING},
@@ -448,7 +456,6 @@ class Engine:
             self.clock(),
             {"results": results, "lease_until": None},
         )
-        await self.audit.record(*entries)
         if moved.card is not None:
             card = moved.card
             await self.store.append_frame(card.session_id, card_update_frame(card))
@@ -465,9 +472,14 @@ class Engine:
             await self._closed(moved.card, conversation)
 
     async def _closed(self, card: Card, conversation: Conversation) -> None:
-        """Tell the widgets, the audit log and the bot that a card ended without running."""
+        """Tell the widgets, the audit log and the bot that a card ended without finishing.
+
+        An interrupted card may have run some calls before its server died; those
+        are on record already (``card.results``) and are reported as they ended.
+        """
         await self.store.append_frame(card.session_id, card_update_frame(card))
         reason = DECLINE_REASONS[card.status]
+        finished = len(card.results)
         await self.audit.record(
             *[
                 self.auditor.entry(
@@ -480,24 +492,20 @@ class Engine:
                     decided_by=card.decided_by,
                     error=card.reason or reason,
                 )
-                for call in card.calls
+                for call in card.calls[finished:]
             ]
         )
         answered = {m.get("tool_call_id") for m in conversation if m.get("role") == "tool"}
-        for call_id in card.tool_call_ids:
-            if call_id not in answered:
-                conversation.append(
-                    tool_message(
-                        call_id,
-                        {
-                            "status": "declined"
-                            if card.status is not Status.INTERRUPTED
-                            else "error",
-                            "reason": reason,
-                            "args_hash": card.args_hash,
-                        },
-                    )
-                )
+        for index, call_id in enumerate(card.tool_call_ids):
+            if call_id in answered:
+                continue
+            if index < finished:
+                content = _tool_content(card.results[index])
+            elif card.status is Status.INTERRUPTED:
+                content = {"status": "error", "error": reason}
+            else:
+                content = {"status": "declined", "reason": reason, "args_hash": card.args_hash}
+            conversation.append(tool_message(call_id, content))
 
     async def _after_close(self, card: Card) -> None:
         conversation = await self.store.load_conversation(card.session_id)
@@ -561,7 +569,19 @@ def _audit_status(outcome: Outcome) -> AuditStatus:
     return AuditStatus.SUCCESS if outcome.ok else AuditStatus.FAILED
 
 
-def _result_summary(name: str, outcome: Outcome) -> dict[str, Any]:
+def _tool_content(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the bot is told of a call known only from the card's recorded results."""
+    if summary["status"] == "done":
+        return {"status": "ok", "result": summary.get("result")}
+    return {"status": "error", "error": summary.get("error")}
+
+
+def _result_summary(name: str, outcome: Outcome, sensitive: frozenset[str]) -> dict[str, Any]:
+    """A call's result as the widgets see it, with sensitive names masked."""
     if outcome.ok:
-        return {"action": name, "status": "done", "result": outcome.result}
+        return {
+            "action": name,
+            "status": "done",
+            "result": mask_sensitive(outcome.result, sensitive),
+        }
     return {"action": name, "status": "failed", "error": outcome.error}

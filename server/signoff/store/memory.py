@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from signoff.core.cards import CLAIMED, OPEN, Card, Status
+from signoff.core.cards import CLAIMED, OPEN, Card, Status, can_move
 from signoff.core.conversation import Conversation
 from signoff.store.base import ClaimOutcome, Listener, SessionRecord, Store, Transition
 
@@ -124,6 +124,8 @@ class MemoryStore(Store):
             return Transition(ClaimOutcome.MISSING, None)
         if card.status not in expected:
             return Transition(ClaimOutcome.CONFLICT, Card.from_dict(card.to_dict()))
+        if not can_move(card.status, new):
+            raise ValueError(f"a card cannot move from {card.status} to {new}")
         if check_deadline and self._past_deadline(card, now):
             card.status = Status.EXPIRED
             card.updated_at = now

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from signoff.app import Signoff
 from signoff.assets import asset_dir
 from signoff.audit import open_audit
-from signoff.config import Settings, Site
+from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
 from signoff.store import open_store
 from signoff.web.ws import websocket_endpoint
@@ -47,7 +47,7 @@ class Runtime:
 
 def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     if signoff.bot is None:
-        raise ValueError("Signoff has no bot: pass bot= or call use_bot()")
+        raise ConfigError("APP: the Signoff app has no bot; pass bot= or call use_bot()")
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
     audit = open_audit(settings.audit)

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signoff.core.frames import (
+    MAX_FRAME_BYTES,
     ClientFrame,
     Decision,
     ErrorCode,
@@ -31,6 +32,8 @@ from signoff.core.ratelimit import TokenBucket
 from signoff.core.tokens import (
     SessionClaims,
     TokenError,
+    UserTokenExpired,
+    is_anonymous,
     load_session_token,
     load_user_token,
     sign_session_token,
@@ -43,6 +46,11 @@ log = logging.getLogger("signoff.web")
 RATE_PER_SECOND = 5.0
 RATE_BURST = 20
 POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+
+
+def _size(raw: str | bytes) -> int:
+    return len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -80,7 +88,12 @@ class Connection:
                 if message["type"] == "websocket.disconnect":
                     break
                 raw = message.get("text")
-                await self._receive(raw if raw is not None else message.get("bytes", b""))
+                raw = raw if raw is not None else message.get("bytes", b"")
+                if _size(raw) > MAX_FRAME_BYTES:
+                    # The server's own limit usually closes first; this holds under any server.
+                    await self.ws.close(code=MESSAGE_TOO_BIG)
+                    break
+                await self._receive(raw)
                 if writer.done():
                     break
         except WebSocketDisconnect:
@@ -136,14 +149,17 @@ class Connection:
 
     # Receiving --------------------------------------------------------------------------
     async def _receive(self, raw: str | bytes) -> None:
-        if not self.bucket.take(time.monotonic()):
-            self.refuse(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down"))
-            return
+        allowed = self.bucket.take(time.monotonic())
         try:
             frame = parse_client_frame(raw)
+            if not allowed:
+                ref = getattr(frame, "card_id", None) or getattr(frame, "client_id", None)
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down", ref)
             metrics.frames_received.labels(frame.type).inc()
             await self._dispatch(frame)
         except ProtocolError as error:
+            if not allowed and error.code is not ErrorCode.RATE_LIMITED:
+                error = ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down")
             self.refuse(error)
 
     async def _dispatch(self, frame: ClientFrame) -> None:
@@ -188,14 +204,19 @@ class Connection:
             await self.ws.close(code=POLICY_VIOLATION)
             return
         secret = self.runtime.settings.secret
-        user_id = None
+        user_id, token_expired = None, False
         if hello.user_token is not None:
             try:
                 user_id = load_user_token(secret, hello.user_token, site.name)
+            except UserTokenExpired as exc:
+                # Still names the page's user: enough to resume that user's session.
+                user_id, token_expired = exc.user_id, True
             except TokenError as exc:
                 raise ProtocolError(ErrorCode.UNAUTHORIZED, str(exc)) from None
         if hello.session_token is not None:
             session = await self._resume(hello.session_token, site.name, user_id)
+        elif token_expired:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "user token has expired")
         else:
             session = await self.engine.open_session(site.name, user_id)
         last = await self.engine.store.last_seq(session.session_id)
@@ -226,4 +247,7 @@ class Connection:
             raise ProtocolError(ErrorCode.FORBIDDEN, "the session belongs to another site")
         if user_id is not None and claims.user_id != user_id:
             raise ProtocolError(ErrorCode.FORBIDDEN, "the session belongs to another user")
+        if user_id is None and not is_anonymous(claims.user_id):
+            # The page no longer vouches for its signed-in user (say, after logging out).
+            raise ProtocolError(ErrorCode.FORBIDDEN, "the session belongs to a signed-in user")
         return await self.engine.touch(claims.session_id)
