@@ -6,14 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from signoff.config import Settings, Site, load_settings, make_site
-from signoff.core.actions import (
-    DEFAULT_RUN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    ActionFunc,
-    Registry,
-    Team,
-    make_action,
-)
+from signoff.core.actions import ActionError, ActionFunc, Registry, make_action
 from signoff.engine.runner import Bot
 
 if TYPE_CHECKING:
@@ -33,43 +26,21 @@ class Signoff:
         self.settings = settings
         self.sites: dict[str, Site] = {}
 
-    def action(
-        self,
-        func: ActionFunc | None = None,
-        *,
-        kind: str = "write",
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        message: str | None = None,
-        when: str | None = None,
-        approver: Team | str = "user",
-        timeout: float = DEFAULT_TIMEOUT,
-        run_timeout: float = DEFAULT_RUN_TIMEOUT,
-        confirm: bool = True,
-        sensitive: Iterable[str] = (),
-        freeform: Iterable[str] = (),
-    ) -> Any:
-        """Register an async function as an action: ``@app.action(kind="destructive")``."""
+    def action(self, func: ActionFunc | None = None, /, **options: Any) -> Any:
+        """Register an async function as an action: ``@app.action(kind="destructive")``.
+
+        ``options`` are those of :func:`signoff.core.actions.make_action`: kind, name,
+        title, description, message, when, approver, timeout, run_timeout, confirm,
+        sensitive, freeform. ``kind`` defaults to ``write``: gated unless said otherwise.
+        """
+        options.setdefault("kind", "write")
 
         def register(fn: ActionFunc) -> ActionFunc:
-            self.registry.add(
-                make_action(
-                    fn,
-                    kind=kind,
-                    name=name,
-                    title=title,
-                    description=description,
-                    message=message,
-                    when=when,
-                    approver=approver,
-                    timeout=timeout,
-                    run_timeout=run_timeout,
-                    confirm=confirm,
-                    sensitive=sensitive,
-                    freeform=freeform,
-                )
-            )
+            try:
+                action = make_action(fn, **options)
+            except TypeError as exc:  # a misspelt option
+                raise ActionError(f"action {fn.__name__}: {exc}") from None
+            self.registry.add(action)
             return fn
 
         return register(func) if func is not None else register

@@ -420,3 +420,14 @@ def test_a_generated_message_never_shows_sensitive_or_freeform_params() -> None:
     effect = action.effect({"account": "ada", "password": "hunter2", "reason": "my words"})
     assert "ada" in effect
     assert "hunter2" not in effect and "my words" not in effect
+
+
+def test_signoff_action_names_a_misspelt_option() -> None:
+    from signoff import Signoff
+    from signoff.core.actions import ActionError
+
+    app = Signoff()
+    with pytest.raises(ActionError, match=r"action wipe: .*'kindd'"):
+
+        @app.action(kindd="destructive")
+        async def wipe(ctx: Any) -> None: ...

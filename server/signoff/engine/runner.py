@@ -480,20 +480,12 @@ class Engine:
         await self.store.append_frame(card.session_id, card_update_frame(card))
         reason = DECLINE_REASONS[card.status]
         finished = len(card.results)
-        await self.audit.record(
-            *[
-                self.auditor.entry(
-                    card,
-                    self.registry.get(call["action"]),
-                    call["action"],
-                    call["args"],
-                    AUDIT_STATUS[card.status],
-                    card_id=card.card_id,
-                    decided_by=card.decided_by,
-                    error=card.reason or reason,
-                )
-                for call in card.calls[finished:]
-            ]
+        await self._audit_card(
+            card,
+            card.calls[finished:],
+            AUDIT_STATUS[card.status],
+            card.decided_by,
+            card.reason or reason,
         )
         answered = {m.get("tool_call_id") for m in conversation if m.get("role") == "tool"}
         for index, call_id in enumerate(card.tool_call_ids):
@@ -519,6 +511,17 @@ class Engine:
             await self._run_turn(session, conversation)
 
     async def _refused(self, card: Card, by: str, why: str) -> None:
+        await self._audit_card(card, card.calls, AuditStatus.REFUSED, by, why)
+
+    async def _audit_card(
+        self,
+        card: Card,
+        calls: list[Any],
+        status: AuditStatus,
+        decided_by: str | None,
+        error: str,
+    ) -> None:
+        """One audit row per call of the card that did not run."""
         await self.audit.record(
             *[
                 self.auditor.entry(
@@ -526,12 +529,12 @@ class Engine:
                     self.registry.get(call["action"]),
                     call["action"],
                     call["args"],
-                    AuditStatus.REFUSED,
+                    status,
                     card_id=card.card_id,
-                    decided_by=by,
-                    error=why,
+                    decided_by=decided_by,
+                    error=error,
                 )
-                for call in card.calls
+                for call in calls
             ]
         )
 
