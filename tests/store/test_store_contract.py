@@ -1,0 +1,227 @@
+"""What every store must do, run against each store implementation.
+
+The engine relies on these atomic steps alone for exactly-once and for
+ordering, so each one is pinned down here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from signoff.core.cards import Card, Status
+from signoff.store import ClaimOutcome, SessionRecord, Store
+from signoff.store.memory import MemoryStore
+
+NOW = 1_000_000.0
+
+
+@pytest.fixture(params=["memory"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    store: Store = MemoryStore()
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def session(sid: str = "s1", expires_at: float = NOW + 60) -> SessionRecord:
+    return SessionRecord(sid, "u1", "demo", "conv1", NOW, expires_at)
+
+
+def card(card_id: str = "card1", sid: str = "s1", **changes: Any) -> Card:
+    values: dict[str, Any] = {
+        "card_id": card_id,
+        "session_id": sid,
+        "conversation_id": "conv1",
+        "user_id": "u1",
+        "site": "demo",
+        "kind": "destructive",
+        "approver": "user",
+        "levels": [],
+        "title": "Wipe",
+        "text": "Wipe disk?",
+        "calls": [{"action": "wipe", "args": {"target": "disk"}}],
+        "effects": ["Wipe disk?"],
+        "titles": ["Wipe"],
+        "tool_call_ids": ["t1"],
+        "args_hash": "sha256:" + "0" * 64,
+        "created_at": NOW,
+        "timeout_at": NOW + 30,
+    }
+    values.update(changes)
+    return Card(**values)
+
+
+async def test_sessions_slide_expire_and_end(store: Store) -> None:
+    await store.create_session(session())
+    assert (await store.get_session("s1", NOW)).user_id == "u1"
+    touched = await store.touch_session("s1", ttl=120, now=NOW + 30)
+    assert touched is not None and touched.expires_at == NOW + 150
+    assert await store.get_session("s1", NOW + 149) is not None
+    assert await store.get_session("s1", NOW + 150) is None
+    assert await store.touch_session("s1", ttl=120, now=NOW + 151) is None
+    assert await store.expired_sessions(NOW + 151) == ["s1"]
+    await store.end_session("s1", "expired")
+    assert await store.expired_sessions(NOW + 151) == []
+    assert await store.get_session("s1", NOW) is None
+
+
+async def test_frames_are_numbered_in_order_and_replayed_after_a_seq(store: Store) -> None:
+    await store.create_session(session())
+    seqs = [await store.append_frame("s1", {"type": "message", "n": n}) for n in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert await store.last_seq("s1") == 5
+    after = await store.frames_after("s1", 2)
+    assert [seq for seq, _ in after] == [3, 4, 5]
+    assert json.loads(after[0][1]) == {"type": "message", "n": 2, "seq": 3}
+    assert await store.frames_after("s1", 5) == []
+
+
+async def test_concurrent_appends_get_distinct_consecutive_seqs(store: Store) -> None:
+    await store.create_session(session())
+    seqs = await asyncio.gather(*(store.append_frame("s1", {"type": "x"}) for _ in range(50)))
+    assert sorted(seqs) == list(range(1, 51))
+
+
+async def test_a_client_id_is_new_only_once_per_session(store: Store) -> None:
+    await store.create_session(session())
+    await store.create_session(session("s2"))
+    assert await store.first_use("s1", "c-1") is True
+    assert await store.first_use("s1", "c-1") is False
+    assert await store.first_use("s2", "c-1") is True
+
+
+async def test_conversation_round_trips_and_is_not_shared(store: Store) -> None:
+    await store.create_session(session())
+    conversation = [{"role": "user", "content": "hi"}]
+    await store.save_conversation("s1", conversation)
+    conversation.append({"role": "assistant", "content": "changed after saving"})
+    loaded = await store.load_conversation("s1")
+    assert loaded == [{"role": "user", "content": "hi"}]
+    loaded.append({"role": "user", "content": "changed after loading"})
+    assert len(await store.load_conversation("s1")) == 1
+
+
+async def test_of_many_racing_claims_exactly_one_wins(store: Store) -> None:
+    await store.create_session(session())
+    await store.add_card(card())
+    results = await asyncio.gather(
+        *(
+            store.transition(
+                "card1",
+                {Status.PENDING},
+                Status.APPROVED,
+                NOW,
+                {"decided_by": f"tab{i}"},
+                check_deadline=True,
+            )
+            for i in range(20)
+        )
+    )
+    outcomes = [r.outcome for r in results]
+    assert outcomes.count(ClaimOutcome.OK) == 1
+    assert outcomes.count(ClaimOutcome.CONFLICT) == 19
+    winner = next(r.card for r in results if r.outcome is ClaimOutcome.OK)
+    stored = await store.get_card("card1")
+    assert (stored.status, stored.decided_by) == (Status.APPROVED, winner.decided_by)
+
+
+async def test_a_claim_past_the_deadline_expires_the_card_once(store: Store) -> None:
+    await store.create_session(session(expires_at=NOW + 10))
+    await store.add_card(card(timeout_at=NOW + 30))
+    # The session's expiry (NOW + 10) comes before the card's own timeout.
+    late = await store.transition(
+        "card1", {Status.PENDING}, Status.APPROVED, NOW + 11, check_deadline=True
+    )
+    assert (late.outcome, late.card.status) == (ClaimOutcome.EXPIRED, Status.EXPIRED)
+    again = await store.transition(
+        "card1", {Status.PENDING}, Status.APPROVED, NOW + 12, check_deadline=True
+    )
+    assert again.outcome is ClaimOutcome.CONFLICT
+
+
+async def test_a_claim_past_the_cards_own_timeout_expires_it(store: Store) -> None:
+    await store.create_session(session(expires_at=NOW + 600))
+    await store.add_card(card(timeout_at=NOW + 30))
+    on_time = await store.transition(
+        "card1", {Status.PENDING}, Status.CANCELLED, NOW + 29, check_deadline=True
+    )
+    assert on_time.outcome is ClaimOutcome.OK
+    await store.add_card(card("card2", timeout_at=NOW + 30))
+    late = await store.transition(
+        "card2", {Status.PENDING}, Status.APPROVED, NOW + 30, check_deadline=True
+    )
+    assert late.outcome is ClaimOutcome.EXPIRED
+
+
+async def test_transitions_report_missing_cards_and_refuse_impossible_moves(store: Store) -> None:
+    await store.create_session(session())
+    missing = await store.transition("nope", {Status.PENDING}, Status.APPROVED, NOW)
+    assert (missing.outcome, missing.card) == (ClaimOutcome.MISSING, None)
+    await store.add_card(card())
+    with pytest.raises(ValueError, match="cannot move from pending to done"):
+        await store.transition("card1", {Status.PENDING}, Status.DONE, NOW)
+
+
+async def test_open_and_due_cards(store: Store) -> None:
+    await store.create_session(session(expires_at=NOW + 600))
+    await store.add_card(card("open", timeout_at=NOW + 30))
+    await store.add_card(card("late", timeout_at=NOW + 5))
+    await store.add_card(card("claimed", status=Status.RUNNING, lease_until=NOW + 5))
+    await store.add_card(card("leased", status=Status.RUNNING, lease_until=NOW + 50))
+    await store.add_card(card("done", status=Status.DONE))
+    assert sorted(c.card_id for c in await store.open_cards("s1")) == ["late", "open"]
+    due = sorted(c.card_id for c in await store.due_cards(NOW + 10))
+    assert due == ["claimed", "late"]
+
+
+async def test_ending_a_session_drops_its_state_and_tells_listeners(store: Store) -> None:
+    await store.create_session(session())
+    await store.add_card(card())
+    await store.append_frame("s1", {"type": "x"})
+    heard: list[str] = []
+    store.subscribe("s1", heard.append)
+    await store.append_frame("s1", {"type": "y"})
+    await store.end_session("s1", "expired")
+    await asyncio.sleep(0.05)
+    assert heard == ["frames", "end"]
+    assert await store.get_card("card1") is None
+    assert await store.frames_after("s1", 0) == []
+    assert await store.load_conversation("s1") == []
+    # Late writes for an ended session keep nothing.
+    await store.append_frame("s1", {"type": "late"})
+    await store.save_conversation("s1", [{"role": "user", "content": "late"}])
+    assert await store.frames_after("s1", 0) == []
+    assert await store.load_conversation("s1") == []
+
+
+async def test_unsubscribed_listeners_hear_nothing(store: Store) -> None:
+    await store.create_session(session())
+    heard: list[str] = []
+    unsubscribe = store.subscribe("s1", heard.append)
+    unsubscribe()
+    await store.append_frame("s1", {"type": "x"})
+    await asyncio.sleep(0.05)
+    assert heard == []
+
+
+async def test_the_turn_lock_admits_one_holder_at_a_time(store: Store) -> None:
+    inside = 0
+    most = 0
+
+    async def hold() -> None:
+        nonlocal inside, most
+        async with store.lock("turn:s1", ttl=5):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(hold() for _ in range(10)))
+    assert most == 1
