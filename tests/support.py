@@ -219,3 +219,17 @@ class EchoCallBot:
             yield Text(" ".join(words[1:]))
         else:
             yield Text("?")
+
+
+class StreamingBot:
+    """Says "Hello ", then waits for ``release`` before "world": shows text as it streams."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        from signoff import Text
+
+        yield Text("Hello ")
+        await self.release.wait()
+        yield Text("world")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from tests.support import Server
+from signoff import Signoff
+from tests.support import Server, StreamingBot, running, settings
 
 XSS = '<img src=x onerror="window.__pwned=1">'
 
@@ -208,3 +210,14 @@ async def test_theme_and_locale_options_apply(browser: Browser, demo: Server) ->
         ".getPropertyValue('--signoff-primary').trim()"
     )
     assert colour == "rgb(200, 30, 30)"
+
+
+async def test_the_widget_shows_bot_text_while_it_streams(browser: Browser, tmp_path: Path) -> None:
+    bot = StreamingBot()
+    async with running(Signoff(bot=bot), settings(tmp_path)) as server:
+        page = await open_demo(browser, server)
+        await send(page, "hi")
+        reply = page.locator('.signoff-msg[data-role="bot"]')
+        await expect(reply).to_have_text("Hello")
+        bot.release.set()
+        await expect(reply).to_have_text("Hello world")

@@ -413,3 +413,20 @@ async def test_the_app_itself_closes_oversized_frames_with_1009(
             await w.ws.recv()
         assert closed.value.rcvd.code == 1009
     assert shop.runs == []
+
+
+async def test_bot_text_streams_as_it_comes(tmp_path: Any) -> None:
+    from signoff import Signoff
+    from tests.support import StreamingBot
+
+    bot = StreamingBot()
+    async with running(Signoff(bot=bot), settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("hi")
+        start = await w.expect(lambda f: f["type"] == "message.start")
+        first = await w.expect(lambda f: f["type"] == "message.delta")
+        assert (first["message_id"], first["text"]) == (start["message_id"], "Hello ")
+        assert not [f for f in w.frames if f["type"] == "message.end"]
+        bot.release.set()
+        end = await w.expect(lambda f: f["type"] == "message.end")
+        assert (end["message_id"], end["text"]) == (start["message_id"], "Hello world")
