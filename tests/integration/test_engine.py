@@ -292,3 +292,18 @@ async def test_calls_that_ran_before_a_crash_stay_on_record(tmp_path: Any) -> No
     told = [json.loads(m["content"]) for m in conversation if m["role"] == "tool"]
     assert told[0] == {"status": "ok", "result": {"purged": 4}}
     assert told[1]["status"] == "error"
+
+
+async def test_card_numbers_in_an_actions_error_stay_out_of_the_audit_log(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("charge", {"amount": 5})), tmp_path)
+
+    @world.app.action(kind="write")
+    async def charge(ctx: Any, amount: int) -> None:
+        raise RuntimeError("card 4111 1111 1111 1111 was declined")
+
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    [row] = await world.audit.rows(action="charge")
+    assert (row["status"], row["error"]) == ("failed", "card [redacted] was declined")

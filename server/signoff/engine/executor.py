@@ -14,7 +14,7 @@ from typing import Any
 from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Action
 from signoff.core.cards import Card
-from signoff.core.redact import redact
+from signoff.core.redact import mask_card_numbers, redact
 from signoff.engine.context import ActionContext
 from signoff.store import SessionRecord
 
@@ -101,7 +101,8 @@ class Auditor:
             status=status,
             params=redact(args, sensitive=sensitive, freeform=freeform, key=self._key),
             result=result,
-            error=error,
+            # Exception text is the action author's; card numbers in it are still masked.
+            error=mask_card_numbers(error) if error else None,
             decided_by=decided_by,
             duration_ms=outcome.duration_ms if outcome else None,
         )
