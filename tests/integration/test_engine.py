@@ -97,6 +97,16 @@ class World:
     async def cards(self, session: SessionRecord) -> list[dict[str, Any]]:
         return [f for f in await self.frames(session) if f["type"] == "card"]
 
+    async def crash_during(self, session: SessionRecord, card: dict[str, Any]) -> None:
+        """Confirm the card, and kill the engine's work once the slow call has started."""
+        decision = asyncio.create_task(
+            self.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+        )
+        await self.started.wait()
+        decision.cancel()  # the server dies mid-call
+        with pytest.raises(asyncio.CancelledError):
+            await decision
+
     async def bot_texts(self, session: SessionRecord) -> list[str]:
         return [f["text"] for f in await self.frames(session) if f["type"] == "message.end"]
 
@@ -159,13 +169,7 @@ async def test_crash_between_claim_and_finish_leaves_the_card_interrupted(tmp_pa
     session = await world.session()
     await world.engine.handle_message(session, "go", "c1")
     [card] = await world.cards(session)
-    decision = asyncio.create_task(
-        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
-    )
-    await world.started.wait()
-    decision.cancel()  # the server dies mid-call
-    with pytest.raises(asyncio.CancelledError):
-        await decision
+    await world.crash_during(session, card)
     assert (await world.store.get_card(card["card_id"])).status == "running"
     survivor = world.new_engine()
     await survivor.sweep()
@@ -271,13 +275,7 @@ async def test_calls_that_ran_before_a_crash_stay_on_record(tmp_path: Any) -> No
     session = await world.session()
     await world.engine.handle_message(session, "go", "c1")
     [card] = await world.cards(session)
-    decision = asyncio.create_task(
-        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
-    )
-    await world.started.wait()
-    decision.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await decision
+    await world.crash_during(session, card)
     world.clock.now += 200
     survivor = world.new_engine()
     await survivor.sweep()
