@@ -196,6 +196,7 @@
     refused: false, // closed with 1008: never reconnect
     ended: false, // session.end received: wait for the visitor to restart
     memoryToken: null, // used when localStorage is unavailable
+    memorySessionId: null,
 
     // Session history
     sessionId: null,
@@ -318,18 +319,30 @@
     return "signoff:" + state.options.site + ":session";
   }
 
-  function loadToken() {
+  // The session id is kept beside the token: a tab whose screen shows another session
+  // than the stored one (another tab started afresh) must replay the stored one from 0.
+  function loadStored(key, fallback) {
     try {
-      return window.localStorage.getItem(tokenKey()) || state.memoryToken;
+      return window.localStorage.getItem(key) || fallback;
     } catch (err) {
-      return state.memoryToken;
+      return fallback;
     }
   }
 
-  function storeToken(token) {
+  function loadToken() {
+    return loadStored(tokenKey(), state.memoryToken);
+  }
+
+  function loadSessionId() {
+    return loadStored(tokenKey() + "_id", state.memorySessionId);
+  }
+
+  function storeToken(token, sessionId) {
     state.memoryToken = token;
+    state.memorySessionId = sessionId;
     try {
       window.localStorage.setItem(tokenKey(), token);
+      window.localStorage.setItem(tokenKey() + "_id", sessionId);
     } catch (err) {
       /* memory fallback already set */
     }
@@ -337,8 +350,10 @@
 
   function clearToken() {
     state.memoryToken = null;
+    state.memorySessionId = null;
     try {
       window.localStorage.removeItem(tokenKey());
+      window.localStorage.removeItem(tokenKey() + "_id");
     } catch (err) {
       /* nothing stored */
     }
@@ -1135,7 +1150,7 @@
     // has nothing to do with what we show, so start the log afresh.
     if (state.sessionId && frame.session_id && frame.session_id !== state.sessionId) resetConversation();
     state.sessionId = frame.session_id || null;
-    if (frame.session_token) storeToken(frame.session_token);
+    if (frame.session_token) storeToken(frame.session_token, frame.session_id || "");
     state.welcomed = true;
     state.attempts = 0;
     setStatus(null);
@@ -1419,12 +1434,14 @@
     const token = loadToken() || null;
     state.helloHadToken = Boolean(token);
     state.lastFrameAt = Date.now();
+    // Our last_seq only means something for the session this page is showing.
+    const sameSession = Boolean(token) && loadSessionId() === state.sessionId;
     sendFrame({
       type: "hello",
       site: state.options.site,
       user_token: state.options.userToken || null,
       session_token: token,
-      last_seq: state.lastSeq,
+      last_seq: sameSession ? state.lastSeq : 0,
     });
   }
 

@@ -141,3 +141,16 @@ async def test_freeform_note_is_not_stored_in_plaintext(demo: Server, tmp_path: 
     database = demo.engine.audit.engine.url.database
     await demo.engine.audit.close()
     assert note.encode() not in await asyncio.to_thread(Path(database).read_bytes)
+
+
+async def test_talking_while_a_teammate_decides_keeps_the_request_waiting(demo: Server) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("refund 250 on order 1002")
+        card = await w.card("waiting")
+        await w.say("how long will this take?")
+        await w.bot_says("waiting for a teammate")
+        stored = await demo.engine.store.get_card(card["card_id"])
+        assert stored.status == "waiting"
+        conversation = await demo.engine.store.load_conversation(w.welcome["session_id"])
+        assert "how long will this take?" not in str(conversation)

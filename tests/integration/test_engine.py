@@ -305,3 +305,40 @@ async def test_card_numbers_in_an_actions_error_stay_out_of_the_audit_log(tmp_pa
     await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
     [row] = await world.audit.rows(action="charge")
     assert (row["status"], row["error"]) == ("failed", "card [redacted] was declined")
+
+
+async def test_idempotency_keys_differ_across_sessions_and_steps(tmp_path: Any) -> None:
+    keys: list[str] = []
+    world = World(ScriptBot(ToolCall("stamp", {}, id="call_0")), tmp_path)
+
+    @world.app.action(kind="write", confirm=False)
+    async def stamp(ctx: Any) -> None:
+        keys.append(ctx.idempotency_key)
+
+    for client in ("a", "b"):
+        session = await world.session()
+        await world.engine.handle_message(session, "go", f"{client}1")
+        await world.engine.handle_message(session, "again", f"{client}2")
+    assert len(keys) == 4 and len(set(keys)) == 4
+
+
+async def test_freeform_text_never_reaches_the_audit_log_in_results_or_errors(
+    tmp_path: Any,
+) -> None:
+    words = "please leave it with the neighbour at number 12"
+    world = World(ScriptBot(ToolCall("note", {"text": words, "lines": [words]})), tmp_path)
+
+    @world.app.action(kind="write", freeform=["text", "lines"])
+    async def note(ctx: Any, text: str, lines: list[str]) -> dict[str, str]:
+        if len(ctx.card_id or "") > 0 and text.endswith("12"):
+            raise ValueError(f"cannot store {text!r}")
+        return {"text": text}
+
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    await world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    [row] = await world.audit.rows(action="note")
+    assert row["status"] == "failed"
+    assert words not in json.dumps(row, default=str)
+    assert row["params"]["lines"]["length"] == len(json.dumps([words]))

@@ -430,3 +430,55 @@ async def test_bot_text_streams_as_it_comes(tmp_path: Any) -> None:
         bot.release.set()
         end = await w.expect(lambda f: f["type"] == "message.end")
         assert (end["message_id"], end["text"]) == (start["message_id"], "Hello world")
+
+
+async def test_reconnect_with_a_last_seq_from_another_session_replays_everything(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("wipe disk")
+        await w.card("pending")
+        token = w.welcome["session_token"]
+        async with widget(server) as other_tab:
+            # This tab saw seq 40 of some older session; it now resumes the stored one.
+            welcome = await other_tab.hello(session_token=token, last_seq=40)
+            await other_tab.card("pending")
+            await other_tab.quiet()
+            seqs = [f["seq"] for f in other_tab.frames if "seq" in f and f["type"] != "welcome"]
+            assert seqs == list(range(1, welcome["seq"] + 1))
+
+
+async def test_text_that_utf8_cannot_encode_does_not_break_the_history(tmp_path: Any) -> None:
+    from signoff import Signoff, Text
+
+    class Odd:
+        async def respond(self, conversation: Any) -> Any:
+            yield Text("file \udc80.txt is ready")
+
+    async with running(Signoff(bot=Odd()), settings(tmp_path)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            await w.say("go")
+            end = await w.expect(lambda f: f["type"] == "message.end")
+            assert end["text"] == "file \udc80.txt is ready"
+            await w.say("go again")
+            await w.expect(lambda f: f["type"] == "message.end")
+        async with widget(server) as back:
+            welcome = await back.hello(session_token=w.welcome["session_token"])
+            await back.quiet()
+            seqs = [f["seq"] for f in back.frames if "seq" in f and f["type"] != "welcome"]
+            assert seqs == list(range(1, welcome["seq"] + 1))
+
+
+async def test_a_flood_gets_one_slow_down_notice_per_second(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        for _ in range(300):
+            await w.send({"type": "ping"})
+        await w.quiet(0.5)
+        notices = [f for f in w.frames if f.get("code") == "rate_limited"]
+        assert len(notices) == 1
+        assert len([f for f in w.frames if f["type"] == "pong"]) <= 21

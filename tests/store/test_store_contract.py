@@ -225,3 +225,12 @@ async def test_the_turn_lock_admits_one_holder_at_a_time(store: Store) -> None:
 
     await asyncio.gather(*(hold() for _ in range(10)))
     assert most == 1
+
+
+async def test_nothing_is_kept_for_a_session_that_ended(store: Store) -> None:
+    await store.create_session(session())
+    await store.end_session("s1", "expired")
+    assert await store.first_use("s1", "c-1") is False
+    await store.add_card(card())
+    assert await store.get_card("card1") is None
+    assert await store.due_cards(NOW + 1000) == []

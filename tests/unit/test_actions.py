@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import AfterValidator, SecretStr
 
 from signoff.core.actions import (
     AUTO,
@@ -431,3 +432,37 @@ def test_signoff_action_names_a_misspelt_option() -> None:
 
         @app.action(kindd="destructive")
         async def wipe(ctx: Any) -> None: ...
+
+
+def test_args_that_change_when_validated_again_are_refused() -> None:
+    async def scale(ctx: Any, cents: Annotated[int, AfterValidator(lambda d: d * 100)]) -> None: ...
+
+    async def login(ctx: Any, password: SecretStr) -> None: ...
+
+    for func, args in ((scale, {"cents": 5}), (login, {"password": "hunter2"})):
+        action = make_action(func, kind="write")
+        with pytest.raises(ArgsError, match="change when validated again"):
+            action.validate(args)
+
+
+def test_positional_only_params_are_refused_at_registration() -> None:
+    async def wipe(ctx: Any, target: str, /) -> None: ...
+
+    with pytest.raises(ActionError, match="parameters must be named"):
+        make_action(wipe, kind="write")
+
+
+def test_string_type_hints_resolve_in_the_actions_module() -> None:
+    async def wipe(ctx: Any, target: Annotated[str, "shown"], count: int = 1) -> None: ...
+
+    wipe.__annotations__ = {"target": "Annotated[str, 'shown']", "count": "int"}
+    action = make_action(wipe, kind="write")
+    assert action.validate({"target": "disk", "count": "2"}) == {"target": "disk", "count": 2}
+
+
+def test_unresolvable_type_hints_are_refused_at_registration() -> None:
+    async def wipe(ctx: Any, target: str) -> None: ...
+
+    wipe.__annotations__ = {"target": "NoSuchType"}
+    with pytest.raises(ActionError, match="cannot resolve its type hints"):
+        make_action(wipe, kind="write")

@@ -362,3 +362,11 @@ def test_card_frame_masks_sensitive_names_at_any_depth() -> None:
         "password": REDACTED,
         "keys": [{"token": REDACTED}],
     }
+
+
+def test_card_frame_shows_integers_beyond_javascripts_precision_as_text() -> None:
+    card = make_card()
+    card.calls[0]["args"]["order_id"] = 1234567890123456789
+    frame = card_frame(card, 1600.0)
+    assert frame["actions"][0]["args"]["order_id"] == "1234567890123456789"
+    assert card.calls[0]["args"]["order_id"] == 1234567890123456789  # held as the int

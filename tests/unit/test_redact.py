@@ -137,8 +137,15 @@ def test_freeform_applies_in_nested_values() -> None:
     assert out["lines"][0]["note"]["length"] == len("private words")
 
 
-def test_non_string_freeform_is_not_digested() -> None:
+def test_absent_freeform_stays_absent() -> None:
     assert redact({"note": None}, freeform=["note"], key=KEY) == {"note": None}
+
+
+def test_non_string_freeform_is_digested_as_json() -> None:
+    lines = ["my words", "and more"]
+    out = redact({"lines": lines}, freeform=["lines"], key=KEY)
+    assert out == {"lines": freeform_digest(KEY, json.dumps(lines, sort_keys=True))}
+    assert "my words" not in json.dumps(out)
 
 
 @pytest.mark.parametrize(

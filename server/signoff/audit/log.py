@@ -26,6 +26,7 @@ class AuditStatus(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # a later call of a chain that stopped at a failure
     REFUSED = "refused"
 
 

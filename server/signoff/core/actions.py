@@ -127,6 +127,10 @@ class Action:
             )
             raise ArgsError(f"{self.name}: {problems}") from None
         values = model.model_dump(mode="json")
+        if self.args_model.model_validate(values) != model:
+            # A validator that transforms, or a secret type that dumps masked: what is held
+            # and shown would not be what runs.
+            raise ArgsError(f"{self.name}: arguments change when validated again")
         try:
             canonical_bytes([{"action": self.name, "args": values}])
         except ValueError as exc:  # NaN or infinity inside an untyped argument
@@ -159,13 +163,18 @@ class Action:
 
 
 def _args_model(name: str, func: ActionFunc) -> type[BaseModel]:
-    params = list(inspect.signature(func).parameters.values())
+    try:
+        # eval_str: hints written as strings (``from __future__ import annotations``)
+        # are resolved in the action's own module.
+        params = list(inspect.signature(func, eval_str=True).parameters.values())
+    except (NameError, SyntaxError) as exc:
+        raise ActionError(f"action {name}: cannot resolve its type hints: {exc}") from None
     if not params or params[0].name != "ctx":
         raise ActionError(f"action {name}: the first parameter must be ctx")
     fields: dict[str, Any] = {}
     for p in params[1:]:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise ActionError(f"action {name}: *args/**kwargs cannot be shown on a card")
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise ActionError(f"action {name}: parameters must be named (no *args, **kwargs, /)")
         annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (annotation, default)
@@ -238,8 +247,8 @@ def make_action(
         team_when=Condition(team_.when, params) if team_ and team_.when else None,
         timeout=float(timeout),
         run_timeout=float(run_timeout),
-        sensitive=frozenset(sensitive),
-        freeform=frozenset(freeform),
+        sensitive=sensitive,
+        freeform=freeform,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from signoff.core.cards import Card
-from signoff.core.redact import mask_sensitive
+from signoff.core.redact import REDACTED, is_sensitive_name
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
@@ -135,6 +135,24 @@ def iso(timestamp: float) -> str:
     )
 
 
+# Integers past this lose digits in JavaScript's JSON.parse; sent as strings they don't.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def displayed(value: Any, sensitive: frozenset[str] = frozenset()) -> Any:
+    """A copy for people to see: sensitive names masked at any depth, big integers as text."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if is_sensitive_name(str(k), sensitive) else displayed(v, sensitive)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [displayed(item, sensitive) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        return str(value)
+    return value
+
+
 def card_frame(
     card: Card, expires_at: float, sensitive: list[frozenset[str]] | None = None
 ) -> dict[str, Any]:
@@ -151,7 +169,7 @@ def card_frame(
             {
                 "action": call["action"],
                 "title": title,
-                "args": mask_sensitive(call["args"], mask),
+                "args": displayed(call["args"], mask),
                 "effect": effect,
             }
             for call, title, effect, mask in zip(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -32,18 +33,6 @@ def normalise_name(name: str) -> str:
 def is_sensitive_name(name: str, extra: Collection[str] = ()) -> bool:
     key = normalise_name(name)
     return bool(_SENSITIVE_NAME.search(key)) or key in {normalise_name(n) for n in extra}
-
-
-def mask_sensitive(value: Any, sensitive: Collection[str] = ()) -> Any:
-    """A copy with sensitive names masked at any depth; for what people see, not for storage."""
-    if isinstance(value, Mapping):
-        return {
-            k: REDACTED if is_sensitive_name(str(k), sensitive) else mask_sensitive(v, sensitive)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_sensitive(item, sensitive) for item in value]
-    return value
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -101,8 +90,9 @@ def redact(
         for name, item in value.items():
             if is_sensitive_name(str(name), sensitive):
                 out[name] = REDACTED
-            elif name in freeform and isinstance(item, str):
-                out[name] = freeform_digest(key, item)
+            elif name in freeform and item is not None:
+                text = item if isinstance(item, str) else json.dumps(item, sort_keys=True)
+                out[name] = freeform_digest(key, text)
             else:
                 out[name] = redact(item, sensitive=sensitive, freeform=freeform, key=key)
         return out
@@ -111,3 +101,11 @@ def redact(
     if isinstance(value, str):
         return mask_card_numbers(value)
     return value
+
+
+def scrub_text(text: str, freeform_values: Collection[str]) -> str:
+    """Free text (an error message) with card numbers and a person's own words masked."""
+    for value in sorted(freeform_values, key=len, reverse=True):
+        if value:
+            text = text.replace(value, REDACTED)
+    return mask_card_numbers(text)

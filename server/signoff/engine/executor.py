@@ -14,7 +14,7 @@ from typing import Any
 from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Action
 from signoff.core.cards import Card
-from signoff.core.redact import mask_card_numbers, redact
+from signoff.core.redact import redact, scrub_text
 from signoff.engine.context import ActionContext
 from signoff.store import SessionRecord
 
@@ -83,7 +83,7 @@ class Auditor:
         freeform = action.freeform if action else frozenset()
         result = None
         if outcome is not None and outcome.ok:
-            result = redact(outcome.result, sensitive=sensitive, key=self._key)
+            result = redact(outcome.result, sensitive=sensitive, freeform=freeform, key=self._key)
             text = json.dumps(result, ensure_ascii=False)
             if len(text) > MAX_RESULT_CHARS:
                 result = {"summary": text[:MAX_RESULT_CHARS], "truncated": True}
@@ -101,8 +101,12 @@ class Auditor:
             status=status,
             params=redact(args, sensitive=sensitive, freeform=freeform, key=self._key),
             result=result,
-            # Exception text is the action author's; card numbers in it are still masked.
-            error=mask_card_numbers(error) if error else None,
+            # Exception text is the action author's and may quote the args.
+            error=scrub_text(error, _texts(args, freeform)) if error else None,
             decided_by=decided_by,
             duration_ms=outcome.duration_ms if outcome else None,
         )
+
+
+def _texts(args: dict[str, Any], freeform: frozenset[str]) -> list[str]:
+    return [v if isinstance(v, str) else json.dumps(v) for k, v in args.items() if k in freeform]

@@ -29,8 +29,13 @@ from signoff.core.conversation import (
     tool_message,
     user_message,
 )
-from signoff.core.frames import ErrorCode, ProtocolError, card_frame, card_update_frame
-from signoff.core.redact import mask_sensitive
+from signoff.core.frames import (
+    ErrorCode,
+    ProtocolError,
+    card_frame,
+    card_update_frame,
+    displayed,
+)
 from signoff.core.tokens import anonymous_user_id
 from signoff.core.turns import MAX_STEPS, CardPlan, plan_step
 from signoff.engine.context import ActionContext
@@ -45,6 +50,9 @@ TURN_LOCK_TTL = 120.0
 LEASE_MARGIN = 30.0
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
+WAITING_FOR_TEAMMATE = (
+    "Your request is waiting for a teammate. I'll carry on as soon as they have decided."
+)
 TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in one go."
 GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
 
@@ -141,7 +149,14 @@ class Engine:
             return  # a re-sent message: its frames are already in the history
         async with self.store.lock(f"turn:{session.session_id}", TURN_LOCK_TTL):
             conversation = await self.store.load_conversation(session.session_id)
-            for card in await self.store.open_cards(session.session_id):
+            open_cards = await self.store.open_cards(session.session_id)
+            if any(card.status is Status.WAITING for card in open_cards):
+                # The turn is paused on a teammate: the visitor's words are shown, and the
+                # bot continues once the teammate has decided.
+                await self._echo(session, text, client_id)
+                await self._say(session, None, WAITING_FOR_TEAMMATE)
+                return
+            for card in open_cards:
                 # Moving on without deciding withdraws the open card.
                 await self._close_open_card(
                     card,
@@ -153,17 +168,19 @@ class Engine:
             for call_id in pending_tool_calls(conversation):
                 conversation.append(tool_message(call_id, {"status": "error", "error": "not run"}))
             conversation.append(user_message(text))
-            await self.store.append_frame(
-                session.session_id,
-                {
-                    "type": "message",
-                    "message_id": new_id("m"),
-                    "role": "user",
-                    "text": text,
-                    "client_id": client_id,
-                },
-            )
+            await self._echo(session, text, client_id)
             await self._run_turn(session, conversation)
+
+    async def _echo(self, session: SessionRecord, text: str, client_id: str) -> None:
+        """The visitor's message, to every tab of the session."""
+        frame = {
+            "type": "message",
+            "message_id": new_id("m"),
+            "role": "user",
+            "text": text,
+            "client_id": client_id,
+        }
+        await self.store.append_frame(session.session_id, frame)
 
     async def _run_turn(self, session: SessionRecord, conversation: Conversation) -> None:
         """Bot steps until the bot is done or a card opens; saves the conversation."""
@@ -191,9 +208,11 @@ class Engine:
                             error=refused.error,
                         )
                     )
-                for index, planned in enumerate(plan.run_now):
+                for planned in plan.run_now:
                     assert planned.action is not None
-                    ctx = self._context(session, f"{planned.tool_call_id}", index, "auto")
+                    # The call's place in the conversation: unique even if a bot reuses ids.
+                    scope = f"{session.conversation_id}:{len(conversation)}"
+                    ctx = self._context(session, scope, 0, "auto")
                     outcome = await run_call(planned.action, planned.args, ctx)
                     conversation.append(tool_message(planned.tool_call_id, outcome.tool_content()))
                     await self.audit.record(
@@ -228,6 +247,9 @@ class Engine:
                 await self._open_card(session, conversation, plan.card)
                 return
             await self._say(session, conversation, TOO_MANY_STEPS)
+        except Exception:
+            log.exception("turn failed in session %s", session.session_id)
+            await self._say(session, conversation, SORRY)
         finally:
             await self.store.save_conversation(session.session_id, conversation)
 
@@ -277,11 +299,14 @@ class Engine:
             session_id, {"type": "message.end", "message_id": message_id, "text": text}
         )
 
-    async def _say(self, session: SessionRecord, conversation: Conversation, text: str) -> None:
-        """A whole bot message from the engine itself."""
+    async def _say(
+        self, session: SessionRecord, conversation: Conversation | None, text: str
+    ) -> None:
+        """A whole bot message from the engine itself; kept in the conversation if given."""
         message_id = await self._start_message(session.session_id)
         await self._end_message(session.session_id, message_id, text)
-        conversation.append(assistant_message(text, []))
+        if conversation is not None:
+            conversation.append(assistant_message(text, []))
 
     def _context(
         self,
@@ -430,23 +455,24 @@ class Engine:
                 if not outcome.ok:
                     stop = "not run: an earlier call failed"
             conversation.append(tool_message(call_id, outcome.tool_content()))
-            # Kept call by call, so a crash later in the chain leaves what ran on record.
-            await self.store.transition(
-                card.card_id, {Status.RUNNING}, Status.RUNNING, self.clock(), {"results": results}
-            )
+            # Kept call by call, audit row first, so a crash later in the chain leaves
+            # every call that ran on record, and none twice.
             await self.audit.record(
                 self.auditor.entry(
                     card,
                     action,
                     name,
                     call["args"],
-                    AuditStatus.CANCELLED
+                    AuditStatus.SKIPPED
                     if results[-1]["status"] == "skipped"
                     else _audit_status(outcome),
                     card_id=card.card_id,
                     decided_by=card.decided_by,
                     outcome=outcome,
                 )
+            )
+            await self.store.transition(
+                card.card_id, {Status.RUNNING}, Status.RUNNING, self.clock(), {"results": results}
             )
         final = Status.FAILED if stop is not None else Status.DONE
         moved = await self.store.transition(
@@ -585,6 +611,6 @@ def _result_summary(name: str, outcome: Outcome, sensitive: frozenset[str]) -> d
         return {
             "action": name,
             "status": "done",
-            "result": mask_sensitive(outcome.result, sensitive),
+            "result": displayed(outcome.result, sensitive),
         }
     return {"action": name, "status": "failed", "error": outcome.error}

@@ -77,7 +77,8 @@ class MemoryStore(Store):
             return 0  # the session ended: nothing of it is kept
         frames = self._frames.setdefault(session_id, [])
         seq = frames[-1][0] + 1 if frames else 1
-        frames.append((seq, json.dumps({**frame, "seq": seq}, ensure_ascii=False)))
+        # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
+        frames.append((seq, json.dumps({**frame, "seq": seq})))
         self._notify(session_id, "frames")
         return seq
 
@@ -91,6 +92,8 @@ class MemoryStore(Store):
         return frames[-1][0] if frames else 0
 
     async def first_use(self, session_id: str, client_id: str) -> bool:
+        if session_id not in self._sessions:
+            return False  # the session ended: nothing more is handled for it
         seen = self._client_ids[session_id]
         if client_id in seen:
             return False
@@ -99,6 +102,8 @@ class MemoryStore(Store):
 
     # Cards ----------------------------------------------------------------------------
     async def add_card(self, card: Card) -> None:
+        if card.session_id not in self._sessions:
+            return  # the session ended: nothing of it is kept
         self._cards[card.card_id] = Card.from_dict(card.to_dict())
         self._session_cards[card.session_id].append(card.card_id)
 

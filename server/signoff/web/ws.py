@@ -47,6 +47,8 @@ RATE_PER_SECOND = 5.0
 RATE_BURST = 20
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+MAX_QUEUED_REPLIES = 256
 
 
 def _size(raw: str | bytes) -> int:
@@ -78,6 +80,8 @@ class Connection:
         self._direct: deque[dict[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._ended = False
+        self._overflowed = False
+        self._last_rate_notice = -1.0
         self._unsubscribe = None
 
     async def serve(self) -> None:
@@ -104,10 +108,21 @@ class Connection:
 
     # Sending ----------------------------------------------------------------------------
     def send(self, frame: dict[str, Any]) -> None:
+        if len(self._direct) >= MAX_QUEUED_REPLIES:
+            # A client that floods and does not read: bounded memory, not an endless queue.
+            self._overflowed = True
+            self._wake.set()
+            return
         self._direct.append(frame)
         self._wake.set()
 
     def refuse(self, error: ProtocolError) -> None:
+        if error.code is ErrorCode.RATE_LIMITED and error.ref is None:
+            # One notice per second is enough to say "slow down".
+            now = time.monotonic()
+            if now - self._last_rate_notice < 1.0:
+                return
+            self._last_rate_notice = now
         metrics.errors_sent.labels(error.code).inc()
         self.send(error.frame())
 
@@ -121,6 +136,9 @@ class Connection:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._overflowed:
+                    await self.ws.close(code=POLICY_VIOLATION, reason="not reading replies")
+                    return
                 while self._direct:
                     await self.ws.send_text(json.dumps(self._direct.popleft()))
                 if self.session is None:
@@ -138,6 +156,9 @@ class Connection:
                     self.sent_seq = seq
         except (WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us; the reader sees it too
+        except Exception:
+            log.exception("cannot send to a widget; closing its socket")
+            await self.ws.close(code=INTERNAL_ERROR)
 
     def _leave(self) -> None:
         """Stop following the session (closed socket or ended session)."""
@@ -234,7 +255,8 @@ class Connection:
             }
         )
         self.session = session
-        self.sent_seq = min(hello.last_seq, last)
+        # A last_seq past this session's head was seen in another session: replay it all.
+        self.sent_seq = hello.last_seq if hello.last_seq <= last else 0
         self._unsubscribe = self.engine.store.subscribe(session.session_id, self._on_news)
         self._wake.set()
 
