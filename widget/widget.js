@@ -1223,9 +1223,11 @@
 
   function onMessageDelta(frame) {
     const message = botMessage(frame.message_id);
+    const piece = typeof frame.text === "string" ? frame.text : "";
     keepScrolled(() => {
-      message.text += typeof frame.text === "string" ? frame.text : "";
-      message.textEl.textContent = message.text;
+      // Appended, not rewritten: long replies stay linear in their length.
+      message.text += piece;
+      message.textEl.appendChild(document.createTextNode(piece));
     });
   }
 

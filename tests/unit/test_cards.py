@@ -111,7 +111,6 @@ def test_to_dict_from_dict_round_trip() -> None:
     card = make_card(
         status=Status.WAITING,
         level=2,
-        approvals=[{"by": "lead@example", "role": "support-lead", "at": 1100.0}],
         results=[{"action": "refund", "status": "done", "result": {"ok": True}}],
         decided_by="lead@example",
         reason="looks fine",

@@ -81,7 +81,6 @@ class Card:
     level: int = 1
     decided_by: str | None = None
     reason: str | None = None
-    approvals: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     claimed_by: str | None = None
     lease_until: float | None = None

@@ -6,6 +6,7 @@ secret or a visitor's own words never reach disk in plaintext.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -31,6 +32,12 @@ def normalise_name(name: str) -> str:
 
 
 def is_sensitive_name(name: str, extra: Collection[str] = ()) -> bool:
+    return _is_sensitive(name, frozenset(extra))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sensitive(name: str, extra: frozenset[str]) -> bool:
+    # Cached: asked for every key of every card frame and audit row.
     key = normalise_name(name)
     return bool(_SENSITIVE_NAME.search(key)) or key in {normalise_name(n) for n in extra}
 

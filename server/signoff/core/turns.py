@@ -99,14 +99,13 @@ def _card_plan(calls: list[PlannedCall]) -> CardPlan:
     else:
         title = f"Confirm {len(calls)} actions"
         text = "They run in this order; if one fails, the rest do not run."
-    canonical: list[Call] = [{"action": c.name, "args": c.args} for c in calls]
     return CardPlan(
         calls=calls,
         approver="team" if levels else "user",
         levels=levels,
         kind=str(kind),
         timeout=min(a.timeout for a in actions),
-        args_hash=args_hash(canonical),
+        args_hash=args_hash([{"action": c.name, "args": c.args} for c in calls]),
         title=title,
         text=text,
     )

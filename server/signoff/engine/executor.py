@@ -36,6 +36,14 @@ class Outcome:
         return {"status": "error", "error": self.error}
 
 
+def bounded(result: Any) -> Any:
+    """A result small enough to keep in a frame or an audit row; cut to a summary if not."""
+    text = json.dumps(result, ensure_ascii=False)
+    if len(text) <= MAX_RESULT_CHARS:
+        return result
+    return {"summary": text[:MAX_RESULT_CHARS], "truncated": True}
+
+
 def idempotency_key(scope: str, index: int) -> str:
     return hashlib.sha256(f"{scope}:{index}".encode()).hexdigest()[:32]
 
@@ -83,10 +91,9 @@ class Auditor:
         freeform = action.freeform if action else frozenset()
         result = None
         if outcome is not None and outcome.ok:
-            result = redact(outcome.result, sensitive=sensitive, freeform=freeform, key=self._key)
-            text = json.dumps(result, ensure_ascii=False)
-            if len(text) > MAX_RESULT_CHARS:
-                result = {"summary": text[:MAX_RESULT_CHARS], "truncated": True}
+            result = bounded(
+                redact(outcome.result, sensitive=sensitive, freeform=freeform, key=self._key)
+            )
         if outcome is not None and not outcome.ok:
             error = outcome.error
         return AuditEntry(

@@ -39,7 +39,7 @@ from signoff.core.frames import (
 from signoff.core.tokens import anonymous_user_id
 from signoff.core.turns import MAX_STEPS, CardPlan, plan_step
 from signoff.engine.context import ActionContext
-from signoff.engine.executor import Auditor, Outcome, idempotency_key, run_call
+from signoff.engine.executor import Auditor, Outcome, bounded, idempotency_key, run_call
 from signoff.store import ClaimOutcome, SessionRecord, Store
 
 log = logging.getLogger("signoff.engine")
@@ -611,6 +611,6 @@ def _result_summary(name: str, outcome: Outcome, sensitive: frozenset[str]) -> d
         return {
             "action": name,
             "status": "done",
-            "result": displayed(outcome.result, sensitive),
+            "result": bounded(displayed(outcome.result, sensitive)),
         }
     return {"action": name, "status": "failed", "error": outcome.error}

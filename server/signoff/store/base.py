@@ -1,7 +1,7 @@
 """The store interface: every piece of live state and every atomic step the engine needs.
 
-Implementations: ``memory`` (one process) and, behind this same interface, a
-shared one for several processes. Anything that must not happen twice
+Implemented by ``memory`` (one process); a store shared by several processes
+implements the same interface. Anything that must not happen twice
 (claiming a card, numbering a frame, first use of a client_id) is one atomic
 operation here, so the engine never needs its own check-then-act.
 """
