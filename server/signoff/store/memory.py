@@ -27,6 +27,8 @@ class MemoryStore(Store):
         self._client_ids: dict[str, set[str]] = defaultdict(set)
         self._cards: dict[str, Card] = {}
         self._session_cards: dict[str, list[str]] = defaultdict(list)
+        # Cards still open or claimed: all the sweeper has to look at.
+        self._live: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = defaultdict(int)
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
@@ -58,6 +60,7 @@ class MemoryStore(Store):
         self._client_ids.pop(session_id, None)
         for card_id in self._session_cards.pop(session_id, []):
             self._cards.pop(card_id, None)
+            self._live.discard(card_id)
         self._notify(session_id, "end")
         self._listeners.pop(session_id, None)
 
@@ -106,6 +109,7 @@ class MemoryStore(Store):
             return  # the session ended: nothing of it is kept
         self._cards[card.card_id] = Card.from_dict(card.to_dict())
         self._session_cards[card.session_id].append(card.card_id)
+        self._track(card)
 
     async def get_card(self, card_id: str) -> Card | None:
         card = self._cards.get(card_id)
@@ -134,12 +138,20 @@ class MemoryStore(Store):
         if check_deadline and self._past_deadline(card, now):
             card.status = Status.EXPIRED
             card.updated_at = now
+            self._track(card)
             return Transition(ClaimOutcome.EXPIRED, Card.from_dict(card.to_dict()))
         for name, value in (changes or {}).items():
             setattr(card, name, value)
         card.status = new
         card.updated_at = now
+        self._track(card)
         return Transition(ClaimOutcome.OK, Card.from_dict(card.to_dict()))
+
+    def _track(self, card: Card) -> None:
+        if card.status in OPEN or card.status in CLAIMED:
+            self._live.add(card.card_id)
+        else:
+            self._live.discard(card.card_id)
 
     def _past_deadline(self, card: Card, now: float) -> bool:
         session = self._sessions.get(card.session_id)
@@ -147,7 +159,7 @@ class MemoryStore(Store):
 
     async def due_cards(self, now: float) -> list[Card]:
         due = []
-        for card in self._cards.values():
+        for card in (self._cards[card_id] for card_id in self._live):
             open_and_late = card.status in OPEN and self._past_deadline(card, now)
             lease_over = card.status in CLAIMED and (card.lease_until or 0) <= now
             if open_and_late or lease_over:
