@@ -233,3 +233,19 @@ class StreamingBot:
         yield Text("Hello ")
         await self.release.wait()
         yield Text("world")
+
+
+async def expected_replay(server: Server, session_id: str, after: int) -> list[int]:
+    """The seqs a replay after ``after`` must hold: every frame once, in order, except the
+    deltas of messages whose full text (message.end) the replay also holds."""
+    frames = [
+        json.loads(text) for _, text in await server.engine.store.frames_after(session_id, after)
+    ]
+    ended = {f["message_id"] for f in frames if f["type"] == "message.end"}
+    return [
+        f["seq"] for f in frames if not (f["type"] == "message.delta" and f["message_id"] in ended)
+    ]
+
+
+def replayed_seqs(widget: Widget) -> list[int]:
+    return [f["seq"] for f in widget.frames if "seq" in f and f["type"] != "welcome"]

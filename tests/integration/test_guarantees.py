@@ -10,7 +10,14 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import CountingShop, running, settings, widget
+from tests.support import (
+    CountingShop,
+    expected_replay,
+    replayed_seqs,
+    running,
+    settings,
+    widget,
+)
 
 
 @pytest.fixture
@@ -180,8 +187,9 @@ async def test_reconnect_with_last_seq_replays_the_rest_once_in_order(
             await back.card("pending")
             await back.quiet()
             replayed = [f for f in back.frames if "seq" in f and f["type"] != "welcome"]
-            seqs = [f["seq"] for f in replayed]
-            assert seqs == list(range(seen + 1, welcome["seq"] + 1))
+            sid = welcome["session_id"]
+            assert replayed_seqs(back) == await expected_replay(server, sid, seen)
+            assert replayed_seqs(back)[-1] == welcome["seq"]
             texts = [f["text"] for f in replayed if f["type"] == "message"]
             assert texts == ["say two", "wipe disk"]
         # A reload (last_seq 0) gets the whole conversation, each frame once.
@@ -189,8 +197,10 @@ async def test_reconnect_with_last_seq_replays_the_rest_once_in_order(
             welcome = await reload.hello(session_token=token)
             await reload.card("pending")
             await reload.quiet()
-            seqs = [f["seq"] for f in reload.frames if "seq" in f and f["type"] != "welcome"]
-            assert seqs == list(range(1, welcome["seq"] + 1))
+            assert replayed_seqs(reload) == await expected_replay(server, sid, 0)
+            bot_texts = [f["text"] for f in reload.frames if f["type"] == "message.end"]
+            assert bot_texts == ["one", "two"]
+            assert not [f for f in reload.frames if f["type"] == "message.delta"]
 
 
 async def test_forged_session_token_is_unauthorized(shop: CountingShop, tmp_path: Any) -> None:
@@ -427,9 +437,15 @@ async def test_bot_text_streams_as_it_comes(tmp_path: Any) -> None:
         first = await w.expect(lambda f: f["type"] == "message.delta")
         assert (first["message_id"], first["text"]) == (start["message_id"], "Hello ")
         assert not [f for f in w.frames if f["type"] == "message.end"]
-        bot.release.set()
-        end = await w.expect(lambda f: f["type"] == "message.end")
-        assert (end["message_id"], end["text"]) == (start["message_id"], "Hello world")
+        async with widget(server) as late_tab:
+            # Joining mid-reply: the unfinished message replays with its deltas so far.
+            await late_tab.hello(session_token=w.welcome["session_token"])
+            partial = await late_tab.expect(lambda f: f["type"] == "message.delta")
+            assert partial["text"] == "Hello "
+            bot.release.set()
+            end = await w.expect(lambda f: f["type"] == "message.end")
+            assert (end["message_id"], end["text"]) == (start["message_id"], "Hello world")
+            assert (await late_tab.expect(lambda f: f["type"] == "message.end")) == end
 
 
 async def test_reconnect_with_a_last_seq_from_another_session_replays_everything(
@@ -445,8 +461,8 @@ async def test_reconnect_with_a_last_seq_from_another_session_replays_everything
             welcome = await other_tab.hello(session_token=token, last_seq=40)
             await other_tab.card("pending")
             await other_tab.quiet()
-            seqs = [f["seq"] for f in other_tab.frames if "seq" in f and f["type"] != "welcome"]
-            assert seqs == list(range(1, welcome["seq"] + 1))
+            sid = welcome["session_id"]
+            assert replayed_seqs(other_tab) == await expected_replay(server, sid, 0)
 
 
 async def test_text_that_utf8_cannot_encode_does_not_break_the_history(tmp_path: Any) -> None:
@@ -467,8 +483,10 @@ async def test_text_that_utf8_cannot_encode_does_not_break_the_history(tmp_path:
         async with widget(server) as back:
             welcome = await back.hello(session_token=w.welcome["session_token"])
             await back.quiet()
-            seqs = [f["seq"] for f in back.frames if "seq" in f and f["type"] != "welcome"]
-            assert seqs == list(range(1, welcome["seq"] + 1))
+            sid = welcome["session_id"]
+            assert replayed_seqs(back) == await expected_replay(server, sid, 0)
+            ends = [f["text"] for f in back.frames if f["type"] == "message.end"]
+            assert ends == ["file \udc80.txt is ready"] * 2
 
 
 async def test_a_flood_gets_one_slow_down_notice_per_second(

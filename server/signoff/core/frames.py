@@ -6,6 +6,7 @@ right types; anything else is a ``bad_frame`` and changes nothing.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -199,3 +200,17 @@ def card_update_frame(card: Card) -> dict[str, Any]:
     if card.results:
         frame["results"] = card.results
     return frame
+
+
+def compact_replay(frames: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """A replay without the deltas of messages whose full text (message.end) it also holds.
+
+    The seq numbers of the frames kept are unchanged; clients only need them to rise.
+    """
+    parsed = [(seq, text, json.loads(text)) for seq, text in frames]
+    ended = {f["message_id"] for _, _, f in parsed if f.get("type") == "message.end"}
+    return [
+        (seq, text)
+        for seq, text, f in parsed
+        if not (f.get("type") == "message.delta" and f.get("message_id") in ended)
+    ]

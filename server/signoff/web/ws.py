@@ -25,6 +25,7 @@ from signoff.core.frames import (
     Message,
     Ping,
     ProtocolError,
+    compact_replay,
     iso,
     parse_client_frame,
 )
@@ -81,6 +82,7 @@ class Connection:
         self._wake = asyncio.Event()
         self._ended = False
         self._overflowed = False
+        self._replaying = False
         self._last_rate_notice = -1.0
         self._unsubscribe = None
 
@@ -149,9 +151,13 @@ class Connection:
                         json.dumps({"type": "session.end", "reason": "expired"})
                     )
                     continue
-                for seq, text in await self.engine.store.frames_after(
+                frames = await self.engine.store.frames_after(
                     self.session.session_id, self.sent_seq
-                ):
+                )
+                if self._replaying:
+                    # A reconnect needs each finished message once, not its every delta.
+                    frames, self._replaying = compact_replay(frames), False
+                for seq, text in frames:
                     await self.ws.send_text(text)
                     self.sent_seq = seq
         except (WebSocketDisconnect, RuntimeError):
@@ -258,6 +264,7 @@ class Connection:
         # A last_seq past this session's head was seen in another session: replay it all.
         self.sent_seq = hello.last_seq if hello.last_seq <= last else 0
         self._unsubscribe = self.engine.store.subscribe(session.session_id, self._on_news)
+        self._replaying = True
         self._wake.set()
 
     async def _resume(self, token: str, site: str, user_id: str | None) -> SessionRecord:
