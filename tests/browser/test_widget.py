@@ -190,6 +190,9 @@ async def test_the_widget_fits_a_phone(browser: Browser, demo: Server) -> None:
     await expect(page.locator(".signoff-confirm")).to_be_visible()
     button = await page.locator(".signoff-confirm").bounding_box()
     assert button is not None and button["height"] >= 44
+    for round_button in (".signoff-send", ".signoff-close"):
+        box = await page.locator(round_button).bounding_box()
+        assert box is not None and box["width"] == box["height"] >= 44, round_button
     await context.close()
 
 

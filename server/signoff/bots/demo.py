@@ -170,7 +170,10 @@ def _outcome(results: list[dict[str, Any]], done: str, subject: str) -> str:
         return done
     if status in {"declined", "already_declined"}:
         return f"Okay, I did not {subject}: {results[0].get('reason', 'it was declined')}."
-    errors = "; ".join(str(r.get("error") or r.get("reason")) for r in results if r.get("error"))
+    # The calls a failure stopped say "not run"; the failure itself is what to tell.
+    errors = "; ".join(
+        str(r["error"]) for r in results if r.get("error") and not r["error"].startswith("not run")
+    )
     return f"I could not {subject}: {errors or 'it did not run'}."
 
 
