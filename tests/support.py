@@ -66,6 +66,7 @@ async def running(
             port=port,
             ws="websockets-sansio",
             ws_max_size=ws_max_size,
+            ws_per_message_deflate=False,
             lifespan="on",
             log_level="warning",
         )

@@ -40,6 +40,8 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
         port=port,
         ws="websockets-sansio",
         ws_max_size=MAX_FRAME_BYTES,
+        # Chat frames are small; compression would cost CPU and a zlib context per socket.
+        ws_per_message_deflate=False,
         lifespan="on",
     )
     uvicorn.Server(config).run()

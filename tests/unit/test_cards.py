@@ -127,11 +127,12 @@ def test_to_dict_from_dict_round_trip() -> None:
     assert restored.args_hash == args_hash(restored.calls)
 
 
-def test_to_dict_is_a_copy() -> None:
+def test_copy_shares_nothing_with_the_card() -> None:
     card = make_card()
-    data = card.to_dict()
-    data["calls"][0]["args"]["amount"] = 1.0
-    data["levels"].append("ceo")
+    copy = card.copy()
+    assert copy == card
+    copy.calls[0]["args"]["amount"] = 1.0
+    copy.levels.append("ceo")
     assert card.calls[0]["args"]["amount"] == 250.0
     assert card.levels == ["support-lead", "finance"]
 

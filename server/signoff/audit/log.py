@@ -6,12 +6,13 @@ module only stores what it is given.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -53,22 +54,59 @@ class AuditError(ValueError):
 
 
 class AuditLog:
+    """Writes rows by group commit: callers wait for their rows to be committed, and all
+    rows that arrive while one transaction commits share the next one."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+        await self._commit_queued()  # whatever was still waiting
         await self.engine.dispose()
 
     async def record(self, *entries: AuditEntry) -> None:
+        """Write the rows; returns once they are committed."""
         if not entries:
             return
         rows = [{**asdict(e), "status": str(e.status)} for e in entries]
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(audit_events), rows)
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        self._wake.set()
+        await done
+
+    async def _write(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._commit_queued()
+
+    async def _commit_queued(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(audit_events), [r for rows, _ in batch for r in rows])
+        except Exception as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     async def rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Rows matching equality filters (column=value), oldest first."""
@@ -88,4 +126,15 @@ def open_audit(url: str) -> AuditLog:
         raise AuditError(f"SIGNOFF_AUDIT: not a database URL: {url!r}") from exc
     if parsed.get_backend_name() != "sqlite":
         raise AuditError(f"SIGNOFF_AUDIT: unsupported database {url!r}; use sqlite:///path")
-    return AuditLog(create_async_engine(parsed.set(drivername="sqlite+aiosqlite")))
+    engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return AuditLog(engine)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # WAL: readers never block the writer; NORMAL: a commit waits for the log, not for
+    # every page to reach the disk; still durable across a crash of the process.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -98,9 +99,14 @@ class Card:
         return self.levels[min(self.level, len(self.levels)) - 1]
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """The card as JSON-ready data (shallow: nested lists are the card's own)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["status"] = str(self.status)
         return data
+
+    def copy(self) -> Card:
+        """A deep copy; through JSON because that is many times faster than deepcopy."""
+        return Card.from_dict(json.loads(json.dumps(self.to_dict())))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Card:

@@ -107,17 +107,17 @@ class MemoryStore(Store):
     async def add_card(self, card: Card) -> None:
         if card.session_id not in self._sessions:
             return  # the session ended: nothing of it is kept
-        self._cards[card.card_id] = Card.from_dict(card.to_dict())
+        self._cards[card.card_id] = card.copy()
         self._session_cards[card.session_id].append(card.card_id)
         self._track(card)
 
     async def get_card(self, card_id: str) -> Card | None:
         card = self._cards.get(card_id)
-        return Card.from_dict(card.to_dict()) if card else None
+        return card.copy() if card else None
 
     async def open_cards(self, session_id: str) -> list[Card]:
         cards = (self._cards[c] for c in self._session_cards.get(session_id, ()))
-        return [Card.from_dict(c.to_dict()) for c in cards if c.status in OPEN]
+        return [c.copy() for c in cards if c.status in OPEN]
 
     async def transition(
         self,
@@ -132,20 +132,20 @@ class MemoryStore(Store):
         if card is None:
             return Transition(ClaimOutcome.MISSING, None)
         if card.status not in expected:
-            return Transition(ClaimOutcome.CONFLICT, Card.from_dict(card.to_dict()))
+            return Transition(ClaimOutcome.CONFLICT, card.copy())
         if not can_move(card.status, new):
             raise ValueError(f"a card cannot move from {card.status} to {new}")
         if check_deadline and self._past_deadline(card, now):
             card.status = Status.EXPIRED
             card.updated_at = now
             self._track(card)
-            return Transition(ClaimOutcome.EXPIRED, Card.from_dict(card.to_dict()))
+            return Transition(ClaimOutcome.EXPIRED, card.copy())
         for name, value in (changes or {}).items():
             setattr(card, name, value)
         card.status = new
         card.updated_at = now
         self._track(card)
-        return Transition(ClaimOutcome.OK, Card.from_dict(card.to_dict()))
+        return Transition(ClaimOutcome.OK, card.copy())
 
     def _track(self, card: Card) -> None:
         if card.status in OPEN or card.status in CLAIMED:
@@ -163,7 +163,7 @@ class MemoryStore(Store):
             open_and_late = card.status in OPEN and self._past_deadline(card, now)
             lease_over = card.status in CLAIMED and (card.lease_until or 0) <= now
             if open_and_late or lease_over:
-                due.append(Card.from_dict(card.to_dict()))
+                due.append(card.copy())
         return due
 
     # Coordination ---------------------------------------------------------------------
