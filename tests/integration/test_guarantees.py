@@ -212,8 +212,9 @@ async def test_forged_session_token_is_unauthorized(shop: CountingShop, tmp_path
             reply = await attacker.hello(session_token=forged)
             assert (reply["type"], reply["code"]) == ("error", "unauthorized")
             # Not authenticated: a decision or message is refused.
-            await attacker.say("wipe disk")
-            assert (await attacker.error("unauthorized"))["message"] == "send hello first"
+            client_id = await attacker.say("wipe disk")
+            refused = await attacker.error("unauthorized")
+            assert (refused["message"], refused["ref"]) == ("send hello first", client_id)
     assert shop.runs == []
 
 

@@ -52,6 +52,11 @@ INTERNAL_ERROR = 1011
 MAX_QUEUED_REPLIES = 256
 
 
+def _ref(frame: ClientFrame) -> str | None:
+    """What an error about this frame refers to: its card or its message."""
+    return getattr(frame, "card_id", None) or getattr(frame, "client_id", None)
+
+
 def _size(raw: str | bytes) -> int:
     return len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
 
@@ -180,8 +185,9 @@ class Connection:
         try:
             frame = parse_client_frame(raw)
             if not allowed:
-                ref = getattr(frame, "card_id", None) or getattr(frame, "client_id", None)
-                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down", ref)
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref(frame)
+                )
             metrics.frames_received.labels(frame.type).inc()
             await self._dispatch(frame)
         except ProtocolError as error:
@@ -197,7 +203,7 @@ class Connection:
                 raise ProtocolError(ErrorCode.BAD_FRAME, "hello was already sent")
             await self._hello(frame)
         elif self.session is None:
-            raise ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first")
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first", _ref(frame))
         elif isinstance(frame, Message):
             session = await self._touch()
             self.engine.spawn(self.engine.handle_message(session, frame.text, frame.client_id))
