@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from signoff.app import Signoff
 from signoff.audit.log import AuditError
-from signoff.config import ConfigError, Settings, Site, load_settings
+from signoff.config import SELF, ConfigError, Settings, Site, load_settings
 from signoff.core.frames import MAX_FRAME_BYTES
 from signoff.core.tokens import TokenError, sign_user_token
 from signoff.store import StoreError
@@ -47,8 +47,9 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def demo_site(host: str, port: int) -> Site:
-    return Site("demo", (f"http://{host}:{port}", "http://localhost:*", "http://127.0.0.1:*"))
+def demo_site() -> Site:
+    """The demo page's own origin, however it is reached, and local pages on any port."""
+    return Site("demo", (SELF, "http://localhost:*", "http://127.0.0.1:*"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from signoff.bots.demo import demo_app
 
             settings = load_settings(args.config, demo=True)
-            settings.sites.setdefault("demo", demo_site(args.host, args.port))
+            settings.sites.setdefault("demo", demo_site())
             print(f"signoff demo: open http://{args.host}:{args.port}/demo", flush=True)
             serve(demo_app(), settings, args.host, args.port)
         else:

@@ -21,6 +21,10 @@ _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KNOWN_KEYS = {"secret", "store", "audit", "session_ttl", "admin_key", "sweep_interval", "sites"}
 
 
+# In a site's origins: the origin that serves signoff itself (its /demo page, say).
+SELF = "self"
+
+
 class ConfigError(ValueError):
     """Start-up stops with this message."""
 
@@ -30,8 +34,12 @@ class Site:
     name: str
     origins: tuple[str, ...]
 
-    def allows(self, origin: str | None) -> bool:
-        return origin is not None and any(origin_matches(p, origin) for p in self.origins)
+    def allows(self, origin: str | None, host: str | None = None) -> bool:
+        """Whether a page from ``origin`` may use this site; ``host`` is the request's Host."""
+        if origin is None:
+            return False
+        own = {f"http://{host}", f"https://{host}"} if host else set()
+        return any(origin in own if p == SELF else origin_matches(p, origin) for p in self.origins)
 
 
 def origin_matches(pattern: str, origin: str) -> bool:
@@ -87,7 +95,7 @@ def make_site(name: str, origins: Any) -> Site:
     if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
         raise ConfigError(f"sites.{name}.origins: expected a list of origins")
     for origin in origins:
-        if not _ORIGIN.match(origin):
+        if origin != SELF and not _ORIGIN.match(origin):
             raise ConfigError(
                 f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
             )

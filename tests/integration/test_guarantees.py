@@ -501,3 +501,15 @@ async def test_a_flood_gets_one_slow_down_notice_per_second(
         notices = [f for f in w.frames if f.get("code") == "rate_limited"]
         assert len(notices) == 1
         assert len([f for f in w.frames if f["type"] == "pong"]) <= 21
+
+
+async def test_a_site_may_allow_the_origin_that_serves_signoff_itself(tmp_path: Any) -> None:
+    from signoff.config import SELF, Site
+
+    sites = {"demo": Site("demo", (SELF,))}
+    async with running(CountingShop().app, settings(tmp_path, sites=sites)) as server:
+        async with widget(server, origin=server.url) as w:
+            assert (await w.hello())["type"] == "welcome"
+        with pytest.raises(websockets.InvalidStatus):
+            async with widget(server, origin="http://127.0.0.1:1"):
+                pass

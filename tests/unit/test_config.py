@@ -269,3 +269,13 @@ def test_site_allows() -> None:
     assert not site.allows(None)
     assert not site.allows("null")
     assert not Site("empty", ()).allows("https://shop.example")
+
+
+def test_self_is_an_origin_pattern_for_the_serving_host() -> None:
+    from signoff.config import SELF, make_site
+
+    site = make_site("demo", [SELF])
+    assert site.allows("http://shop.local:8000", host="shop.local:8000")
+    assert site.allows("https://shop.local", host="shop.local")
+    assert not site.allows("http://evil.example", host="shop.local:8000")
+    assert not site.allows("http://shop.local:8000", host=None)

@@ -41,8 +41,8 @@ class Runtime:
     settings: Settings
     sites: dict[str, Site]
 
-    def origin_allowed(self, origin: str | None) -> bool:
-        return any(site.allows(origin) for site in self.sites.values())
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        return any(site.allows(origin, host) for site in self.sites.values())
 
 
 def build_app(signoff: Signoff, settings: Settings) -> Starlette:

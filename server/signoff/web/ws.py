@@ -63,7 +63,7 @@ def _size(raw: str | bytes) -> int:
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     runtime = websocket.app.state.runtime
-    if not runtime.origin_allowed(websocket.headers.get("origin")):
+    if not runtime.origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
         # Closing before accept refuses the handshake (HTTP 403).
         await websocket.close(code=POLICY_VIOLATION)
         return
@@ -231,7 +231,7 @@ class Connection:
         site = self.runtime.sites.get(hello.site)
         if site is None:
             raise ProtocolError(ErrorCode.FORBIDDEN, f"unknown site {hello.site!r}")
-        if not site.allows(self.ws.headers.get("origin")):
+        if not site.allows(self.ws.headers.get("origin"), self.ws.headers.get("host")):
             self.refuse(ProtocolError(ErrorCode.FORBIDDEN, "origin not allowed for this site"))
             await asyncio.sleep(0)  # let the writer send the error before closing
             await self.ws.close(code=POLICY_VIOLATION)
