@@ -37,7 +37,7 @@ from signoff.core.frames import (
     displayed,
 )
 from signoff.core.tokens import anonymous_user_id
-from signoff.core.turns import MAX_STEPS, CardPlan, plan_step
+from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.context import ActionContext
 from signoff.engine.executor import Auditor, Outcome, bounded, idempotency_key, run_call
 from signoff.store import ClaimOutcome, SessionRecord, Store
@@ -187,71 +187,76 @@ class Engine:
         try:
             for _ in range(MAX_STEPS):
                 calls = await self._bot_step(session, conversation)
-                if calls is None or not calls:
+                if not calls:
                     return
                 declined, repeats = declined_in_turn(conversation)
                 plan = plan_step(self.registry, calls, declined, repeats)
-                for refused in plan.refused:
-                    conversation.append(
-                        tool_message(
-                            refused.tool_call_id, {"status": "error", "error": refused.error}
-                        )
-                    )
-                    await self.audit.record(
-                        self.auditor.entry(
-                            session,
-                            refused.action,
-                            refused.name,
-                            refused.args,
-                            AuditStatus.REFUSED,
-                            decided_by="auto",
-                            error=refused.error,
-                        )
-                    )
-                for planned in plan.run_now:
-                    assert planned.action is not None
-                    # The call's place in the conversation: unique even if a bot reuses ids.
-                    scope = f"{session.conversation_id}:{len(conversation)}"
-                    ctx = self._context(session, scope, 0, "auto")
-                    outcome = await run_call(planned.action, planned.args, ctx)
-                    conversation.append(tool_message(planned.tool_call_id, outcome.tool_content()))
-                    await self.audit.record(
-                        self.auditor.entry(
-                            session,
-                            planned.action,
-                            planned.name,
-                            planned.args,
-                            _audit_status(outcome),
-                            decided_by="auto",
-                            outcome=outcome,
-                        )
-                    )
+                await self._refuse(session, conversation, plan.refused)
+                await self._run_now(session, conversation, plan.run_now)
                 if plan.card is None:
                     continue
-                if plan.already_declined:
-                    for planned in plan.card.calls:
-                        conversation.append(
-                            tool_message(
-                                planned.tool_call_id,
-                                {
-                                    "status": "already_declined",
-                                    "args_hash": plan.card.args_hash,
-                                    "error": ALREADY_DECLINED,
-                                },
-                            )
-                        )
-                    if plan.stop_turn:
-                        await self._say(session, conversation, GAVE_UP)
-                        return
-                    continue
-                await self._open_card(session, conversation, plan.card)
-                return
+                if not plan.already_declined:
+                    await self._open_card(session, conversation, plan.card)
+                    return
+                for planned in plan.card.calls:
+                    content = {
+                        "status": "already_declined",
+                        "args_hash": plan.card.args_hash,
+                        "error": ALREADY_DECLINED,
+                    }
+                    conversation.append(tool_message(planned.tool_call_id, content))
+                if plan.stop_turn:
+                    await self._say(session, conversation, GAVE_UP)
+                    return
             await self._say(session, conversation, TOO_MANY_STEPS)
         except Exception:
             log.exception("turn failed in session %s", session.session_id)
             await self._say(session, conversation, SORRY)
         finally:
             await self.store.save_conversation(session.session_id, conversation)
+
+    async def _refuse(
+        self, session: SessionRecord, conversation: Conversation, refused: list[PlannedCall]
+    ) -> None:
+        """Calls that can never run (unknown action, bad args): the bot is told why."""
+        for call in refused:
+            conversation.append(
+                tool_message(call.tool_call_id, {"status": "error", "error": call.error})
+            )
+            await self.audit.record(
+                self.auditor.entry(
+                    session,
+                    call.action,
+                    call.name,
+                    call.args,
+                    AuditStatus.REFUSED,
+                    decided_by="auto",
+                    error=call.error,
+                )
+            )
+
+    async def _run_now(
+        self, session: SessionRecord, conversation: Conversation, calls: list[PlannedCall]
+    ) -> None:
+        """Read calls and calls that need no card, in order."""
+        for call in calls:
+            assert call.action is not None
+            # The call's place in the conversation: unique even if a bot reuses ids.
+            scope = f"{session.conversation_id}:{len(conversation)}"
+            ctx = self._context(session, scope, 0, "auto")
+            outcome = await run_call(call.action, call.args, ctx)
+            conversation.append(tool_message(call.tool_call_id, outcome.tool_content()))
+            await self.audit.record(
+                self.auditor.entry(
+                    session,
+                    call.action,
+                    call.name,
+                    call.args,
+                    _audit_status(outcome),
+                    decided_by="auto",
+                    outcome=outcome,
+                )
+            )
 
     async def _bot_step(
         self, session: SessionRecord, conversation: Conversation
@@ -401,7 +406,7 @@ class Engine:
         moved = await self.store.transition(
             card.card_id, expected, new, now, changes, check_deadline=True
         )
-        if moved.outcome is ClaimOutcome.MISSING:
+        if moved.card is None:  # ClaimOutcome.MISSING
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card.card_id)
         if moved.outcome is ClaimOutcome.CONFLICT:
             raise ProtocolError(
@@ -409,7 +414,6 @@ class Engine:
                 f"this card is already {moved.card.status}",
                 ref=card.card_id,
             )
-        assert moved.card is not None
         if moved.outcome is ClaimOutcome.EXPIRED:
             await self._after_close(moved.card)
             raise ProtocolError(ErrorCode.EXPIRED, "this card has expired", ref=card.card_id)
