@@ -15,6 +15,7 @@ test: $(VENV)/.test-installed browser lint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Browser tests drive Debian's Chromium; Playwright never downloads its own.
 browser: /usr/bin/chromium

@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -180,8 +180,8 @@ class MemoryStore(Store):
                 del self._lock_users[name]
                 del self._locks[name]
 
-    def lock(self, name: str, ttl: float) -> Any:
-        return self._held(name)
+    def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:
+        return self._held(name)  # one process: the lease time never matters
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         self._listeners[session_id].add(listener)

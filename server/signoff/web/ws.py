@@ -12,7 +12,8 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -41,6 +42,9 @@ from signoff.core.tokens import (
 )
 from signoff.store import SessionRecord
 from signoff.web import metrics
+
+if TYPE_CHECKING:
+    from signoff.web.app import Runtime
 
 log = logging.getLogger("signoff.web")
 
@@ -76,7 +80,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, runtime: Any) -> None:
+    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime
         self.engine = runtime.engine
@@ -89,7 +93,7 @@ class Connection:
         self._overflowed = False
         self._replaying = False
         self._last_rate_notice = -1.0
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     async def serve(self) -> None:
         writer = asyncio.create_task(self._write())
