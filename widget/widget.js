@@ -50,18 +50,28 @@
   const DEAD_SOCKET_MS = 60000; // no frame at all for this long: assume the socket is dead
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
-  const REPLAY_IDLE_MS = 300; // fallback for "history replay finished" detection
+  // Fallback for "history replay finished": the server always replays the frame whose seq
+  // equals welcome.seq, so this only fires if that frame is lost; be patient.
+  const REPLAY_IDLE_MS = 3000;
+  const WELCOME_TIMEOUT_MS = 15000; // a socket that has not said welcome by then is stuck
+  const STABLE_SOCKET_MS = 10000; // the backoff resets only once a socket stayed up this long
+  const OUTBOX_GAP_MS = 250; // pace re-sent messages under the server's 5 frames/s refill
+  const RATE_LIMIT_RETRY_MS = 1000;
   const CONNECTING_HINT_DELAY_MS = 800; // don't flash "Connecting…" on fast first connects
   const CSS_REVEAL_TIMEOUT_MS = 4000;
   const MAX_TEXT = 4000;
   const MAX_NOTICES = 3;
   const NEAR_BOTTOM_PX = 80;
+  // The panel takes the whole screen here (keep in sync with the media query in widget.css).
+  const FULL_SCREEN_QUERY = "(max-width: 519.98px), (max-height: 500px)";
 
   // Errors that, answering a hello that carried a stored session token, mean "that
   // session is gone": start a fresh one on the same socket.
   const SESSION_ERRORS = new Set(["unauthorized", "expired", "forbidden"]);
   // Card statuses that are still on the way to an outcome after a decision was accepted.
   const IN_PROGRESS = new Set(["pending", "approved", "running"]);
+  // Card statuses nothing can change any more.
+  const FINAL = new Set(["done", "failed", "interrupted", "cancelled", "rejected", "expired"]);
   // Decision errors that leave the card pending, so the visitor may try again.
   const RETRYABLE_DECISION_ERRORS = new Set(["hash_mismatch", "rate_limited"]);
 
@@ -190,6 +200,8 @@
     helloHadToken: false,
     attempts: 0, // reconnect attempts since the last welcome
     reconnectTimer: 0,
+    welcomeTimer: 0,
+    stableTimer: 0,
     pingTimer: 0,
     connectingTimer: 0,
     lastFrameAt: 0,
@@ -207,7 +219,9 @@
     messages: new Map(), // message_id -> message record
     cards: new Map(), // card_id -> card entry (insertion order = history order)
     cardElementCount: 0, // for unique element ids inside the shadow root
-    outbox: [], // chat messages not yet confirmed by the server: {clientId, text, row, socket}
+    outbox: [], // chat messages not yet confirmed by the server: {clientId, text, row, socket, retryAt}
+    outboxTimer: 0, // paces the outbox flush
+    scrollLock: null, // {overflow} of <html> saved while the full-screen panel is open
   };
 
   // --- Small helpers ---------------------------------------------------------------------
@@ -333,8 +347,18 @@
     return loadStored(tokenKey(), state.memoryToken);
   }
 
+  function sessionIdKey() {
+    return tokenKey() + "_id"; // signoff:<site>:session_id
+  }
+
   function loadSessionId() {
-    return loadStored(tokenKey() + "_id", state.memorySessionId);
+    return loadStored(sessionIdKey(), state.memorySessionId);
+  }
+
+  // True if the stored token belongs to the session this tab shows (not one that another
+  // tab has started since): only then may this tab drop it.
+  function storedIsShown() {
+    return Boolean(state.sessionId) && loadSessionId() === state.sessionId;
   }
 
   function storeToken(token, sessionId) {
@@ -342,7 +366,7 @@
     state.memorySessionId = sessionId;
     try {
       window.localStorage.setItem(tokenKey(), token);
-      window.localStorage.setItem(tokenKey() + "_id", sessionId);
+      window.localStorage.setItem(sessionIdKey(), sessionId);
     } catch (err) {
       /* memory fallback already set */
     }
@@ -353,7 +377,7 @@
     state.memorySessionId = null;
     try {
       window.localStorage.removeItem(tokenKey());
-      window.localStorage.removeItem(tokenKey() + "_id");
+      window.localStorage.removeItem(sessionIdKey());
     } catch (err) {
       /* nothing stored */
     }
@@ -382,7 +406,7 @@
         target.site = options.site;
       }
     }
-    if ("userToken" in options) target.userToken = options.userToken || null; // used by the next hello
+    if ("userToken" in options) target.userToken = options.userToken || null;
     if ("locale" in options) target.locale = options.locale || null;
     if (isObject(options.theme)) target.theme = Object.assign({}, target.theme, options.theme);
     if (isObject(options.strings)) target.strings = Object.assign({}, target.strings, options.strings);
@@ -418,19 +442,40 @@
     font: "--signoff-font",
   };
 
-  // Theme values become CSS custom properties on the host; unset ones fall back to the
-  // defaults in widget.css (which follow prefers-color-scheme).
+  // Which CSS property each theme value must be valid for. A custom property accepts any
+  // text, so without this check `background: "url(https://…)"` would make the page fetch it.
+  const THEME_SYNTAX = {
+    primary: "color",
+    primaryText: "color",
+    background: "color",
+    text: "color",
+    radius: "border-radius",
+    font: "font-family",
+  };
+
+  function themeValue(key, value) {
+    if (value === null || value === undefined || value === "") return null;
+    if (key === "radius" && typeof value === "number") value = value + "px";
+    if (typeof value !== "string" && typeof value !== "number") return null;
+    value = String(value);
+    // No CSS.supports (very old engines): no way to check, so no theming.
+    const valid = Boolean(window.CSS && CSS.supports) && CSS.supports(THEME_SYNTAX[key], value);
+    if (!valid) {
+      console.warn("[signoff] ignoring theme." + key + ":", value);
+      return null;
+    }
+    return value;
+  }
+
+  // Theme values become CSS custom properties on the host; unset or invalid ones fall back
+  // to the defaults in widget.css (which follow prefers-color-scheme).
   function applyTheme() {
     const host = state.ui.host;
     const theme = state.options.theme || {};
     for (const [key, property] of Object.entries(THEME_PROPERTIES)) {
-      let value = theme[key];
-      if (value === null || value === undefined || value === "") {
-        host.style.removeProperty(property);
-        continue;
-      }
-      if (key === "radius" && typeof value === "number") value = value + "px";
-      host.style.setProperty(property, String(value));
+      const value = themeValue(key, theme[key]);
+      if (value === null) host.style.removeProperty(property);
+      else host.style.setProperty(property, value);
     }
     host.setAttribute("data-position", theme.position === "left" ? "left" : "right");
   }
@@ -441,7 +486,9 @@
     let host = document.getElementById("signoff-root");
     if (!host || host.shadowRoot) {
       host = h("div", { id: "signoff-root" });
-      document.body.appendChild(host);
+      // On <html>, not <body>: a transform or filter on body would become the containing
+      // block of our position:fixed launcher and panel and move them.
+      document.documentElement.appendChild(host);
     }
     // Shield the host element from page rules like `div { padding: 30px }`; inline
     // declarations beat the page's selectors. Custom properties (theming) are unaffected.
@@ -583,6 +630,7 @@
     ui.wrap.setAttribute("data-open", String(open));
     ui.launcher.setAttribute("aria-expanded", String(open));
     ui.launcher.setAttribute("aria-label", open ? t("closeChat") : t("openChat"));
+    updateScrollLock();
     if (open) {
       setUnread(false);
       scrollToBottom();
@@ -596,6 +644,27 @@
       // steal focus from wherever the visitor is on the host page.
       if (focus && ui.root.activeElement) ui.launcher.focus();
       emit("close");
+    }
+  }
+
+  // While the panel covers a small screen, the page behind it must not scroll (on phones
+  // a swipe that reaches the end of the log would scroll the page instead).
+  let fullScreenQuery = null;
+
+  function updateScrollLock() {
+    if (!fullScreenQuery && window.matchMedia) {
+      fullScreenQuery = window.matchMedia(FULL_SCREEN_QUERY);
+      // Rotating the phone or resizing the window can cross the breakpoint while open.
+      fullScreenQuery.addEventListener("change", updateScrollLock);
+    }
+    const lock = state.panelOpen && Boolean(fullScreenQuery && fullScreenQuery.matches);
+    const html = document.documentElement;
+    if (lock && !state.scrollLock) {
+      state.scrollLock = { overflow: html.style.overflow };
+      html.style.overflow = "hidden";
+    } else if (!lock && state.scrollLock) {
+      html.style.overflow = state.scrollLock.overflow; // give the page back its own value
+      state.scrollLock = null;
     }
   }
 
@@ -634,7 +703,7 @@
     const ui = state.ui;
     const text = ui.input.value.trim();
     if (!text || state.ended || state.refused) return;
-    sendChat(text);
+    if (!sendChat(text)) return; // too long: keep the text so the visitor can shorten it
     ui.input.value = "";
     autosizeInput();
     ui.input.focus();
@@ -743,7 +812,17 @@
       message.text = frame.text;
       message.textEl.textContent = frame.text;
     }
-    appendToLog(message.row); // moves it to its place in the history
+    placeDelivered(message.row);
+  }
+
+  // A delivered message belongs after the history and before the still-pending ones.
+  // Usually it is already there; moving a node re-announces it in the live log, so move
+  // it only when an earlier pending message is still ahead of it.
+  function placeDelivered(row) {
+    const firstPending = state.ui.log.querySelector(':scope > [data-pending="true"]');
+    if (!firstPending) return;
+    const pendingIsEarlier = row.compareDocumentPosition(firstPending) & Node.DOCUMENT_POSITION_PRECEDING;
+    if (pendingIsEarlier) state.ui.log.insertBefore(row, firstPending);
   }
 
   function markFailed(item) {
@@ -773,11 +852,18 @@
     }
   }
 
+  // Queues a chat message; returns its client_id, or null if it was refused. Text over the
+  // server's limit is refused here: the server would answer too_large, and a frame over
+  // 64 KiB closes the socket, which the outbox would re-send after every reconnect.
   function sendChat(text) {
-    const item = { clientId: newClientId(), text: text, row: null, message: null, socket: 0 };
+    if ([...text].length > MAX_TEXT) {
+      showNotice(t("error.too_large"));
+      return null;
+    }
+    const item = { clientId: newClientId(), text: text, row: null, message: null, socket: 0, retryAt: 0 };
     state.outbox.push(item);
     if (state.ui) renderPendingMessage(item);
-    if (canSend()) sendOutboxItem(item);
+    flushOutbox();
     return item.clientId;
   }
 
@@ -786,12 +872,35 @@
     if (sent) item.socket = state.socketSeq;
   }
 
-  // After a (re)connect, send whatever this socket has not carried yet. Re-sending a
-  // message the server already has is harmless: client_id makes it idempotent.
+  // Send whatever this socket has not carried yet, in order, one message per
+  // OUTBOX_GAP_MS: after a reconnect a long queue must not trip the rate limit. Re-sending
+  // a message the server already has is harmless: client_id makes it idempotent.
   function flushOutbox() {
-    for (const item of state.outbox) {
-      if (item.socket !== state.socketSeq) sendOutboxItem(item);
+    if (!state.outboxTimer) pumpOutbox();
+  }
+
+  function pumpOutbox() {
+    state.outboxTimer = 0;
+    if (!canSend()) return; // finishReplay flushes again once a socket is welcomed
+    const next = state.outbox.find((item) => item.socket !== state.socketSeq);
+    if (!next) return;
+    const wait = next.retryAt - Date.now();
+    if (wait > 0) {
+      // Rate-limited earlier: wait for it rather than overtake it, to keep the order.
+      state.outboxTimer = setTimeout(pumpOutbox, wait);
+      return;
     }
+    sendOutboxItem(next);
+    state.outboxTimer = setTimeout(pumpOutbox, OUTBOX_GAP_MS);
+  }
+
+  // The server dropped this message (rate_limited): it is not lost, offer it again later.
+  function retryLater(item) {
+    item.socket = 0;
+    item.retryAt = Date.now() + RATE_LIMIT_RETRY_MS;
+    clearTimeout(state.outboxTimer);
+    state.outboxTimer = 0;
+    flushOutbox();
   }
 
   // --- Cards ------------------------------------------------------------------------------
@@ -811,6 +920,7 @@
         decision: null, // in-flight decision: {value, socket, resolve, reject, promise}
         locked: false, // a decision error that ends the visitor's say on this card
         error: "",
+        errorCode: null,
       };
       state.cards.set(cardId, entry);
     }
@@ -821,16 +931,26 @@
     return clone(entry.card);
   }
 
+  function sessionEndedError(cardId) {
+    return { type: "error", code: "expired", message: "The conversation has ended", ref: cardId };
+  }
+
   function decide(cardId, value) {
     if (value !== "confirm" && value !== "cancel") {
       return Promise.reject(new TypeError('decision must be "confirm" or "cancel"'));
     }
+    if (state.ended) return Promise.reject(sessionEndedError(cardId));
     const entry = state.cards.get(cardId);
     if (!entry || !entry.known) {
       return Promise.reject({ type: "error", code: "not_found", message: "Unknown card", ref: cardId });
     }
     // One decision in flight per card: double clicks and repeated calls send once.
     if (entry.decision) return entry.decision.promise;
+    // Nothing to wait for: a frame would only earn already_decided from the server.
+    if (entry.card.status !== "pending") {
+      const status = String(entry.card.status);
+      return Promise.reject({ type: "error", code: "already_decided", message: "This card is " + status, ref: cardId });
+    }
     let resolve;
     let reject;
     const promise = new Promise((res, rej) => {
@@ -838,10 +958,15 @@
       reject = rej;
     });
     entry.decision = { value, socket: 0, resolve, reject, promise };
-    entry.error = "";
+    clearCardError(entry);
     if (entry.el) updateCardView(entry);
     if (canSend()) sendDecision(entry);
     return promise;
+  }
+
+  function clearCardError(entry) {
+    entry.error = "";
+    entry.errorCode = null;
   }
 
   function sendDecision(entry) {
@@ -874,7 +999,10 @@
     else decision.reject(frame);
   }
 
-  function onDecisionClick(entry, value) {
+  function onDecisionClick(event, entry, value) {
+    // A script on the host page can click() our buttons; only the visitor may. Pages that
+    // decide programmatically use onApprovalRequest's decide().
+    if (!event.isTrusted) return;
     if (entry.decision || entry.locked || entry.card.status !== "pending") return;
     // The default UI has nobody awaiting the promise; the card shows any error itself.
     decide(entry.id, value).catch(() => {});
@@ -929,7 +1057,13 @@
     const buttons = h("div", { class: "signoff-card-buttons" }, confirm, cancel);
     const el = h(
       "div",
-      { class: "signoff-card", role: "group", "data-card-id": entry.id, "aria-labelledby": title.id },
+      {
+        class: "signoff-card",
+        role: "group",
+        "data-card-id": entry.id,
+        "aria-labelledby": title.id,
+        tabindex: "-1", // focusable from script only: takes focus when its buttons go
+      },
       h("div", { class: "signoff-card-head" }, badge),
       title,
       text,
@@ -937,8 +1071,8 @@
       status,
       error
     );
-    confirm.addEventListener("click", () => onDecisionClick(entry, "confirm"));
-    cancel.addEventListener("click", () => onDecisionClick(entry, "cancel"));
+    confirm.addEventListener("click", (event) => onDecisionClick(event, entry, "confirm"));
+    cancel.addEventListener("click", (event) => onDecisionClick(event, entry, "cancel"));
     entry.el = el;
     entry.ui = { badge, title, text, actions, status, error, buttons, confirm, cancel, actionEls: [] };
     appendToLog(el);
@@ -1002,18 +1136,29 @@
     ui.error.textContent = entry.error;
     ui.error.hidden = !entry.error;
 
-    // The buttons exist only while the visitor has a say (pending, no final error);
-    // while a decision is on its way they stay, disabled, so a double click sends once.
-    const actionable = card.status === "pending" && !entry.locked;
+    // The buttons exist only while the visitor has a say (pending, no final error, session
+    // alive). While a decision is on its way they stay, aria-disabled rather than disabled:
+    // a disabled button drops keyboard focus, and onDecisionClick already sends only once.
+    const actionable = card.status === "pending" && !entry.locked && !state.ended;
     const busy = Boolean(entry.decision);
     const count = Array.isArray(card.actions) ? card.actions.length : 0;
     ui.confirm.textContent = count > 1 ? t("confirmAll") : t("confirm");
     ui.cancel.textContent = t("cancel");
-    ui.confirm.disabled = busy;
-    ui.cancel.disabled = busy;
+    ui.confirm.setAttribute("aria-disabled", String(busy));
+    ui.cancel.setAttribute("aria-disabled", String(busy));
     ui.buttons.setAttribute("aria-busy", String(busy));
     if (actionable && !ui.buttons.parentNode) entry.el.appendChild(ui.buttons);
-    if (!actionable && ui.buttons.parentNode) ui.buttons.remove();
+    if (!actionable && ui.buttons.parentNode) removeCardButtons(entry);
+  }
+
+  // Removing a focused button would drop focus to the host page's <body>; a keyboard
+  // user would have to tab back in. Hand focus to the card itself, which now shows the
+  // outcome.
+  function removeCardButtons(entry) {
+    const ui = entry.ui;
+    const focused = state.ui && state.ui.root.activeElement;
+    if (focused && ui.buttons.contains(focused)) entry.el.focus({ preventScroll: true });
+    ui.buttons.remove();
   }
 
   function renderResults(entry) {
@@ -1128,16 +1273,18 @@
   }
 
   function handleFrame(frame) {
-    const handler = HANDLERS[frame.type];
-    if (!handler) return; // unknown frame types are ignored for forward compatibility
     // History frames carry seq: apply each once, in order, and remember the highest.
     // The welcome's seq is the history head, not a history frame of its own.
     const historic = frame.type !== "welcome" && typeof frame.seq === "number";
     if (historic) {
       if (frame.seq <= state.lastSeq) return;
+      // Recorded even for types we do not know: they still count towards last_seq and
+      // towards the end of a replay.
       state.lastSeq = frame.seq;
     }
-    handler(frame);
+    // Unknown frame types are ignored for forward compatibility. hasOwnProperty: a type
+    // such as "constructor" must not reach Object.prototype.
+    if (Object.prototype.hasOwnProperty.call(HANDLERS, frame.type)) HANDLERS[frame.type](frame);
     if (historic && state.replaying) noteReplayProgress(frame.seq);
   }
 
@@ -1152,18 +1299,38 @@
     state.sessionId = frame.session_id || null;
     if (frame.session_token) storeToken(frame.session_token, frame.session_id || "");
     state.welcomed = true;
-    state.attempts = 0;
+    clearTimeout(state.welcomeTimer);
+    // A server that welcomes and then drops us at once (e.g. it closes on something we
+    // send) must not get a reconnect storm: only a socket that stayed up resets the backoff.
+    clearTimeout(state.stableTimer);
+    state.stableTimer = setTimeout(() => {
+      state.attempts = 0;
+    }, STABLE_SOCKET_MS);
     setStatus(null);
     startPing();
     state.welcomeSeq = typeof frame.seq === "number" ? frame.seq : 0;
     if (state.ui && !state.ended) setComposerEnabled(true);
-    emit("connected", frame);
+    emit("connected", withoutSessionToken(frame));
     if (state.welcomeSeq > state.lastSeq) {
       state.replaying = true;
+      // A reload replays the whole conversation: screen readers should not read it all.
+      setLogLive(false);
       armReplayTimer();
     } else {
       finishReplay();
     }
+  }
+
+  // Listeners get the welcome minus the session token: host scripts have no use for it, and
+  // it would let them resume the conversation elsewhere.
+  function withoutSessionToken(frame) {
+    const copy = clone(frame);
+    delete copy.session_token;
+    return copy;
+  }
+
+  function setLogLive(live) {
+    if (state.ui) state.ui.log.setAttribute("aria-live", live ? "polite" : "off");
   }
 
   function armReplayTimer() {
@@ -1182,6 +1349,7 @@
     clearTimeout(state.replayTimer);
     state.replayTimer = 0;
     state.replaying = false;
+    setLogLive(true);
     runDeferredHooks();
     if (canSend()) {
       flushOutbox();
@@ -1189,15 +1357,8 @@
     }
   }
 
+  // The visitor's own message, as recorded (the protocol sends only role "user" here).
   function onMessage(frame) {
-    if (frame.role && frame.role !== "user") {
-      // A complete non-user message in one frame.
-      if (!state.messages.has(frame.message_id)) {
-        renderHistoryMessage(frame.role, frame.text || "", frame.message_id);
-      }
-      emit("message", frame);
-      return;
-    }
     const item = frame.client_id ? state.outbox.find((o) => o.clientId === frame.client_id) : null;
     if (item) {
       state.outbox = state.outbox.filter((other) => other !== item);
@@ -1235,7 +1396,8 @@
     const message = botMessage(frame.message_id);
     keepScrolled(() => {
       if (typeof frame.text === "string") message.text = frame.text; // the full final text wins
-      message.textEl.textContent = message.text;
+      // Rewriting identical text would make screen readers read the message again.
+      if (message.textEl.textContent !== message.text) message.textEl.textContent = message.text;
       setTyping(message, false);
     });
     if (!state.panelOpen && isLive(frame)) setUnread(true);
@@ -1281,6 +1443,9 @@
     if (!frame.card_id) return;
     const entry = cardEntry(frame.card_id);
     copyFields(entry.card, frame, UPDATE_FIELDS);
+    // The same race the other way round: our already_decided arrived while the winner's
+    // run was still going; now that the outcome is shown, the error says nothing more.
+    if (FINAL.has(entry.card.status) && entry.errorCode === "already_decided") clearCardError(entry);
     // decide() resolves with the update that carries the outcome (done, failed,
     // cancelled, waiting for a teammate, ...), not with the intermediate approved/running.
     if (!IN_PROGRESS.has(entry.card.status)) settleDecision(entry, "resolve", frame);
@@ -1309,21 +1474,38 @@
       return;
     }
     const item = frame.ref ? state.outbox.find((o) => o.clientId === frame.ref) : null;
+    if (item && frame.code === "rate_limited") {
+      retryLater(item);
+      return;
+    }
     if (item) markFailed(item);
     showNotice(errorText(frame));
   }
 
   function onDecisionError(entry, frame) {
+    // The losing tab of a double confirm: the card already shows the outcome, and this
+    // tab has nothing waiting, so "Already decided" would only contradict "Done".
+    if (frame.code === "already_decided" && FINAL.has(entry.card.status) && !entry.decision) return;
     settleDecision(entry, "reject", frame);
     if (!RETRYABLE_DECISION_ERRORS.has(frame.code)) entry.locked = true;
     entry.error = errorText(frame);
+    entry.errorCode = frame.code;
     if (entry.el) updateCardView(entry);
   }
 
+  // The session is over on the server. Forget it (unless another tab already stored a new
+  // one), let go of the socket until the visitor starts again, and settle every decision
+  // still waiting: no answer will come for them.
   function onSessionEnd(frame) {
     state.ended = true;
+    if (storedIsShown()) clearToken();
     clearTimeout(state.reconnectTimer);
+    detachSocket(); // also stops pinging; startNewConversation opens a fresh socket
     setStatus(null);
+    for (const entry of state.cards.values()) {
+      settleDecision(entry, "reject", sessionEndedError(entry.id));
+      if (entry.el) updateCardView(entry); // no more buttons
+    }
     if (state.ui) {
       state.ui.composer.hidden = true;
       state.ui.ended.hidden = false;
@@ -1340,6 +1522,7 @@
     state.sessionId = null;
     state.replaying = false;
     clearTimeout(state.replayTimer);
+    setLogLive(true);
     for (const entry of state.cards.values()) {
       settleDecision(entry, "reject", { type: "error", code: "expired", message: "The conversation was reset", ref: entry.id });
     }
@@ -1356,7 +1539,9 @@
   }
 
   function startNewConversation() {
-    clearToken();
+    // If another tab already moved on to a new session, join that one instead of
+    // splitting the tabs over two conversations.
+    if (!loadToken() || storedIsShown()) clearToken();
     state.ended = false;
     resetConversation();
     state.attempts = 0;
@@ -1430,6 +1615,11 @@
     ws.onclose = (event) => {
       if (state.ws === ws) onSocketClosed(event.code, event.reason);
     };
+    // A handshake or hello that hangs (a proxy swallowing frames, a server stuck before
+    // welcome) would otherwise leave the widget "connecting" for good.
+    state.welcomeTimer = setTimeout(() => {
+      if (state.ws === ws && !state.welcomed) onSocketClosed(4001, "no welcome");
+    }, WELCOME_TIMEOUT_MS);
   }
 
   function sendHello() {
@@ -1453,6 +1643,10 @@
     state.ws = null;
     state.welcomed = false;
     stopPing();
+    clearTimeout(state.welcomeTimer);
+    clearTimeout(state.stableTimer);
+    clearTimeout(state.outboxTimer);
+    state.outboxTimer = 0;
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = null;
     try {
@@ -1481,11 +1675,12 @@
     scheduleReconnect();
   }
 
-  // 0.5 s doubling up to 10 s, plus jitter so many widgets don't reconnect in lockstep.
+  // 0.5 s doubling up to 10 s, with jitter (applied after the cap, so it stays even at
+  // the cap) so many widgets don't reconnect in lockstep after a server restart.
   function scheduleReconnect() {
     clearTimeout(state.reconnectTimer);
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.attempts));
-    const delay = Math.min(BACKOFF_MAX_MS, base * (1 + Math.random() * 0.3));
+    const capped = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.attempts));
+    const delay = capped * (0.7 + 0.3 * Math.random());
     state.attempts += 1;
     state.reconnectTimer = setTimeout(connect, delay);
   }
@@ -1508,9 +1703,35 @@
     state.pingTimer = 0;
   }
 
+  // Another tab stored a different session (it started a new conversation, or its
+  // stored one was refused): follow it, so all tabs keep showing one conversation. The
+  // hello sends last_seq 0 because the stored session is not the one on screen.
+  function onStorage(event) {
+    if (event.key !== tokenKey() && event.key !== sessionIdKey() && event.key !== null) return;
+    if (!state.started || state.refused) return;
+    const stored = loadSessionId();
+    // Nothing stored: the other tab is between clearing and storing; wait for its store.
+    if (!stored || !loadToken() || stored === state.sessionId) return;
+    state.ended = false;
+    state.attempts = 0;
+    detachSocket();
+    connect();
+  }
+
   function onBrowserOnline() {
     // Back online: try at once rather than waiting out the backoff.
     if (state.started && !state.ws && state.reconnectTimer) connect();
+  }
+
+  // The visitor logged in, out, or switched accounts. The current socket still speaks for
+  // the previous user, so its cards must not stay decidable: say hello again as the new
+  // user. The server then resumes the stored session (same user) or refuses it, and the
+  // widget starts a fresh one (see onError).
+  function onUserChanged() {
+    if (state.refused || state.ended) return; // the next hello will carry the new token
+    state.attempts = 0;
+    detachSocket();
+    connect();
   }
 
   // --- Start ----------------------------------------------------------------------------
@@ -1525,8 +1746,10 @@
     resolveStrings();
     mount();
     for (const item of state.outbox) renderPendingMessage(item);
-    if (state.options.open) setOpen(true); // focuses the input once the styles are in
+    // Opened on load, the panel must not take focus away from the host page.
+    if (state.options.open) setOpen(true, { focus: false });
     window.addEventListener("online", onBrowserOnline);
+    window.addEventListener("storage", onStorage);
     // Only show "Connecting…" if the first connection is slow.
     state.connectingTimer = setTimeout(() => {
       if (!state.welcomed && !state.refused) setStatus("connecting");
@@ -1560,9 +1783,14 @@
     __signoff: true,
     version: VERSION,
     init(options) {
+      const previousUser = state.options.userToken;
       mergeOptions(options);
-      if (state.started) applyOptions(isObject(options) ? options : {});
-      else maybeStart();
+      if (state.started) {
+        applyOptions(isObject(options) ? options : {});
+        if (state.options.userToken !== previousUser) onUserChanged();
+      } else {
+        maybeStart();
+      }
       return api;
     },
     open() {

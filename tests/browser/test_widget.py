@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+import signoff
+import tests.support
 from signoff import Signoff
 from tests.support import Server, StreamingBot, running, settings
 
@@ -159,10 +161,13 @@ async def test_keyboard_only_visitor_can_open_chat_and_confirm(
     await page.goto(demo.url + "/demo")
     launcher = page.locator(".signoff-launcher")
     await expect(launcher).to_be_visible()
+    # Opened on load, the panel leaves focus on the host page.
+    assert await page.evaluate("document.activeElement === document.body")
+    await launcher.focus()
     if await page.locator(".signoff-panel").get_attribute("data-open") == "true":
         await page.keyboard.press("Escape")
         await expect(page.locator(".signoff-panel")).to_have_attribute("data-open", "false")
-    await launcher.focus()
+        await expect(launcher).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator(".signoff-input")).to_be_focused()
     await page.keyboard.type("cancel order 1001")
@@ -172,6 +177,8 @@ async def test_keyboard_only_visitor_can_open_chat_and_confirm(
     await confirm.focus()
     await page.keyboard.press("Enter")
     await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "done")
+    # The buttons are gone; focus stays in the widget, on the card that shows the outcome.
+    await expect(page.locator(".signoff-card")).to_be_focused()
     log_role = await page.locator(".signoff-log").get_attribute("role")
     assert log_role == "log"
 
@@ -193,6 +200,11 @@ async def test_the_widget_fits_a_phone(browser: Browser, demo: Server) -> None:
     for round_button in (".signoff-send", ".signoff-close"):
         box = await page.locator(round_button).bounding_box()
         assert box is not None and box["width"] == box["height"] >= 44, round_button
+    # The full-screen panel locks the page's scrolling, and gives it back on close.
+    assert await page.evaluate("document.documentElement.style.overflow") == "hidden"
+    await page.locator(".signoff-close").click()
+    await expect(panel).to_have_attribute("data-open", "false")
+    assert await page.evaluate("document.documentElement.style.overflow") == ""
     await context.close()
 
 
@@ -224,3 +236,91 @@ async def test_the_widget_shows_bot_text_while_it_streams(browser: Browser, tmp_
         await expect(reply).to_have_text("Hello")
         bot.release.set()
         await expect(reply).to_have_text("Hello world")
+
+
+async def test_theme_values_that_are_not_valid_for_their_property_are_ignored(
+    browser: Browser, demo: Server
+) -> None:
+    page = await browser.new_page()
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    theme = {"background": "url(/evil.png)", "radius": "url(/evil.png)", "primary": "#0b5"}
+    host_page(
+        demo,
+        "/bad-theme",
+        f"<script>window.signoffSettings = {json.dumps({'theme': theme})};</script>"
+        '<script src="/widget.js" data-site="demo" data-open="true" async></script>',
+    )
+    await page.goto(demo.url + "/bad-theme")
+    await send(page, "list orders")
+    await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text("#1001")
+    values = await page.evaluate(
+        "const s = getComputedStyle(document.getElementById('signoff-root'));"
+        "['--signoff-background', '--signoff-radius', '--signoff-primary']"
+        ".map((name) => s.getPropertyValue(name).trim())"
+    )
+    assert values == ["#ffffff", "16px", "#0b5"]  # the widget's defaults, and the valid one
+    assert not [url for url in fetched if "evil" in url]
+
+
+ACCOUNT_PAGE = """<!doctype html><html><body>
+<script>
+window.signoffSettings = {userToken: %s};
+window.welcomes = [];
+window.addEventListener("signoff:ready", () => {
+  Signoff.on("connected", (welcome) => window.welcomes.push(welcome));
+});
+</script>
+<script src="/widget.js" data-site="demo" data-open="true" async></script>
+</body></html>"""
+
+
+async def test_logging_out_after_start_takes_the_signed_in_users_card_away(
+    browser: Browser, demo: Server
+) -> None:
+    token = signoff.sign_user_token(tests.support.SECRET, "alice", 60)
+    host_page(demo, "/account", ACCOUNT_PAGE % json.dumps(token))
+    page = await browser.new_page()
+    await page.goto(demo.url + "/account")
+    await send(page, "cancel order 1001")
+    card = page.locator(".signoff-card")
+    await expect(card).to_have_attribute("data-status", "pending")
+    welcomes = await page.evaluate("window.welcomes")
+    assert [w["user_id"] for w in welcomes] == ["alice"]
+    assert all("session_token" not in w for w in welcomes)  # listeners never see it
+
+    await page.evaluate("Signoff.init({userToken: null})")
+    # The new hello carries no user token: the server refuses alice's session
+    # (forbidden) and the widget starts a new anonymous conversation without her card.
+    await page.wait_for_function("window.welcomes.length === 2")
+    welcomes = await page.evaluate("window.welcomes")
+    assert welcomes[1]["user_id"].startswith("anon_")
+    assert welcomes[1]["session_id"] != welcomes[0]["session_id"]
+    await expect(page.locator(".signoff-card")).to_have_count(0)
+    await expect(page.locator(".signoff-confirm")).to_have_count(0)
+    await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_count(0)
+    stored = await page.evaluate("localStorage.getItem('signoff:demo:session_id')")
+    assert stored == welcomes[1]["session_id"]
+
+
+async def test_scripted_clicks_and_oversized_messages_are_refused(
+    browser: Browser, demo: Server
+) -> None:
+    page = await open_demo(browser, demo)
+    too_long = await page.evaluate("Signoff.send('x'.repeat(4001))")
+    assert too_long is None
+    await expect(page.locator(".signoff-notice")).to_contain_text("too long")
+    await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_count(0)
+
+    await send(page, "cancel order 1001")
+    card = page.locator(".signoff-card")
+    await expect(card).to_have_attribute("data-status", "pending")
+    # A host-page script clicking our button is not the visitor deciding.
+    await page.evaluate(
+        "document.getElementById('signoff-root').shadowRoot"
+        ".querySelector('.signoff-confirm').click()"
+    )
+    await page.wait_for_timeout(500)
+    await expect(card).to_have_attribute("data-status", "pending")
+    await card.locator(".signoff-confirm").click()
+    await expect(card).to_have_attribute("data-status", "done")
