@@ -223,17 +223,7 @@ class Engine:
             conversation.append(
                 tool_message(call.tool_call_id, {"status": "error", "error": call.error})
             )
-            await self.audit.record(
-                self.auditor.entry(
-                    session,
-                    call.action,
-                    call.name,
-                    call.args,
-                    AuditStatus.REFUSED,
-                    decided_by="auto",
-                    error=call.error,
-                )
-            )
+            await self._audit_uncarded(session, call, AuditStatus.REFUSED, error=call.error)
 
     async def _run_now(
         self, session: SessionRecord, conversation: Conversation, calls: list[PlannedCall]
@@ -246,17 +236,30 @@ class Engine:
             ctx = self._context(session, scope, 0, "auto")
             outcome = await run_call(call.action, call.args, ctx)
             conversation.append(tool_message(call.tool_call_id, outcome.tool_content()))
-            await self.audit.record(
-                self.auditor.entry(
-                    session,
-                    call.action,
-                    call.name,
-                    call.args,
-                    _audit_status(outcome),
-                    decided_by="auto",
-                    outcome=outcome,
-                )
+            await self._audit_uncarded(session, call, _audit_status(outcome), outcome=outcome)
+
+    async def _audit_uncarded(
+        self,
+        session: SessionRecord,
+        call: PlannedCall,
+        status: AuditStatus,
+        *,
+        outcome: Outcome | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The audit row of a call that no card held: decided by no one ("auto")."""
+        await self.audit.record(
+            self.auditor.entry(
+                session,
+                call.action,
+                call.name,
+                call.args,
+                status,
+                decided_by="auto",
+                outcome=outcome,
+                error=error,
             )
+        )
 
     async def _bot_step(
         self, session: SessionRecord, conversation: Conversation
