@@ -209,6 +209,7 @@
     ended: false, // session.end received: wait for the visitor to restart
     memoryToken: null, // used when localStorage is unavailable
     memorySessionId: null,
+    userId: null, // user_id of the last welcome: who the current conversation belongs to
 
     // Session history
     sessionId: null,
@@ -219,7 +220,7 @@
     messages: new Map(), // message_id -> message record
     cards: new Map(), // card_id -> card entry (insertion order = history order)
     cardElementCount: 0, // for unique element ids inside the shadow root
-    outbox: [], // chat messages not yet confirmed by the server: {clientId, text, row, socket, retryAt}
+    outbox: [], // chat messages not yet confirmed by the server: {clientId, text, row, socket, retryAt, author?}
     outboxTimer: 0, // paces the outbox flush
     scrollLock: null, // {overflow} of <html> saved while the full-screen panel is open
   };
@@ -1293,6 +1294,8 @@
   }
 
   function onWelcome(frame) {
+    dropForeignMessages(frame.user_id || null);
+    state.userId = frame.user_id || null;
     // A different session than the one on screen (the server started over): its history
     // has nothing to do with what we show, so start the log afresh.
     if (state.sessionId && frame.session_id && frame.session_id !== state.sessionId) resetConversation();
@@ -1728,10 +1731,34 @@
   // user. The server then resumes the stored session (same user) or refuses it, and the
   // widget starts a fresh one (see onError).
   function onUserChanged() {
+    // What is still in the outbox was written as the previous user. Hold it until the
+    // welcome says who this page now speaks for (see dropForeignMessages).
+    for (const item of state.outbox) {
+      if (!("author" in item)) item.author = state.userId;
+    }
     if (state.refused || state.ended) return; // the next hello will carry the new token
     state.attempts = 0;
     detachSocket();
     connect();
+  }
+
+  // Messages queued before a user change belong to the previous user: they go out only if
+  // the welcome is for that same user (a refreshed token). For anyone else they are
+  // dropped, like the rest of the previous user's conversation, rather than sent into the
+  // new user's conversation. The outbox only flushes after a welcome, so nothing went out
+  // on the new user's behalf before this runs.
+  function dropForeignMessages(userId) {
+    const keep = [];
+    for (const item of state.outbox) {
+      if (!("author" in item)) keep.push(item);
+      else if (item.author !== null && item.author === userId) {
+        delete item.author;
+        keep.push(item);
+      } else if (item.row) {
+        item.row.remove();
+      }
+    }
+    state.outbox = keep;
   }
 
   // --- Start ----------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, expect
+import pytest
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
@@ -13,6 +16,7 @@ from starlette.routing import Route
 import signoff
 import tests.support
 from signoff import Signoff
+from signoff.bots.demo import demo_app
 from tests.support import Server, StreamingBot, running, settings
 
 XSS = '<img src=x onerror="window.__pwned=1">'
@@ -289,7 +293,9 @@ async def test_logging_out_after_start_takes_the_signed_in_users_card_away(
     assert [w["user_id"] for w in welcomes] == ["alice"]
     assert all("session_token" not in w for w in welcomes)  # listeners never see it
 
-    await page.evaluate("Signoff.init({userToken: null})")
+    # A message alice sent just before logging out is still unconfirmed when the user
+    # changes: it must not go out again into the next user's conversation.
+    await page.evaluate("Signoff.send('list orders'); Signoff.init({userToken: null})")
     # The new hello carries no user token: the server refuses alice's session
     # (forbidden) and the widget starts a new anonymous conversation without her card.
     await page.wait_for_function("window.welcomes.length === 2")
@@ -301,6 +307,10 @@ async def test_logging_out_after_start_takes_the_signed_in_users_card_away(
     await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_count(0)
     stored = await page.evaluate("localStorage.getItem('signoff:demo:session_id')")
     assert stored == welcomes[1]["session_id"]
+    # The outbox keeps its order, so had alice's message stayed queued it would go first.
+    await send(page, "hi")
+    await expect(page.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["demo shop"])
+    await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(["hi"])
 
 
 async def test_scripted_clicks_and_oversized_messages_are_refused(
@@ -324,3 +334,199 @@ async def test_scripted_clicks_and_oversized_messages_are_refused(
     await expect(card).to_have_attribute("data-status", "pending")
     await card.locator(".signoff-confirm").click()
     await expect(card).to_have_attribute("data-status", "done")
+
+
+TOKEN_KEY = "signoff:demo:session"
+
+
+async def test_an_ended_session_offers_a_new_conversation(browser: Browser, tmp_path: Path) -> None:
+    # The server ends a session session_ttl plus a 2 s grace after its last message.
+    async with running(
+        demo_app(), settings(tmp_path, session_ttl=1.0, sweep_interval=0.1)
+    ) as server:
+        page = await open_demo(browser, server)
+        await send(page, "cancel order 1001")
+        await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "pending")
+        old_session = await page.evaluate(f"localStorage.getItem('{TOKEN_KEY}_id')")
+        assert old_session
+
+        restart = page.locator(".signoff-restart")
+        await expect(restart).to_be_visible(timeout=10_000)
+        await expect(page.locator(".signoff-ended-text")).to_have_text(
+            "This conversation has ended"
+        )
+        await expect(page.locator(".signoff-input")).to_be_hidden()
+        await expect(page.locator(".signoff-confirm")).to_have_count(0)  # nothing to decide
+        assert await page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") is None
+
+        await restart.click()
+        await expect(restart).to_be_hidden()
+        await expect(page.locator(".signoff-input")).to_be_focused()
+        await expect(page.locator(".signoff-log > *")).to_have_count(0)
+        await send(page, "list orders")
+        await expect(page.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["#1001"])
+        await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(["list orders"])
+        await expect(page.locator(".signoff-card")).to_have_count(0)
+        new_session = await page.evaluate(f"localStorage.getItem('{TOKEN_KEY}_id')")
+        assert new_session and new_session != old_session
+        assert await page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')")
+
+
+async def test_a_tab_follows_when_another_tab_starts_a_new_session(
+    browser: Browser, demo: Server
+) -> None:
+    context = await browser.new_context()
+    first = await context.new_page()
+    await first.goto(demo.url + "/demo")
+    await send(first, "hi")
+    await expect(first.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["demo shop"])
+    first_session = await first.evaluate(f"localStorage.getItem('{TOKEN_KEY}_id')")
+
+    second = await context.new_page()
+    await second.goto(demo.url + "/demo")
+    await expect(second.locator('.signoff-msg[data-role="user"]')).to_have_text(["hi"])
+    # The second tab forgets the stored session and reloads: it starts a new one, and
+    # the first tab hears of it through the storage event.
+    await second.evaluate(f"localStorage.removeItem('{TOKEN_KEY}')")
+    await second.reload()
+    await expect(second.locator(".signoff-panel")).to_have_attribute("data-open", "true")
+    await second.wait_for_function(
+        f"(old) => (localStorage.getItem('{TOKEN_KEY}_id') || old) !== old", arg=first_session
+    )
+    await expect(second.locator(".signoff-msg")).to_have_count(0)
+    await send(second, "list orders")
+
+    for page in (first, second):
+        await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(["list orders"])
+        await expect(page.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["#1001"])
+    await context.close()
+
+
+@pytest.mark.parametrize("error_first", [True, False], ids=["error-first", "outcome-first"])
+async def test_the_losing_tab_of_a_double_confirm_shows_the_outcome_not_an_error(
+    browser: Browser, demo: Server, error_first: bool
+) -> None:
+    context = await browser.new_context()
+    await context.add_init_script(
+        "window.errors = [];"
+        "addEventListener('signoff:ready', () =>"
+        "  Signoff.on('error', (error) => window.errors.push(error.code)));"
+    )
+    # Each tab's decision is held until both tabs have sent one, so both reach the server
+    # and one of them surely loses the claim. The loser's already_decided then reaches its
+    # tab either before everything the run sends, or after the card.update saying "done"
+    # (an error has no seq: the protocol lets it arrive anywhere between history frames).
+    held: list[tuple[WebSocketRoute, str | bytes]] = []
+    delayed: list[tuple[WebSocketRoute, str | bytes]] = []
+    done: set[int] = set()
+    losers: list[int] = []
+    lost = asyncio.Event()
+
+    def relay(tab: int) -> Callable[[WebSocketRoute], None]:
+        def route(ws: WebSocketRoute) -> None:
+            server = ws.connect_to_server()
+
+            def from_page(message: str | bytes) -> None:
+                if '"decision"' not in str(message):
+                    server.send(message)
+                    return
+                held.append((server, message))
+                if len(held) == 2:
+                    for target, frame in held:
+                        target.send(frame)
+
+            def from_server(message: str | bytes) -> None:
+                frame = json.loads(message)
+                if frame.get("code") == "already_decided":
+                    losers.append(tab)
+                    lost.set()
+                    if error_first or tab in done:
+                        ws.send(message)
+                    else:
+                        delayed.append((ws, message))
+                    if error_first:
+                        for target, later in delayed:
+                            target.send(later)
+                        delayed.clear()
+                    return
+                # Everything after the decisions waits for the error, in order: a history
+                # frame let through ahead of an earlier one would be dropped as seen.
+                if error_first and len(held) == 2 and not lost.is_set():
+                    delayed.append((ws, message))
+                    return
+                ws.send(message)
+                update = frame.get("type") == "card.update"
+                if update and frame.get("status") == "done" and not error_first:
+                    done.add(tab)
+                    for target, later in [d for d in delayed if d[0] is ws]:
+                        target.send(later)
+                        delayed.remove((target, later))
+
+            ws.on_message(from_page)
+            server.on_message(from_server)
+
+        return route
+
+    pages = [await context.new_page() for _ in range(2)]
+    for tab, page in enumerate(pages):
+        await page.route_web_socket("**/ws", relay(tab))
+    await pages[0].goto(demo.url + "/demo")
+    await send(pages[0], "cancel order 1001")
+    await pages[1].goto(demo.url + "/demo")
+    for page in pages:
+        await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "pending")
+
+    await asyncio.gather(*(page.locator(".signoff-confirm").click() for page in pages))
+    await asyncio.wait_for(lost.wait(), 5)
+    assert len(held) == 2 and len(losers) == 1
+    loser = pages[losers[0]]
+    await loser.wait_for_function("window.errors.includes('already_decided')")
+    for page in pages:
+        card = page.locator(".signoff-card")
+        await expect(card).to_have_attribute("data-status", "done")
+        await expect(card.locator(".signoff-card-status")).to_have_text("Done — 1 action completed")
+        await expect(card.locator(".signoff-card-error")).to_be_hidden()
+        await expect(card.locator(".signoff-card-error")).to_have_text("")
+        await expect(card.locator(".signoff-confirm")).to_have_count(0)
+    await context.close()
+
+
+async def test_a_message_sent_while_the_socket_is_down_is_delivered_once_after_reconnect(
+    browser: Browser, demo: Server
+) -> None:
+    page = await browser.new_page()
+    sockets: list[WebSocketRoute] = []
+    offline = False
+
+    async def route(ws: WebSocketRoute) -> None:
+        if offline:
+            await ws.close(code=1011, reason="offline")
+            return
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    await page.route_web_socket("**/ws", route)
+    await page.goto(demo.url + "/demo")
+    await send(page, "hi")
+    await expect(page.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["demo shop"])
+
+    offline = True
+    await sockets[-1].close(code=1011, reason="gone")
+    await expect(page.locator(".signoff-status")).to_have_text("Reconnecting…")
+    await send(page, "list orders")
+    pending = page.locator('.signoff-row[data-pending="true"]')
+    await expect(pending.locator(".signoff-msg")).to_have_text("list orders")
+    # Pending is shown by an outline, not by fading the text below 4.5:1 contrast.
+    style = await pending.locator(".signoff-msg").evaluate(
+        "(el) => [getComputedStyle(el).opacity, getComputedStyle(el).outlineStyle]"
+    )
+    assert style[0] == "1" and style[1] != "none", style
+
+    offline = False
+    await expect(pending).to_have_count(0, timeout=10_000)
+    await expect(page.locator(".signoff-status")).to_be_hidden()
+    await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text("#1001")
+    # Once: one row for it, and one reply to it.
+    await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(["hi", "list orders"])
+    await expect(page.locator('.signoff-msg[data-role="bot"]')).to_have_count(2)
+    await expect(page.locator(".signoff-msg-meta")).to_have_count(0)
