@@ -256,12 +256,6 @@ def test_bind_returns_python_values() -> None:
     }
 
 
-def test_json_schema_lists_params() -> None:
-    schema = make_action(cancel_order, kind="destructive").json_schema()
-    assert set(schema["properties"]) == {"order_id", "customer", "total"}
-    assert set(schema["required"]) == {"order_id", "customer", "total"}
-
-
 # Gates ----------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from signoff.core.canonical import Call, args_hash, canonical_bytes, load_calls
+from signoff.core.canonical import Call, args_hash, canonical_bytes
 
 
 def expected_hash(calls: list[Any]) -> str:
@@ -103,10 +103,3 @@ def test_call_order_matters() -> None:
 def test_nan_cannot_be_hashed() -> None:
     with pytest.raises(ValueError):
         canonical_bytes([{"action": "a", "args": {"x": float("nan")}}])
-
-
-def test_load_calls_inverts_canonical_bytes() -> None:
-    data = canonical_bytes(CALLS)
-    loaded = load_calls(data)
-    assert loaded == CALLS
-    assert canonical_bytes(loaded) == data

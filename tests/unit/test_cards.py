@@ -86,13 +86,6 @@ def test_final_states_are_terminal_and_sets_partition_statuses() -> None:
         assert not any(can_move(status, new) for new in Status)
 
 
-def test_is_open() -> None:
-    assert make_card(status=Status.PENDING).is_open
-    assert make_card(status=Status.WAITING).is_open
-    for status in CLAIMED | FINAL:
-        assert not make_card(status=status).is_open
-
-
 def test_role_follows_team_levels() -> None:
     card = make_card(status=Status.WAITING)
     assert card.role == "support-lead"
@@ -114,7 +107,6 @@ def test_to_dict_from_dict_round_trip() -> None:
         results=[{"action": "refund", "status": "done", "result": {"ok": True}}],
         decided_by="lead@example",
         reason="looks fine",
-        claimed_by="instance-a",
         lease_until=1200.5,
         updated_at=1100.0,
     )

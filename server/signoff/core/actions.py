@@ -158,9 +158,6 @@ class Action:
         except Exception as exc:  # the template met values it cannot show: refuse the call
             raise ArgsError(f"{self.name}: cannot show this call: {exc}") from None
 
-    def json_schema(self) -> dict[str, Any]:
-        return self.args_model.model_json_schema()
-
 
 def _args_model(name: str, func: ActionFunc) -> type[BaseModel]:
     try:

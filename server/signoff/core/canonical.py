@@ -27,8 +27,3 @@ def canonical_bytes(calls: Sequence[Call]) -> bytes:
 
 def args_hash(calls: Sequence[Call]) -> str:
     return "sha256:" + hashlib.sha256(canonical_bytes(calls)).hexdigest()
-
-
-def load_calls(data: bytes) -> list[Call]:
-    """Decode calls held as canonical bytes; the inverse of ``canonical_bytes``."""
-    return json.loads(data.decode("utf-8"))

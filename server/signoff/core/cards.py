@@ -83,13 +83,8 @@ class Card:
     decided_by: str | None = None
     reason: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
-    claimed_by: str | None = None
     lease_until: float | None = None
     updated_at: float = 0.0
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
 
     @property
     def role(self) -> str | None:

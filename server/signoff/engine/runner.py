@@ -101,7 +101,6 @@ class Engine:
         self.audit = audit
         self.session_ttl = session_ttl
         self.clock = clock
-        self.instance_id = new_id("inst")
         self.auditor = Auditor(secret)
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: set[str] = set()
@@ -405,7 +404,7 @@ class Engine:
         changes: dict[str, Any] = {"decided_by": by}
         if new is Status.APPROVED:
             lease = sum(self._run_timeout(c["action"]) for c in card.calls) + LEASE_MARGIN
-            changes.update(claimed_by=self.instance_id, lease_until=now + lease)
+            changes["lease_until"] = now + lease
         moved = await self.store.transition(
             card.card_id, expected, new, now, changes, check_deadline=True
         )
