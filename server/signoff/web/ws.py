@@ -62,7 +62,9 @@ def _ref(frame: ClientFrame) -> str | None:
 
 
 def _size(raw: str | bytes) -> int:
-    return len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+    if isinstance(raw, bytes) or len(raw) * 4 <= MAX_FRAME_BYTES:
+        return len(raw)  # bytes, or text too short to exceed the limit in any encoding
+    return len(raw.encode("utf-8"))
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -90,7 +92,7 @@ class Connection:
         self._direct: deque[dict[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._ended = False
-        self._overflowed = False
+        self._closing: tuple[int, str] | None = None  # the writer closes after the replies
         self._replaying = False
         self._last_rate_notice = -1.0
         self._unsubscribe: Callable[[], None] | None = None
@@ -121,10 +123,15 @@ class Connection:
     def send(self, frame: dict[str, Any]) -> None:
         if len(self._direct) >= MAX_QUEUED_REPLIES:
             # A client that floods and does not read: bounded memory, not an endless queue.
-            self._overflowed = True
-            self._wake.set()
+            self._direct.clear()
+            self.close_after_replies(POLICY_VIOLATION, "not reading replies")
             return
         self._direct.append(frame)
+        self._wake.set()
+
+    def close_after_replies(self, code: int, reason: str = "") -> None:
+        """Close the socket once the replies queued so far have been sent."""
+        self._closing = (code, reason)
         self._wake.set()
 
     def refuse(self, error: ProtocolError) -> None:
@@ -147,11 +154,11 @@ class Connection:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._overflowed:
-                    await self.ws.close(code=POLICY_VIOLATION, reason="not reading replies")
-                    return
                 while self._direct:
                     await self.ws.send_text(json.dumps(self._direct.popleft()))
+                if self._closing is not None:
+                    await self.ws.close(*self._closing)
+                    return
                 if self.session is None:
                     continue
                 if self._ended:
@@ -185,6 +192,8 @@ class Connection:
 
     # Receiving --------------------------------------------------------------------------
     async def _receive(self, raw: str | bytes) -> None:
+        if self._closing is not None:
+            return  # the socket is being closed: nothing more is handled
         allowed = self.bucket.take(time.monotonic())
         try:
             frame = parse_client_frame(raw)
@@ -237,8 +246,7 @@ class Connection:
             raise ProtocolError(ErrorCode.FORBIDDEN, f"unknown site {hello.site!r}")
         if not site.allows(self.ws.headers.get("origin"), self.ws.headers.get("host")):
             self.refuse(ProtocolError(ErrorCode.FORBIDDEN, "origin not allowed for this site"))
-            await asyncio.sleep(0)  # let the writer send the error before closing
-            await self.ws.close(code=POLICY_VIOLATION)
+            self.close_after_replies(POLICY_VIOLATION)
             return
         secret = self.runtime.settings.secret
         user_id, token_expired = None, False
