@@ -342,3 +342,42 @@ async def test_freeform_text_never_reaches_the_audit_log_in_results_or_errors(
     assert row["status"] == "failed"
     assert words not in json.dumps(row, default=str)
     assert row["params"]["lines"]["length"] == len(json.dumps([words]))
+
+
+async def test_a_confirm_racing_a_withdrawing_message_runs_at_most_once(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("purge", {"n": 5})), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    outcomes = await asyncio.gather(
+        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"]),
+        world.engine.handle_message(session, "never mind", "c2"),
+        return_exceptions=True,
+    )
+    stored = await world.store.get_card(card["card_id"])
+    if stored.status == "done":
+        assert world.runs == ["purge 5"] and outcomes[0].status == "done"
+    else:
+        assert stored.status == "cancelled" and world.runs == []
+        assert isinstance(outcomes[0], ProtocolError)
+        assert outcomes[0].code == "already_decided"
+
+
+async def test_a_confirm_racing_the_sweeper_after_the_deadline_never_runs(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("purge", {"n": 5})), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    world.clock.now += 601  # past the card's timeout (600 s)
+    outcomes = await asyncio.gather(
+        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"]),
+        world.engine.sweep(),
+        return_exceptions=True,
+    )
+    await world.engine.drain()
+    assert isinstance(outcomes[0], ProtocolError)
+    assert outcomes[0].code in {"expired", "already_decided"}
+    assert world.runs == []
+    assert (await world.store.get_card(card["card_id"])).status == "expired"
+    rows = await world.audit.rows(action="purge")
+    assert [r["status"] for r in rows] == ["expired"]  # expired once, by one of them
