@@ -144,6 +144,12 @@ class Widget:
                     frame["_seen"] = True
                     return frame
 
+    async def open_card(self, text: str = "wipe disk") -> dict[str, Any]:
+        """Say hello, ask for something gated, and return the pending card."""
+        await self.hello()
+        await self.say(text)
+        return await self.card("pending")
+
     async def card(self, status: str | None = None) -> dict[str, Any]:
         return await self.expect(
             lambda f: f["type"] == "card" and (status is None or f["status"] == status)
@@ -250,3 +256,7 @@ async def expected_replay(server: Server, session_id: str, after: int) -> list[i
 
 def replayed_seqs(widget: Widget) -> list[int]:
     return [f["seq"] for f in widget.frames if "seq" in f and f["type"] != "welcome"]
+
+
+async def audit_statuses(server: Server, action: str) -> list[str]:
+    return [row["status"] for row in await server.engine.audit.rows(action=action)]

@@ -12,6 +12,7 @@ import websockets
 
 from tests.support import (
     CountingShop,
+    audit_statuses,
     expected_replay,
     replayed_seqs,
     running,
@@ -48,9 +49,7 @@ async def test_another_sessions_decision_is_forbidden_and_nothing_runs(
 
 async def test_decision_with_extra_fields_is_a_bad_frame(shop: CountingShop, tmp_path: Any) -> None:
     async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
-        await w.hello()
-        await w.say("wipe disk")
-        card = await w.card("pending")
+        card = await w.open_card()
         await w.decide(card, args={"target": "everything"})
         error = await w.error()
         assert error["code"] == "bad_frame"
@@ -62,9 +61,7 @@ async def test_decision_with_extra_fields_is_a_bad_frame(shop: CountingShop, tmp
 
 async def test_wrong_args_hash_is_a_hash_mismatch(shop: CountingShop, tmp_path: Any) -> None:
     async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
-        await w.hello()
-        await w.say("wipe disk")
-        card = await w.card("pending")
+        card = await w.open_card()
         await w.decide({**card, "args_hash": "sha256:" + "0" * 64})
         error = await w.error()
         assert (error["code"], error["ref"]) == ("hash_mismatch", card["card_id"])
@@ -92,8 +89,7 @@ async def test_two_tabs_confirming_at_once_run_the_card_once(
                 errors = [f for f in tab1.frames + tab2.frames if f["type"] == "error"]
                 assert [e["code"] for e in errors] == ["already_decided"]
                 assert shop.runs == [("wipe", {"target": "disk"})]
-        rows = await server.engine.audit.rows(action="wipe")
-        assert [r["status"] for r in rows] == ["success"]
+        assert await audit_statuses(server, "wipe") == ["success"]
 
 
 async def test_card_of_an_expired_session_cannot_be_accepted(
@@ -102,9 +98,7 @@ async def test_card_of_an_expired_session_cannot_be_accepted(
     # A sweeper that never runs during the test: expiry must hold at claim time.
     config = settings(tmp_path, session_ttl=0.6, sweep_interval=3600)
     async with running(shop.app, config) as server, widget(server) as w:
-        await w.hello()
-        await w.say("wipe disk")
-        card = await w.card("pending")
+        card = await w.open_card()
         await asyncio.sleep(0.8)
         await w.decide(card)
         assert (await w.error("expired"))["code"] == "expired"
@@ -128,9 +122,7 @@ async def test_card_past_its_own_timeout_cannot_be_accepted(tmp_path: Any) -> No
     shop = CountingShop(timeout=0.5)
     async with running(shop.app, settings(tmp_path, sweep_interval=3600)) as server:
         async with widget(server) as w:
-            await w.hello()
-            await w.say("wipe disk")
-            card = await w.card("pending")
+            card = await w.open_card()
             await asyncio.sleep(0.7)
             await w.decide(card)
             error = await w.error("expired")
@@ -140,8 +132,7 @@ async def test_card_past_its_own_timeout_cannot_be_accepted(tmp_path: Any) -> No
             reply = await w.expect(lambda f: f["type"] == "message.end")
             assert "expired" in reply["text"]
             assert shop.runs == []
-        rows = await server.engine.audit.rows(action="wipe")
-        assert [r["status"] for r in rows] == ["expired"]
+        assert await audit_statuses(server, "wipe") == ["expired"]
 
 
 async def test_sweeper_expires_cards_tells_widgets_and_ends_the_session(
@@ -149,13 +140,10 @@ async def test_sweeper_expires_cards_tells_widgets_and_ends_the_session(
 ) -> None:
     config = settings(tmp_path, session_ttl=0.5, sweep_interval=0.1)
     async with running(shop.app, config) as server, widget(server) as w:
-        await w.hello()
-        await w.say("wipe disk")
-        card = await w.card("pending")
+        card = await w.open_card()
         await w.update(card["card_id"], "expired")
         await w.expect(lambda f: f["type"] == "session.end", within=5)
-        rows = await server.engine.audit.rows(action="wipe")
-        assert [r["status"] for r in rows] == ["expired"]
+        assert await audit_statuses(server, "wipe") == ["expired"]
         # The socket stays usable: a fresh hello starts a new session.
         w.welcome = {}
         fresh = await w.hello()
@@ -333,9 +321,7 @@ async def test_resent_message_with_the_same_client_id_is_handled_once(
 
 async def test_cancel_runs_nothing_and_the_bot_is_told(shop: CountingShop, tmp_path: Any) -> None:
     async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
-        await w.hello()
-        await w.say("wipe disk")
-        card = await w.card("pending")
+        card = await w.open_card()
         await w.decide(card, "cancel")
         await w.update(card["card_id"], "cancelled")
         reply = await w.expect(lambda f: f["type"] == "message.end")
@@ -343,8 +329,7 @@ async def test_cancel_runs_nothing_and_the_bot_is_told(shop: CountingShop, tmp_p
         await w.decide(card)
         assert (await w.error("already_decided"))["ref"] == card["card_id"]
         assert shop.runs == []
-        rows = await server.engine.audit.rows(action="wipe")
-        assert [r["status"] for r in rows] == ["cancelled"]
+        assert await audit_statuses(server, "wipe") == ["cancelled"]
 
 
 async def test_user_token_sets_the_user_and_binds_the_session(tmp_path: Any) -> None:
@@ -399,9 +384,7 @@ async def test_signed_in_sessions_need_the_pages_user_to_resume(tmp_path: Any) -
 
 async def test_rate_limited_decisions_name_their_card(shop: CountingShop, tmp_path: Any) -> None:
     async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
-        await w.hello()
-        await w.say("wipe disk")
-        card = await w.card("pending")
+        card = await w.open_card()
         for _ in range(25):
             await w.send({"type": "ping"})
         await w.decide(card)
