@@ -22,8 +22,16 @@ from tests.support import Server, StreamingBot, running, settings
 XSS = '<img src=x onerror="window.__pwned=1">'
 
 
-def host_page(server: Server, path: str, html: str) -> None:
-    """Serve a host page of the test's own from the app's origin."""
+WIDGET_TAG = '<script src="/widget.js" data-site="demo" data-open="true" async></script>'
+
+
+def host_page(server: Server, path: str, settings: str, body: str = "") -> None:
+    """Serve a host page of the test's own from the app's origin: ``body``, then the widget
+    embedded with ``settings`` (JavaScript for window.signoffSettings)."""
+    html = (
+        f"<!doctype html><html><body>{body}"
+        f"<script>window.signoffSettings = {settings};</script>{WIDGET_TAG}</body></html>"
+    )
 
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(html)
@@ -111,12 +119,10 @@ async def test_markup_in_bot_text_and_params_is_shown_as_text_and_runs_nothing(
     assert images == 0
 
 
-CUSTOM_PAGE = """<!doctype html><html><body>
-<div id="approval" hidden><p id="what"></p>
+CUSTOM_UI = """<div id="approval" hidden><p id="what"></p>
   <button id="yes">Yes, go ahead</button><button id="no">No</button></div>
-<p id="outcome"></p>
-<script>
-window.signoffSettings = {
+<p id="outcome"></p>"""
+CUSTOM_SETTINGS = """{
   onApprovalRequest(card, decide) {
     document.getElementById("what").textContent = card.actions[0].effect;
     document.getElementById("approval").hidden = false;
@@ -124,17 +130,14 @@ window.signoffSettings = {
       (update) => { document.getElementById("outcome").textContent = "custom:" + update.status; });
     return true;
   }
-};
-</script>
-<script src="/widget.js" data-site="demo" data-open="true" async></script>
-</body></html>"""
+}"""
 
 
 async def test_a_custom_approval_ui_decides_over_the_widgets_socket(
     browser: Browser, demo: Server
 ) -> None:
     page = await browser.new_page()
-    host_page(demo, "/custom", CUSTOM_PAGE)
+    host_page(demo, "/custom", CUSTOM_SETTINGS, CUSTOM_UI)
     await page.goto(demo.url + "/custom")
     await send(page, "cancel order 1003")
     await expect(page.locator("#what")).to_have_text(
@@ -215,12 +218,7 @@ async def test_the_widget_fits_a_phone(browser: Browser, demo: Server) -> None:
 async def test_theme_and_locale_options_apply(browser: Browser, demo: Server) -> None:
     page = await browser.new_page()
     settings = {"locale": "de", "theme": {"primary": "rgb(200, 30, 30)"}}
-    host_page(
-        demo,
-        "/themed",
-        f"<script>window.signoffSettings = {json.dumps(settings)};</script>"
-        '<script src="/widget.js" data-site="demo" data-open="true" async></script>',
-    )
+    host_page(demo, "/themed", json.dumps(settings))
     await page.goto(demo.url + "/themed")
     await send(page, "cancel order 1001")
     await expect(page.locator(".signoff-confirm")).to_have_text("Bestätigen")
@@ -249,12 +247,7 @@ async def test_theme_values_that_are_not_valid_for_their_property_are_ignored(
     fetched: list[str] = []
     page.on("request", lambda request: fetched.append(request.url))
     theme = {"background": "url(/evil.png)", "radius": "url(/evil.png)", "primary": "#0b5"}
-    host_page(
-        demo,
-        "/bad-theme",
-        f"<script>window.signoffSettings = {json.dumps({'theme': theme})};</script>"
-        '<script src="/widget.js" data-site="demo" data-open="true" async></script>',
-    )
+    host_page(demo, "/bad-theme", json.dumps({"theme": theme}))
     await page.goto(demo.url + "/bad-theme")
     await send(page, "list orders")
     await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text("#1001")
@@ -267,23 +260,19 @@ async def test_theme_values_that_are_not_valid_for_their_property_are_ignored(
     assert not [url for url in fetched if "evil" in url]
 
 
-ACCOUNT_PAGE = """<!doctype html><html><body>
-<script>
-window.signoffSettings = {userToken: %s};
+RECORD_WELCOMES = """<script>
 window.welcomes = [];
 window.addEventListener("signoff:ready", () => {
   Signoff.on("connected", (welcome) => window.welcomes.push(welcome));
 });
-</script>
-<script src="/widget.js" data-site="demo" data-open="true" async></script>
-</body></html>"""
+</script>"""
 
 
 async def test_logging_out_after_start_takes_the_signed_in_users_card_away(
     browser: Browser, demo: Server
 ) -> None:
     token = signoff.sign_user_token(tests.support.SECRET, "alice", 60)
-    host_page(demo, "/account", ACCOUNT_PAGE % json.dumps(token))
+    host_page(demo, "/account", json.dumps({"userToken": token}), RECORD_WELCOMES)
     page = await browser.new_page()
     await page.goto(demo.url + "/account")
     await send(page, "cancel order 1001")
