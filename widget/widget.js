@@ -73,7 +73,11 @@
   // Card statuses nothing can change any more.
   const FINAL = new Set(["done", "failed", "interrupted", "cancelled", "rejected", "expired"]);
   // Decision errors that leave the card pending, so the visitor may try again.
-  const RETRYABLE_DECISION_ERRORS = new Set(["hash_mismatch", "rate_limited"]);
+  const RETRYABLE_DECISION_ERRORS = new Set(["hash_mismatch", "rate_limited", "unavailable"]);
+  // Errors after which a message is offered again a little later, not marked failed.
+  const RETRY_LATER_ERRORS = new Set(["rate_limited", "unavailable"]);
+  // What a snapshot may hold: the frames that draw messages and cards.
+  const SNAPSHOT_TYPES = new Set(["message", "message.start", "message.delta", "message.end", "card", "card.update"]);
 
   // --- Strings --------------------------------------------------------------------------
   // Every visible (or screen-reader) string. `strings` in the options overrides single
@@ -123,6 +127,7 @@
       "error.already_decided": "Already decided",
       "error.hash_mismatch": "This request changed. Please review it and try again.",
       "error.rate_limited": "Too many requests. Please wait a moment and try again.",
+      "error.unavailable": "The service is briefly unavailable. Trying again shortly.",
       "error.too_large": "That message is too long.",
       "error.generic": "Something went wrong.",
     },
@@ -169,6 +174,7 @@
       "error.already_decided": "Bereits entschieden",
       "error.hash_mismatch": "Die Anfrage hat sich geändert. Bitte prüfen Sie sie erneut.",
       "error.rate_limited": "Zu viele Anfragen. Bitte warten Sie einen Moment.",
+      "error.unavailable": "Der Dienst ist kurz nicht erreichbar. Neuer Versuch in Kürze.",
       "error.too_large": "Diese Nachricht ist zu lang.",
       "error.generic": "Etwas ist schiefgelaufen.",
     },
@@ -1252,6 +1258,7 @@
     card: onCard,
     "card.update": onCardUpdate,
     error: onError,
+    snapshot: onSnapshot,
     "session.end": onSessionEnd,
     pong: function () {},
   };
@@ -1456,6 +1463,19 @@
     if (entry.el) keepScrolled(() => updateCardView(entry));
   }
 
+  // History this page missed was trimmed on the server, which sends the session as it is
+  // now instead. The view is drawn again from it; card entries (and any decision in
+  // flight) are kept and their cards drawn again in their place.
+  function onSnapshot(frame) {
+    if (!Array.isArray(frame.frames)) return;
+    state.messages.clear();
+    for (const entry of state.cards.values()) entry.el = null;
+    clearLog();
+    for (const inner of frame.frames) {
+      if (isObject(inner) && SNAPSHOT_TYPES.has(inner.type)) HANDLERS[inner.type](inner);
+    }
+  }
+
   function errorText(frame) {
     const key = "error." + frame.code;
     if (key in state.strings) return t(key);
@@ -1477,7 +1497,7 @@
       return;
     }
     const item = frame.ref ? state.outbox.find((o) => o.clientId === frame.ref) : null;
-    if (item && frame.code === "rate_limited") {
+    if (item && RETRY_LATER_ERRORS.has(frame.code)) {
       retryLater(item);
       return;
     }

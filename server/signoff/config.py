@@ -18,7 +18,16 @@ MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-KNOWN_KEYS = {"secret", "store", "audit", "session_ttl", "admin_key", "sweep_interval", "sites"}
+KNOWN_KEYS = {
+    "secret",
+    "store",
+    "audit",
+    "session_ttl",
+    "admin_key",
+    "sweep_interval",
+    "lease_margin",
+    "sites",
+}
 
 
 # In a site's origins: the origin that serves signoff itself (its /demo page, say).
@@ -60,6 +69,8 @@ class Settings:
     session_ttl: float = DEFAULT_SESSION_TTL
     admin_key: str | None = None
     sweep_interval: float = 1.0
+    # How long past its calls' run timeouts a claimed card is presumed abandoned.
+    lease_margin: float = 30.0
     sites: dict[str, Site] = field(default_factory=dict)
 
 
@@ -143,5 +154,6 @@ def load_settings(
         ),
         admin_key=values.get("admin_key"),
         sweep_interval=_positive("SIGNOFF_SWEEP_INTERVAL", values.get("sweep_interval", 1.0)),
+        lease_margin=_positive("SIGNOFF_LEASE_MARGIN", values.get("lease_margin", 30.0)),
         sites=_sites(raw.get("sites", {})),
     )

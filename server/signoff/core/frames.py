@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     HASH_MISMATCH = "hash_mismatch"
     RATE_LIMITED = "rate_limited"
     TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"  # the store is unreachable for now; try again shortly
 
 
 class ProtocolError(Exception):
@@ -214,3 +215,71 @@ def compact_replay(frames: list[tuple[int, str]]) -> list[tuple[int, str]]:
         for seq, text, f in parsed
         if not (f.get("type") == "message.delta" and f.get("message_id") in ended)
     ]
+
+
+def snapshot_frame(
+    conversation: list[dict[str, Any]],
+    cards: list[tuple[list[str], list[dict[str, Any]]]],
+    kept: list[tuple[int, str]],
+) -> dict[str, Any]:
+    """The session as it is now, for a client whose history was trimmed away.
+
+    ``cards`` gives each card's tool call ids and the frames that show it as it is
+    now; each card goes right after the bot message that proposed it. Messages
+    still streaming in ``kept`` come last, with their text so far, so the deltas
+    that follow the snapshot extend them.
+    """
+    owner = {call_id: n for n, (call_ids, _) in enumerate(cards) for call_id in call_ids}
+    frames: list[dict[str, Any]] = []
+    shown: set[int] = set()
+
+    def show(n: int) -> None:
+        if n not in shown:
+            shown.add(n)
+            frames.extend(cards[n][1])
+
+    for index, message in enumerate(conversation):
+        message_id, content = f"history-{index}", message.get("content")
+        if message.get("role") == "user" and isinstance(content, str):
+            frames.append(
+                {"type": "message", "message_id": message_id, "role": "user", "text": content}
+            )
+        elif message.get("role") == "assistant":
+            if content:
+                frames.append({"type": "message.start", "message_id": message_id, "role": "bot"})
+                frames.append({"type": "message.end", "message_id": message_id, "text": content})
+            for call in message.get("tool_calls") or ():
+                if call.get("id") in owner:
+                    show(owner[call["id"]])
+    for n in range(len(cards)):  # cards whose proposal is not saved yet
+        show(n)
+    frames += _streaming(kept)
+    return {"type": "snapshot", "frames": frames}
+
+
+def _streaming(kept: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    """The start and text so far of each message in ``kept`` that has not ended."""
+    started: dict[str, dict[str, Any]] = {}
+    text: dict[str, list[str]] = {}
+    for _, raw in kept:
+        frame = json.loads(raw)
+        message_id = frame.get("message_id")
+        if frame.get("type") == "message.start":
+            started[message_id] = {k: v for k, v in frame.items() if k != "seq"}
+            text[message_id] = []
+        elif frame.get("type") == "message.delta" and message_id in text:
+            text[message_id].append(frame.get("text", ""))
+        elif frame.get("type") == "message.end":
+            started.pop(message_id, None)
+    frames: list[dict[str, Any]] = []
+    for message_id, start in started.items():
+        frames.append(start)
+        if text[message_id]:
+            frames.append(
+                {
+                    "type": "message.delta",
+                    "message_id": message_id,
+                    "text": "".join(text[message_id]),
+                }
+            )
+    return frames

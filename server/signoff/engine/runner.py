@@ -35,6 +35,7 @@ from signoff.core.frames import (
     card_frame,
     card_update_frame,
     displayed,
+    snapshot_frame,
 )
 from signoff.core.tokens import anonymous_user_id
 from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
@@ -45,8 +46,11 @@ from signoff.store import ClaimOutcome, SessionRecord, Store
 log = logging.getLogger("signoff.engine")
 
 BOT_STEP_TIMEOUT = 60.0
-TURN_LOCK_TTL = 120.0
-# A claimed card is presumed abandoned (its server died) once its lease is over.
+# The store renews the turn lock while its holder works, so this is only how long a
+# dead instance's lock keeps the session's next turn waiting.
+TURN_LOCK_TTL = 15.0
+# A claimed card is presumed abandoned (its server died) once its lease is over: the
+# run timeouts of its calls plus this margin.
 LEASE_MARGIN = 30.0
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
@@ -93,6 +97,7 @@ class Engine:
         audit: AuditLog,
         secret: str,
         session_ttl: float,
+        lease_margin: float = LEASE_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
@@ -100,6 +105,7 @@ class Engine:
         self.store = store
         self.audit = audit
         self.session_ttl = session_ttl
+        self.lease_margin = lease_margin
         self.clock = clock
         self.auditor = Auditor(secret)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -366,8 +372,22 @@ class Engine:
         await self._emit_card(card, min(card.timeout_at, session.expires_at))
 
     async def _emit_card(self, card: Card, expires_at: float) -> None:
+        await self.store.append_frame(card.session_id, self._card_frame(card, expires_at))
+
+    def _card_frame(self, card: Card, expires_at: float) -> dict[str, Any]:
         masks = [self._sensitive(call["action"]) for call in card.calls]
-        await self.store.append_frame(card.session_id, card_frame(card, expires_at, masks))
+        return card_frame(card, expires_at, masks)
+
+    async def snapshot(self, session: SessionRecord, kept: list[tuple[int, str]]) -> dict[str, Any]:
+        """The session as it is now, for a widget that missed history the store trimmed."""
+        conversation = await self.store.load_conversation(session.session_id)
+        cards = []
+        for card in await self.store.session_cards(session.session_id):
+            shown = [self._card_frame(card, min(card.timeout_at, session.expires_at))]
+            if card.status not in OPEN:
+                shown.append(card_update_frame(card))
+            cards.append((card.tool_call_ids, shown))
+        return snapshot_frame(conversation, cards, kept)
 
     def _sensitive(self, name: str) -> frozenset[str]:
         action = self.registry.get(name)
@@ -403,7 +423,7 @@ class Engine:
         now = self.clock()
         changes: dict[str, Any] = {"decided_by": by}
         if new is Status.APPROVED:
-            lease = sum(self._run_timeout(c["action"]) for c in card.calls) + LEASE_MARGIN
+            lease = sum(self._run_timeout(c["action"]) for c in card.calls) + self.lease_margin
             changes["lease_until"] = now + lease
         moved = await self.store.transition(
             card.card_id, expected, new, now, changes, check_deadline=True

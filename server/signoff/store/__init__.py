@@ -1,6 +1,16 @@
 """Live state behind one interface: sessions, conversations, cards, frame history."""
 
-from signoff.store.base import ClaimOutcome, SessionRecord, Store, StoreError, Transition
+from urllib.parse import parse_qsl, urlsplit
+
+from signoff.store.base import (
+    ClaimOutcome,
+    SessionRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Transition,
+    max_frames_option,
+)
 
 
 def open_store(url: str) -> Store:
@@ -8,8 +18,22 @@ def open_store(url: str) -> Store:
     if url.startswith("memory://"):
         from signoff.store.memory import MemoryStore
 
-        return MemoryStore()
-    raise StoreError(f"SIGNOFF_STORE: unknown store URL {url!r}; use memory://")
+        return MemoryStore(max_frames_option(dict(parse_qsl(urlsplit(url).query))))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from signoff.store.redis import RedisStore
+
+        return RedisStore.from_url(url)
+    raise StoreError(
+        f"SIGNOFF_STORE: unknown store URL {url!r}; use memory:// or redis://host:port/db"
+    )
 
 
-__all__ = ["ClaimOutcome", "SessionRecord", "Store", "StoreError", "Transition", "open_store"]
+__all__ = [
+    "ClaimOutcome",
+    "SessionRecord",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Transition",
+    "open_store",
+]

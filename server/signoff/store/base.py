@@ -15,12 +15,31 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from signoff.core.cards import Card, Status
+from signoff.core.cards import OPEN, Card, Status
 from signoff.core.conversation import Conversation
 
 
 class StoreError(RuntimeError):
     pass
+
+
+class StoreUnavailable(StoreError):
+    """The store's service cannot be reached; the request may be retried later."""
+
+
+# Frames kept per session; a reconnect from before the oldest kept frame gets a snapshot.
+MAX_FRAMES = 2000
+
+
+def max_frames_option(query: dict[str, str]) -> int:
+    """The ``max_frames`` option of a store URL's query, taken out of it."""
+    try:
+        value = int(query.pop("max_frames", MAX_FRAMES))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise StoreError("SIGNOFF_STORE: max_frames must be a positive integer")
+    return value
 
 
 @dataclass
@@ -56,6 +75,9 @@ class Store(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    async def ping(self) -> None:  # noqa: B027 - optional hook
+        """Raise StoreUnavailable when the store cannot serve requests."""
 
     # Sessions -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -95,7 +117,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
-        """(seq, JSON text) of every kept frame with a larger seq, in order."""
+        """(seq, JSON text) of every kept frame with a larger seq, in order.
+
+        Only the newest ``MAX_FRAMES`` frames of a session are kept: when the first
+        frame returned is not ``seq + 1``, older ones were trimmed.
+        """
 
     @abc.abstractmethod
     async def last_seq(self, session_id: str) -> int: ...
@@ -112,7 +138,11 @@ class Store(abc.ABC):
     async def get_card(self, card_id: str) -> Card | None: ...
 
     @abc.abstractmethod
-    async def open_cards(self, session_id: str) -> list[Card]: ...
+    async def session_cards(self, session_id: str) -> list[Card]:
+        """Every card of the session, oldest first."""
+
+    async def open_cards(self, session_id: str) -> list[Card]:
+        return [card for card in await self.session_cards(session_id) if card.status in OPEN]
 
     @abc.abstractmethod
     async def transition(

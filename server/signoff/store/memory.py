@@ -16,11 +16,19 @@ from typing import Any
 
 from signoff.core.cards import CLAIMED, OPEN, Card, Status, can_move
 from signoff.core.conversation import Conversation
-from signoff.store.base import ClaimOutcome, Listener, SessionRecord, Store, Transition
+from signoff.store.base import (
+    MAX_FRAMES,
+    ClaimOutcome,
+    Listener,
+    SessionRecord,
+    Store,
+    Transition,
+)
 
 
 class MemoryStore(Store):
-    def __init__(self) -> None:
+    def __init__(self, max_frames: int = MAX_FRAMES) -> None:
+        self.max_frames = max_frames
         self._sessions: dict[str, SessionRecord] = {}
         self._conversations: dict[str, Conversation] = {}
         self._frames: dict[str, list[tuple[int, str]]] = {}
@@ -82,13 +90,17 @@ class MemoryStore(Store):
         seq = frames[-1][0] + 1 if frames else 1
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
         frames.append((seq, json.dumps({**frame, "seq": seq})))
+        if len(frames) > self.max_frames:
+            del frames[: len(frames) - self.max_frames]
         self._notify(session_id, "frames")
         return seq
 
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
-        frames = self._frames.get(session_id, [])
-        # seq numbers are 1..n with no gaps here, so the index is seq itself.
-        return frames[max(seq, 0) :]
+        frames = self._frames.get(session_id)
+        if not frames:
+            return []
+        # seq numbers rise by one with no gaps, so the index follows from the first kept.
+        return frames[max(seq - frames[0][0] + 1, 0) :]
 
     async def last_seq(self, session_id: str) -> int:
         frames = self._frames.get(session_id)
@@ -115,9 +127,8 @@ class MemoryStore(Store):
         card = self._cards.get(card_id)
         return card.copy() if card else None
 
-    async def open_cards(self, session_id: str) -> list[Card]:
-        cards = (self._cards[c] for c in self._session_cards.get(session_id, ()))
-        return [c.copy() for c in cards if c.status in OPEN]
+    async def session_cards(self, session_id: str) -> list[Card]:
+        return [self._cards[c].copy() for c in self._session_cards.get(session_id, ())]
 
     async def transition(
         self,

@@ -27,7 +27,7 @@ from signoff.assets import asset_dir
 from signoff.audit import open_audit
 from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
-from signoff.store import open_store
+from signoff.store import StoreUnavailable, open_store
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
@@ -58,6 +58,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         audit=audit,
         secret=settings.secret,
         session_ttl=settings.session_ttl,
+        lease_margin=settings.lease_margin,
     )
     runtime = Runtime(engine, settings, {**settings.sites, **signoff.sites})
     templates = Environment(
@@ -99,6 +100,11 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         return HTMLResponse(page)
 
     async def healthz(request: Request) -> Response:
+        try:
+            await store.ping()
+        except StoreUnavailable as exc:
+            # A load balancer takes the instance out until its store is back.
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:

@@ -40,7 +40,7 @@ from signoff.core.tokens import (
     load_user_token,
     sign_session_token,
 )
-from signoff.store import SessionRecord
+from signoff.store import SessionRecord, StoreUnavailable
 from signoff.web import metrics
 
 if TYPE_CHECKING:
@@ -53,7 +53,14 @@ RATE_BURST = 20
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
 MAX_QUEUED_REPLIES = 256
+
+
+def unavailable(ref: str | None) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.UNAVAILABLE, "the server cannot reach its session store; try again shortly", ref
+    )
 
 
 def _ref(frame: ClientFrame) -> str | None:
@@ -170,6 +177,13 @@ class Connection:
                 frames = await self.engine.store.frames_after(
                     self.session.session_id, self.sent_seq
                 )
+                if frames and frames[0][0] > self.sent_seq + 1:
+                    # What this client missed was trimmed: show the session as it is now.
+                    head = frames[-1][0]
+                    snapshot = await self.engine.snapshot(self.session, frames)
+                    await self.ws.send_text(json.dumps({**snapshot, "seq": head}))
+                    self.sent_seq, self._replaying = head, False
+                    continue
                 if self._replaying:
                     # A reconnect needs each finished message once, not its every delta.
                     frames, self._replaying = compact_replay(frames), False
@@ -178,6 +192,10 @@ class Connection:
                     self.sent_seq = seq
         except (WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us; the reader sees it too
+        except StoreUnavailable:
+            # The widget reconnects with backoff and catches up from its last seq.
+            log.warning("store unreachable; closing a widget socket to retry later")
+            await self.ws.close(code=TRY_AGAIN_LATER)
         except Exception:
             log.exception("cannot send to a widget; closing its socket")
             await self.ws.close(code=INTERNAL_ERROR)
@@ -203,6 +221,8 @@ class Connection:
                 )
             metrics.frames_received.labels(frame.type).inc()
             await self._dispatch(frame)
+        except StoreUnavailable:
+            self.refuse(unavailable(_ref(frame)))
         except ProtocolError as error:
             if not allowed and error.code is not ErrorCode.RATE_LIMITED:
                 error = ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down")
@@ -237,6 +257,8 @@ class Connection:
     async def _decide(self, session: SessionRecord, frame: Decision) -> None:
         try:
             await self.engine.decide(session, frame.card_id, frame.decision, frame.args_hash)
+        except StoreUnavailable:
+            self.refuse(unavailable(frame.card_id))
         except ProtocolError as error:
             self.refuse(error)
 

@@ -1,0 +1,641 @@
+"""The Redis store: live state shared by every server process of a deployment.
+
+Any instance can serve any request: a session's state lives in Redis, each step
+that must happen once is one Lua script, and pub/sub only wakes the instance
+holding a session's sockets (it never carries data; the frames are read from
+the stream). Keys, under one prefix per deployment (``?prefix=``, default
+``signoff``)::
+
+    {p}:session:{sid}       hash    user_id, site, conversation_id, created_at, expires_at
+    {p}:conversation:{sid}  string  the conversation, as JSON
+    {p}:seq:{sid}           string  the last frame seq handed out
+    {p}:frames:{sid}        stream  frame history, entry id "<seq>-0", newest max_frames kept
+    {p}:client_ids:{sid}    set     client_ids already handled
+    {p}:cards:{sid}         list    the session's card ids, oldest first
+    {p}:card:{card_id}      hash    body (the card as JSON) and each field changed since
+    {p}:sessions            zset    session id -> expires_at: what the sweepers end
+    {p}:due                 zset    card id -> deadline while open, lease end while claimed
+    {p}:lock:{name}         string  a turn lock, renewed while held
+    {p}:news:{sid}          channel "<instance>:frames" or "<instance>:end"
+
+Every per-session key expires ``KEY_GRACE`` seconds after the session's idle
+expiry, so nothing outlives a session even when no instance is left to sweep.
+Scripts build key names from the prefix, so a Redis Cluster is not supported;
+use one Redis (with a replica and Sentinel for failover).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+
+from signoff.core.cards import CLAIMED, OPEN, Card, Status, can_move
+from signoff.core.conversation import Conversation
+from signoff.store.base import (
+    MAX_FRAMES,
+    ClaimOutcome,
+    Listener,
+    SessionRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Transition,
+    max_frames_option,
+)
+
+log = logging.getLogger("signoff.store")
+
+# How long a session's keys outlive its idle expiry: time for a sweeper to expire its
+# cards and audit them. Past that, Redis drops the keys by itself.
+KEY_GRACE = 3600.0
+LOCK_POLL = 0.005
+POOL_SIZE = 64
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reachable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn a lost connection to Redis into StoreUnavailable, which callers report."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
+
+    return wrapper
+
+
+# Scripts ------------------------------------------------------------------------------
+# Each runs atomically in Redis. Numbers go in as Python-formatted strings and are
+# stored as given: Lua would print them with 14 digits only.
+
+_TOUCH = """
+local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
+local now = tonumber(ARGV[1])
+if not expires or expires <= now then return false end
+local new = ARGV[2]
+if tonumber(new) < expires then new = redis.call('HGET', KEYS[1], 'expires_at') end
+redis.call('HSET', KEYS[1], 'expires_at', new)
+redis.call('ZADD', KEYS[2], new, ARGV[4])
+local ttl = math.floor((tonumber(new) - now + tonumber(ARGV[3])) * 1000)
+for i = 1, #KEYS do
+  if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+for _, id in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  redis.call('PEXPIRE', ARGV[5] .. id, ttl)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+_APPEND = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ttl)
+local text = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. seq .. '}'
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], seq .. '-0', 'f', text)
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':frames')
+return seq
+"""
+
+_FIRST_USE = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+local added = redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return added
+"""
+
+_SAVE = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+return 1
+"""
+
+_ADD_CARD = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('HSET', KEYS[3], 'body', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[4],
+  'lease_until', ARGV[5], '_timeout_at', ARGV[6], '_sid', ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1]) end
+return 1
+"""
+
+# The claim. ARGV: now, new status, check deadline, session key prefix, where the card
+# goes in the due index (open | claimed | final), lease end or '', card id; then the
+# expected statuses, the statuses that may move to the new one (each list after its
+# length), then field/value pairs to set.
+_TRANSITION = """
+local card = KEYS[1]
+local status = redis.call('HGET', card, 'status')
+if not status then return {'missing'} end
+local i = 8
+local expected, movable = false, false
+for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then expected = true end end
+i = i + tonumber(ARGV[i]) + 1
+for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then movable = true end end
+i = i + tonumber(ARGV[i]) + 1
+if not expected then return {'conflict', redis.call('HGETALL', card)} end
+if not movable then return {'badmove', status} end
+local now, id = tonumber(ARGV[1]), ARGV[7]
+if ARGV[3] == '1' then
+  local timeout = tonumber(redis.call('HGET', card, '_timeout_at'))
+  local sid = redis.call('HGET', card, '_sid')
+  local expires = tonumber(redis.call('HGET', ARGV[4] .. sid, 'expires_at'))
+  if now >= timeout or not expires or expires <= now then
+    redis.call('HSET', card, 'status', '"expired"', 'updated_at', ARGV[1])
+    redis.call('ZREM', KEYS[2], id)
+    return {'expired', redis.call('HGETALL', card)}
+  end
+end
+for j = i, #ARGV, 2 do redis.call('HSET', card, ARGV[j], ARGV[j + 1]) end
+redis.call('HSET', card, 'status', ARGV[2], 'updated_at', ARGV[1])
+if ARGV[5] == 'open' then
+  redis.call('ZADD', KEYS[2], redis.call('HGET', card, '_timeout_at'), id)
+elseif ARGV[5] == 'claimed' then
+  local lease = ARGV[6]
+  if lease == '' then lease = redis.call('HGET', card, 'lease_until') end
+  if not tonumber(lease) then lease = '0' end
+  redis.call('ZADD', KEYS[2], lease, id)
+else
+  redis.call('ZREM', KEYS[2], id)
+end
+return {'ok', redis.call('HGETALL', card)}
+"""
+
+_END = """
+local ids = redis.call('LRANGE', KEYS[6], 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('DEL', ARGV[2] .. id)
+  redis.call('ZREM', KEYS[8], id)
+end
+local existed = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('ZREM', KEYS[7], ARGV[1])
+if existed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':end') end
+return existed
+"""
+
+
+def _due_place(status: Status) -> str:
+    if status in OPEN:
+        return "open"
+    return "claimed" if status in CLAIMED else "final"
+
+
+def _decode_card(fields: dict[str, str]) -> Card | None:
+    if not fields:
+        return None
+    data = json.loads(fields["body"])
+    for name, value in fields.items():
+        if name != "body" and not name.startswith("_"):
+            data[name] = json.loads(value)
+    return Card.from_dict(data)
+
+
+def _decode_pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _session(session_id: str, fields: dict[str, str]) -> SessionRecord:
+    return SessionRecord(
+        session_id,
+        fields["user_id"],
+        fields["site"],
+        fields["conversation_id"],
+        float(fields["created_at"]),
+        float(fields["expires_at"]),
+    )
+
+
+class RedisStore(Store):
+    def __init__(self, redis: Redis, prefix: str = "signoff", max_frames: int = MAX_FRAMES):
+        self.redis = redis
+        self.prefix = prefix
+        self.max_frames = max_frames
+        # Tells this instance's own news apart from the other instances'.
+        self.instance = secrets.token_hex(6)
+        self._scripts = {
+            name: redis.register_script(source)
+            for name, source in {
+                "touch": _TOUCH,
+                "append": _APPEND,
+                "first_use": _FIRST_USE,
+                "save": _SAVE,
+                "add_card": _ADD_CARD,
+                "transition": _TRANSITION,
+                "end": _END,
+            }.items()
+        }
+        self._listeners: dict[str, set[Listener]] = {}
+        self._pubsub: PubSub | None = None
+        self._subscribed: set[str] = set()
+        self._dirty: set[str] = set()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        """``redis://host:port/db?prefix=shop&max_frames=2000`` (plus redis-py's options)."""
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        prefix = query.pop("prefix", "signoff")
+        if not _PREFIX.match(prefix):
+            raise StoreError(f"SIGNOFF_STORE: prefix {prefix!r} must match {_PREFIX.pattern}")
+        max_frames = max_frames_option(query)
+        try:
+            pool = BlockingConnectionPool.from_url(
+                urlunsplit(parts._replace(query=urlencode(query))),
+                decode_responses=True,
+                max_connections=POOL_SIZE,
+                timeout=5,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=15,
+            )
+        except ValueError as exc:
+            raise StoreError(f"SIGNOFF_STORE: bad Redis URL {url!r}: {exc}") from None
+        return cls(Redis(connection_pool=pool), prefix, max_frames)
+
+    def _key(self, kind: str, name: str | None = None) -> str:
+        """A key name; with ``name=""``, the prefix that names of this kind share."""
+        return f"{self.prefix}:{kind}" if name is None else f"{self.prefix}:{kind}:{name}"
+
+    def _session_keys(self, session_id: str) -> list[str]:
+        """session, sessions index, cards, then the rest of the session's keys."""
+        return [
+            self._key("session", session_id),
+            self._key("sessions"),
+            self._key("cards", session_id),
+            self._key("conversation", session_id),
+            self._key("seq", session_id),
+            self._key("frames", session_id),
+            self._key("client_ids", session_id),
+        ]
+
+    # Lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self.redis.ping()
+        except _UNAVAILABLE as exc:
+            raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # Listening needs one channel from the start; this instance's own serves.
+        await self._pubsub.subscribe(self._key("instance", self.instance))
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._reconcile())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._pubsub is not None:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await self._pubsub.aclose()
+            self._pubsub = None
+        await self.redis.aclose()
+
+    @_reachable
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    # Sessions ---------------------------------------------------------------------------
+    @_reachable
+    async def create_session(self, session: SessionRecord) -> None:
+        key = self._key("session", session.session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "user_id": session.user_id,
+                    "site": session.site,
+                    "conversation_id": session.conversation_id,
+                    "created_at": repr(session.created_at),
+                    "expires_at": repr(session.expires_at),
+                },
+            )
+            pipe.pexpire(key, int((session.expires_at - session.created_at + KEY_GRACE) * 1000))
+            pipe.zadd(self._key("sessions"), {session.session_id: session.expires_at})
+            await pipe.execute()
+
+    @_reachable
+    async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
+        fields: dict[str, str] = await self.redis.hgetall(self._key("session", session_id))  # type: ignore[assignment]
+        if not fields or float(fields["expires_at"]) <= now:
+            return None
+        return _session(session_id, fields)
+
+    @_reachable
+    async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
+        flat = await self._scripts["touch"](
+            keys=self._session_keys(session_id),
+            args=[repr(now), repr(now + ttl), repr(KEY_GRACE), session_id, self._key("card", "")],
+        )
+        return _session(session_id, _decode_pairs(flat)) if flat else None
+
+    @_reachable
+    async def expired_sessions(self, now: float) -> list[str]:
+        return await self._members("sessions", now)
+
+    @_reachable
+    async def end_session(self, session_id: str, reason: str) -> None:
+        keys = self._session_keys(session_id)
+        # The order the script expects: the six per-session keys, then both indexes.
+        ordered = [keys[0], keys[3], keys[4], keys[5], keys[6], keys[2], keys[1], self._key("due")]
+        existed = await self._scripts["end"](
+            keys=ordered,
+            args=[session_id, self._key("card", ""), self._key("news", session_id), self.instance],
+        )
+        if existed:
+            self._notify(session_id, "end")
+
+    # Conversation -----------------------------------------------------------------------
+    @_reachable
+    async def load_conversation(self, session_id: str) -> Conversation:
+        text = await self.redis.get(self._key("conversation", session_id))
+        return json.loads(text) if text else []
+
+    @_reachable
+    async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
+        await self._scripts["save"](
+            keys=[self._key("session", session_id), self._key("conversation", session_id)],
+            args=[json.dumps(conversation)],
+        )
+
+    # Frame history ----------------------------------------------------------------------
+    @_reachable
+    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+        # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
+        seq = int(
+            await self._scripts["append"](
+                keys=[
+                    self._key("session", session_id),
+                    self._key("seq", session_id),
+                    self._key("frames", session_id),
+                ],
+                args=[
+                    json.dumps(frame),
+                    self.max_frames,
+                    self._key("news", session_id),
+                    self.instance,
+                ],
+            )
+        )
+        if seq:
+            self._notify(session_id, "frames")
+        return seq
+
+    @_reachable
+    async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
+        entries: list[tuple[str, dict[str, str]]] = await self.redis.xrange(  # type: ignore[assignment]
+            self._key("frames", session_id), f"{max(seq, 0) + 1}-0"
+        )
+        return [(int(entry_id.partition("-")[0]), fields["f"]) for entry_id, fields in entries]
+
+    @_reachable
+    async def last_seq(self, session_id: str) -> int:
+        return int(await self.redis.get(self._key("seq", session_id)) or 0)
+
+    @_reachable
+    async def first_use(self, session_id: str, client_id: str) -> bool:
+        added = await self._scripts["first_use"](
+            keys=[self._key("session", session_id), self._key("client_ids", session_id)],
+            args=[client_id],
+        )
+        return bool(added)
+
+    # Cards ------------------------------------------------------------------------------
+    @_reachable
+    async def add_card(self, card: Card) -> None:
+        place = _due_place(card.status)
+        score = {"open": repr(card.timeout_at), "claimed": repr(card.lease_until or 0.0)}
+        await self._scripts["add_card"](
+            keys=[
+                self._key("session", card.session_id),
+                self._key("cards", card.session_id),
+                self._key("card", card.card_id),
+                self._key("due"),
+            ],
+            args=[
+                card.card_id,
+                json.dumps(card.to_dict()),
+                json.dumps(str(card.status)),
+                json.dumps(card.updated_at),
+                json.dumps(card.lease_until),
+                repr(card.timeout_at),
+                card.session_id,
+                score.get(place, ""),
+            ],
+        )
+
+    @_reachable
+    async def get_card(self, card_id: str) -> Card | None:
+        fields: dict[str, str] = await self.redis.hgetall(self._key("card", card_id))  # type: ignore[assignment]
+        return _decode_card(fields)
+
+    async def _card_ids(self, session_id: str) -> list[str]:
+        card_ids: list[str] = await self.redis.lrange(self._key("cards", session_id), 0, -1)  # type: ignore[assignment]
+        return card_ids
+
+    async def _members(self, index: str, up_to: float) -> list[str]:
+        """Members of a sorted-set index with a score up to ``up_to``."""
+        members: list[str] = await self.redis.zrangebyscore(self._key(index), "-inf", up_to)  # type: ignore[assignment]
+        return members
+
+    async def _cards(self, card_ids: list[str]) -> dict[str, Card | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in card_ids:
+                pipe.hgetall(self._key("card", card_id))
+            found = await pipe.execute()
+        return {card_id: _decode_card(f) for card_id, f in zip(card_ids, found, strict=True)}
+
+    @_reachable
+    async def session_cards(self, session_id: str) -> list[Card]:
+        card_ids = await self._card_ids(session_id)
+        return [card for card in (await self._cards(card_ids)).values() if card is not None]
+
+    @_reachable
+    async def transition(
+        self,
+        card_id: str,
+        expected: Collection[Status],
+        new: Status,
+        now: float,
+        changes: dict[str, Any] | None = None,
+        check_deadline: bool = False,
+    ) -> Transition:
+        changes = changes or {}
+        place = _due_place(new)
+        lease = changes.get("lease_until")
+        args: list[Any] = [
+            repr(now),
+            json.dumps(str(new)),
+            "1" if check_deadline else "0",
+            self._key("session", ""),
+            place,
+            repr(float(lease)) if lease is not None else "",
+            card_id,
+        ]
+        movable = [s for s in expected if can_move(s, new)]
+        for statuses in (list(expected), movable):
+            args += [len(statuses), *(json.dumps(str(s)) for s in statuses)]
+        for name, value in changes.items():
+            args += [name, json.dumps(value)]
+        reply = await self._scripts["transition"](
+            keys=[self._key("card", card_id), self._key("due")], args=args
+        )
+        outcome = reply[0]
+        if outcome == "missing":
+            return Transition(ClaimOutcome.MISSING, None)
+        if outcome == "badmove":
+            raise ValueError(f"a card cannot move from {json.loads(reply[1])} to {new}")
+        return Transition(ClaimOutcome(outcome), _decode_card(_decode_pairs(reply[1])))
+
+    @_reachable
+    async def due_cards(self, now: float) -> list[Card]:
+        card_ids = await self._members("due", now)
+        ended = set(await self.expired_sessions(now))
+        for session_id in ended:
+            card_ids += await self._card_ids(session_id)
+        due = []
+        for card_id, card in (await self._cards(list(dict.fromkeys(card_ids)))).items():
+            if card is None:
+                # Its session's keys expired with no sweeper running: nothing left to settle.
+                await self.redis.zrem(self._key("due"), card_id)
+                continue
+            late = now >= card.timeout_at or card.session_id in ended
+            open_and_late = card.status in OPEN and late
+            lease_over = card.status in CLAIMED and (card.lease_until or 0) <= now
+            if open_and_late or lease_over:
+                due.append(card)
+        return due
+
+    # Coordination -----------------------------------------------------------------------
+    def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:
+        return self._held(name, ttl)
+
+    @asynccontextmanager
+    async def _held(self, name: str, ttl: float) -> AsyncIterator[None]:
+        lock = self.redis.lock(self._key("lock", name), timeout=ttl, sleep=LOCK_POLL)
+        try:
+            await lock.acquire()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
+        renewal = asyncio.create_task(self._renew(lock, ttl))
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            try:
+                await lock.release()
+            except redis_errors.LockError:
+                log.warning("lock %s was lost before its holder finished", name)
+            except _UNAVAILABLE:
+                log.warning("lock %s not released: Redis unreachable; it lapses by itself", name)
+
+    @staticmethod
+    async def _renew(lock: Any, ttl: float) -> None:
+        """Keep the lease while the holder works: a turn may run longer than one lease."""
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await lock.reacquire()
+            except (redis_errors.LockError, *_UNAVAILABLE) as exc:
+                log.warning("cannot renew lock %s: %s", lock.name, exc)
+
+    def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
+        self._listeners.setdefault(session_id, set()).add(listener)
+        self._dirty.add(session_id)
+        self._changed.set()
+
+        def unsubscribe() -> None:
+            listeners = self._listeners.get(session_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._listeners[session_id]
+                    self._dirty.add(session_id)
+                    self._changed.set()
+
+        return unsubscribe
+
+    def _notify(self, session_id: str, event: str) -> None:
+        for listener in list(self._listeners.get(session_id, ())):
+            listener(event)
+
+    async def _reconcile(self) -> None:
+        """Follow the sessions that have listeners here, in batches, one command each way."""
+        assert self._pubsub is not None
+        news = self._key("news", "")
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            dirty, self._dirty = self._dirty, set()
+            wanted = [s for s in dirty if s in self._listeners and s not in self._subscribed]
+            unwanted = [s for s in dirty if s not in self._listeners and s in self._subscribed]
+            try:
+                if wanted:
+                    await self._pubsub.subscribe(*(news + s for s in wanted))
+                    self._subscribed.update(wanted)
+                    # Frames written elsewhere before the subscription took hold.
+                    for session_id in wanted:
+                        self._notify(session_id, "frames")
+                if unwanted:
+                    await self._pubsub.unsubscribe(*(news + s for s in unwanted))
+                    self._subscribed.difference_update(unwanted)
+            except _UNAVAILABLE as exc:
+                log.warning("cannot follow sessions in Redis (%s); retrying", exc)
+                self._dirty |= dirty
+                await asyncio.sleep(0.5)
+                self._changed.set()
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        news = self._key("news", "")
+        broken = False
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except _UNAVAILABLE as exc:
+                if not broken:
+                    log.warning("lost the Redis news connection (%s); reconnecting", exc)
+                broken = True
+                await asyncio.sleep(0.5)
+                continue
+            if broken:
+                # Back, and subscribed again: whatever happened meanwhile is in the streams.
+                broken = False
+                log.info("Redis news connection is back")
+                for session_id in list(self._listeners):
+                    self._notify(session_id, "frames")
+            if message is None or message.get("type") != "message":
+                continue
+            instance, _, event = message["data"].partition(":")
+            if instance != self.instance and message["channel"].startswith(news):
+                self._notify(message["channel"][len(news) :], event)

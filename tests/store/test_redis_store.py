@@ -1,0 +1,180 @@
+"""What only the Redis store has to show: several processes' stores on one Redis, key
+hygiene, and what happens when Redis goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from signoff.core.cards import Status
+from signoff.store import (
+    ClaimOutcome,
+    SessionRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
+from signoff.store.redis import KEY_GRACE, RedisStore
+from tests.services import REDIS_URL, private_redis, redis_prefix, redis_store_url
+from tests.store.test_store_contract import NOW, card, session
+from tests.support import free_port
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    async with redis_prefix() as prefix:
+        yield prefix
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def opened(url: str) -> Store:
+    store = open_store(url)
+    await store.start()
+    return store
+
+
+async def test_a_listener_on_one_instance_hears_frames_written_by_another(prefix: str) -> None:
+    one, two = await opened(redis_store_url(prefix)), await opened(redis_store_url(prefix))
+    try:
+        await one.create_session(session())
+        heard: list[str] = []
+        two.subscribe("s1", heard.append)
+        await asyncio.sleep(0.1)  # the subscription takes hold
+        heard.clear()
+        seq = await one.append_frame("s1", {"type": "x"})
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == ["frames"]
+        assert [s for s, _ in await two.frames_after("s1", 0)] == [seq]
+        await one.end_session("s1", "expired")
+        await asyncio.sleep(0.1)
+        assert heard == ["frames", "end"]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_claims_racing_on_two_instances_let_exactly_one_win(prefix: str) -> None:
+    stores = [await opened(redis_store_url(prefix)) for _ in range(2)]
+    try:
+        await stores[0].create_session(session())
+        await stores[0].add_card(card())
+        results = await asyncio.gather(
+            *(
+                stores[i % 2].transition(
+                    "card1", {Status.PENDING}, Status.APPROVED, NOW, check_deadline=True
+                )
+                for i in range(20)
+            )
+        )
+        assert [r.outcome for r in results].count(ClaimOutcome.OK) == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_every_session_key_expires_and_ending_leaves_nothing(prefix: str, raw: Redis) -> None:
+    store = await opened(redis_store_url(prefix))
+    try:
+        # Real time here: Redis counts key lifetimes in its own clock.
+        now = time.time()
+        await store.create_session(SessionRecord("s1", "u1", "demo", "conv1", now, now + 60))
+        await store.touch_session("s1", ttl=120, now=now)
+        await store.append_frame("s1", {"type": "x"})
+        await store.first_use("s1", "c-1")
+        await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
+        await store.add_card(card(timeout_at=now + 30))
+        per_session = [k async for k in raw.scan_iter(f"{prefix}:*") if not _index(k, prefix)]
+        assert len(per_session) == 7  # session, seq, frames, client_ids, conv, cards, card
+        for key in per_session:
+            lifetime = await raw.pttl(key) / 1000
+            assert 120 < lifetime <= 120 + KEY_GRACE, key
+        await store.end_session("s1", "expired")
+        assert [k async for k in raw.scan_iter(f"{prefix}:*")] == []
+    finally:
+        await store.close()
+
+
+def _index(key: str, prefix: str) -> bool:
+    return key in {f"{prefix}:sessions", f"{prefix}:due"}
+
+
+async def test_deployments_with_different_prefixes_share_nothing(prefix: str) -> None:
+    async with redis_prefix() as other:
+        one, two = await opened(redis_store_url(prefix)), await opened(redis_store_url(other))
+        try:
+            await one.create_session(session())
+            assert await two.get_session("s1", NOW) is None
+            assert await two.expired_sessions(NOW + 1000) == []
+        finally:
+            await one.close()
+            await two.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "names"),
+    [
+        ("redis://127.0.0.1:6379/0?prefix=bad prefix", "prefix"),
+        ("redis://127.0.0.1:6379/0?max_frames=0", "max_frames"),
+        ("redis://127.0.0.1:6379/0?max_frames=lots", "max_frames"),
+        ("redis://127.0.0.1:notaport/0", "Redis URL"),
+        ("mysql://127.0.0.1/x", "unknown store URL"),
+    ],
+)
+def test_bad_store_urls_are_refused_by_name(url: str, names: str) -> None:
+    with pytest.raises(StoreError, match=f"SIGNOFF_STORE: .*{names}"):
+        open_store(url)
+
+
+async def test_an_unreachable_redis_stops_start_up_with_a_clear_error() -> None:
+    store = open_store(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreError, match="SIGNOFF_STORE: cannot reach Redis"):
+        await store.start()
+    await store.close()
+
+
+async def test_calls_fail_clearly_while_redis_is_down_and_work_again_after(
+    tmp_path: Any,
+) -> None:
+    async with private_redis(str(tmp_path), free_port()) as redis_server:
+        store = await opened(redis_server.url)
+        assert isinstance(store, RedisStore)
+        try:
+            await store.create_session(session())
+            await store.add_card(card())
+            heard: list[str] = []
+            store.subscribe("s1", heard.append)
+            await redis_server.stop()
+            with pytest.raises(StoreUnavailable, match="unreachable"):
+                await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+            heard.clear()
+            await redis_server.start()
+            # The data was kept (append-only file); the claim works once, as before.
+            moved = await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            assert moved.outcome is ClaimOutcome.OK
+            again = await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            assert again.outcome is ClaimOutcome.CONFLICT
+            # Listeners are woken once the news connection is back, to catch up.
+            for _ in range(300):
+                if heard:
+                    break
+                await asyncio.sleep(0.01)
+            assert "frames" in heard
+        finally:
+            await store.close()
