@@ -6,7 +6,23 @@ from typing import Any
 import pytest
 
 from signoff.bots.demo import demo_app
+from tests import support
+from tests.services import redis_prefix, redis_store_url
 from tests.support import Server, running, settings
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def each_store(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """Runs the test once per store: servers started through ``settings()`` use it."""
+    if request.param == "memory":
+        yield "memory://"
+        return
+    async with redis_prefix() as prefix:
+        url = redis_store_url(prefix)
+        monkeypatch.setattr(support, "STORE_URL", url)
+        yield url
 
 
 @pytest.fixture

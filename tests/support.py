@@ -29,9 +29,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The store servers under test use; the ``each_store`` fixture runs a test on each.
+STORE_URL = "memory://"
+
+
 def settings(tmp_path: Any, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "secret": SECRET,
+        "store": STORE_URL,
         "audit": f"sqlite:///{tmp_path}/audit.db",
         "sites": {"demo": Site("demo", ("http://127.0.0.1:*", "http://localhost:*"))},
         "sweep_interval": 0.2,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.support import Server, widget
+
+# Every guarantee holds on each store.
+pytestmark = pytest.mark.usefixtures("each_store")
 
 
 async def test_list_orders_is_read_only_and_opens_no_card(demo: Server) -> None:

@@ -20,6 +20,9 @@ from tests.support import (
     widget,
 )
 
+# Every guarantee holds on each store.
+pytestmark = pytest.mark.usefixtures("each_store")
+
 
 @pytest.fixture
 def shop() -> CountingShop:
