@@ -499,3 +499,53 @@ async def test_a_site_may_allow_the_origin_that_serves_signoff_itself(tmp_path: 
         with pytest.raises(websockets.InvalidStatus):
             async with widget(server, origin="http://127.0.0.1:1"):
                 pass
+
+
+async def test_a_reconnect_from_before_trimmed_history_gets_a_snapshot(
+    shop: CountingShop, tmp_path: Any, each_store: str
+) -> None:
+    small = each_store + ("&" if "?" in each_store else "?") + "max_frames=6"
+    async with running(shop.app, settings(tmp_path, store=small)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            token = w.welcome["session_token"]
+            await w.say("say one")
+            await w.bot_says("one")
+            done = await w.open_card("wipe disk")
+            await w.decide(done)
+            await w.update(done["card_id"], "done")
+            await w.bot_says("result")
+            await w.say("say two")
+            await w.bot_says("two")
+            pending = await w.open_card("wipe tape")
+        async with widget(server) as back:
+            welcome = await back.hello(session_token=token, last_seq=1)
+            snapshot = await back.expect(lambda f: f["type"] == "snapshot")
+            assert snapshot["seq"] == welcome["seq"]
+            shown = snapshot["frames"]
+            assert all("seq" not in f for f in shown)
+            said = [
+                (f["type"], f["text"].split(":")[0])
+                for f in shown
+                if f["type"] in {"message", "message.end"}
+            ]
+            assert said == [
+                ("message", "say one"),
+                ("message.end", "one"),
+                ("message", "wipe disk"),
+                ("message.end", "result"),
+                ("message", "say two"),
+                ("message.end", "two"),
+                ("message", "wipe tape"),
+            ]
+            cards = [(f["type"], f["card_id"], f["status"]) for f in shown if "card" in f["type"]]
+            assert cards == [
+                ("card", done["card_id"], "done"),
+                ("card.update", done["card_id"], "done"),
+                ("card", pending["card_id"], "pending"),
+            ]
+            # The snapshot stands for everything up to it: nothing older follows.
+            assert await back.quiet() == []
+            await back.decide(pending)
+            await back.update(pending["card_id"], "done")
+    assert shop.runs == [("wipe", {"target": "disk"}), ("wipe", {"target": "tape"})]

@@ -22,6 +22,7 @@ from signoff.core.frames import (
     error_frame,
     iso,
     parse_client_frame,
+    snapshot_frame,
 )
 from signoff.core.redact import REDACTED
 
@@ -370,3 +371,37 @@ def test_card_frame_shows_integers_beyond_javascripts_precision_as_text() -> Non
     frame = card_frame(card, 1600.0)
     assert frame["actions"][0]["args"]["order_id"] == "1234567890123456789"
     assert card.calls[0]["args"]["order_id"] == 1234567890123456789  # held as the int
+
+
+def test_a_snapshot_places_cards_after_their_proposal_and_ends_with_streaming_text() -> None:
+    conversation = [
+        {"role": "user", "content": "wipe a b"},
+        {
+            "role": "assistant",
+            "content": "On it.",
+            "tool_calls": [{"id": "t1"}, {"id": "t2"}],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": "{}"},
+        {"role": "user", "content": "and c"},
+    ]
+    chain = [{"type": "card", "card_id": "k1"}]
+    unsaved = [{"type": "card", "card_id": "k2"}]
+    kept = [
+        (7, json.dumps({"type": "message.end", "message_id": "m0", "text": "x", "seq": 7})),
+        (8, json.dumps({"type": "message.start", "message_id": "m1", "role": "bot", "seq": 8})),
+        (9, json.dumps({"type": "message.delta", "message_id": "m1", "text": "Hel", "seq": 9})),
+        (10, json.dumps({"type": "message.delta", "message_id": "m1", "text": "lo", "seq": 10})),
+    ]
+    frames = snapshot_frame(conversation, [(["t1", "t2"], chain), (["t9"], unsaved)], kept)
+    assert frames["type"] == "snapshot"
+    assert [(f["type"], f.get("text") or f.get("card_id")) for f in frames["frames"]] == [
+        ("message", "wipe a b"),
+        ("message.start", None),
+        ("message.end", "On it."),
+        ("card", "k1"),
+        ("message", "and c"),
+        ("card", "k2"),
+        ("message.start", None),
+        ("message.delta", "Hello"),
+    ]
+    assert frames["frames"][-2] == {"type": "message.start", "message_id": "m1", "role": "bot"}
