@@ -48,7 +48,7 @@ log = logging.getLogger("signoff.engine")
 BOT_STEP_TIMEOUT = 60.0
 # The store renews the turn lock while its holder works, so this is only how long a
 # dead instance's lock keeps the session's next turn waiting.
-TURN_LOCK_TTL = 15.0
+TURN_LOCK_TTL = 10.0
 # A claimed card is presumed abandoned (its server died) once its lease is over: the
 # run timeouts of its calls plus this margin.
 LEASE_MARGIN = 30.0
