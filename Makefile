@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint browser
+.PHONY: demo test lint system
 
 demo: $(VENV)/.installed
 	$(BIN)/signoff demo
 
-test: $(VENV)/.test-installed browser lint
+test: $(VENV)/.test-installed system lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.test-installed
@@ -17,11 +17,12 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Browser tests drive Debian's Chromium; Playwright never downloads its own.
-browser: /usr/bin/chromium
-/usr/bin/chromium:
+# What the tests drive from Debian: Chromium for the browser tests (Playwright never
+# downloads its own) and nginx, the load balancer of docs/deploying.md.
+system: /usr/bin/chromium /usr/sbin/nginx
+/usr/bin/chromium /usr/sbin/nginx &:
 	$(SUDO) apt-get update -q
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium nginx
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
