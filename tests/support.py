@@ -150,8 +150,9 @@ class Widget:
                     return frame
 
     async def open_card(self, text: str = "wipe disk") -> dict[str, Any]:
-        """Say hello, ask for something gated, and return the pending card."""
-        await self.hello()
+        """Say hello (once), ask for something gated, and return the pending card."""
+        if not self.welcome:
+            await self.hello()
         await self.say(text)
         return await self.card("pending")
 

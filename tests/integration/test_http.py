@@ -31,3 +31,33 @@ async def test_no_demo_page_without_a_demo_site(tmp_path: Any) -> None:
     config = settings(tmp_path, sites={"shop": Site("shop", ("https://shop.example",))})
     async with running(CountingShop().app, config) as server, httpx.AsyncClient() as http:
         assert (await http.get(server.url + "/demo")).status_code == 404
+
+
+def _sample(metrics: str, name: str) -> float:
+    """The value of one sample line, 0 when absent."""
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_metrics_count_cards_opened_and_closed(tmp_path: Any) -> None:
+    async with running(CountingShop().app, settings(tmp_path)) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+
+            async def sample(name: str) -> float:
+                return _sample((await http.get("/metrics")).text, name)
+
+            opened = 'signoff_cards_opened_total{approver="user"}'
+            done = 'signoff_cards_closed_total{status="done"}'
+            cancelled = 'signoff_cards_closed_total{status="cancelled"}'
+            before = [await sample(n) for n in (opened, done, cancelled)]
+            async with widget(server) as w:
+                card = await w.open_card("wipe disk")
+                await w.decide(card)
+                await w.update(card["card_id"], "done")
+                card = await w.open_card("wipe tape")
+                await w.decide(card, "cancel")
+                await w.update(card["card_id"], "cancelled")
+            after = [await sample(n) for n in (opened, done, cancelled)]
+            assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from signoff import metrics
 from signoff.audit import AuditLog, AuditStatus
 from signoff.core.actions import Registry
 from signoff.core.canonical import args_hash
@@ -369,6 +370,7 @@ class Engine:
         # Saved before the card is shown, so a decision that comes at once finds the turn.
         await self.store.save_conversation(session.session_id, conversation)
         await self.store.add_card(card)
+        metrics.cards_opened.labels(card.approver).inc()
         await self._emit_card(card, min(card.timeout_at, session.expires_at))
 
     async def _emit_card(self, card: Card, expires_at: float) -> None:
@@ -510,6 +512,7 @@ class Engine:
         )
         if moved.card is not None:
             card = moved.card
+            metrics.cards_closed.labels(card.status).inc()
             await self.store.append_frame(card.session_id, card_update_frame(card))
         await self._resume(card, conversation)
         return card
@@ -529,6 +532,7 @@ class Engine:
         An interrupted card may have run some calls before its server died; those
         are on record already (``card.results``) and are reported as they ended.
         """
+        metrics.cards_closed.labels(card.status).inc()
         await self.store.append_frame(card.session_id, card_update_frame(card))
         reason = DECLINE_REASONS[card.status]
         finished = len(card.results)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from signoff import metrics
 from signoff.core.frames import (
     MAX_FRAME_BYTES,
     ClientFrame,
@@ -41,7 +42,6 @@ from signoff.core.tokens import (
     sign_session_token,
 )
 from signoff.store import SessionRecord, StoreUnavailable
-from signoff.web import metrics
 
 if TYPE_CHECKING:
     from signoff.web.app import Runtime
@@ -58,6 +58,7 @@ MAX_QUEUED_REPLIES = 256
 
 
 def unavailable(ref: str | None) -> ProtocolError:
+    metrics.store_unavailable.inc()
     return ProtocolError(
         ErrorCode.UNAVAILABLE, "the server cannot reach its session store; try again shortly", ref
     )

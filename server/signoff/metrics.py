@@ -1,0 +1,20 @@
+"""Prometheus metrics, served at /metrics by every instance."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+connections = Gauge("signoff_websocket_connections", "Open widget WebSocket connections")
+frames_received = Counter(
+    "signoff_frames_received_total", "Frames received from widgets, by type", ["type"]
+)
+errors_sent = Counter("signoff_errors_total", "Error frames sent to widgets, by code", ["code"])
+cards_opened = Counter("signoff_cards_opened_total", "Cards opened, by approver", ["approver"])
+cards_closed = Counter(
+    "signoff_cards_closed_total",
+    "Cards that reached a final status: done, failed, cancelled, rejected, expired, interrupted",
+    ["status"],
+)
+store_unavailable = Counter(
+    "signoff_store_unavailable_total", "Requests refused because the store was unreachable"
+)
