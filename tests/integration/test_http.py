@@ -43,21 +43,24 @@ def _sample(metrics: str, name: str) -> float:
 
 async def test_metrics_count_cards_opened_and_closed(tmp_path: Any) -> None:
     async with running(CountingShop().app, settings(tmp_path)) as server:
-        async with httpx.AsyncClient(base_url=server.url) as http:
 
-            async def sample(name: str) -> float:
-                return _sample((await http.get("/metrics")).text, name)
+        async def samples() -> list[float]:
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(server.url + "/metrics")).text
+            return [_sample(text, name) for name in (OPENED, DONE, CANCELLED)]
 
-            opened = 'signoff_cards_opened_total{approver="user"}'
-            done = 'signoff_cards_closed_total{status="done"}'
-            cancelled = 'signoff_cards_closed_total{status="cancelled"}'
-            before = [await sample(n) for n in (opened, done, cancelled)]
-            async with widget(server) as w:
-                card = await w.open_card("wipe disk")
-                await w.decide(card)
-                await w.update(card["card_id"], "done")
-                card = await w.open_card("wipe tape")
-                await w.decide(card, "cancel")
-                await w.update(card["card_id"], "cancelled")
-            after = [await sample(n) for n in (opened, done, cancelled)]
-            assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
+        before = await samples()
+        async with widget(server) as w:
+            card = await w.open_card("wipe disk")
+            await w.decide(card)
+            await w.update(card["card_id"], "done")
+            card = await w.open_card("wipe tape")
+            await w.decide(card, "cancel")
+            await w.update(card["card_id"], "cancelled")
+        after = await samples()
+        assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
+
+
+OPENED = 'signoff_cards_opened_total{approver="user"}'
+DONE = 'signoff_cards_closed_total{status="done"}'
+CANCELLED = 'signoff_cards_closed_total{status="cancelled"}'
