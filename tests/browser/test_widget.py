@@ -519,3 +519,35 @@ async def test_a_message_sent_while_the_socket_is_down_is_delivered_once_after_r
     await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(["hi", "list orders"])
     await expect(page.locator('.signoff-msg[data-role="bot"]')).to_have_count(2)
     await expect(page.locator(".signoff-msg-meta")).to_have_count(0)
+
+
+async def test_a_reload_after_history_was_trimmed_shows_the_snapshot(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # So few frames kept that the first card's frames are gone by the time of the reload.
+    config = settings(tmp_path, store="memory://?max_frames=6")
+    async with running(demo_app(), config) as server:
+        page = await open_demo(browser, server)
+        await send(page, "cancel order 1001")
+        first = page.locator(".signoff-card").first
+        await first.locator(".signoff-confirm").click()
+        await expect(first).to_have_attribute("data-status", "done")
+        await send(page, "list orders")
+        await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text(
+            "Here are your orders"
+        )
+        await send(page, "cancel order 1002")
+        await expect(page.locator(".signoff-card").nth(1)).to_have_attribute(
+            "data-status", "pending"
+        )
+
+        await page.reload()
+        cards = page.locator(".signoff-card")
+        await expect(cards).to_have_count(2)
+        await expect(cards.first).to_have_attribute("data-status", "done")
+        await expect(page.locator('.signoff-msg[data-role="user"]')).to_have_text(
+            ["cancel order 1001", "list orders", "cancel order 1002"]
+        )
+        await expect(page.locator(".signoff-msg", has_text="Here are your orders")).to_have_count(1)
+        await cards.nth(1).locator(".signoff-confirm").click()
+        await expect(cards.nth(1)).to_have_attribute("data-status", "done")
