@@ -308,7 +308,7 @@ async def test_a_model_that_does_not_answer_in_time_gets_an_apology_and_the_next
     model: StandInModel, tmp_path: Any
 ) -> None:
     model.then(Reply(delay=5), answer("I'm back."))
-    async with shop(model, tmp_path, timeout=0.3) as server, chatting(server) as visitor:
+    async with shop(model, tmp_path, timeout=1.0) as server, chatting(server) as visitor:
         await visitor.say("hello?")
         await visitor.bot_says(TOO_SLOW)
         await visitor.say("hello again?")
@@ -319,7 +319,7 @@ async def test_a_timed_out_request_is_retried_by_the_client(
     model: StandInModel, tmp_path: Any
 ) -> None:
     model.then(Reply(delay=5), answer("Sorry for the wait."))
-    async with shop(model, tmp_path, timeout=0.3, max_retries=1) as server:
+    async with shop(model, tmp_path, timeout=1.0, max_retries=1) as server:
         assert await say_and_hear(server, "hello?") == "Sorry for the wait."
     assert len(model.requests) == 2
 
@@ -330,7 +330,7 @@ async def test_a_stream_that_stalls_keeps_what_was_said_and_apologises(
     stalled = answer("The first half", " and never the rest.")
     stalled.hold_after = 2
     model.then(stalled)
-    async with shop(model, tmp_path, timeout=0.3, max_retries=2) as server:
+    async with shop(model, tmp_path, timeout=1.0, max_retries=2) as server:
         assert await say_and_hear(server, "tell me") == f"The first half\n\n{TOO_SLOW}"
     assert len(model.requests) == 1  # a stream already under way is not asked again
 
