@@ -81,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(args.config, demo=True)
             settings.sites.setdefault("demo", demo_site())
-            print(f"signoff demo: open http://{args.host}:{args.port}/demo", flush=True)
-            serve(demo_app(), settings, args.host, args.port)
+            bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
+            print(f"signoff demo: open http://{args.host}:{args.port}/demo ({bot})", flush=True)
+            serve(demo_app(settings.llm), settings, args.host, args.port)
         else:
             settings = load_settings(args.config)
             serve(load_app(args.app, args.app_dir), settings, args.host, args.port)

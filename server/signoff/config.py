@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+TABLES = {"sites", "llm"}
 KNOWN_KEYS = {
     "secret",
     "store",
@@ -26,8 +28,7 @@ KNOWN_KEYS = {
     "admin_key",
     "sweep_interval",
     "lease_margin",
-    "sites",
-}
+} | TABLES
 
 
 # In a site's origins: the origin that serves signoff itself (its /demo page, say).
@@ -72,6 +73,7 @@ class Settings:
     # How long past its calls' run timeouts a claimed card is presumed abandoned.
     lease_margin: float = 30.0
     sites: dict[str, Site] = field(default_factory=dict)
+    llm: LLMSettings | None = None
 
 
 def _positive(name: str, value: Any) -> float:
@@ -131,8 +133,8 @@ def load_settings(
         unknown = set(raw) - KNOWN_KEYS
         if unknown:
             raise ConfigError(f"--config: unknown settings {sorted(unknown)}")
-    values = {key: raw[key] for key in KNOWN_KEYS - {"sites"} if key in raw}
-    for key in KNOWN_KEYS - {"sites"}:
+    values = {key: raw[key] for key in KNOWN_KEYS - TABLES if key in raw}
+    for key in KNOWN_KEYS - TABLES:
         name = "SIGNOFF_" + key.upper()
         if env.get(name):
             values[key] = env[name]
@@ -156,4 +158,104 @@ def load_settings(
         sweep_interval=_positive("SIGNOFF_SWEEP_INTERVAL", values.get("sweep_interval", 1.0)),
         lease_margin=_positive("SIGNOFF_LEASE_MARGIN", values.get("lease_margin", 30.0)),
         sites=_sites(raw.get("sites", {})),
+        llm=_llm(raw.get("llm", {}), env),
     )
+
+
+# The LLM bot ---------------------------------------------------------------------------
+
+LLM_KEYS = {
+    "base_url",
+    "api_key",
+    "model",
+    "system_prompt",
+    "system_prompt_file",
+    "timeout",
+    "max_retries",
+}
+DEFAULT_LLM_TIMEOUT = 30.0
+DEFAULT_LLM_RETRIES = 2
+MAX_LLM_RETRIES = 10
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """An OpenAI-compatible model for the bot: ``[llm]`` and ``SIGNOFF_LLM_*``.
+
+    ``system_prompt`` None means the bot's own default prompt.
+    """
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    system_prompt: str | None = None
+    timeout: float = DEFAULT_LLM_TIMEOUT
+    max_retries: int = DEFAULT_LLM_RETRIES
+
+
+def _llm(raw: Any, env: Mapping[str, str]) -> LLMSettings | None:
+    """The ``[llm]`` table with ``SIGNOFF_LLM_*`` winning; None without a base URL."""
+    if not isinstance(raw, dict):
+        raise ConfigError("llm: expected a table, [llm]")
+    unknown = set(raw) - LLM_KEYS
+    if unknown:
+        raise ConfigError(f"llm: unknown settings {sorted(unknown)}")
+    values = dict(raw)
+    for key in LLM_KEYS:
+        if env.get(f"SIGNOFF_LLM_{key.upper()}"):
+            values[key] = env[f"SIGNOFF_LLM_{key.upper()}"]
+    for key, value in values.items():
+        if key not in {"timeout", "max_retries"} and not isinstance(value, str):
+            raise ConfigError(f"SIGNOFF_LLM_{key.upper()}: expected a string, got {value!r}")
+    base_url = values.pop("base_url", "")
+    if not base_url:
+        if values:
+            raise ConfigError(
+                "SIGNOFF_LLM_BASE_URL: required with the other llm settings "
+                "(for OpenAI itself, https://api.openai.com/v1)"
+            )
+        return None
+    try:
+        url = urlsplit(base_url)
+        usable = url.scheme in {"http", "https"} and bool(url.hostname)
+    except ValueError:  # a malformed host, such as an unclosed [IPv6
+        usable = False
+    if not usable:
+        raise ConfigError(
+            f"SIGNOFF_LLM_BASE_URL: expected an http(s) URL like https://api.openai.com/v1, "
+            f"got {base_url!r}"
+        )
+    if not values.get("model"):
+        raise ConfigError("SIGNOFF_LLM_MODEL: required with SIGNOFF_LLM_BASE_URL")
+    prompt = values.get("system_prompt")
+    if "system_prompt_file" in values:
+        if prompt is not None:
+            raise ConfigError(
+                "SIGNOFF_LLM_SYSTEM_PROMPT_FILE: give a system prompt or a file, not both"
+            )
+        path = values["system_prompt_file"]
+        try:
+            prompt = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"SIGNOFF_LLM_SYSTEM_PROMPT_FILE: cannot read {path}: {exc}"
+            ) from None
+    return LLMSettings(
+        base_url=base_url,
+        model=values["model"],
+        api_key=values.get("api_key") or None,
+        system_prompt=prompt,
+        timeout=_positive("SIGNOFF_LLM_TIMEOUT", values.get("timeout", DEFAULT_LLM_TIMEOUT)),
+        max_retries=_retries(values.get("max_retries", DEFAULT_LLM_RETRIES)),
+    )
+
+
+def _retries(value: Any) -> int:
+    name = "SIGNOFF_LLM_MAX_RETRIES"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: expected a whole number, got {value!r}")
+    if not 0 <= value <= MAX_LLM_RETRIES:
+        raise ConfigError(f"{name}: must be between 0 and {MAX_LLM_RETRIES}, got {value}")
+    return value

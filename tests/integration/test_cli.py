@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from signoff.core.tokens import load_user_token
-from tests.support import SECRET, free_port
+from tests.llm_standin import MODEL, StandInModel, answer
+from tests.support import ORIGIN, SECRET, Widget, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNOFF = [sys.executable, "-m", "signoff.cli"]
@@ -37,6 +39,8 @@ def run(
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_AUDIT": "oracle://x"}, "SIGNOFF_AUDIT"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_SESSION_TTL": "soon"}, "SIGNOFF_SESSION_TTL"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_SESSION_TTL": "-1"}, "SIGNOFF_SESSION_TTL"),
+        ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_LLM_BASE_URL": "localhost:1/v1"}, "LLM_BASE_URL"),
+        ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_LLM_BASE_URL": "http://h/v1"}, "SIGNOFF_LLM_MODEL"),
     ],
 )
 def test_bad_settings_stop_serve_naming_the_setting(
@@ -56,6 +60,49 @@ def test_bad_settings_stop_the_demo_too(tmp_path: Path) -> None:
     config.write_text('[sites.demo]\norigins = ["not an origin"]\n')
     result = run(["demo", "--config", str(config)], {}, cwd=tmp_path)
     assert (result.returncode, "sites.demo.origins" in result.stderr) == (2, True)
+
+
+async def test_the_demo_runs_on_a_model_when_its_base_url_is_set(
+    model: StandInModel, tmp_path: Path
+) -> None:
+    model.then(answer("Hello from the model."))
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")},
+        "SIGNOFF_LLM_BASE_URL": model.base_url,
+        "SIGNOFF_LLM_MODEL": MODEL,
+    }
+    server = await asyncio.create_subprocess_exec(
+        *SIGNOFF,
+        "demo",
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert server.stdout is not None
+        started = await asyncio.wait_for(server.stdout.readline(), 10)
+        assert f"(model {MODEL})" in started.decode()
+        for _ in range(100):
+            try:
+                socket = await websockets.connect(f"ws://127.0.0.1:{port}/ws", origin=ORIGIN)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the demo did not accept a WebSocket")
+        async with socket:
+            visitor = Widget(socket)
+            await visitor.hello()
+            await visitor.say("hi")
+            await visitor.bot_says("Hello from the model.")
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 10)
+    assert model.requests[0].messages[-1] == {"role": "user", "content": "hi"}
 
 
 def test_serve_refuses_something_that_is_not_a_signoff_app(tmp_path: Path) -> None:

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 from signoff.config import (
+    DEFAULT_LLM_RETRIES,
+    DEFAULT_LLM_TIMEOUT,
     DEFAULT_SESSION_TTL,
     MIN_SECRET_LENGTH,
     ConfigError,
+    LLMSettings,
     Settings,
     Site,
     load_settings,
@@ -279,3 +282,119 @@ def test_self_is_an_origin_pattern_for_the_serving_host() -> None:
     assert site.allows("https://shop.local", host="shop.local")
     assert not site.allows("http://evil.example", host="shop.local:8000")
     assert not site.allows("http://shop.local:8000", host=None)
+
+
+# [llm] and SIGNOFF_LLM_* --------------------------------------------------------------
+
+LLM_ENV = {**ENV, "SIGNOFF_LLM_BASE_URL": "http://127.0.0.1:11434/v1", "SIGNOFF_LLM_MODEL": "m"}
+
+
+def test_no_llm_without_a_base_url() -> None:
+    assert load_settings(env=ENV).llm is None
+
+
+def test_llm_from_the_environment_with_defaults() -> None:
+    assert load_settings(env=LLM_ENV).llm == LLMSettings(
+        base_url="http://127.0.0.1:11434/v1",
+        model="m",
+        api_key=None,
+        system_prompt=None,
+        timeout=DEFAULT_LLM_TIMEOUT,
+        max_retries=DEFAULT_LLM_RETRIES,
+    )
+
+
+def test_llm_table_with_the_environment_winning(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[llm]
+base_url = "https://api.openai.com/v1"
+model = "gpt-from-toml"
+api_key = "sk-toml"
+system_prompt = "You sell shoes."
+timeout = 12.5
+max_retries = 0
+""",
+    )
+    from_toml = load_settings(path, env=ENV).llm
+    assert from_toml == LLMSettings(
+        "https://api.openai.com/v1", "gpt-from-toml", "sk-toml", "You sell shoes.", 12.5, 0
+    )
+    env = {
+        **ENV,
+        "SIGNOFF_LLM_MODEL": "gpt-from-env",
+        "SIGNOFF_LLM_API_KEY": "sk-env",
+        "SIGNOFF_LLM_SYSTEM_PROMPT": "You sell hats.",
+        "SIGNOFF_LLM_TIMEOUT": "3",
+        "SIGNOFF_LLM_MAX_RETRIES": "4",
+    }
+    assert load_settings(path, env=env).llm == LLMSettings(
+        "https://api.openai.com/v1", "gpt-from-env", "sk-env", "You sell hats.", 3.0, 4
+    )
+
+
+def test_the_system_prompt_may_come_from_a_file(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You are the shop's assistant.\nBe brief.\n")
+    env = {**LLM_ENV, "SIGNOFF_LLM_SYSTEM_PROMPT_FILE": str(prompt)}
+    settings = load_settings(env=env).llm
+    assert settings is not None
+    assert settings.system_prompt == "You are the shop's assistant.\nBe brief.\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SIGNOFF_LLM_BASE_URL": "api.openai.com/v1"}, "SIGNOFF_LLM_BASE_URL"),
+        ({"SIGNOFF_LLM_BASE_URL": "ftp://models.example"}, "SIGNOFF_LLM_BASE_URL"),
+        ({"SIGNOFF_LLM_BASE_URL": "http://[::1"}, "SIGNOFF_LLM_BASE_URL"),
+        ({"SIGNOFF_LLM_MODEL": ""}, "SIGNOFF_LLM_MODEL"),
+        ({"SIGNOFF_LLM_TIMEOUT": "soon"}, "SIGNOFF_LLM_TIMEOUT"),
+        ({"SIGNOFF_LLM_TIMEOUT": "0"}, "SIGNOFF_LLM_TIMEOUT"),
+        ({"SIGNOFF_LLM_MAX_RETRIES": "-1"}, "SIGNOFF_LLM_MAX_RETRIES"),
+        ({"SIGNOFF_LLM_MAX_RETRIES": "1.5"}, "SIGNOFF_LLM_MAX_RETRIES"),
+        ({"SIGNOFF_LLM_MAX_RETRIES": "11"}, "SIGNOFF_LLM_MAX_RETRIES"),
+        ({"SIGNOFF_LLM_SYSTEM_PROMPT_FILE": "/no/such/prompt.txt"}, "PROMPT_FILE"),
+    ],
+)
+def test_bad_llm_settings_are_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env={**LLM_ENV, **env})
+
+
+def test_llm_settings_without_a_base_url_are_an_error() -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_LLM_BASE_URL: required"):
+        load_settings(env={**ENV, "SIGNOFF_LLM_MODEL": "gpt-4o-mini"})
+
+
+def test_a_prompt_and_a_prompt_file_together_are_an_error(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Be brief.")
+    env = {
+        **LLM_ENV,
+        "SIGNOFF_LLM_SYSTEM_PROMPT": "x",
+        "SIGNOFF_LLM_SYSTEM_PROMPT_FILE": str(prompt),
+    }
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings(env=env)
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ('llm = "gpt"', "llm: expected a table"),
+        (
+            '[llm]\nbase_url = "http://x"\nmodel = "m"\ntemperature = 0',
+            r"llm: unknown .*temperature",
+        ),
+        ('[llm]\nbase_url = "http://x"\nmodel = 4', "SIGNOFF_LLM_MODEL: expected a string"),
+        ('[llm]\nbase_url = "http://x"\nmodel = "m"\ntimeout = true', "SIGNOFF_LLM_TIMEOUT"),
+        ('[llm]\nbase_url = "http://x"\nmodel = "m"\nmax_retries = 2.0', "MAX_RETRIES"),
+        ('[llm]\nbase_url = "http://x"\nmodel = "m"\nmax_retries = true', "MAX_RETRIES"),
+        ('[sites.shop]\norigins = []\n[sites.shop.llm]\nmodel = "m"', r"sites\.shop"),
+    ],
+)
+def test_bad_llm_tables_are_named(tmp_path: Path, toml: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(write(tmp_path, toml), env=ENV)

@@ -246,6 +246,21 @@ def test_only_refused_calls_make_no_card(registry: Registry) -> None:
     assert len(result.refused) == 1
 
 
+def test_a_call_the_bot_could_not_read_is_refused_even_with_usable_args(
+    registry: Registry,
+) -> None:
+    """A model's garbled arguments ({} after failed JSON) must neither run nor be carded."""
+    garbled = ToolCall("tag_order", {}, "t1", error="tag_order: the arguments are not valid JSON")
+    unread = ToolCall("list_orders", {}, "t2", error="list_orders: the arguments are not valid")
+    result = plan(registry, garbled, unread)
+    assert [(c.tool_call_id, c.error) for c in result.refused] == [
+        ("t1", "tag_order: the arguments are not valid JSON"),
+        ("t2", "list_orders: the arguments are not valid"),
+    ]
+    assert result.refused[0].action is registry.get("tag_order")
+    assert (result.run_now, result.card) == ([], None)
+
+
 def test_already_declined_calls_get_no_new_card_flag(registry: Registry) -> None:
     first = plan(registry, CANCEL, REFUND_SMALL)
     assert first.card is not None

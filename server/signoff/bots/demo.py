@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from signoff.app import Signoff
+from signoff.config import LLMSettings
 from signoff.core.actions import team
 from signoff.core.conversation import (
     Conversation,
@@ -48,6 +49,11 @@ HELP = (
     "• delete spam\n"
     "• refund 20 on order 1002 (or refund 250: a teammate must approve)\n"
     "• note on order 1001: leave it at the door"
+)
+# Added to the LLM bot's default system prompt when the demo runs on a model.
+DEMO_PROMPT = (
+    "You serve the Acme demo shop: its orders, refunds, order notes and the spam folder. "
+    "Amounts are in dollars. Look an order up before you cancel or refund it."
 )
 
 
@@ -271,7 +277,14 @@ class DemoBot:
             yield Text(f"Sorry, I don't know how to “{said.strip()}”.\n\n{HELP}")
 
 
-def demo_app() -> Signoff:
+def demo_app(llm: LLMSettings | None = None) -> Signoff:
+    """The demo shop, with the rule-based bot, or with the model ``llm`` names."""
     app = Signoff(bot=DemoBot())
     register_shop(app, DemoShop())
+    if llm is not None:
+        # Imported here: the rule-based demo does not need the openai package loaded.
+        from signoff.bots.llm import DEFAULT_SYSTEM_PROMPT, OpenAIBot
+
+        prompt = f"{DEFAULT_SYSTEM_PROMPT} {DEMO_PROMPT}"
+        app.use_bot(OpenAIBot.from_settings(app.registry, llm, default_prompt=prompt))
     return app

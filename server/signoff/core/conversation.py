@@ -22,11 +22,16 @@ class Text:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """The bot asks to run an action. ``id`` may be empty; the engine assigns one."""
+    """The bot asks to run an action. ``id`` may be empty; the engine assigns one.
+
+    ``error`` marks a call the bot could not read from its model (arguments that are
+    not JSON, say): the engine refuses it with that error, and it never runs.
+    """
 
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    error: str = ""
 
 
 def user_message(text: str) -> dict[str, Any]:

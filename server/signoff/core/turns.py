@@ -64,6 +64,11 @@ def plan_step(
     gated: list[PlannedCall] = []
     for call in calls:
         action = registry.get(call.name)
+        if call.error:
+            plan.refused.append(
+                PlannedCall(call.id, call.name, call.args, action, error=call.error)
+            )
+            continue
         if action is None:
             plan.refused.append(
                 PlannedCall(call.id, call.name, call.args, error=f"unknown action {call.name!r}")

@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from signoff import metrics
@@ -287,7 +288,7 @@ class Engine:
                         )
                     elif isinstance(item, ToolCall):
                         calls.append(
-                            ToolCall(item.name, dict(item.args), item.id or new_id("call"))
+                            replace(item, args=dict(item.args), id=item.id or new_id("call"))
                         )
         except Exception:
             log.exception("bot step failed in session %s", session.session_id)

@@ -46,14 +46,22 @@ class Runtime:
 
 
 def build_app(signoff: Signoff, settings: Settings) -> Starlette:
-    if signoff.bot is None:
-        raise ConfigError("APP: the Signoff app has no bot; pass bot= or call use_bot()")
+    bot = signoff.bot
+    if bot is None and settings.llm is not None:
+        # Imported here: apps with a bot of their own do not need the openai package loaded.
+        from signoff.bots.llm import OpenAIBot
+
+        bot = OpenAIBot.from_settings(signoff.registry, settings.llm)
+    if bot is None:
+        raise ConfigError(
+            "APP: the Signoff app has no bot; pass bot=, call use_bot() or set SIGNOFF_LLM_BASE_URL"
+        )
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
     audit = open_audit(settings.audit)
     engine = Engine(
         registry=signoff.registry,
-        bot=signoff.bot,
+        bot=bot,
         store=store,
         audit=audit,
         secret=settings.secret,
