@@ -10,7 +10,6 @@ that stops. It records every request it gets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support import free_port
+from tests.support import free_port, serving
 
 MODEL = "standin-1"
 _ids = itertools.count(1)
@@ -189,18 +188,11 @@ async def standin_model() -> AsyncIterator[StandInModel]:
     model = StandInModel()
     port = free_port()
     model.base_url = f"http://127.0.0.1:{port}/v1"
-    server = uvicorn.Server(
-        uvicorn.Config(model.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        model.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield model
-    finally:
-        model._closing.set()
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with serving(config):
+        try:
+            yield model
+        finally:
+            model._closing.set()

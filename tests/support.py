@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -58,34 +59,41 @@ class Server:
 
 
 @asynccontextmanager
-async def running(
-    signoff: Signoff, config: Settings, ws_max_size: int = MAX_FRAME_BYTES
-) -> AsyncIterator[Server]:
-    """Serve ``signoff`` with uvicorn on 127.0.0.1, as ``signoff serve`` does."""
-    app = signoff.asgi(config)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            ws="websockets-sansio",
-            ws_max_size=ws_max_size,
-            ws_per_message_deflate=False,
-            lifespan="on",
-            log_level="warning",
-        )
-    )
+async def serving(config: uvicorn.Config) -> AsyncIterator[None]:
+    """Run a uvicorn server in this event loop until the block ends."""
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield Server(app, port)
+        yield
     finally:
         server.should_exit = True
-        await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def running(
+    signoff: Signoff, config: Settings, ws_max_size: int = MAX_FRAME_BYTES
+) -> AsyncIterator[Server]:
+    """Serve ``signoff`` with uvicorn on 127.0.0.1, as ``signoff serve`` does."""
+    app = signoff.asgi(config)
+    port = free_port()
+    options = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=ws_max_size,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level="warning",
+    )
+    async with serving(options):
+        yield Server(app, port)
 
 
 class Widget:
@@ -215,7 +223,11 @@ class CountingShop:
 
 
 class EchoCallBot:
-    """``wipe a`` → a wipe card, ``wipe a b`` → a chain; then it reports what came back."""
+    """``wipe a`` → a wipe card, ``wipe a b`` → a chain (likewise for each action named in
+    ``calls``); ``say x`` → x; after a card, it reports what came back."""
+
+    def __init__(self, calls: Collection[str] = ("wipe",)) -> None:
+        self.calls = calls
 
     async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
         from signoff import Text, ToolCall
@@ -225,9 +237,9 @@ class EchoCallBot:
             yield Text("result: " + last["content"])
             return
         words = last["content"].split()
-        if words[0] == "wipe":
+        if words[0] in self.calls:
             for target in words[1:]:
-                yield ToolCall("wipe", {"target": target})
+                yield ToolCall(words[0], {"target": target})
         elif words[0] == "say":
             yield Text(" ".join(words[1:]))
         else:

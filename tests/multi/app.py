@@ -11,7 +11,8 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from signoff import Signoff, Text, ToolCall
+from signoff import Signoff, Text
+from tests.support import EchoCallBot
 
 
 def record(line: str) -> None:
@@ -19,27 +20,22 @@ def record(line: str) -> None:
         runs.write(line + "\n")
 
 
-class MultiBot:
-    """``wipe a`` → a card; ``slowly wipe a`` streams ten pieces first; ``hang a`` → a card
-    for an action that never finishes; after a card, it reports what came back."""
+class MultiBot(EchoCallBot):
+    """``wipe a`` → a card, ``hang a`` → a card for an action that never finishes;
+    ``slowly ...`` streams ten pieces first; after a card, it reports what came back."""
+
+    def __init__(self) -> None:
+        super().__init__(calls=("wipe", "hang"))
 
     async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
         last = conversation[-1]
-        if last["role"] == "tool":
-            yield Text("result: " + last["content"])
-            return
-        words = last["content"].split()
-        if words[0] == "slowly":
+        if last["role"] == "user" and last["content"].startswith("slowly "):
             for n in range(10):
                 yield Text(f"piece {n}. ")
                 await asyncio.sleep(0.1)
-            words = words[1:]
-        if words[0] == "wipe":
-            yield ToolCall("wipe", {"target": words[1]})
-        elif words[0] == "hang":
-            yield ToolCall("hang", {"target": words[1]})
-        else:
-            yield Text("?")
+            conversation = [*conversation[:-1], {**last, "content": last["content"][7:]}]
+        async for item in super().respond(conversation):
+            yield item
 
 
 app = Signoff(bot=MultiBot())
