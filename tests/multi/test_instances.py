@@ -4,12 +4,10 @@ any request, crashes and restarts lose nothing, and nothing runs twice."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-
-import websockets
+from typing import Any
 
 from tests.multi.conftest import Cluster, Instance, eventually
 from tests.services import private_redis
@@ -18,6 +16,13 @@ from tests.support import Widget, free_port, widget
 
 def history_seqs(w: Widget) -> list[int]:
     return [f["seq"] for f in w.frames if "seq" in f and f["type"] != "welcome"]
+
+
+async def card_on(instance: Instance, text: str) -> tuple[dict[str, Any], str]:
+    """Start a session on ``instance`` with a pending card: the card and the session token."""
+    async with widget(instance) as w:  # type: ignore[arg-type]
+        card = await w.open_card(text)
+        return card, w.welcome["session_token"]
 
 
 @asynccontextmanager
@@ -57,9 +62,7 @@ async def test_ten_tabs_on_two_instances_confirming_at_once_run_the_card_once(
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(), await cluster.start()
-    async with widget(a) as first:  # type: ignore[arg-type]
-        card = await first.open_card("wipe disk")
-        token = first.welcome["session_token"]
+    card, token = await card_on(a, "wipe disk")
     async with AsyncExitStack() as stack:
         tabs = [await stack.enter_async_context(resumed([a, b][n % 2], token)) for n in range(10)]
         for tab in tabs:
@@ -91,13 +94,8 @@ async def test_an_instance_killed_with_a_card_open_leaves_it_to_the_other(
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(), await cluster.start()
-    async with widget(a) as on_a:  # type: ignore[arg-type]
-        card = await on_a.open_card("wipe disk")
-        token = on_a.welcome["session_token"]
-        await a.kill()
-        # The socket to the dead instance is gone.
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await on_a.quiet(2.0)
+    card, token = await card_on(a, "wipe disk")
+    await a.kill()
     async with resumed(b, token) as on_b:
         replayed = await on_b.card("pending")
         assert replayed["card_id"] == card["card_id"]
@@ -133,9 +131,7 @@ async def test_a_turn_paused_on_a_card_resumes_after_every_instance_restarted(
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(), await cluster.start()
-    async with widget(a) as on_a:  # type: ignore[arg-type]
-        card = await on_a.open_card("wipe disk")
-        token = on_a.welcome["session_token"]
+    card, token = await card_on(a, "wipe disk")
     await a.stop()
     await b.stop()
     c, d = await cluster.start(), await cluster.start()
