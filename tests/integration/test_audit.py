@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from signoff.audit import AuditEntry, AuditStatus, open_audit
+from signoff.audit.log import AuditError
 
 
 def entry(action: str) -> AuditEntry:
@@ -56,8 +57,30 @@ async def test_the_audit_file_is_in_wal_mode(tmp_path: Path) -> None:
     await audit.close()
 
 
-def test_an_unsupported_audit_url_names_the_setting() -> None:
-    from signoff.audit.log import AuditError
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://signoff:secret@db.example:5432/audit",
+        "postgresql+asyncpg://signoff:secret@db.example:5432/audit",
+    ],
+)
+async def test_postgresql_urls_use_asyncpg(url: str) -> None:
+    audit = open_audit(url)  # nothing is connected before start()
+    assert audit.engine.url.drivername == "postgresql+asyncpg"
+    assert audit.engine.url.database == "audit"
+    await audit.close()
 
+
+async def test_libpqs_sslmode_is_passed_on_as_asyncpgs_ssl() -> None:
+    audit = open_audit("postgresql://signoff@db.example/audit?sslmode=require")
+    assert dict(audit.engine.url.query) == {"ssl": "require"}
+    await audit.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://localhost/audit", "postgresql+psycopg2://localhost/audit", "not a url"],
+)
+def test_an_unsupported_audit_url_names_the_setting(url: str) -> None:
     with pytest.raises(AuditError, match="SIGNOFF_AUDIT"):
-        open_audit("mysql://localhost/audit")
+        open_audit(url)

@@ -119,16 +119,31 @@ class AuditLog:
 
 
 def open_audit(url: str) -> AuditLog:
-    """The audit log for a ``SIGNOFF_AUDIT`` URL."""
+    """The audit log for a ``SIGNOFF_AUDIT`` URL: ``sqlite:///path`` or
+    ``postgresql://user@host:port/db`` (``postgresql+asyncpg://`` too)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise AuditError(f"SIGNOFF_AUDIT: not a database URL: {url!r}") from exc
-    if parsed.get_backend_name() != "sqlite":
-        raise AuditError(f"SIGNOFF_AUDIT: unsupported database {url!r}; use sqlite:///path")
-    engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return AuditLog(engine)
+    if parsed.drivername in {"sqlite", "sqlite+aiosqlite"}:
+        engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return AuditLog(engine)
+    if parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
+        if "sslmode" in parsed.query:  # libpq's name, as hosting providers hand out URLs
+            parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
+                {"ssl": parsed.query["sslmode"]}
+            )
+        # A connection the server restarted under is found out before a commit uses it.
+        engine = create_async_engine(
+            parsed.set(drivername="postgresql+asyncpg"), pool_pre_ping=True
+        )
+        return AuditLog(engine)
+    shown = parsed.render_as_string(hide_password=True)
+    raise AuditError(
+        f"SIGNOFF_AUDIT: unsupported database {shown!r}; "
+        "use sqlite:///path or postgresql://user@host:port/db"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
