@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from signoff.audit import AuditEntry, AuditStatus, open_audit
 from signoff.audit.log import AuditError
+from signoff.audit.migrate import head
 
 
 def entry(action: str) -> AuditEntry:
@@ -45,6 +47,15 @@ async def test_a_failed_commit_is_raised_to_every_writer_in_it(tmp_path: Path) -
         *(audit.record(entry(f"a{i}")) for i in range(5)), return_exceptions=True
     )
     assert all(isinstance(r, OperationalError) for r in results)
+    await audit.close()
+
+
+async def test_an_unreachable_database_stops_start_naming_the_setting_not_the_password() -> None:
+    audit = open_audit("postgresql://signoff:hunter2@127.0.0.1:1/audit")
+    with pytest.raises(AuditError, match="SIGNOFF_AUDIT") as raised:
+        await audit.start()
+    assert "127.0.0.1:1" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
     await audit.close()
 
 
@@ -84,3 +95,49 @@ async def test_libpqs_sslmode_is_passed_on_as_asyncpgs_ssl() -> None:
 def test_an_unsupported_audit_url_names_the_setting(url: str) -> None:
     with pytest.raises(AuditError, match="SIGNOFF_AUDIT"):
         open_audit(url)
+
+
+# The table as signoff created it before it had migrations.
+BEFORE_MIGRATIONS = """
+CREATE TABLE audit_events (
+    id INTEGER NOT NULL, ts DATETIME NOT NULL, site VARCHAR(64) NOT NULL,
+    session_id VARCHAR(64) NOT NULL, conversation_id VARCHAR(64) NOT NULL,
+    user_id VARCHAR(256) NOT NULL, card_id VARCHAR(64), action VARCHAR(128) NOT NULL,
+    kind VARCHAR(16) NOT NULL, status VARCHAR(32) NOT NULL, params JSON NOT NULL,
+    result JSON, error TEXT, decided_by VARCHAR(300), duration_ms FLOAT, PRIMARY KEY (id)
+);
+CREATE INDEX ix_audit_events_ts ON audit_events (ts);
+CREATE INDEX ix_audit_events_conversation ON audit_events (conversation_id);
+CREATE INDEX ix_audit_events_status_ts ON audit_events (status, ts);
+INSERT INTO audit_events (ts, site, session_id, conversation_id, user_id, action, kind,
+    status, params) VALUES ('2024-05-01 09:30:00.000000', 'demo', 's1', 'conv1', 'u1',
+    'wipe', 'destructive', 'success', '{"target": "disk"}');
+"""
+
+
+async def test_an_audit_file_from_before_migrations_is_adopted_with_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(BEFORE_MIGRATIONS)
+    audit = open_audit(f"sqlite:///{path}")
+    await audit.start()
+    assert await audit.revision() == head()
+    await audit.record(
+        AuditEntry(
+            ts=datetime.now(UTC),
+            site="demo",
+            session_id="s2",
+            conversation_id="conv2",
+            user_id="u2",
+            action="refund",
+            kind="write",
+            status=AuditStatus.SUCCESS,
+            params={"amount": 20},
+        )
+    )
+    old, new = await audit.rows()
+    assert (old["action"], old["ts"]) == ("wipe", datetime(2024, 5, 1, 9, 30, tzinfo=UTC))
+    assert (new["action"], new["params"]) == ("refund", {"amount": 20})
+    await audit.close()

@@ -7,17 +7,22 @@ module only stores what it is given.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from alembic.util import CommandError
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from signoff.audit.schema import audit_events, metadata
+from signoff.audit import migrate
+from signoff.audit.schema import audit_events
 
 
 class AuditStatus(StrEnum):
@@ -64,8 +69,30 @@ class AuditLog:
         self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """At server start-up: the schema is brought to the newest revision."""
+        await self.upgrade()
+
+    async def upgrade(self) -> None:
+        """Bring the schema to the newest revision; several instances may do it at once."""
+        with self._database_errors():
+            await migrate.upgrade(self.engine)
+
+    async def revision(self) -> str | None:
+        """The schema revision the database is at; ``None`` if it has none yet."""
+        with self._database_errors():
+            return await migrate.revision(self.engine)
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, SQLAlchemyError, CommandError) as exc:
+            url = self.engine.url.render_as_string(hide_password=True)
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise AuditError(
+                f"SIGNOFF_AUDIT: cannot open or migrate the audit database {url}: "
+                f"{str(reason) or type(reason).__name__}"
+            ) from exc
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -150,6 +177,12 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     # WAL: readers never block the writer; NORMAL: a commit waits for the log, not for
     # every page to reach the disk; still durable across a crash of the process.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        # Another connection is turning a new file to WAL at this moment and this one
+        # must back off; WAL belongs to the file, so this connection uses it all the same.
+        if "locked" not in str(exc):
+            raise
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

@@ -1,4 +1,8 @@
-"""The audit table, in SQLAlchemy Core so the same schema serves SQLite and PostgreSQL."""
+"""The audit table, in SQLAlchemy Core so the same schema serves SQLite and PostgreSQL.
+
+This is the table as queries see it. The database gets it from the migrations in
+``migrations/versions``; a test checks that the two agree.
+"""
 
 from __future__ import annotations
 
