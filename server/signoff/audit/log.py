@@ -1,16 +1,19 @@
 """Writing and reading audit rows.
 
 Params and results are redacted by the engine before they get here; this
-module only stores what it is given.
+module only stores what it is given, but for the few values a database
+cannot keep (see ``_storable``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -105,7 +108,7 @@ class AuditLog:
         """Write the rows; returns once they are committed."""
         if not entries:
             return
-        rows = [{**asdict(e), "status": str(e.status)} for e in entries]
+        rows = [_row(e) for e in entries]
         done = asyncio.get_running_loop().create_future()
         self._queue.append((rows, done))
         if self._writer is None or self._writer.done():
@@ -186,3 +189,34 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
             raise
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# PostgreSQL refuses NUL characters and lone surrogates in text and JSON, and NaN and the
+# infinities in JSON; one such value would fail the whole group commit it is in. They are
+# replaced on every backend, so every backend keeps the same rows.
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+_DOCUMENTS = {"params", "result"}
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    if entry.ts.tzinfo is None:  # refused here, so it fails only its own caller
+        raise ValueError("audit timestamps must be timezone-aware")
+    values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+    return {
+        name: _storable(value) if name in _DOCUMENTS or isinstance(value, str) else value
+        for name, value in values.items()
+    }
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL characters and lone surrogates replaced by U+FFFD, NaN and the
+    infinities by their names as strings; copied, so later changes to it are not logged."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARS.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
