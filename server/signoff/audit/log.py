@@ -70,6 +70,7 @@ class AuditLog:
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         """At server start-up: the schema is brought to the newest revision."""
@@ -98,10 +99,12 @@ class AuditLog:
             ) from exc
 
     async def close(self) -> None:
+        """Commit what is queued, wait for the commit under way, then let go of the database."""
+        self._closing = True
+        self._wake.set()
         if self._writer is not None:
-            self._writer.cancel()
+            await self._writer
             self._writer = None
-        await self._commit_queued()  # whatever was still waiting
         await self.engine.dispose()
 
     async def record(self, *entries: AuditEntry) -> None:
@@ -117,7 +120,7 @@ class AuditLog:
         await done
 
     async def _write(self) -> None:
-        while True:
+        while self._queue or not self._closing:
             await self._wake.wait()
             self._wake.clear()
             await self._commit_queued()
