@@ -179,6 +179,18 @@ def open_audit(url: str) -> AuditLog:
     )
 
 
+async def audit_revision(url: str, *, upgrade: bool = False) -> str | None:
+    """The schema revision of the audit database at ``url``, brought to the newest first
+    if ``upgrade``: ``signoff db``, and ``signoff serve`` before it opens its port."""
+    audit = open_audit(url)
+    try:
+        if upgrade:
+            await audit.upgrade()
+        return await audit.revision()
+    finally:
+        await audit.close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     # WAL: readers never block the writer; NORMAL: a commit waits for the log, not for
     # every page to reach the disk; still durable across a crash of the process.
