@@ -37,12 +37,13 @@ async def _connect(url: URL) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url.render_as_string(hide_password=False), timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {url.render_as_string(hide_password=True)} "
-            f"({exc}). Start it (on Debian: {START_POSTGRES}), or point "
-            "SIGNOFF_TEST_POSTGRES at a server where this user may create databases.",
-            pytrace=False,
-        )
+        error = exc
+    pytest.fail(  # outside the except block, so the report is this message alone
+        f"PostgreSQL is not reachable at {url.render_as_string(hide_password=True)} "
+        f"({error}). Start it (on Debian: {START_POSTGRES}), or point "
+        "SIGNOFF_TEST_POSTGRES at a server where this user may create databases.",
+        pytrace=False,
+    )
 
 
 @asynccontextmanager
