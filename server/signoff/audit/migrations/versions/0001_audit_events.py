@@ -3,8 +3,9 @@
 Revision ID: 0001
 Revises: none
 
-Databases written by signoff before it had migrations already hold this table, created
-from the same definition; they are adopted as they are (IF NOT EXISTS).
+SQLite files written by signoff before it had migrations already hold this table; it
+differs only in declaring VARCHAR(n) where this says TEXT, which SQLite stores alike.
+They are adopted as they are, rows and all (IF NOT EXISTS).
 """
 
 from __future__ import annotations
