@@ -1,15 +1,18 @@
-"""The ``signoff`` command: serve, demo, token."""
+"""The ``signoff`` command: serve, demo, token, db."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from signoff.app import Signoff
+from signoff.audit import audit_revision
 from signoff.audit.log import AuditError
+from signoff.audit.migrate import head
 from signoff.config import SELF, ConfigError, Settings, Site, load_settings
 from signoff.core.frames import MAX_FRAME_BYTES
 from signoff.core.tokens import TokenError, sign_user_token
@@ -34,6 +37,9 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     asgi = signoff.asgi(settings)
+    # Before the port opens, so an audit database that cannot be reached or migrated
+    # stops start-up with its setting named (the app's own start-up only logs it).
+    asyncio.run(audit_revision(settings.audit, upgrade=True))
     config = uvicorn.Config(
         asgi,
         host=host,
@@ -71,11 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     token_cmd.add_argument("--site", help="only valid for this site")
     token_cmd.add_argument("--config", help="a TOML settings file (for the secret)")
 
+    db_cmd = commands.add_parser("db", help="the audit database's schema (SIGNOFF_AUDIT)")
+    db_cmd.add_argument(
+        "db_command",
+        choices=["upgrade", "current"],
+        help="upgrade: migrate it to the newest schema; current: show its schema revision",
+    )
+    db_cmd.add_argument("--config", help="a TOML settings file (for the audit URL)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "token":
             settings = load_settings(args.config)
             print(sign_user_token(settings.secret, args.user_id, args.ttl, args.site))
+        elif args.command == "db":
+            settings = load_settings(args.config, need_secret=False)
+            upgrade = args.db_command == "upgrade"
+            revision = asyncio.run(audit_revision(settings.audit, upgrade=upgrade))
+            newest = " (newest)" if revision == head() else ""
+            print(f"audit database: revision {revision or 'none'}{newest}")
         elif args.command == "demo":
             from signoff.bots.demo import demo_app
 

@@ -120,6 +120,7 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     *,
     demo: bool = False,
+    need_secret: bool = True,
 ) -> Settings:
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -141,9 +142,10 @@ def load_settings(
 
     secret = values.get("secret")
     if not secret:
-        if not demo:
+        if not demo and need_secret:
             raise ConfigError("SIGNOFF_SECRET: required; set it to a long random string")
-        secret = secrets.token_urlsafe(32)  # the demo's sessions need not outlive it
+        # The demo's sessions need not outlive it; other uses (signoff db) sign nothing.
+        secret = secrets.token_urlsafe(32)
     if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
         raise ConfigError(f"SIGNOFF_SECRET: must be at least {MIN_SECRET_LENGTH} characters")
     # The store and audit URLs are checked where they are opened, before serving.

@@ -1,49 +1,78 @@
-"""The SQLite audit log: group commit, failures reported to every waiting writer."""
+"""The audit log in the running server, its URLs, and what only SQLite does.
+
+What every backend must do is in tests/audit/test_audit_contract.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from signoff.audit import AuditEntry, AuditStatus, open_audit
+from signoff.audit.log import AuditError
+from signoff.audit.migrate import head
+from tests.support import CountingShop, running, settings, widget
 
 
-def entry(action: str) -> AuditEntry:
-    return AuditEntry(
-        ts=datetime.now(UTC),
-        site="demo",
-        session_id="s1",
-        conversation_id="conv1",
-        user_id="u1",
-        action=action,
-        kind="write",
-        status=AuditStatus.SUCCESS,
-        params={"n": 1},
-    )
+async def test_a_confirmed_card_and_a_refused_decision_reach_the_audit_log(
+    audit_url: str, tmp_path: Any
+) -> None:
+    shop = CountingShop()
+    async with running(shop.app, settings(tmp_path, audit=audit_url)) as server:
+        async with widget(server) as owner, widget(server) as intruder:
+            card = await owner.open_card("wipe disk")
+            await intruder.hello()
+            await intruder.decide(card)
+            await intruder.error("forbidden")
+            await owner.decide(card)
+            await owner.update(card["card_id"], "done")
+        rows = await server.engine.audit.rows(card_id=card["card_id"])
+    assert [(r["action"], r["status"]) for r in rows] == [("wipe", "refused"), ("wipe", "success")]
+    done = rows[1]
+    assert done["params"] == {"target": "disk"}
+    assert done["result"] == {"wiped": "disk"}
+    assert done["decided_by"] and done["ts"].tzinfo is not None
 
 
-async def test_concurrent_writers_each_return_once_their_row_is_committed(tmp_path: Path) -> None:
-    audit = open_audit(f"sqlite:///{tmp_path}/audit.db")
-    await audit.start()
-    await asyncio.gather(*(audit.record(entry(f"a{i}")) for i in range(200)))
-    rows = await audit.rows()
-    assert sorted(r["action"] for r in rows) == sorted(f"a{i}" for i in range(200))
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://signoff:secret@db.example:5432/audit",
+        "postgresql+asyncpg://signoff:secret@db.example:5432/audit",
+    ],
+)
+async def test_postgresql_urls_use_asyncpg(url: str) -> None:
+    audit = open_audit(url)  # nothing is connected before start()
+    assert audit.engine.url.drivername == "postgresql+asyncpg"
+    assert audit.engine.url.database == "audit"
     await audit.close()
 
 
-async def test_a_failed_commit_is_raised_to_every_writer_in_it(tmp_path: Path) -> None:
-    audit = open_audit(f"sqlite:///{tmp_path}/audit.db")
-    await audit.start()
-    async with audit.engine.begin() as conn:
-        await conn.exec_driver_sql("DROP TABLE audit_events")
-    results = await asyncio.gather(
-        *(audit.record(entry(f"a{i}")) for i in range(5)), return_exceptions=True
-    )
-    assert all(isinstance(r, OperationalError) for r in results)
+async def test_libpqs_sslmode_is_passed_on_as_asyncpgs_ssl() -> None:
+    audit = open_audit("postgresql://signoff@db.example/audit?sslmode=require")
+    assert dict(audit.engine.url.query) == {"ssl": "require"}
+    await audit.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://localhost/audit", "postgresql+psycopg2://localhost/audit", "not a url"],
+)
+def test_an_unsupported_audit_url_names_the_setting(url: str) -> None:
+    with pytest.raises(AuditError, match="SIGNOFF_AUDIT"):
+        open_audit(url)
+
+
+async def test_an_unreachable_database_stops_start_naming_the_setting_not_the_password() -> None:
+    audit = open_audit("postgresql://signoff:hunter2@127.0.0.1:1/audit")
+    with pytest.raises(AuditError, match="SIGNOFF_AUDIT") as raised:
+        await audit.start()
+    assert "127.0.0.1:1" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
     await audit.close()
 
 
@@ -56,8 +85,47 @@ async def test_the_audit_file_is_in_wal_mode(tmp_path: Path) -> None:
     await audit.close()
 
 
-def test_an_unsupported_audit_url_names_the_setting() -> None:
-    from signoff.audit.log import AuditError
+# The table as signoff created it before it had migrations.
+BEFORE_MIGRATIONS = """
+CREATE TABLE audit_events (
+    id INTEGER NOT NULL, ts DATETIME NOT NULL, site VARCHAR(64) NOT NULL,
+    session_id VARCHAR(64) NOT NULL, conversation_id VARCHAR(64) NOT NULL,
+    user_id VARCHAR(256) NOT NULL, card_id VARCHAR(64), action VARCHAR(128) NOT NULL,
+    kind VARCHAR(16) NOT NULL, status VARCHAR(32) NOT NULL, params JSON NOT NULL,
+    result JSON, error TEXT, decided_by VARCHAR(300), duration_ms FLOAT, PRIMARY KEY (id)
+);
+CREATE INDEX ix_audit_events_ts ON audit_events (ts);
+CREATE INDEX ix_audit_events_conversation ON audit_events (conversation_id);
+CREATE INDEX ix_audit_events_status_ts ON audit_events (status, ts);
+INSERT INTO audit_events (ts, site, session_id, conversation_id, user_id, action, kind,
+    status, params) VALUES ('2024-05-01 09:30:00.000000', 'demo', 's1', 'conv1', 'u1',
+    'wipe', 'destructive', 'success', '{"target": "disk"}');
+"""
 
-    with pytest.raises(AuditError, match="SIGNOFF_AUDIT"):
-        open_audit("mysql://localhost/audit")
+
+async def test_an_audit_file_from_before_migrations_is_adopted_with_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(BEFORE_MIGRATIONS)
+    audit = open_audit(f"sqlite:///{path}")
+    await audit.start()
+    assert await audit.revision() == head()
+    await audit.record(
+        AuditEntry(
+            ts=datetime.now(UTC),
+            site="demo",
+            session_id="s2",
+            conversation_id="conv2",
+            user_id="u2",
+            action="refund",
+            kind="write",
+            status=AuditStatus.SUCCESS,
+            params={"amount": 20},
+        )
+    )
+    old, new = await audit.rows()
+    assert (old["action"], old["ts"]) == ("wipe", datetime(2024, 5, 1, 9, 30, tzinfo=UTC))
+    assert (new["action"], new["params"]) == ("refund", {"amount": 20})
+    await audit.close()

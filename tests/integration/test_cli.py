@@ -8,17 +8,21 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import websockets
 
+from signoff.audit.migrate import head
+from signoff.cli import main
 from signoff.core.tokens import load_user_token
 from tests.llm_standin import MODEL, StandInModel, answer
 from tests.support import ORIGIN, SECRET, Widget, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNOFF = [sys.executable, "-m", "signoff.cli"]
+UNREACHABLE = "postgresql://signoff:hunter2@127.0.0.1:1/audit"  # nothing listens on port 1
 
 
 def run(
@@ -37,6 +41,8 @@ def run(
         ({"SIGNOFF_SECRET": "short"}, "SIGNOFF_SECRET"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_STORE": "mongo://x"}, "SIGNOFF_STORE"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_AUDIT": "oracle://x"}, "SIGNOFF_AUDIT"),
+        # A database that does not answer stops start-up too, before the port opens.
+        ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_AUDIT": UNREACHABLE}, "SIGNOFF_AUDIT"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_SESSION_TTL": "soon"}, "SIGNOFF_SESSION_TTL"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_SESSION_TTL": "-1"}, "SIGNOFF_SESSION_TTL"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_LLM_BASE_URL": "localhost:1/v1"}, "LLM_BASE_URL"),
@@ -117,6 +123,44 @@ def test_token_signs_a_user_token_the_server_accepts(tmp_path: Path) -> None:
     assert load_user_token(SECRET, result.stdout.strip(), "shop") == "alice"
 
 
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``signoff db ...`` run in this process: (exit status, stdout, stderr)."""
+    for name in [k for k in os.environ if k.startswith("SIGNOFF_")]:
+        monkeypatch.delenv(name)
+
+    def db(*args: str, audit: str | None = None) -> tuple[int, str, str]:
+        if audit is not None:
+            monkeypatch.setenv("SIGNOFF_AUDIT", audit)
+        status = main(["db", *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return db
+
+
+def test_db_upgrade_migrates_the_audit_database_without_a_secret(audit_url: str, db: Any) -> None:
+    assert db("current", audit=audit_url) == (0, "audit database: revision none\n", "")
+    newest = (0, f"audit database: revision {head()} (newest)\n", "")
+    assert db("upgrade") == newest
+    assert db("upgrade") == newest  # nothing left to do
+    assert db("current") == newest
+
+
+def test_db_reads_the_audit_url_from_the_config_file(tmp_path: Path, db: Any) -> None:
+    config = tmp_path / "signoff.toml"
+    config.write_text(f'audit = "sqlite:///{tmp_path}/from-config.db"\n')
+    assert db("upgrade", "--config", str(config))[0] == 0
+    assert (tmp_path / "from-config.db").exists()
+
+
+def test_db_upgrade_of_an_unreachable_database_names_the_setting(db: Any) -> None:
+    status, _, err = db("upgrade", audit=UNREACHABLE)
+    assert status == 2
+    assert err.startswith("signoff: SIGNOFF_AUDIT: cannot open or migrate")
+    assert "hunter2" not in err
+
+
 async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> None:
     """Build the wheel, install it into a fresh venv, and serve from outside the checkout."""
     wheels = tmp_path / "wheels"
@@ -188,6 +232,17 @@ async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> 
             cwd=tmp_path,
         )
         assert str(fresh_site) in where.stdout
+        # The migrations are in the wheel too.
+        migrated = await asyncio.to_thread(
+            subprocess.run,
+            [str(venv / "bin" / "signoff"), "db", "upgrade"],
+            env={**os.environ, "SIGNOFF_AUDIT": f"sqlite:///{tmp_path}/wheel-audit.db"},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        assert f"revision {head()} (newest)" in migrated.stdout
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)

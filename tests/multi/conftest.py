@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -76,18 +76,18 @@ class Instance:
 class Cluster:
     """Instances of one deployment: one Redis prefix, one audit database, one secret."""
 
-    def __init__(self, tmp_path: Path, store: str) -> None:
+    def __init__(self, tmp_path: Path, store: str, audit: str) -> None:
         self.tmp_path = tmp_path
         self.runs_file = tmp_path / "runs.txt"
         self.runs_file.touch()
-        self.audit_file = tmp_path / "audit.db"
+        self.audit_url = audit
         self.config = tmp_path / "signoff.toml"
         self.config.write_text('[sites.demo]\norigins = ["http://127.0.0.1:*"]\n')
         self.env = {
             **os.environ,
             "SIGNOFF_SECRET": SECRET,
             "SIGNOFF_STORE": store,
-            "SIGNOFF_AUDIT": f"sqlite:///{self.audit_file}",
+            "SIGNOFF_AUDIT": audit,
             "SIGNOFF_SWEEP_INTERVAL": "0.2",
             "SIGNOFF_LEASE_MARGIN": "1",
             "SIGNOFF_TEST_RUNS": str(self.runs_file),
@@ -104,9 +104,14 @@ class Cluster:
     def runs(self) -> list[str]:
         return self.runs_file.read_text().splitlines()
 
-    def audit(self) -> list[tuple[str, str]]:
-        with sqlite3.connect(self.audit_file) as db:
-            return list(db.execute("SELECT action, status FROM audit_events ORDER BY id"))
+    async def audit(self) -> list[tuple[str, str]]:
+        """(action, status) of every audit row, oldest first."""
+        db = await asyncpg.connect(self.audit_url)
+        try:
+            rows = await db.fetch("SELECT action, status FROM audit_events ORDER BY id")
+        finally:
+            await db.close()
+        return [(row["action"], row["status"]) for row in rows]
 
     async def stop(self) -> None:
         for instance in self.instances:
@@ -114,9 +119,10 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, postgres_url: str) -> AsyncIterator[Cluster]:
+    """A deployment on Redis for live state and PostgreSQL for the audit log."""
     async with redis_prefix() as prefix:
-        cluster = Cluster(tmp_path, redis_store_url(prefix))
+        cluster = Cluster(tmp_path, redis_store_url(prefix), postgres_url)
         try:
             yield cluster
         finally:

@@ -1,23 +1,31 @@
 """Writing and reading audit rows.
 
 Params and results are redacted by the engine before they get here; this
-module only stores what it is given.
+module only stores what it is given, but for the few values a database
+cannot keep (see ``_storable``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+import math
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from alembic.util import CommandError
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from signoff.audit.schema import audit_events, metadata
+from signoff.audit import migrate
+from signoff.audit.schema import audit_events
 
 
 class AuditStatus(StrEnum):
@@ -62,23 +70,48 @@ class AuditLog:
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """At server start-up: the schema is brought to the newest revision."""
+        await self.upgrade()
+
+    async def upgrade(self) -> None:
+        """Bring the schema to the newest revision; several instances may do it at once."""
+        with self._database_errors():
+            await migrate.upgrade(self.engine)
+
+    async def revision(self) -> str | None:
+        """The schema revision the database is at; ``None`` if it has none yet."""
+        with self._database_errors():
+            return await migrate.revision(self.engine)
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, SQLAlchemyError, CommandError) as exc:
+            url = self.engine.url.render_as_string(hide_password=True)
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise AuditError(
+                f"SIGNOFF_AUDIT: cannot open or migrate the audit database {url}: "
+                f"{str(reason) or type(reason).__name__}"
+            ) from exc
 
     async def close(self) -> None:
+        """Commit what is queued, wait for the commit under way, then let go of the database."""
+        self._closing = True
+        self._wake.set()
         if self._writer is not None:
-            self._writer.cancel()
+            await self._writer
             self._writer = None
-        await self._commit_queued()  # whatever was still waiting
         await self.engine.dispose()
 
     async def record(self, *entries: AuditEntry) -> None:
         """Write the rows; returns once they are committed."""
         if not entries:
             return
-        rows = [{**asdict(e), "status": str(e.status)} for e in entries]
+        rows = [_row(e) for e in entries]
         done = asyncio.get_running_loop().create_future()
         self._queue.append((rows, done))
         if self._writer is None or self._writer.done():
@@ -87,7 +120,7 @@ class AuditLog:
         await done
 
     async def _write(self) -> None:
-        while True:
+        while self._queue or not self._closing:
             await self._wake.wait()
             self._wake.clear()
             await self._commit_queued()
@@ -119,22 +152,86 @@ class AuditLog:
 
 
 def open_audit(url: str) -> AuditLog:
-    """The audit log for a ``SIGNOFF_AUDIT`` URL."""
+    """The audit log for a ``SIGNOFF_AUDIT`` URL: ``sqlite:///path`` or
+    ``postgresql://user@host:port/db`` (``postgresql+asyncpg://`` too)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise AuditError(f"SIGNOFF_AUDIT: not a database URL: {url!r}") from exc
-    if parsed.get_backend_name() != "sqlite":
-        raise AuditError(f"SIGNOFF_AUDIT: unsupported database {url!r}; use sqlite:///path")
-    engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return AuditLog(engine)
+    if parsed.drivername in {"sqlite", "sqlite+aiosqlite"}:
+        engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return AuditLog(engine)
+    if parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
+        if "sslmode" in parsed.query:  # libpq's name, as hosting providers hand out URLs
+            parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
+                {"ssl": parsed.query["sslmode"]}
+            )
+        # A connection the server restarted under is found out before a commit uses it.
+        engine = create_async_engine(
+            parsed.set(drivername="postgresql+asyncpg"), pool_pre_ping=True
+        )
+        return AuditLog(engine)
+    shown = parsed.render_as_string(hide_password=True)
+    raise AuditError(
+        f"SIGNOFF_AUDIT: unsupported database {shown!r}; "
+        "use sqlite:///path or postgresql://user@host:port/db"
+    )
+
+
+async def audit_revision(url: str, *, upgrade: bool = False) -> str | None:
+    """The schema revision of the audit database at ``url``, brought to the newest first
+    if ``upgrade``: ``signoff db``, and ``signoff serve`` before it opens its port."""
+    audit = open_audit(url)
+    try:
+        if upgrade:
+            await audit.upgrade()
+        return await audit.revision()
+    finally:
+        await audit.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     # WAL: readers never block the writer; NORMAL: a commit waits for the log, not for
     # every page to reach the disk; still durable across a crash of the process.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        # Another connection is turning a new file to WAL at this moment and this one
+        # must back off; WAL belongs to the file, so this connection uses it all the same.
+        if "locked" not in str(exc):
+            raise
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# PostgreSQL refuses NUL characters and lone surrogates in text and JSON, and NaN and the
+# infinities in JSON; one such value would fail the whole group commit it is in. They are
+# replaced on every backend, so every backend keeps the same rows.
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+_DOCUMENTS = {"params", "result"}
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    if entry.ts.tzinfo is None:  # refused here, so it fails only its own caller
+        raise ValueError("audit timestamps must be timezone-aware")
+    values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+    return {
+        name: _storable(value) if name in _DOCUMENTS or isinstance(value, str) else value
+        for name, value in values.items()
+    }
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL characters and lone surrogates replaced by U+FFFD, NaN and the
+    infinities by their names as strings; copied, so later changes to it are not logged."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARS.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value

@@ -1,28 +1,82 @@
-"""The audit table, in SQLAlchemy Core so the same schema serves SQLite and PostgreSQL."""
+"""The audit table, in SQLAlchemy Core so the same schema serves SQLite and PostgreSQL.
+
+This is the table as queries see it. The database gets it from the migrations in
+``migrations/versions``; a test checks that the two agree.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+# BIGINT on PostgreSQL: an audit log only grows. SQLite numbers rows only through an
+# INTEGER PRIMARY KEY (and its integers are 64-bit anyway).
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+DOCUMENT = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware instant, stored in UTC and read back aware on every backend.
+
+    PostgreSQL keeps ``timestamp with time zone``; SQLite keeps text without an offset,
+    so the value is turned to UTC before it is written and marked UTC when it is read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # whose local time? the log cannot know
+            raise ValueError("audit timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = MetaData()
 
+# Text, not a bounded string, for what bots (action), host sites (user_id) and teammates
+# (decided_by) choose: PostgreSQL enforces varchar lengths, and a refused row would fail
+# the whole group commit it is in.
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("ts", UTCDateTime, nullable=False),
     Column("site", String(64), nullable=False),
     Column("session_id", String(64), nullable=False),
     Column("conversation_id", String(64), nullable=False),
-    Column("user_id", String(256), nullable=False),
+    Column("user_id", Text, nullable=False),
     Column("card_id", String(64)),
-    Column("action", String(128), nullable=False),
+    Column("action", Text, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("status", String(32), nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("result", JSON),
+    Column("params", DOCUMENT, nullable=False),
+    Column("result", DOCUMENT),
     Column("error", Text),
-    Column("decided_by", String(300)),
+    Column("decided_by", Text),
     Column("duration_ms", Float),
     Index("ix_audit_events_ts", "ts"),
     Index("ix_audit_events_conversation", "conversation_id"),
