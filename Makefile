@@ -1,10 +1,11 @@
 # The two commands a newcomer runs: `make demo` and `make test`.
+# `make bench` runs the load benchmarks (a few minutes); `make bench BENCH_ARGS=--quick`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint browser
+.PHONY: demo test lint browser bench
 
 demo: $(VENV)/.installed
 	$(BIN)/signoff demo
@@ -16,6 +17,9 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Browser tests drive Debian's Chromium; Playwright never downloads its own.
 browser: /usr/bin/chromium
@@ -33,4 +37,8 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[bench]'
 	touch $@ $(VENV)/.installed

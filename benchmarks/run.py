@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -746,6 +747,9 @@ def parse(argv: Sequence[str] | None) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse(argv)
+    if settings.profile and shutil.which("py-spy") is None:
+        print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
+        return 2
     if "socketio" in settings.rows:
         try:
             import socketio  # noqa: F401
