@@ -1,11 +1,10 @@
 # The two commands a newcomer runs: `make demo` and `make test`.
-# `make bench` runs the load benchmarks (a few minutes); `make bench BENCH_ARGS=--quick`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint browser bench
+.PHONY: demo test lint browser
 
 demo: $(VENV)/.installed
 	$(BIN)/signoff demo
@@ -17,9 +16,6 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-
-bench: $(VENV)/.bench-installed
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Browser tests drive Debian's Chromium; Playwright never downloads its own.
 browser: /usr/bin/chromium
@@ -38,6 +34,12 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
+
+# The load benchmarks, a few minutes (docs/performance.md): `make bench BENCH_ARGS=--quick`
+# for a small run.
+.PHONY: bench
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 $(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[bench]'

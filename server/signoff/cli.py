@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import os
 import sys
@@ -35,6 +34,8 @@ def load_app(target: str, app_dir: str = ".") -> Signoff:
 
 
 def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
+    import gc
+
     import uvicorn
 
     asgi = signoff.asgi(settings)
