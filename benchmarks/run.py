@@ -78,9 +78,10 @@ def rows(redis_url: str) -> list[Row]:
 class Settings:
     idle: int = 10_000
     msg_sessions: int = 1_000
-    msg_rate: float = 500.0
+    msg_rates: tuple[float, ...] = (500.0,)
     card_sessions: int = 1_000
-    card_rate: float = 200.0
+    # One card round trip per session every 20 s (a busy visitor), then every 5 s (stress).
+    card_rates: tuple[float, ...] = (50.0, 200.0)
     warmup: float = 2.0
     duration: float = 10.0
     settle: float = 3.0
@@ -95,10 +96,10 @@ class Settings:
 
 QUICK = Settings(
     idle=500,
-    msg_sessions=100,
-    msg_rate=100.0,
+    msg_sessions=300,
+    msg_rates=(100.0,),
     card_sessions=100,
-    card_rate=40.0,
+    card_rates=(40.0,),
     warmup=1.0,
     duration=3.0,
     settle=1.0,
@@ -399,8 +400,15 @@ class Result:
     rss_idle: int = 0
     phases: list[Phase] = field(default_factory=list)
 
-    def phase(self, op: str, mode: str) -> Phase | None:
-        return next((p for p in self.phases if p.op == op and p.mode == mode), None)
+    def phase(self, op: str, mode: str, offered: float | None = None) -> Phase | None:
+        return next(
+            (
+                p
+                for p in self.phases
+                if p.op == op and p.mode == mode and (offered is None or p.offered == offered)
+            ),
+            None,
+        )
 
 
 class Bench:
@@ -419,9 +427,14 @@ class Bench:
         result = Result(row)
         try:
             self.idle(row, result)
-            for op in ("message", "card") if row.kind == "signoff" else ("message",):
-                for mode in ("closed", "paced"):
-                    self.round_trips(row, result, op, mode)
+            s = self.settings
+            self.round_trips(row, result, "message", "closed", 0.0)
+            for rate in s.msg_rates:
+                self.round_trips(row, result, "message", "paced", rate)
+            if row.kind == "signoff":
+                self.round_trips(row, result, "card", "closed", 0.0)
+                for rate in s.card_rates:
+                    self.round_trips(row, result, "card", "paced", rate)
         except StoreUnavailable as exc:
             self.say(f"  {row.label}: {exc}")
             result.unavailable = UNAVAILABLE
@@ -446,15 +459,15 @@ class Bench:
             result.idle_errors = opened["errors"]
             self.clients.close_sessions()
 
-    def round_trips(self, row: Row, result: Result, op: str, mode: str) -> None:
+    def round_trips(self, row: Row, result: Result, op: str, mode: str, rate: float) -> None:
         """One phase on a fresh server with fresh sessions: no phase inherits another's
         state (conversations grow by a turn with every round trip)."""
         s = self.settings
         sessions = s.msg_sessions if op == "message" else s.card_sessions
-        rate = s.msg_rate if op == "message" else s.card_rate
-        with self.serving(row, f"{op}-{mode}") as servers:
+        with self.serving(row, f"{op}-{mode}-{rate:g}") as servers:
             opened = self.clients.open(row.kind, servers.urls, sessions, s.open_concurrency)
-            self.say(f"  {row.label}: {op}, {mode}, {opened['opened']:,} sessions")
+            pace = f" at {rate:g}/s" if mode == "paced" else ""
+            self.say(f"  {row.label}: {op}, {mode}{pace}, {opened['opened']:,} sessions")
             try:
                 phase = self.phase(servers, row, op, mode, rate, opened["counts"])
             finally:
@@ -585,9 +598,9 @@ def table(results: list[Result], settings: Settings) -> str:
         "idle sessions held",
         "RSS at idle (MiB)",
         "msg rt/s",
-        f"msg p50 / p99 ms @ {s.msg_rate:g}/s",
+        *[f"msg p50 / p99 ms @ {r:g}/s" for r in s.msg_rates],
         "card rt/s",
-        f"card p50 / p99 ms @ {s.card_rate:g}/s",
+        *[f"card p50 / p99 ms @ {r:g}/s" for r in s.card_rates],
     ]
     lines = [header]
     for result in results:
@@ -599,16 +612,13 @@ def table(results: list[Result], settings: Settings) -> str:
             f"{result.idle_held:,} / {result.idle_requested:,}",
             _mib(result.rss_idle),
         ]
-        for op in ("message", "card"):
-            closed, paced = result.phase(op, "closed"), result.phase(op, "paced")
-            if closed is None or paced is None:
-                cells += ["—", "—"]
-                continue
-            mark = RATE_LIMITED_MARK if closed.rate_limited else ""
-            cells += [
-                f"{closed.per_second:,.0f}{mark}",
-                f"{_ms(paced.p50_ms)} / {_ms(paced.p99_ms)}",
-            ]
+        for op, rates in (("message", s.msg_rates), ("card", s.card_rates)):
+            closed = result.phase(op, "closed")
+            mark = RATE_LIMITED_MARK if closed and closed.rate_limited else ""
+            cells.append("—" if closed is None else f"{closed.per_second:,.0f}{mark}")
+            for rate in rates:
+                paced = result.phase(op, "paced", rate)
+                cells.append("—" if paced is None else f"{_ms(paced.p50_ms)} / {_ms(paced.p99_ms)}")
         lines.append(cells)
     text = markdown(lines)
     if any(p.rate_limited for r in results for p in r.phases if p.mode == "closed"):
@@ -698,13 +708,27 @@ def summary(settings: Settings) -> str:
     s = settings
     return (
         f"idle: {s.idle:,} sessions; message: {s.msg_sessions:,} sessions, rt/s closed-loop, "
-        f"latency paced at {s.msg_rate:g}/s; card: {s.card_sessions:,} sessions, rt/s "
-        f"closed-loop, latency paced at {s.card_rate:g}/s; each phase {s.warmup:g}s warm-up + "
+        f"latency paced at {_rates(s.msg_rates)}; card: {s.card_sessions:,} sessions, rt/s "
+        f"closed-loop, latency paced at {_rates(s.card_rates)}; each phase {s.warmup:g}s warm-up + "
         f"{s.duration:g}s measured; {s.workers} client processes; {os.cpu_count()} cores"
     )
 
 
+def _rates(rates: tuple[float, ...]) -> str:
+    return " and ".join(f"{r:g}/s" for r in rates)
+
+
 # Command line -------------------------------------------------------------------------
+
+
+def _rate_list(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive: {text!r}")
+    return rates
 
 
 def parse(argv: Sequence[str] | None) -> Settings:
@@ -714,9 +738,13 @@ def parse(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--quick", action="store_true", help="a small run of a few seconds each")
     parser.add_argument("--idle", type=int, help="idle sessions to open (10000)")
     parser.add_argument("--msg-sessions", type=int, help="sessions for message round trips (1000)")
-    parser.add_argument("--msg-rate", type=float, help="offered message round trips/s (500)")
+    parser.add_argument(
+        "--msg-rate", type=_rate_list, help="offered message round trips/s, comma-separated (500)"
+    )
     parser.add_argument("--card-sessions", type=int, help="sessions for card round trips (1000)")
-    parser.add_argument("--card-rate", type=float, help="offered card round trips/s (200)")
+    parser.add_argument(
+        "--card-rate", type=_rate_list, help="offered card round trips/s, comma-separated (50,200)"
+    )
     parser.add_argument("--warmup", type=float, help="seconds of each phase not measured (2)")
     parser.add_argument("--duration", type=float, help="seconds measured per phase (10)")
     parser.add_argument("--workers", type=int, help="client processes (2)")
@@ -729,9 +757,13 @@ def parse(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = parser.parse_args(argv)
     settings = replace(QUICK) if args.quick else Settings()
-    for name in ("idle", "msg_sessions", "msg_rate", "card_sessions", "card_rate"):
+    for name in ("idle", "msg_sessions", "card_sessions"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
+    if args.msg_rate is not None:
+        settings.msg_rates = args.msg_rate
+    if args.card_rate is not None:
+        settings.card_rates = args.card_rate
     for name in ("warmup", "duration", "workers", "redis_url", "profile", "json"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))

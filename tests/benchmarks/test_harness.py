@@ -7,14 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import UNAVAILABLE, Bench, Result, Row, Settings, details, run_bench, table
+from benchmarks.run import (
+    UNAVAILABLE,
+    Bench,
+    Result,
+    Row,
+    Settings,
+    details,
+    parse,
+    run_bench,
+    table,
+)
 
 TINY = Settings(
     idle=12,
     msg_sessions=4,
-    msg_rate=8.0,
+    msg_rates=(8.0,),
     card_sessions=4,
-    card_rate=4.0,
+    card_rates=(4.0, 6.0),
     warmup=0.2,
     duration=0.8,
     settle=0.1,
@@ -38,7 +48,9 @@ def test_every_row_and_phase_is_measured(results: list[Result]) -> None:
         ("message", "paced"),
         ("card", "closed"),
         ("card", "paced"),
+        ("card", "paced"),
     ]
+    assert [p.offered for p in signoff.phases if p.op == "card"] == [None, 4.0, 6.0]
     assert [(p.op, p.mode) for p in echo.phases] == [("message", "closed"), ("message", "paced")]
 
 
@@ -69,7 +81,7 @@ def test_the_tables_show_every_row(results: list[Result]) -> None:
         assert result.row.label in main and result.row.label in more
     # The echo server has no cards: its card columns are dashes, not zeros.
     echo_line = next(line for line in main.splitlines() if "echo" in line)
-    assert echo_line.count("—") == 2
+    assert echo_line.count("—") == 3
 
 
 def test_a_store_that_cannot_open_marks_its_row_unavailable(tmp_path: Path) -> None:
@@ -81,3 +93,13 @@ def test_a_store_that_cannot_open_marks_its_row_unavailable(tmp_path: Path) -> N
     assert result.unavailable == UNAVAILABLE
     assert result.phases == []
     assert UNAVAILABLE in table([result], TINY)
+
+
+def test_flags_size_the_run() -> None:
+    settings = parse(["--quick", "--card-rate", "10,20", "--rows", "memory,ws-echo", "--idle", "7"])
+    assert settings.card_rates == (10.0, 20.0)
+    assert settings.rows == ("memory", "ws-echo")
+    assert settings.idle == 7
+    assert settings.duration < Settings().duration
+    with pytest.raises(SystemExit):
+        parse(["--rows", "nothing"])
