@@ -480,7 +480,7 @@ class Bench:
     ) -> Phase:
         s = self.settings
         load = os.getloadavg()[0]
-        with self.profiling(servers, row, op, mode):
+        with self.profiling(servers, row, op, mode, rate):
             cpu, began = servers.cpu(), time.monotonic()
             replies = self.clients.run(op, mode, rate, counts, s.warmup, s.duration)
             cpu = servers.cpu() - cpu
@@ -510,7 +510,9 @@ class Bench:
         )
 
     @contextlib.contextmanager
-    def profiling(self, servers: Servers, row: Row, op: str, mode: str) -> Iterator[None]:
+    def profiling(
+        self, servers: Servers, row: Row, op: str, mode: str, rate: float
+    ) -> Iterator[None]:
         """With --profile: py-spy samples each server process through the phase."""
         if not self.settings.profile or row.kind != "signoff":
             yield
@@ -526,10 +528,11 @@ class Bench:
                     str(i.process.pid),
                     "--rate",
                     "200",
+                    # Folded stacks: flamegraph.pl and speedscope.app both read them.
                     "--format",
-                    "speedscope",
+                    "raw",
                     "--output",
-                    str(out / f"{row.key}-{op}-{mode}-{n}.speedscope.json"),
+                    str(out / f"{row.key}-{op}-{mode}-{rate:g}-{n}.folded"),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
