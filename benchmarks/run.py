@@ -522,7 +522,7 @@ class Bench:
         spies = [
             subprocess.Popen(
                 [
-                    "py-spy",
+                    py_spy() or "py-spy",
                     "record",
                     "--pid",
                     str(i.process.pid),
@@ -550,6 +550,11 @@ class Bench:
         self.clients.stop()
         if self.used_redis:
             delete_redis_keys(self.settings.redis_url, self.run_id)
+
+
+def py_spy() -> str | None:
+    """py-spy on the PATH or beside this Python (an unactivated venv)."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
 def delete_redis_keys(url: str, prefix: str) -> None:
@@ -782,7 +787,7 @@ def parse(argv: Sequence[str] | None) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse(argv)
-    if settings.profile and shutil.which("py-spy") is None:
+    if settings.profile and py_spy() is None:
         print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
         return 2
     if "socketio" in settings.rows:
