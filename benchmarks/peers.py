@@ -1,0 +1,95 @@
+"""The servers signoff is compared with, each run as its own process on 127.0.0.1.
+
+- ``ws-echo``: a bare ``websockets`` server that sends every text frame straight
+  back. Nothing a chat server does can be faster: it is the ceiling.
+- ``socketio``: a python-socketio ``AsyncServer`` (ASGI, under uvicorn with the
+  settings ``signoff serve`` uses) whose ``message`` handler emits the event
+  back to its sender: the same message round trip in a peer framework.
+
+``python -m benchmarks.peers ws-echo --port 9001``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+from collections.abc import Callable
+from typing import Any
+
+MAX_FRAME_BYTES = 64 * 1024
+ORIGINS = ["http://127.0.0.1"]
+
+
+def raise_open_files() -> None:
+    """Allow as many sockets as the hard limit does: idle runs hold thousands."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop where installed, as uvicorn picks it for signoff and socketio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+async def ws_echo(port: int) -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(
+        echo, "127.0.0.1", port, compression=None, max_size=MAX_FRAME_BYTES, backlog=2048
+    ) as server:
+        await server.serve_forever()
+
+
+def socketio_app() -> Any:
+    import socketio
+
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=ORIGINS)
+
+    @sio.on("message")
+    async def message(sid: str, data: Any) -> None:
+        await sio.emit("message", data, to=sid)
+
+    return socketio.ASGIApp(sio)
+
+
+def serve_socketio(port: int) -> None:
+    import uvicorn
+
+    # As signoff.cli.serve configures uvicorn, so the difference is the framework.
+    config = uvicorn.Config(
+        socketio_app(),
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__)
+    parser.add_argument("server", choices=["ws-echo", "socketio"])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    raise_open_files()
+    if args.server == "ws-echo":
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(ws_echo(args.port))
+    else:
+        serve_socketio(args.port)
+
+
+if __name__ == "__main__":
+    main()

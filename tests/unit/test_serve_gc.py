@@ -1,0 +1,30 @@
+"""``signoff serve`` tunes the cycle collector for a server's heap before it starts serving."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from signoff import cli
+from tests.support import CountingShop, settings
+
+
+def test_serve_collects_young_objects_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def run(self: uvicorn.Server) -> None:
+        seen.append(gc.get_threshold())
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    before = gc.get_threshold()
+    try:
+        cli.serve(CountingShop().app, settings(tmp_path), "127.0.0.1", 0)
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [cli.GC_THRESHOLDS]
+    assert cli.GC_THRESHOLDS[0] > before[0]
