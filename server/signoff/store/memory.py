@@ -30,7 +30,7 @@ class MemoryStore(Store):
     def __init__(self, max_frames: int = MAX_FRAMES) -> None:
         self.max_frames = max_frames
         self._sessions: dict[str, SessionRecord] = {}
-        self._conversations: dict[str, Conversation] = {}
+        self._conversations: dict[str, str] = {}
         self._frames: dict[str, list[tuple[int, str]]] = {}
         self._client_ids: dict[str, set[str]] = defaultdict(set)
         self._cards: dict[str, Card] = {}
@@ -74,13 +74,15 @@ class MemoryStore(Store):
 
     # Conversation ---------------------------------------------------------------------
     async def load_conversation(self, session_id: str) -> Conversation:
-        return json.loads(json.dumps(self._conversations.get(session_id, [])))
+        text = self._conversations.get(session_id)
+        return json.loads(text) if text else []
 
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
         if session_id not in self._sessions:
             return  # the session ended: nothing of it is kept
-        # A deep copy: the engine must not share mutable state with the store.
-        self._conversations[session_id] = json.loads(json.dumps(conversation))
+        # Kept as JSON text: one encode per save and one decode per load, and the engine
+        # never shares mutable state with the store.
+        self._conversations[session_id] = json.dumps(conversation)
 
     # Frame history --------------------------------------------------------------------
     async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:

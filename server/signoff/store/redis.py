@@ -62,7 +62,10 @@ log = logging.getLogger("signoff.store")
 # cards and audit them. Past that, Redis drops the keys by itself.
 KEY_GRACE = 3600.0
 LOCK_POLL = 0.005
-POOL_SIZE = 64
+# Connections per instance. A turn sends its commands one after another, so the pool
+# bounds how many turns talk to Redis at once; waiting past POOL_WAIT is an outage.
+POOL_SIZE = 512
+POOL_WAIT = 10.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
@@ -271,7 +274,7 @@ class RedisStore(Store):
                 urlunsplit(parts._replace(query=urlencode(query))),
                 decode_responses=True,
                 max_connections=POOL_SIZE,
-                timeout=5,
+                timeout=POOL_WAIT,
                 socket_connect_timeout=2,
                 socket_timeout=5,
                 health_check_interval=15,
