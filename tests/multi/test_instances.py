@@ -175,15 +175,21 @@ async def test_redis_restarted_mid_session(cluster: Cluster, tmp_path: Path) -> 
             client_id = await on_a.say("wipe tape")
             error = await on_a.error("unavailable")
             assert error["ref"] == client_id
+            # A decision that cannot be claimed is refused, not half-made: it runs nothing.
+            await on_a.decide(card)
+            refused = await on_a.error("unavailable")
+            assert refused["ref"] == card["card_id"]
             assert await a.health() == 503 and await b.health() == 503
             await redis_server.start()
             assert await a.health() == 200 and await b.health() == 200
-        # Back: the session, its card and its history are all there, on either instance.
-        async with resumed(b, token) as on_b:
-            await on_b.card("pending")
-            await on_b.decide(card)
-            await on_b.update(card["card_id"], "done")
-            await on_b.decide(card)
-            await on_b.error("already_decided")
+            # Back: the session, its card and its history are all there, on either
+            # instance, and the socket that stayed open on a follows what b does.
+            async with resumed(b, token) as on_b:
+                await on_b.card("pending")
+                await on_b.decide(card)
+                await on_b.update(card["card_id"], "done")
+                await on_a.update(card["card_id"], "done")
+                await on_b.decide(card)
+                await on_b.error("already_decided")
         await cluster.stop()
     assert cluster.runs() == ["wipe disk"]

@@ -79,6 +79,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             await asyncio.sleep(settings.sweep_interval)
             try:
                 await engine.sweep()
+            except StoreUnavailable as exc:
+                log.warning("sweep skipped: %s", exc)  # the next one catches up
             except Exception:
                 log.exception("sweep failed")
 

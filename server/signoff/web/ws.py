@@ -53,7 +53,8 @@ RATE_BURST = 20
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
-TRY_AGAIN_LATER = 1013
+# How soon a writer that could not read the store tries again.
+STORE_RETRY = 1.0
 MAX_QUEUED_REPLIES = 256
 
 
@@ -175,31 +176,34 @@ class Connection:
                         json.dumps({"type": "session.end", "reason": "expired"})
                     )
                     continue
-                frames = await self.engine.store.frames_after(
-                    self.session.session_id, self.sent_seq
-                )
-                if frames and frames[0][0] > self.sent_seq + 1:
-                    # What this client missed was trimmed: show the session as it is now.
-                    head = frames[-1][0]
-                    snapshot = await self.engine.snapshot(self.session, frames)
-                    await self.ws.send_text(json.dumps({**snapshot, "seq": head}))
-                    self.sent_seq, self._replaying = head, False
-                    continue
-                if self._replaying:
-                    # A reconnect needs each finished message once, not its every delta.
-                    frames, self._replaying = compact_replay(frames), False
-                for seq, text in frames:
-                    await self.ws.send_text(text)
-                    self.sent_seq = seq
+                try:
+                    await self._send_history(self.session)
+                except StoreUnavailable:
+                    # The socket stays open: what the client sends meanwhile gets
+                    # `unavailable` errors, and the history catches up once the store is back.
+                    asyncio.get_running_loop().call_later(STORE_RETRY, self._wake.set)
         except (WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us; the reader sees it too
-        except StoreUnavailable:
-            # The widget reconnects with backoff and catches up from its last seq.
-            log.warning("store unreachable; closing a widget socket to retry later")
-            await self.ws.close(code=TRY_AGAIN_LATER)
         except Exception:
             log.exception("cannot send to a widget; closing its socket")
             await self.ws.close(code=INTERNAL_ERROR)
+
+    async def _send_history(self, session: SessionRecord) -> None:
+        """The session's history frames after the last one this socket sent."""
+        frames = await self.engine.store.frames_after(session.session_id, self.sent_seq)
+        if frames and frames[0][0] > self.sent_seq + 1:
+            # What this client missed was trimmed: show the session as it is now.
+            head = frames[-1][0]
+            snapshot = await self.engine.snapshot(session, frames)
+            await self.ws.send_text(json.dumps({**snapshot, "seq": head}))
+            self.sent_seq, self._replaying = head, False
+            return
+        if self._replaying:
+            # A reconnect needs each finished message once, not its every delta.
+            frames, self._replaying = compact_replay(frames), False
+        for seq, text in frames:
+            await self.ws.send_text(text)
+            self.sent_seq = seq
 
     def _leave(self) -> None:
         """Stop following the session (closed socket or ended session)."""
