@@ -57,4 +57,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("audit migrations only go forward; restore a backup instead")
+    # Dropping the table would destroy the audit trail it exists to keep.
+    raise RuntimeError("audit migrations only go forward; restore a backup instead")
