@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -34,9 +35,7 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFacto
             if request.param == "redis":
                 store = open_store(redis_store_url(prefix, **options))
             else:
-                store = open_store("memory://")
-                for name, value in options.items():
-                    setattr(store, name, value)
+                store = open_store("memory://?" + urlencode(options))
             await store.start()
             stack.push_async_callback(store.close)
             return store

@@ -132,6 +132,11 @@ class MemoryStore(Store):
     async def session_cards(self, session_id: str) -> list[Card]:
         return [self._cards[c].copy() for c in self._session_cards.get(session_id, ())]
 
+    async def open_cards(self, session_id: str) -> list[Card]:
+        # Asked on every message: copy only the open cards, not the session's whole past.
+        cards = (self._cards[c] for c in self._session_cards.get(session_id, ()))
+        return [card.copy() for card in cards if card.status in OPEN]
+
     async def transition(
         self,
         card_id: str,
