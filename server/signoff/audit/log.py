@@ -29,6 +29,7 @@ from signoff.audit.schema import audit_events
 
 
 class AuditStatus(StrEnum):
+    PENDING_CONFIRMATION = "pending_confirmation"  # a level approved; the next one waits
     SUCCESS = "success"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -1,4 +1,6 @@
-"""The audit table, in SQLAlchemy Core so the same schema serves SQLite and PostgreSQL.
+"""The database's tables, in SQLAlchemy Core so one schema serves SQLite and PostgreSQL.
+
+The audit log, and beside it the teammates and API keys that decide escalated cards.
 
 This is the table as queries see it. The database gets it from the migrations in
 ``migrations/versions``; a test checks that the two agree.
@@ -12,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -81,4 +84,31 @@ audit_events = Table(
     Index("ix_audit_events_ts", "ts"),
     Index("ix_audit_events_conversation", "conversation_id"),
     Index("ix_audit_events_status_ts", "status", "ts"),
+)
+
+
+# Teammates log into the dashboard (argon2 password hashes) and may be linked to a Slack
+# user; API keys are for machines. Both carry their roles as a JSON list.
+teammates = Table(
+    "teammates",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("roles", DOCUMENT, nullable=False),
+    Column("slack_user_id", String(64), unique=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    # SHA-256 of the key's secret part: keys are long random strings, so a slow hash
+    # would only slow every request down.
+    Column("secret_hash", String(64), nullable=False),
+    Column("roles", DOCUMENT, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
 )

@@ -83,6 +83,8 @@ class Card:
     decided_by: str | None = None
     reason: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    # One record per teammate decision, level by level: see core.teammates.approval.
+    approvals: list[dict[str, Any]] = field(default_factory=list)
     lease_until: float | None = None
     updated_at: float = 0.0
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from signoff.core.cards import Card
 from signoff.core.redact import REDACTED, is_sensitive_name
+from signoff.core.teammates import TEAMMATE_PREFIX, shown_to_visitor
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
@@ -192,11 +193,12 @@ def card_update_frame(card: Card) -> dict[str, Any]:
         "card_id": card.card_id,
         "status": str(card.status),
     }
+    by_teammate = (card.decided_by or "").startswith(TEAMMATE_PREFIX)
     if card.decided_by:
-        frame["decided_by"] = card.decided_by
+        frame["decided_by"] = shown_to_visitor(card.decided_by)
     if card.approver == "team":
         frame.update(level=card.level, role=card.role)
-    if card.reason:
+    if card.reason and not by_teammate:  # a teammate's reason is for the team and the audit
         frame["reason"] = card.reason
     if card.results:
         frame["results"] = card.results

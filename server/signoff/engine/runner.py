@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -39,10 +39,13 @@ from signoff.core.frames import (
     displayed,
     snapshot_frame,
 )
+from signoff.core.resources import card_resource
+from signoff.core.teammates import NotAllowed, Teammate, Verdict, approval, check_decider
 from signoff.core.tokens import anonymous_user_id
 from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.context import ActionContext
 from signoff.engine.executor import Auditor, Outcome, bounded, idempotency_key, run_call
+from signoff.engine.notify import CardEvent, EventType, Notifier
 from signoff.store import ClaimOutcome, SessionRecord, Store
 
 log = logging.getLogger("signoff.engine")
@@ -100,6 +103,7 @@ class Engine:
         secret: str,
         session_ttl: float,
         lease_margin: float = LEASE_MARGIN,
+        notifiers: Sequence[Notifier] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
@@ -108,6 +112,7 @@ class Engine:
         self.audit = audit
         self.session_ttl = session_ttl
         self.lease_margin = lease_margin
+        self.notifiers = list(notifiers)
         self.clock = clock
         self.auditor = Auditor(secret)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -373,6 +378,8 @@ class Engine:
         await self.store.add_card(card)
         metrics.cards_opened.labels(card.approver).inc()
         await self._emit_card(card, min(card.timeout_at, session.expires_at))
+        if card.status is Status.WAITING:
+            self._announce(EventType.CARD_WAITING, card, session.expires_at)
 
     async def _emit_card(self, card: Card, expires_at: float) -> None:
         await self.store.append_frame(card.session_id, self._card_frame(card, expires_at))
@@ -395,6 +402,40 @@ class Engine:
     def _sensitive(self, name: str) -> frozenset[str]:
         action = self.registry.get(name)
         return action.sensitive if action else frozenset()
+
+    # Cards as teammates see them ---------------------------------------------------------
+    def _resource(self, card: Card, session_expires_at: float | None) -> dict[str, Any]:
+        expires_at = min(card.timeout_at, session_expires_at or card.timeout_at)
+        masks = [self._sensitive(call["action"]) for call in card.calls]
+        return card_resource(card, expires_at, masks)
+
+    async def describe(self, card: Card) -> dict[str, Any]:
+        """The card as the API, the dashboard and the notifiers show it."""
+        session = await self.store.get_session(card.session_id, self.clock())
+        return self._resource(card, session.expires_at if session else None)
+
+    async def team_cards(self, status: Status | None = None, limit: int = 200) -> list[Card]:
+        """Cards that wait or waited on teammates, newest first, optionally of one status."""
+        cards = await self.store.team_cards(limit if status is None else max(limit, 1000))
+        if status is not None:
+            cards = [card for card in cards if card.status is status]
+        return cards[:limit]
+
+    def _announce(
+        self,
+        event: EventType,
+        card: Card,
+        session_expires_at: float | None = None,
+        **details: Any,
+    ) -> None:
+        if not self.notifiers:
+            return
+        news = CardEvent(event, card, self._resource(card, session_expires_at), details)
+        for notifier in self.notifiers:
+            try:
+                notifier.notify(news)
+            except Exception:  # a notifier's fault never stops a turn
+                log.exception("notifier %r failed on %s", notifier, event)
 
     async def decide(
         self, session: SessionRecord, card_id: str, decision: str, quoted_hash: str
@@ -419,33 +460,142 @@ class Engine:
             )
         new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
         async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
-            return await self._claim(card, {Status.PENDING}, new, by)
+            card = await self._claim(card, {Status.PENDING}, new, {"decided_by": by})
+            return await self._carry_out(card)
 
-    async def _claim(self, card: Card, expected: set[Status], new: Status, by: str) -> Card:
-        """The exactly-once step, then the run or the decline; called under the turn lock."""
+    async def team_decide(
+        self,
+        card_id: str,
+        verdict: Verdict,
+        teammate: Teammate,
+        reason: str | None = None,
+        level: int | None = None,
+    ) -> Card:
+        """A teammate's decision on the current level of a card; the card once it is claimed.
+
+        ``level`` is the level the teammate was shown (a dashboard page, a Slack message):
+        if the card has moved on since, the decision is refused as already decided
+        rather than applied to a level they never saw.
+
+        Returns as soon as the decision is recorded (the next level waits, or the card
+        is approved or rejected). Running the calls and the bot's next step go on in
+        the background, so neither a slow action nor a client that hangs up stops them.
+        """
+        claimed: asyncio.Future[Card] = asyncio.get_running_loop().create_future()
+        # Read even when the caller is gone, so an unread refusal is not reported as lost.
+        claimed.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self.spawn(self._team_decision(card_id, verdict, teammate, reason, level, claimed))
+        # Shielded: a caller that goes away must not cancel the decision under way.
+        return await asyncio.shield(claimed)
+
+    async def _team_decision(
+        self,
+        card_id: str,
+        verdict: Verdict,
+        teammate: Teammate,
+        reason: str | None,
+        level: int | None,
+        claimed: asyncio.Future[Card],
+    ) -> None:
+        try:
+            card = await self.store.get_card(card_id)
+            if card is None:
+                raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card_id)
+            async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
+                card = await self.store.get_card(card_id) or card  # as it is now
+                if level is not None and card.status is Status.WAITING and card.level != level:
+                    raise ProtocolError(
+                        ErrorCode.ALREADY_DECIDED,
+                        f"level {level} of this card is already decided",
+                        ref=card_id,
+                    )
+                card = await self._team_claim(card, verdict, teammate, reason)
+                claimed.set_result(card)
+                if card.status is not Status.WAITING:
+                    await self._carry_out(card)
+        except Exception as exc:
+            if claimed.done():
+                raise  # after the claim: the background task's failure is logged
+            claimed.set_exception(exc)
+
+    async def _team_claim(
+        self, card: Card, verdict: Verdict, teammate: Teammate, reason: str | None
+    ) -> Card:
+        """Record the decision on the card's current level; called under the turn lock."""
+        if card.status is not Status.WAITING:
+            if card.approver != "team":
+                await self._refused(card, teammate.signature, "teammate decision on a visitor card")
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "this card is the visitor's to decide", ref=card.card_id
+                )
+            raise ProtocolError(
+                ErrorCode.ALREADY_DECIDED, f"this card is already {card.status}", ref=card.card_id
+            )
+        try:
+            check_decider(card, teammate)
+        except NotAllowed as exc:
+            await self._refused(card, teammate.signature, f"{teammate.channel}: {exc}")
+            raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), ref=card.card_id) from None
+        record = approval(card, verdict, teammate, self.clock(), reason)
+        changes: dict[str, Any] = {"approvals": [*card.approvals, record]}
+        if verdict is Verdict.APPROVE and card.level < len(card.levels):
+            changes["level"] = card.level + 1
+            moved = await self._claim(card, {Status.WAITING}, Status.WAITING, changes, card.level)
+            await self._audit_card(
+                moved,
+                moved.calls,
+                AuditStatus.PENDING_CONFIRMATION,
+                teammate.signature,
+                f"level {card.level} ({card.role}) approved; "
+                f"level {moved.level} ({moved.role}) waits",
+            )
+            await self.store.append_frame(moved.session_id, card_update_frame(moved))
+            self._announce(EventType.CARD_DECIDED, moved, approval=record)
+            self._announce(EventType.CARD_WAITING, moved)
+            return moved
+        changes.update(decided_by=teammate.signature, reason=reason or None)
+        new = Status.APPROVED if verdict is Verdict.APPROVE else Status.REJECTED
+        return await self._claim(card, {Status.WAITING}, new, changes, card.level)
+
+    async def _claim(
+        self,
+        card: Card,
+        expected: set[Status],
+        new: Status,
+        changes: dict[str, Any],
+        level: int | None = None,
+    ) -> Card:
+        """The exactly-once step; called under the turn lock. Raises if another won."""
         now = self.clock()
-        changes: dict[str, Any] = {"decided_by": by}
         if new is Status.APPROVED:
             lease = sum(self._run_timeout(c["action"]) for c in card.calls) + self.lease_margin
-            changes["lease_until"] = now + lease
+            changes = {**changes, "lease_until": now + lease}
         moved = await self.store.transition(
-            card.card_id, expected, new, now, changes, check_deadline=True
+            card.card_id, expected, new, now, changes, check_deadline=True, level=level
         )
         if moved.card is None:  # ClaimOutcome.MISSING
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card.card_id)
         if moved.outcome is ClaimOutcome.CONFLICT:
+            status = moved.card.status
+            already = f"level {level} of this card is already decided" if status is new else None
             raise ProtocolError(
                 ErrorCode.ALREADY_DECIDED,
-                f"this card is already {moved.card.status}",
+                already or f"this card is already {status}",
                 ref=card.card_id,
             )
         if moved.outcome is ClaimOutcome.EXPIRED:
             await self._after_close(moved.card)
             raise ProtocolError(ErrorCode.EXPIRED, "this card has expired", ref=card.card_id)
-        if new is Status.APPROVED:
-            return await self._execute(moved.card)
-        await self._after_close(moved.card)
+        if new is not Status.WAITING:
+            self._announce(EventType.CARD_DECIDED, moved.card, approval=_last(moved.card))
         return moved.card
+
+    async def _carry_out(self, card: Card) -> Card:
+        """After a claim: run the approved calls, or close the declined card; then resume."""
+        if card.status is Status.APPROVED:
+            return await self._execute(card)
+        await self._after_close(card)
+        return card
 
     def _run_timeout(self, name: str) -> float:
         action = self.registry.get(name)
@@ -481,6 +631,7 @@ class Engine:
                     )
                     outcome = await run_call(action, call["args"], ctx)
                 results.append(_result_summary(name, outcome, self._sensitive(name)))
+                self._announce(EventType.CALL_EXECUTED, card, index=index, result=results[-1])
                 if not outcome.ok:
                     stop = "not run: an earlier call failed"
             conversation.append(tool_message(call_id, outcome.tool_content()))
@@ -515,6 +666,7 @@ class Engine:
             card = moved.card
             metrics.cards_closed.labels(card.status).inc()
             await self.store.append_frame(card.session_id, card_update_frame(card))
+            self._announce(EventType.CARD_CLOSED, card)
         await self._resume(card, conversation)
         return card
 
@@ -535,6 +687,7 @@ class Engine:
         """
         metrics.cards_closed.labels(card.status).inc()
         await self.store.append_frame(card.session_id, card_update_frame(card))
+        self._announce(EventType.CARD_CLOSED, card)
         reason = DECLINE_REASONS[card.status]
         finished = len(card.results)
         await self._audit_card(
@@ -623,6 +776,10 @@ class Engine:
                     await self._after_close(moved.card)
         finally:
             self._settling.discard(card.card_id)
+
+
+def _last(card: Card) -> dict[str, Any] | None:
+    return card.approvals[-1] if card.approvals else None
 
 
 def _audit_status(outcome: Outcome) -> AuditStatus:

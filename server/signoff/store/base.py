@@ -153,18 +153,39 @@ class Store(abc.ABC):
         now: float,
         changes: dict[str, Any] | None = None,
         check_deadline: bool = False,
+        level: int | None = None,
     ) -> Transition:
         """Atomically move a card from one of ``expected`` to ``new``.
 
         This is the exactly-once claim: of any number of racing callers, one
-        gets OK and the rest CONFLICT. With ``check_deadline``, a card past its
-        timeout or whose session has expired is moved to ``expired`` instead
-        (outcome EXPIRED, once) and never to ``new``.
+        gets OK and the rest CONFLICT. With ``level``, the card must also be at
+        that level of its team chain, so two teammates deciding the same level
+        cannot both move it. With ``check_deadline``, a card past its timeout or
+        whose session has expired is moved to ``expired`` instead (outcome
+        EXPIRED, once) and never to ``new``.
         """
 
     @abc.abstractmethod
     async def due_cards(self, now: float) -> list[Card]:
         """Open cards past their deadline, and claimed cards whose lease ran out."""
+
+    @abc.abstractmethod
+    async def team_cards(self, limit: int) -> list[Card]:
+        """The newest ``limit`` cards that wait or waited on teammates, newest first.
+
+        Kept while their sessions' live state is: what the dashboard and the API list.
+        """
+
+    # Records --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_record(self, name: str, value: str, ttl: float) -> None:
+        """Keep a small value for ``ttl`` seconds: dashboard logins, Slack message ids."""
+
+    @abc.abstractmethod
+    async def get_record(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def delete_record(self, name: str) -> None: ...
 
     # Coordination ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -35,6 +36,9 @@ class MemoryStore(Store):
         self._client_ids: dict[str, set[str]] = defaultdict(set)
         self._cards: dict[str, Card] = {}
         self._session_cards: dict[str, list[str]] = defaultdict(list)
+        self._team_cards: dict[str, None] = {}  # ids of team cards, oldest first
+        self._records: dict[str, tuple[str, float]] = {}
+        self._records_kept = 64
         # Cards still open or claimed: all the sweeper has to look at.
         self._live: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -68,6 +72,7 @@ class MemoryStore(Store):
         self._client_ids.pop(session_id, None)
         for card_id in self._session_cards.pop(session_id, []):
             self._cards.pop(card_id, None)
+            self._team_cards.pop(card_id, None)
             self._live.discard(card_id)
         self._notify(session_id, "end")
         self._listeners.pop(session_id, None)
@@ -123,6 +128,8 @@ class MemoryStore(Store):
             return  # the session ended: nothing of it is kept
         self._cards[card.card_id] = card.copy()
         self._session_cards[card.session_id].append(card.card_id)
+        if card.approver == "team":
+            self._team_cards[card.card_id] = None
         self._track(card)
 
     async def get_card(self, card_id: str) -> Card | None:
@@ -145,11 +152,12 @@ class MemoryStore(Store):
         now: float,
         changes: dict[str, Any] | None = None,
         check_deadline: bool = False,
+        level: int | None = None,
     ) -> Transition:
         card = self._cards.get(card_id)
         if card is None:
             return Transition(ClaimOutcome.MISSING, None)
-        if card.status not in expected:
+        if card.status not in expected or (level is not None and card.level != level):
             return Transition(ClaimOutcome.CONFLICT, card.copy())
         if not can_move(card.status, new):
             raise ValueError(f"a card cannot move from {card.status} to {new}")
@@ -183,6 +191,27 @@ class MemoryStore(Store):
             if open_and_late or lease_over:
                 due.append(card.copy())
         return due
+
+    async def team_cards(self, limit: int) -> list[Card]:
+        newest = list(self._team_cards)[-limit:] if limit > 0 else []
+        return [self._cards[card_id].copy() for card_id in reversed(newest)]
+
+    # Records --------------------------------------------------------------------------
+    async def put_record(self, name: str, value: str, ttl: float) -> None:
+        now = time.time()
+        self._records[name] = (value, now + ttl)
+        if len(self._records) >= 2 * self._records_kept:
+            # Lapsed records are dropped in batches, so each put costs O(1) on average.
+            for key in [k for k, (_, until) in self._records.items() if until <= now]:
+                del self._records[key]
+            self._records_kept = max(len(self._records), 64)
+
+    async def get_record(self, name: str) -> str | None:
+        value, until = self._records.get(name, (None, 0.0))
+        return value if until > time.time() else None
+
+    async def delete_record(self, name: str) -> None:
+        self._records.pop(name, None)
 
     # Coordination ---------------------------------------------------------------------
     @asynccontextmanager

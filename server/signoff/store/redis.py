@@ -15,6 +15,8 @@ the stream). Keys, under one prefix per deployment (``?prefix=``, default
     {p}:card:{card_id}      hash    body (the card as JSON) and each field changed since
     {p}:sessions            zset    session id -> expires_at: what the sweepers end
     {p}:due                 zset    card id -> deadline while open, lease end while claimed
+    {p}:team                zset    card id -> created_at, for cards that wait on teammates
+    {p}:record:{name}       string  a small value with a TTL (dashboard logins, Slack ids)
     {p}:lock:{name}         string  a turn lock, renewed while held
     {p}:news:{sid}          channel "<instance>:frames" or "<instance>:end"
 
@@ -139,23 +141,27 @@ _ADD_CARD = """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
 redis.call('HSET', KEYS[3], 'body', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[4],
-  'lease_until', ARGV[5], '_timeout_at', ARGV[6], '_sid', ARGV[7])
+  'lease_until', ARGV[5], 'level', ARGV[10], '_timeout_at', ARGV[6], '_sid', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl)
 if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1]) end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[5], ARGV[9], ARGV[1]) end
 return 1
 """
 
 # The claim. ARGV: now, new status, check deadline, session key prefix, where the card
-# goes in the due index (open | claimed | final), lease end or '', card id; then the
-# expected statuses, the statuses that may move to the new one (each list after its
-# length), then field/value pairs to set.
+# goes in the due index (open | claimed | final), lease end or '', card id, the level the
+# card must be at or ''; then the expected statuses, the statuses that may move to the
+# new one (each list after its length), then field/value pairs to set.
 _TRANSITION = """
 local card = KEYS[1]
 local status = redis.call('HGET', card, 'status')
 if not status then return {'missing'} end
-local i = 8
+if ARGV[8] ~= '' and tonumber(redis.call('HGET', card, 'level')) ~= tonumber(ARGV[8]) then
+  return {'conflict', redis.call('HGETALL', card)}
+end
+local i = 9
 local expected, movable = false, false
 for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then expected = true end end
 i = i + tonumber(ARGV[i]) + 1
@@ -194,6 +200,7 @@ local ids = redis.call('LRANGE', KEYS[6], 0, -1)
 for _, id in ipairs(ids) do
   redis.call('DEL', ARGV[2] .. id)
   redis.call('ZREM', KEYS[8], id)
+  redis.call('ZREM', KEYS[9], id)
 end
 local existed = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
@@ -369,8 +376,11 @@ class RedisStore(Store):
     @_reachable
     async def end_session(self, session_id: str, reason: str) -> None:
         keys = self._session_keys(session_id)
-        # The order the script expects: the six per-session keys, then both indexes.
-        ordered = [keys[0], keys[3], keys[4], keys[5], keys[6], keys[2], keys[1], self._key("due")]
+        # The order the script expects: the six per-session keys, then the indexes.
+        ordered = [
+            *(keys[0], keys[3], keys[4], keys[5], keys[6], keys[2], keys[1]),
+            *(self._key("due"), self._key("team")),
+        ]
         existed = await self._scripts["end"](
             keys=ordered,
             args=[session_id, self._key("card", ""), self._key("news", session_id), self.instance],
@@ -444,6 +454,7 @@ class RedisStore(Store):
                 self._key("cards", card.session_id),
                 self._key("card", card.card_id),
                 self._key("due"),
+                self._key("team"),
             ],
             args=[
                 card.card_id,
@@ -454,6 +465,8 @@ class RedisStore(Store):
                 repr(card.timeout_at),
                 card.session_id,
                 score.get(place, ""),
+                repr(card.created_at) if card.approver == "team" else "",
+                json.dumps(card.level),
             ],
         )
 
@@ -492,6 +505,7 @@ class RedisStore(Store):
         now: float,
         changes: dict[str, Any] | None = None,
         check_deadline: bool = False,
+        level: int | None = None,
     ) -> Transition:
         changes = changes or {}
         place = _due_place(new)
@@ -504,6 +518,7 @@ class RedisStore(Store):
             place,
             repr(float(lease)) if lease is not None else "",
             card_id,
+            str(level) if level is not None else "",
         ]
         movable = [s for s in expected if can_move(s, new)]
         for statuses in (list(expected), movable):
@@ -538,6 +553,31 @@ class RedisStore(Store):
             if open_and_late or lease_over:
                 due.append(card)
         return due
+
+    @_reachable
+    async def team_cards(self, limit: int) -> list[Card]:
+        if limit <= 0:
+            return []
+        card_ids: list[str] = await self.redis.zrevrange(self._key("team"), 0, limit - 1)  # type: ignore[assignment]
+        found = await self._cards(card_ids)
+        gone = [card_id for card_id, card in found.items() if card is None]
+        if gone:  # their sessions' keys expired with no sweeper running
+            await self.redis.zrem(self._key("team"), *gone)
+        return [card for card in found.values() if card is not None]
+
+    # Records ----------------------------------------------------------------------------
+    @_reachable
+    async def put_record(self, name: str, value: str, ttl: float) -> None:
+        await self.redis.set(self._key("record", name), value, px=max(int(ttl * 1000), 1))
+
+    @_reachable
+    async def get_record(self, name: str) -> str | None:
+        value: str | None = await self.redis.get(self._key("record", name))  # type: ignore[assignment]
+        return value
+
+    @_reachable
+    async def delete_record(self, name: str) -> None:
+        await self.redis.delete(self._key("record", name))
 
     # Coordination -----------------------------------------------------------------------
     def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:

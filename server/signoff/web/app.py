@@ -22,11 +22,13 @@ from starlette.responses import (
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from signoff.accounts import Accounts
 from signoff.app import Signoff
 from signoff.assets import asset_dir
-from signoff.audit import open_audit
+from signoff.audit import AuditLog, open_audit
 from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
+from signoff.engine.notify import Notifier
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.ws import websocket_endpoint
 
@@ -40,6 +42,9 @@ class Runtime:
     engine: Engine
     settings: Settings
     sites: dict[str, Site]
+    audit: AuditLog
+    accounts: Accounts
+    templates: Environment
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         return any(site.allows(origin, host) for site in self.sites.values())
@@ -59,6 +64,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
     audit = open_audit(settings.audit)
+    notifiers: list[Notifier] = []
     engine = Engine(
         registry=signoff.registry,
         bot=bot,
@@ -67,10 +73,18 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         secret=settings.secret,
         session_ttl=settings.session_ttl,
         lease_margin=settings.lease_margin,
+        notifiers=notifiers,
     )
-    runtime = Runtime(engine, settings, {**settings.sites, **signoff.sites})
     templates = Environment(
         loader=FileSystemLoader(asset_dir("templates")), autoescape=select_autoescape()
+    )
+    runtime = Runtime(
+        engine,
+        settings,
+        {**settings.sites, **signoff.sites},
+        audit,
+        Accounts(audit.engine, settings.admin_key),
+        templates,
     )
     widget = asset_dir("widget")
 
@@ -88,12 +102,16 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
         await audit.start()
+        for notifier in notifiers:
+            await notifier.start()
         task = asyncio.create_task(sweeper())
         try:
             yield
         finally:
             task.cancel()
             await engine.drain()
+            for notifier in notifiers:
+                await notifier.close()
             await audit.close()
             await store.close()
 

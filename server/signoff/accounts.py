@@ -1,0 +1,180 @@
+"""Teammates and API keys: who may decide cards that wait on a team, and how they prove it.
+
+Both live in the audit database (``SIGNOFF_AUDIT``), so every instance sees the same
+ones and ``signoff users create`` / ``signoff keys create`` work while servers run.
+Passwords are hashed with argon2id; API keys are long random strings, looked up by
+their public id and checked against a SHA-256 of their secret part in constant time.
+``SIGNOFF_ADMIN_KEY`` is an admin key that needs no database row: the first key an
+operator has, to create the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from signoff.audit.schema import api_keys, teammates
+from signoff.core.teammates import ADMIN, NAME_PATTERN, check_role_name
+
+KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
+MIN_PASSWORD_LENGTH = 10
+ADMIN_KEY_ID = "admin"
+
+
+class AccountError(ValueError):
+    """A teammate or key cannot be created as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A teammate or an API key, once authenticated: a name and roles."""
+
+    name: str
+    roles: frozenset[str]
+    slack_user_id: str | None = None
+
+
+def _roles(roles: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
+    if not roles:
+        raise AccountError("give at least one --role")
+    try:
+        return sorted({check_role_name(role) for role in roles})
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(self, engine: AsyncEngine, admin_key: str | None = None) -> None:
+        self.engine = engine
+        self.admin_key = admin_key
+        self.hasher = PasswordHasher()
+        # Checked against when a name is unknown, so a login takes as long either way.
+        self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+
+    # Teammates ----------------------------------------------------------------------------
+    async def create_teammate(
+        self, name: str, password: str, roles: list[str], slack_user_id: str | None = None
+    ) -> None:
+        if not NAME_PATTERN.match(name):
+            raise AccountError(
+                f"name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 characters"
+            )
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise AccountError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        row = {
+            "name": name,
+            "password_hash": password_hash,
+            "roles": _roles(roles),
+            "slack_user_id": slack_user_id or None,
+            "disabled": False,
+            "created_at": _now(),
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(teammates), row)
+        except IntegrityError:
+            raise AccountError(
+                f"a teammate named {name!r} or linked to that Slack user already exists"
+            ) from None
+
+    async def login(self, name: str, password: str) -> Account | None:
+        """The teammate, if the password is theirs; None otherwise (same time either way)."""
+        row = await self._teammate_row(teammates.c.name == name)
+        stored = row["password_hash"] if row else self._decoy
+        try:
+            await asyncio.to_thread(self.hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or row["disabled"]:
+            return None
+        if self.hasher.check_needs_rehash(stored):
+            rehashed = await asyncio.to_thread(self.hasher.hash, password)
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(teammates).where(teammates.c.name == name).values(password_hash=rehashed)
+                )
+        return _account(row)
+
+    async def teammate(self, name: str) -> Account | None:
+        """A teammate by name, as they are now (a dashboard login re-reads its roles)."""
+        row = await self._teammate_row(teammates.c.name == name)
+        return _account(row) if row and not row["disabled"] else None
+
+    async def slack_teammate(self, slack_user_id: str) -> Account | None:
+        row = await self._teammate_row(teammates.c.slack_user_id == slack_user_id)
+        return _account(row) if row and not row["disabled"] else None
+
+    async def _teammate_row(self, where: Any) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(teammates).where(where))).first()
+        return dict(row._mapping) if row else None
+
+    # API keys -----------------------------------------------------------------------------
+    async def create_key(self, name: str, roles: list[str]) -> str:
+        """A new key; the only time its full text exists outside the caller is now."""
+        if not name or len(name) > 200:
+            raise AccountError("a key needs a name of 1 to 200 characters (what it is for)")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(api_keys),
+                {
+                    "key_id": key_id,
+                    "name": name,
+                    "secret_hash": _digest(secret),
+                    "roles": _roles(roles),
+                    "created_at": _now(),
+                },
+            )
+        return f"{KEY_PREFIX}{key_id}_{secret}"
+
+    async def revoke_key(self, key_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+        return bool(result.rowcount)
+
+    async def authenticate_key(self, presented: str) -> Account | None:
+        """The key's name and roles, or None for anything but a live key."""
+        if self.admin_key and hmac.compare_digest(presented.encode(), self.admin_key.encode()):
+            return Account(f"key:{ADMIN_KEY_ID}", frozenset({ADMIN}))
+        if not presented.startswith(KEY_PREFIX):
+            return None
+        key_id, _, secret = presented[len(KEY_PREFIX) :].partition("_")
+        if not key_id or not secret or len(key_id) > 32:
+            return None
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(_digest(secret), row.secret_hash):
+            return None
+        return Account(f"key:{row.name}", frozenset(row.roles))
+
+
+def _account(row: dict[str, Any]) -> Account:
+    return Account(row["name"], frozenset(row["roles"]), row["slack_user_id"])

@@ -1,0 +1,103 @@
+"""Teammates: who may decide a card that waits on a team, level by level.
+
+Pure: the web layer authenticates a teammate (dashboard login, Slack signature,
+API key); this module says whether that teammate may decide the card as it is now.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from signoff.core.cards import Card, Status
+
+# Roles signoff itself gives meaning to; every other role is a team role named by
+# actions, as in ``team("support-lead", "finance")``.
+ADMIN = "admin"  # manages API keys and teammates; decides nothing by itself
+HOST = "host"  # a host site's backend: signs user tokens for its pages
+ROLE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+TEAMMATE_PREFIX = "teammate:"
+
+
+class Channel(StrEnum):
+    """Where a teammate's decision came from."""
+
+    DASHBOARD = "dashboard"
+    SLACK = "slack"
+    API = "api"
+
+
+class Verdict(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class NotAllowed(Exception):
+    """The teammate may not decide this card now; the message says why."""
+
+
+@dataclass(frozen=True)
+class Teammate:
+    """An authenticated teammate or API key and the roles it holds."""
+
+    name: str
+    roles: frozenset[str]
+    channel: Channel
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def signature(self) -> str:
+        """How this teammate's decisions are signed in cards and the audit log."""
+        return TEAMMATE_PREFIX + self.name
+
+    def may_decide(self, card: Card) -> bool:
+        """Whether the card waits on a role this teammate holds (the button is shown)."""
+        return card.status is Status.WAITING and card.role in self.roles
+
+
+def check_role_name(role: str) -> str:
+    if not ROLE_PATTERN.match(role):
+        raise ValueError(
+            f"role {role!r}: use lowercase letters, digits, '-', '_' and '.', up to 64 characters"
+        )
+    return role
+
+
+def check_decider(card: Card, teammate: Teammate) -> None:
+    """Raise NotAllowed unless ``teammate`` may decide the card's current level.
+
+    One person decides one level only: the levels of a chain are separate sign-offs
+    (four eyes), so a teammate who approved level 1 cannot also approve level 2.
+    """
+    if card.approver != "team":
+        raise NotAllowed("this card is the visitor's to decide")
+    role = card.role
+    if role not in teammate.roles:
+        raise NotAllowed(f"level {card.level} needs the role {role!r}")
+    if any(a["by"] == teammate.signature for a in card.approvals):
+        raise NotAllowed("you already decided an earlier level of this card")
+
+
+def approval(
+    card: Card, verdict: Verdict, teammate: Teammate, now: float, reason: str | None
+) -> dict[str, Any]:
+    """The record of one teammate's decision on the card's current level."""
+    return {
+        "level": card.level,
+        "role": card.role,
+        "decision": str(verdict),
+        "by": teammate.signature,
+        "channel": str(teammate.channel),
+        "timestamp": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+        "reason": reason or None,
+    }
+
+
+def shown_to_visitor(decided_by: str) -> str:
+    """A decider as the visitor's widget sees it: teammates' names stay internal."""
+    return "teammate" if decided_by.startswith(TEAMMATE_PREFIX) else decided_by
