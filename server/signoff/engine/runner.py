@@ -723,6 +723,15 @@ class Engine:
     async def _refused(self, card: Card, by: str, why: str) -> None:
         await self._audit_card(card, card.calls, AuditStatus.REFUSED, by, why)
 
+    async def refuse_attempt(self, card_id: str, by: str, why: str) -> None:
+        """Audit a decision attempt refused before it reached the card (a bad signature, a
+        missing CSRF token, extra fields), when it names a card that exists."""
+        card = await self.store.get_card(card_id)
+        if card is not None:
+            await self._refused(card, by, why)
+        else:
+            log.warning("refused a decision attempt by %s on unknown card %r: %s", by, card_id, why)
+
     async def _audit_card(
         self,
         card: Card,
