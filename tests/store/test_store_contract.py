@@ -339,3 +339,76 @@ async def test_the_turn_lock_holds_past_its_lease_while_its_holder_works(store: 
 
     await asyncio.gather(first(), second())
     assert order == ["first in", "first out", "second in"]
+
+
+def team_card(card_id: str, created_at: float = NOW, **changes: Any) -> Card:
+    return card(
+        card_id,
+        approver="team",
+        levels=["support-lead", "finance"],
+        status=Status.WAITING,
+        created_at=created_at,
+        **changes,
+    )
+
+
+async def test_of_many_racing_level_decisions_exactly_one_moves_the_level(store: Store) -> None:
+    await store.create_session(session())
+    await store.add_card(team_card("card1"))
+
+    async def approve_level_one(n: int) -> ClaimOutcome:
+        approvals = [{"level": 1, "by": f"teammate:t{n}"}]
+        moved = await store.transition(
+            "card1",
+            {Status.WAITING},
+            Status.WAITING,
+            NOW,
+            {"level": 2, "approvals": approvals},
+            check_deadline=True,
+            level=1,
+        )
+        return moved.outcome
+
+    outcomes = await asyncio.gather(*(approve_level_one(n) for n in range(20)))
+    assert outcomes.count(ClaimOutcome.OK) == 1
+    assert outcomes.count(ClaimOutcome.CONFLICT) == 19
+    stored = await store.get_card("card1")
+    assert stored is not None
+    assert (stored.status, stored.level, len(stored.approvals)) == (Status.WAITING, 2, 1)
+    # The next level is claimed on its own level number, and only once.
+    final = await store.transition(
+        "card1", {Status.WAITING}, Status.APPROVED, NOW, {"decided_by": "t"}, level=2
+    )
+    assert final.outcome is ClaimOutcome.OK
+    stale = await store.transition("card1", {Status.WAITING}, Status.REJECTED, NOW, level=1)
+    assert stale.outcome is ClaimOutcome.CONFLICT
+
+
+async def test_team_cards_are_listed_newest_first_until_their_session_ends(store: Store) -> None:
+    await store.create_session(session("s1"))
+    await store.create_session(session("s2"))
+    await store.add_card(team_card("old", NOW))
+    await store.add_card(card("visitor", created_at=NOW + 1))
+    await store.add_card(team_card("new", NOW + 2, session_id="s2"))
+    assert [c.card_id for c in await store.team_cards(10)] == ["new", "old"]
+    assert [c.card_id for c in await store.team_cards(1)] == ["new"]
+    await store.transition("old", {Status.WAITING}, Status.REJECTED, NOW)
+    assert [(c.card_id, c.status) for c in await store.team_cards(10)] == [
+        ("new", Status.WAITING),
+        ("old", Status.REJECTED),
+    ]
+    await store.end_session("s2", "expired")
+    assert [c.card_id for c in await store.team_cards(10)] == ["old"]
+
+
+async def test_records_keep_a_value_until_their_ttl_or_deletion(store: Store) -> None:
+    await store.put_record("login:a", "alice", 60)
+    await store.put_record("login:b", "bob", 0.05)
+    assert await store.get_record("login:a") == "alice"
+    assert await store.get_record("missing") is None
+    await asyncio.sleep(0.1)
+    assert await store.get_record("login:b") is None
+    await store.put_record("login:a", "alice again", 60)
+    assert await store.get_record("login:a") == "alice again"
+    await store.delete_record("login:a")
+    assert await store.get_record("login:a") is None
