@@ -19,7 +19,7 @@ MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-TABLES = {"sites", "llm"}
+TABLES = {"sites", "llm", "slack"}
 KNOWN_KEYS = {
     "secret",
     "store",
@@ -74,6 +74,7 @@ class Settings:
     lease_margin: float = 30.0
     sites: dict[str, Site] = field(default_factory=dict)
     llm: LLMSettings | None = None
+    slack: SlackSettings | None = None
 
 
 def _positive(name: str, value: Any) -> float:
@@ -161,7 +162,34 @@ def load_settings(
         lease_margin=_positive("SIGNOFF_LEASE_MARGIN", values.get("lease_margin", 30.0)),
         sites=_sites(raw.get("sites", {})),
         llm=_llm(raw.get("llm", {}), env),
+        slack=_slack(raw.get("slack", {}), env),
     )
+
+
+def _table(name: str, raw: Any, keys: set[str], env: Mapping[str, str]) -> dict[str, Any]:
+    """A table such as ``[llm]`` with its ``SIGNOFF_<NAME>_<KEY>`` variables winning."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a table, [{name}]")
+    unknown = set(raw) - keys
+    if unknown:
+        raise ConfigError(f"{name}: unknown settings {sorted(unknown)}")
+    values = dict(raw)
+    for key in keys:
+        variable = f"SIGNOFF_{name.upper()}_{key.upper()}"
+        if env.get(variable):
+            values[key] = env[variable]
+    return values
+
+
+def _http_url(name: str, value: str, example: str) -> str:
+    try:
+        url = urlsplit(value)
+        usable = url.scheme in {"http", "https"} and bool(url.hostname)
+    except ValueError:  # a malformed host, such as an unclosed [IPv6
+        usable = False
+    if not usable:
+        raise ConfigError(f"{name}: expected an http(s) URL like {example}, got {value!r}")
+    return value
 
 
 # The LLM bot ---------------------------------------------------------------------------
@@ -197,15 +225,7 @@ class LLMSettings:
 
 def _llm(raw: Any, env: Mapping[str, str]) -> LLMSettings | None:
     """The ``[llm]`` table with ``SIGNOFF_LLM_*`` winning; None without a base URL."""
-    if not isinstance(raw, dict):
-        raise ConfigError("llm: expected a table, [llm]")
-    unknown = set(raw) - LLM_KEYS
-    if unknown:
-        raise ConfigError(f"llm: unknown settings {sorted(unknown)}")
-    values = dict(raw)
-    for key in LLM_KEYS:
-        if env.get(f"SIGNOFF_LLM_{key.upper()}"):
-            values[key] = env[f"SIGNOFF_LLM_{key.upper()}"]
+    values = _table("llm", raw, LLM_KEYS, env)
     for key, value in values.items():
         if key not in {"timeout", "max_retries"} and not isinstance(value, str):
             raise ConfigError(f"SIGNOFF_LLM_{key.upper()}: expected a string, got {value!r}")
@@ -217,16 +237,7 @@ def _llm(raw: Any, env: Mapping[str, str]) -> LLMSettings | None:
                 "(for OpenAI itself, https://api.openai.com/v1)"
             )
         return None
-    try:
-        url = urlsplit(base_url)
-        usable = url.scheme in {"http", "https"} and bool(url.hostname)
-    except ValueError:  # a malformed host, such as an unclosed [IPv6
-        usable = False
-    if not usable:
-        raise ConfigError(
-            f"SIGNOFF_LLM_BASE_URL: expected an http(s) URL like https://api.openai.com/v1, "
-            f"got {base_url!r}"
-        )
+    _http_url("SIGNOFF_LLM_BASE_URL", base_url, "https://api.openai.com/v1")
     if not values.get("model"):
         raise ConfigError("SIGNOFF_LLM_MODEL: required with SIGNOFF_LLM_BASE_URL")
     prompt = values.get("system_prompt")
@@ -261,3 +272,50 @@ def _retries(value: Any) -> int:
     if not 0 <= value <= MAX_LLM_RETRIES:
         raise ConfigError(f"{name}: must be between 0 and {MAX_LLM_RETRIES}, got {value}")
     return value
+
+
+# Slack ----------------------------------------------------------------------------------
+
+SLACK_REQUIRED = ("bot_token", "signing_secret", "channel")
+SLACK_KEYS = {*SLACK_REQUIRED, "api_url"}
+SLACK_API_URL = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Approvals in Slack: ``[slack]`` and ``SIGNOFF_SLACK_*``.
+
+    ``api_url`` is the Web API's base URL; only a proxy or a test points it elsewhere.
+    """
+
+    bot_token: str
+    signing_secret: str
+    channel: str
+    api_url: str = SLACK_API_URL
+
+
+def _slack(raw: Any, env: Mapping[str, str]) -> SlackSettings | None:
+    """The ``[slack]`` table with ``SIGNOFF_SLACK_*`` winning; None when nothing is set.
+
+    All or nothing: a Slack app half configured would post buttons nobody can use,
+    or take clicks it cannot check.
+    """
+    values = _table("slack", raw, SLACK_KEYS, env)
+    if not values:
+        return None
+    for key, value in values.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"SIGNOFF_SLACK_{key.upper()}: expected a non-empty string, got {value!r}"
+            )
+    missing = [f"SIGNOFF_SLACK_{key.upper()}" for key in SLACK_REQUIRED if key not in values]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: required with the other slack settings")
+    return SlackSettings(
+        bot_token=values["bot_token"],
+        signing_secret=values["signing_secret"],
+        channel=values["channel"],
+        api_url=_http_url(
+            "SIGNOFF_SLACK_API_URL", values.get("api_url", SLACK_API_URL), SLACK_API_URL
+        ),
+    )

@@ -11,10 +11,12 @@ from signoff.config import (
     DEFAULT_LLM_TIMEOUT,
     DEFAULT_SESSION_TTL,
     MIN_SECRET_LENGTH,
+    SLACK_API_URL,
     ConfigError,
     LLMSettings,
     Settings,
     Site,
+    SlackSettings,
     load_settings,
     origin_matches,
 )
@@ -396,5 +398,78 @@ def test_a_prompt_and_a_prompt_file_together_are_an_error(tmp_path: Path) -> Non
     ],
 )
 def test_bad_llm_tables_are_named(tmp_path: Path, toml: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(write(tmp_path, toml), env=ENV)
+
+
+# [slack] and SIGNOFF_SLACK_* ----------------------------------------------------------
+
+SLACK_ENV = {
+    **ENV,
+    "SIGNOFF_SLACK_BOT_TOKEN": "xoxb-env",
+    "SIGNOFF_SLACK_SIGNING_SECRET": "signing-env",
+    "SIGNOFF_SLACK_CHANNEL": "C0APPROVALS",
+}
+
+
+def test_no_slack_unless_configured() -> None:
+    assert load_settings(env=ENV).slack is None
+
+
+def test_slack_from_the_environment_talks_to_slack_itself() -> None:
+    assert load_settings(env=SLACK_ENV).slack == SlackSettings(
+        "xoxb-env", "signing-env", "C0APPROVALS", SLACK_API_URL
+    )
+
+
+def test_slack_table_with_the_environment_winning(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[slack]
+bot_token = "xoxb-toml"
+signing_secret = "signing-toml"
+channel = "#approvals"
+api_url = "http://127.0.0.1:9999/api/"
+""",
+    )
+    assert load_settings(path, env=ENV).slack == SlackSettings(
+        "xoxb-toml", "signing-toml", "#approvals", "http://127.0.0.1:9999/api/"
+    )
+    assert load_settings(path, env=SLACK_ENV).slack == SlackSettings(
+        "xoxb-env", "signing-env", "C0APPROVALS", "http://127.0.0.1:9999/api/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"SIGNOFF_SLACK_BOT_TOKEN": "xoxb-1"},
+            "SIGNOFF_SLACK_SIGNING_SECRET, SIGNOFF_SLACK_CHANNEL: required",
+        ),
+        ({"SIGNOFF_SLACK_API_URL": "http://127.0.0.1:1/api/"}, "SIGNOFF_SLACK_BOT_TOKEN, "),
+        (
+            {k: v for k, v in SLACK_ENV.items() if k != "SIGNOFF_SLACK_CHANNEL"},
+            "SIGNOFF_SLACK_CHANNEL: required",
+        ),
+        ({**SLACK_ENV, "SIGNOFF_SLACK_API_URL": "slack.com/api"}, "SIGNOFF_SLACK_API_URL"),
+    ],
+)
+def test_partial_or_bad_slack_settings_are_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env={**ENV, **env})
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ('slack = "C1"', "slack: expected a table"),
+        ('[slack]\nchannel = "C1"\nwebhook = "x"', r"slack: unknown .*webhook"),
+        ('[slack]\nbot_token = 1\nsigning_secret = "s"\nchannel = "C1"', "BOT_TOKEN: expected"),
+        ('[slack]\nbot_token = "x"\nsigning_secret = " "\nchannel = "C1"', "SIGNING_SECRET"),
+    ],
+)
+def test_bad_slack_tables_are_named(tmp_path: Path, toml: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(write(tmp_path, toml), env=ENV)

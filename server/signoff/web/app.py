@@ -29,7 +29,9 @@ from signoff.audit import AuditLog, open_audit
 from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
+from signoff.integrations.slack import SlackNotifier
 from signoff.store import StoreUnavailable, open_store
+from signoff.web.slack import slack_routes
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
@@ -65,6 +67,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     store = open_store(settings.store)
     audit = open_audit(settings.audit)
     notifiers: list[Notifier] = []
+    if settings.slack is not None:
+        notifiers.append(SlackNotifier(settings.slack, store))
     engine = Engine(
         registry=signoff.registry,
         bot=bot,
@@ -146,6 +150,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/demo", demo),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            *slack_routes(settings.slack),
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,

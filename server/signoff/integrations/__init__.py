@@ -1,0 +1,1 @@
+"""Other systems signoff tells about cards, and takes decisions from."""

@@ -1,0 +1,151 @@
+"""``POST /slack/interactions``: Approve / Reject clicks on signoff's Slack messages.
+
+Slack signs every request with the app's signing secret over its timestamp and body.
+Nothing in a request is acted on before that signature checks out and the timestamp
+is within five minutes; a forged or stale request gets 401 and, when it names a real
+card, a refused row in the audit log. A genuine click decides as the teammate linked
+to the clicking Slack user, through the same exactly-once claim as the dashboard.
+Slack wants an answer within 3 seconds: the decision is answered once claimed, and
+the channel message is edited by the Slack notifier as the card moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from slack_sdk.signature import SignatureVerifier
+from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from signoff.config import SlackSettings
+from signoff.core.frames import ErrorCode, ProtocolError
+from signoff.core.teammates import Channel, Teammate
+from signoff.engine import Engine
+from signoff.integrations.slack import slack_client
+from signoff.integrations.slack_blocks import BadClick, Click, escape, parse_click
+from signoff.store import StoreUnavailable
+
+log = logging.getLogger("signoff.slack")
+
+# Interaction payloads carry the whole message clicked on; signoff's stay well below this.
+MAX_BODY = 256 * 1024
+REPLAY_WINDOW = 5 * 60  # seconds a signed request stays acceptable, as Slack advises
+_TIMESTAMP = re.compile(r"\d{1,12}", re.ASCII)
+
+NOT_LINKED = (
+    "Your Slack account is not linked to a signoff teammate, so your click was not "
+    "recorded. Ask an admin to link it."
+)
+
+
+def slack_routes(settings: SlackSettings | None) -> list[Route]:
+    """The interactivity endpoint, when Slack is configured."""
+    if settings is None:
+        return []
+    return [Route("/slack/interactions", SlackInteractions(settings).handle, methods=["POST"])]
+
+
+class SlackInteractions:
+    def __init__(self, settings: SlackSettings) -> None:
+        self.verifier = SignatureVerifier(settings.signing_secret)
+        self.client = slack_client(settings)
+        self.channel = settings.channel
+
+    async def handle(self, request: Request) -> Response:
+        engine = request.app.state.runtime.engine
+        body = await _capped_body(request)
+        if body is None:
+            return PlainTextResponse("request body too large", status_code=413)
+        refused = self._unverified(body, request.headers)
+        try:
+            click = parse_click(body)
+        except BadClick as bad:
+            why = refused or bad.why
+            return await _turn_away(engine, bad.card_id, bad.user_id, why, signed=not refused)
+        if refused is not None:
+            return await _turn_away(engine, click.card_id, click.user_id, refused, signed=False)
+        return await self._decide(request, click)
+
+    def _unverified(self, body: bytes, headers: Headers) -> str | None:
+        """Why the request is not Slack's, or None when its signature checks out."""
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        if not _TIMESTAMP.fullmatch(timestamp) or not signature:
+            return "no valid Slack signature headers"
+        if abs(time.time() - int(timestamp)) > REPLAY_WINDOW:
+            return "stale Slack request timestamp"
+        if not self.verifier.is_valid(body, timestamp, signature):
+            return "bad Slack signature"
+        return None
+
+    async def _decide(self, request: Request, click: Click) -> Response:
+        runtime = request.app.state.runtime
+        engine = runtime.engine
+        account = await runtime.accounts.slack_teammate(click.user_id)
+        if account is None:
+            await _refuse(engine, click.card_id, f"slack:{click.user_id}", "not a linked teammate")
+            return self._tell(click, NOT_LINKED)
+        teammate = Teammate(
+            account.name,
+            account.roles,
+            Channel.SLACK,
+            ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+        try:
+            await engine.team_decide(click.card_id, click.verdict, teammate, level=click.level)
+        except ProtocolError as exc:
+            if exc.code != ErrorCode.FORBIDDEN:  # the engine audits forbidden ones itself
+                await _refuse(engine, click.card_id, teammate.signature, exc.message)
+            return self._tell(click, f"Not recorded: {exc.message}.")
+        except StoreUnavailable:
+            return self._tell(click, "signoff cannot reach its store; try again in a moment.")
+        return Response(status_code=200)
+
+    def _tell(self, click: Click, text: str) -> Response:
+        """Answer at once; tell only the clicking user why, leaving the channel message alone."""
+        return Response(status_code=200, background=BackgroundTask(self._ephemeral, click, text))
+
+    async def _ephemeral(self, click: Click, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=click.channel_id or self.channel, user=click.user_id, text=escape(text)
+            )
+        except Exception:  # the decision stands either way; only the note is lost
+            log.exception("could not tell Slack user %s: %s", click.user_id, text)
+
+
+async def _turn_away(
+    engine: Engine, card_id: str | None, user_id: str | None, why: str, *, signed: bool
+) -> Response:
+    """401 for a request Slack did not sign, 400 for a signed one signoff never asked for;
+    audited when it names a real card. Its payload is read only to name that card."""
+    who = f"slack:{user_id or 'unknown'}" + ("" if signed else " (unverified)")
+    if card_id is not None:
+        await _refuse(engine, card_id, who, why)
+    return PlainTextResponse(why, status_code=400 if signed else 401)
+
+
+async def _refuse(engine: Engine, card_id: str, by: str, why: str) -> None:
+    try:
+        await engine.refuse_attempt(card_id, by, f"slack: {why}")
+    except StoreUnavailable:
+        log.warning("refused a Slack request by %s on card %s (%s); store down", by, card_id, why)
+
+
+async def _capped_body(request: Request) -> bytes | None:
+    """The body, or None when it is larger than MAX_BODY (read no further than that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
