@@ -46,7 +46,7 @@ from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.context import ActionContext
 from signoff.engine.executor import Auditor, Outcome, bounded, idempotency_key, run_call
 from signoff.engine.notify import CardEvent, EventType, Notifier
-from signoff.store import ClaimOutcome, SessionRecord, Store
+from signoff.store import ClaimOutcome, SessionRecord, Store, StoreUnavailable
 
 log = logging.getLogger("signoff.engine")
 
@@ -379,7 +379,7 @@ class Engine:
         metrics.cards_opened.labels(card.approver).inc()
         await self._emit_card(card, min(card.timeout_at, session.expires_at))
         if card.status is Status.WAITING:
-            self._announce(EventType.CARD_WAITING, card, session.expires_at)
+            await self._announce(EventType.CARD_WAITING, card, session.expires_at)
 
     async def _emit_card(self, card: Card, expires_at: float) -> None:
         await self.store.append_frame(card.session_id, self._card_frame(card, expires_at))
@@ -421,7 +421,7 @@ class Engine:
             cards = [card for card in cards if card.status is status]
         return cards[:limit]
 
-    def _announce(
+    async def _announce(
         self,
         event: EventType,
         card: Card,
@@ -430,6 +430,12 @@ class Engine:
     ) -> None:
         if not self.notifiers:
             return
+        if session_expires_at is None:
+            try:
+                session = await self.store.get_session(card.session_id, self.clock())
+            except StoreUnavailable:  # the card's own timeout stands in for its deadline
+                session = None
+            session_expires_at = session.expires_at if session else None
         news = CardEvent(event, card, self._resource(card, session_expires_at), details)
         for notifier in self.notifiers:
             try:
@@ -550,8 +556,8 @@ class Engine:
                 f"level {moved.level} ({moved.role}) waits",
             )
             await self.store.append_frame(moved.session_id, card_update_frame(moved))
-            self._announce(EventType.CARD_DECIDED, moved, approval=record)
-            self._announce(EventType.CARD_WAITING, moved)
+            await self._announce(EventType.CARD_DECIDED, moved, approval=record)
+            await self._announce(EventType.CARD_WAITING, moved)
             return moved
         changes.update(decided_by=teammate.signature, reason=reason or None)
         new = Status.APPROVED if verdict is Verdict.APPROVE else Status.REJECTED
@@ -587,7 +593,7 @@ class Engine:
             await self._after_close(moved.card)
             raise ProtocolError(ErrorCode.EXPIRED, "this card has expired", ref=card.card_id)
         if new is not Status.WAITING:
-            self._announce(EventType.CARD_DECIDED, moved.card, approval=_last(moved.card))
+            await self._announce(EventType.CARD_DECIDED, moved.card, approval=_last(moved.card))
         return moved.card
 
     async def _carry_out(self, card: Card) -> Card:
@@ -631,7 +637,7 @@ class Engine:
                     )
                     outcome = await run_call(action, call["args"], ctx)
                 results.append(_result_summary(name, outcome, self._sensitive(name)))
-                self._announce(EventType.CALL_EXECUTED, card, index=index, result=results[-1])
+                await self._announce(EventType.CALL_EXECUTED, card, index=index, result=results[-1])
                 if not outcome.ok:
                     stop = "not run: an earlier call failed"
             conversation.append(tool_message(call_id, outcome.tool_content()))
@@ -666,7 +672,7 @@ class Engine:
             card = moved.card
             metrics.cards_closed.labels(card.status).inc()
             await self.store.append_frame(card.session_id, card_update_frame(card))
-            self._announce(EventType.CARD_CLOSED, card)
+            await self._announce(EventType.CARD_CLOSED, card)
         await self._resume(card, conversation)
         return card
 
@@ -687,7 +693,7 @@ class Engine:
         """
         metrics.cards_closed.labels(card.status).inc()
         await self.store.append_frame(card.session_id, card_update_frame(card))
-        self._announce(EventType.CARD_CLOSED, card)
+        await self._announce(EventType.CARD_CLOSED, card)
         reason = DECLINE_REASONS[card.status]
         finished = len(card.results)
         await self._audit_card(
