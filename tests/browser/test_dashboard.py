@@ -3,7 +3,7 @@ team, a teammate in another browser context decides it, and neither side reloads
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.browser.test_widget import open_demo, send
 from tests.support import Server
@@ -15,9 +15,9 @@ async def add_teammate(server: Server, name: str, role: str) -> None:
     await server.app.state.runtime.accounts.create_teammate(name, PASSWORD, [role])
 
 
-async def log_in(browser: Browser, server: Server, name: str) -> tuple[BrowserContext, Page]:
-    context = await browser.new_context()
-    page = await context.new_page()
+async def log_in(browser: Browser, server: Server, name: str) -> Page:
+    """A teammate's page, in a browser context of its own (not the visitor's), logged in."""
+    page = await browser.new_page()
     await page.goto(server.url + "/dashboard")
     await expect(page).to_have_url(server.url + "/dashboard/login")
     await page.get_by_label("Name").fill(name)
@@ -25,7 +25,7 @@ async def log_in(browser: Browser, server: Server, name: str) -> tuple[BrowserCo
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(server.url + "/dashboard")
     await expect(page.get_by_role("heading", name="Waiting")).to_be_visible()
-    return context, page
+    return page
 
 
 async def mark(page: Page) -> None:
@@ -41,7 +41,7 @@ async def wait_and_open(browser: Browser, demo: Server, name: str) -> tuple[Page
     """A visitor asks for a big refund; the teammate's dashboard shows it as it comes, and
     the teammate opens it. Returns (visitor's page, teammate's card page)."""
     visitor = await open_demo(browser, demo)
-    context, dashboard = await log_in(browser, demo, name)
+    dashboard = await log_in(browser, demo, name)
     await mark(visitor)
     await mark(dashboard)
     await expect(dashboard.locator('.card[data-status="waiting"]')).to_have_count(0)

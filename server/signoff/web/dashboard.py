@@ -82,15 +82,14 @@ class FormError(Exception):
 
 async def read_form(request: Request, allowed: set[str], required: set[str]) -> dict[str, str]:
     """The urlencoded form of a post: at most MAX_FORM_BYTES, each field once, no others."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != (
-        "application/x-www-form-urlencoded"
-    ):
-        raise FormError(415, "send the form as application/x-www-form-urlencoded")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise FormError(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if body and kind != "application/x-www-form-urlencoded":
+        raise FormError(415, "send the form as application/x-www-form-urlencoded")
     try:
         pairs = parse_qsl(
             body.decode(), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=20
