@@ -161,6 +161,10 @@ def transcript(
     return entries
 
 
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def decided_message(card: Card, verdict: Verdict) -> str:
     if card.status is Status.WAITING:
         return (
@@ -206,15 +210,19 @@ class Dashboard:
         ]
 
     # Rendering ----------------------------------------------------------------------------
-    def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.runtime.templates.get_template(f"dashboard/{template}").render(
-            when=when,
-            as_json=as_json,
-            level_text=level_text,
-            waiting_since=waiting_since,
-            **context,
+    def render(self, template: str, **context: Any) -> Markup:
+        return Markup(
+            self.runtime.templates.get_template(f"dashboard/{template}").render(
+                when=when,
+                as_json=as_json,
+                level_text=level_text,
+                waiting_since=waiting_since,
+                **context,
+            )
         )
-        return HTMLResponse(html, status, headers=HEADERS)
+
+    def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.render(template, **context), status, headers=HEADERS)
 
     def message(self, request: Request, status: int, title: str, text: str) -> HTMLResponse:
         """A page (or, for htmx, a fragment) that says what went wrong, and nothing else."""
@@ -229,9 +237,10 @@ class Dashboard:
         account = await self.runtime.accounts.teammate(login.name)  # disabled: None
         if account is None:
             return None
-        client = request.client.host if request.client else None
         agent = request.headers.get("user-agent")
-        return login, Teammate(account.name, account.roles, Channel.DASHBOARD, client, agent)
+        return login, Teammate(
+            account.name, account.roles, Channel.DASHBOARD, client_address(request), agent
+        )
 
     def to_login(self, request: Request) -> Response:
         if "hx-request" in request.headers:  # htmx follows this with a full page load
@@ -279,7 +288,7 @@ class Dashboard:
                 "Open the login page again and log in from there.",
             )
         name = form["name"].strip()
-        client = request.client.host if request.client else "?"
+        client = client_address(request) or "?"
         now = time.monotonic()
         if not self.throttle.allowed(name, client, now):
             return self.login_page(request, 429, "Too many failed logins. Wait a minute and retry.")
@@ -326,7 +335,8 @@ class Dashboard:
         try:
             live, version = await self.live_list(who[1])
         except StoreUnavailable:  # the list stays, says so, and polling goes on
-            live, version = self.live_markup(UNAVAILABLE_LIST, "unavailable"), "unavailable"
+            version = "unavailable"
+            live = self.render("_live.html", lists=UNAVAILABLE_LIST, version=version)
         if request.query_params.get("seen") == version:
             return Response(status_code=204, headers=HEADERS)
         return HTMLResponse(live, headers=HEADERS)
@@ -335,19 +345,13 @@ class Dashboard:
         cards = await self.engine.team_cards()
         waiting = [c for c in cards if c.status is Status.WAITING]
         decided = [c for c in cards if c.status is not Status.WAITING][:DECIDED_SHOWN]
-        lists = self.runtime.templates.get_template("dashboard/_cards.html").render(
-            when=when,
-            level_text=level_text,
-            waiting_since=waiting_since,
+        lists = self.render(
+            "_cards.html",
             waiting=[(await self.engine.describe(c), teammate.may_decide(c)) for c in waiting],
             decided=[await self.engine.describe(c) for c in decided],
         )
         version = hashlib.sha256(lists.encode()).hexdigest()[:16]
-        return self.live_markup(Markup(lists), version), version
-
-    def live_markup(self, lists: Markup, version: str) -> Markup:
-        template = self.runtime.templates.get_template("dashboard/_live.html")
-        return Markup(template.render(lists=lists, version=version))
+        return self.render("_live.html", lists=lists, version=version), version
 
     async def card(self, request: Request) -> Response:
         who = await self.teammate(request)
@@ -389,17 +393,17 @@ class Dashboard:
         self, card: Card, login: Login, teammate: Teammate, outcome: dict[str, str] | None
     ) -> dict[str, Any]:
         """What the status and decision part of a card page shows."""
-        not_allowed = None
-        if teammate.may_decide(card):
+        may_decide, not_allowed = teammate.may_decide(card), None
+        if may_decide:
             try:
-                check_decider(card, teammate)
+                check_decider(card, teammate)  # e.g. they decided an earlier level
             except NotAllowed as exc:
-                not_allowed = str(exc)
+                may_decide, not_allowed = False, str(exc)
         return {
             "card": await self.engine.describe(card),
             "teammate": teammate,
             "csrf": login.csrf,
-            "may_decide": teammate.may_decide(card) and not_allowed is None,
+            "may_decide": may_decide,
             "not_allowed": not_allowed,
             "outcome": outcome,
             "max_reason": MAX_REASON,
