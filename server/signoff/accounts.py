@@ -78,9 +78,7 @@ class Accounts:
             raise AccountError(
                 f"name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 characters"
             )
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise AccountError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        password_hash = await self._hash(password)
         row = {
             "name": name,
             "password_hash": password_hash,
@@ -96,6 +94,22 @@ class Accounts:
             raise AccountError(
                 f"a teammate named {name!r} or linked to that Slack user already exists"
             ) from None
+
+    async def set_password(self, name: str, password: str) -> bool:
+        """Give a teammate a new password; False if there is no teammate of that name."""
+        password_hash = await self._hash(password)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(teammates)
+                .where(teammates.c.name == name)
+                .values(password_hash=password_hash)
+            )
+        return bool(result.rowcount)
+
+    async def _hash(self, password: str) -> str:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise AccountError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+        return await asyncio.to_thread(self.hasher.hash, password)
 
     async def login(self, name: str, password: str) -> Account | None:
         """The teammate, if the password is theirs; None otherwise (same time either way)."""

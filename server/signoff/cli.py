@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import importlib
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 
+from signoff.accounts import AccountError, Accounts
 from signoff.app import Signoff
-from signoff.audit import audit_revision
+from signoff.audit import audit_revision, open_audit
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
 from signoff.config import SELF, ConfigError, Settings, Site, load_settings
@@ -20,6 +22,8 @@ from signoff.store import StoreError
 
 # The collector's thresholds while serving; Python's default is (700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 10)
+DEMO_TEAMMATE = "lead"
+DEMO_ROLE = "support-lead"
 
 
 def load_app(target: str, app_dir: str = ".") -> Signoff:
@@ -69,6 +73,21 @@ def demo_site() -> Site:
     return Site("demo", (SELF, "http://localhost:*", "http://127.0.0.1:*"))
 
 
+async def demo_teammate(audit_url: str) -> str:
+    """The demo's teammate ``lead`` (role ``support-lead``: approves big refunds), in the
+    demo's audit database, with a new password, returned, at each start."""
+    audit = open_audit(audit_url)
+    try:
+        await audit.upgrade()
+        accounts = Accounts(audit.engine)
+        password = secrets.token_urlsafe(12)
+        if not await accounts.set_password(DEMO_TEAMMATE, password):
+            await accounts.create_teammate(DEMO_TEAMMATE, password, [DEMO_ROLE])
+        return password
+    finally:
+        await audit.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="signoff", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,12 +132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config, demo=True)
             settings.sites.setdefault("demo", demo_site())
             bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
-            print(f"signoff demo: open http://{args.host}:{args.port}/demo ({bot})", flush=True)
+            password = asyncio.run(demo_teammate(settings.audit))
+            base = f"http://{args.host}:{args.port}"
+            print(f"signoff demo: open {base}/demo ({bot})", flush=True)
+            print(
+                f"dashboard: {base}/dashboard (user {DEMO_TEAMMATE}, password {password})",
+                flush=True,
+            )
             serve(demo_app(settings.llm), settings, args.host, args.port)
         else:
             settings = load_settings(args.config)
             serve(load_app(args.app, args.app_dir), settings, args.host, args.port)
-    except (ConfigError, StoreError, AuditError, TokenError) as exc:
+    except (ConfigError, StoreError, AuditError, TokenError, AccountError) as exc:
         print(f"signoff: {exc}", file=sys.stderr)
         return 2
     return 0

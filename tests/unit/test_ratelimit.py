@@ -47,3 +47,12 @@ def test_faster_than_rate_is_refused_after_burst() -> None:
     bucket = TokenBucket(rate=1.0, burst=3, now=0.0)
     taken = sum(bucket.take(i * 0.1) for i in range(100))  # 10 s at 10 per second
     assert taken == 3 + 9  # the burst, then one per whole second of the 9.9 s elapsed
+
+
+def test_ready_says_whether_a_take_would_pass_without_spending() -> None:
+    bucket = TokenBucket(rate=1.0, burst=1, now=0.0)
+    assert bucket.ready(0.0) and bucket.ready(0.0)
+    assert bucket.take(0.0)
+    assert not bucket.ready(0.5)
+    assert bucket.ready(1.0)
+    assert bucket.take(1.0)

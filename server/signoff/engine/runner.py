@@ -385,7 +385,7 @@ class Engine:
         await self.store.append_frame(card.session_id, self._card_frame(card, expires_at))
 
     def _card_frame(self, card: Card, expires_at: float) -> dict[str, Any]:
-        masks = [self._sensitive(call["action"]) for call in card.calls]
+        masks = [self.sensitive(call["action"]) for call in card.calls]
         return card_frame(card, expires_at, masks)
 
     async def snapshot(self, session: SessionRecord, kept: list[tuple[int, str]]) -> dict[str, Any]:
@@ -399,14 +399,15 @@ class Engine:
             cards.append((card.tool_call_ids, shown))
         return snapshot_frame(conversation, cards, kept)
 
-    def _sensitive(self, name: str) -> frozenset[str]:
+    def sensitive(self, name: str) -> frozenset[str]:
+        """The arg names of an action that people never see (masked wherever it is shown)."""
         action = self.registry.get(name)
         return action.sensitive if action else frozenset()
 
     # Cards as teammates see them ---------------------------------------------------------
     def _resource(self, card: Card, session_expires_at: float | None) -> dict[str, Any]:
         expires_at = min(card.timeout_at, session_expires_at or card.timeout_at)
-        masks = [self._sensitive(call["action"]) for call in card.calls]
+        masks = [self.sensitive(call["action"]) for call in card.calls]
         return card_resource(card, expires_at, masks)
 
     async def describe(self, card: Card) -> dict[str, Any]:
@@ -636,7 +637,7 @@ class Engine:
                         card, card.card_id, index, card.decided_by or "", card.card_id
                     )
                     outcome = await run_call(action, call["args"], ctx)
-                results.append(_result_summary(name, outcome, self._sensitive(name)))
+                results.append(_result_summary(name, outcome, self.sensitive(name)))
                 await self._announce(EventType.CALL_EXECUTED, card, index=index, result=results[-1])
                 if not outcome.ok:
                     stop = "not run: an earlier call failed"

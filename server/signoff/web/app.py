@@ -32,6 +32,7 @@ from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.slack import slack_routes
+from signoff.web.dashboard import Dashboard
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
@@ -151,6 +152,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             *slack_routes(settings.slack),
+            *Dashboard(runtime).routes(),
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,

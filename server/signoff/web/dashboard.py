@@ -1,0 +1,469 @@
+"""The teammates' dashboard: log in, watch the cards that wait on the team, approve or reject.
+
+Pages are Jinja2 templates (``templates/dashboard/``) made live with htmx (vendored in
+``static/``): the card list is polled every couple of seconds, which works the same on any
+number of instances. Every form works without JavaScript too. Decisions go through
+``Engine.team_decide`` with the level the teammate was shown; posts refused before they get
+there (no login, no CSRF token, a foreign Origin, a malformed form) are audited as refused
+attempts on the card they name, and change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from signoff.core.cards import Card, Status
+from signoff.core.conversation import Conversation, tool_content
+from signoff.core.frames import ErrorCode, ProtocolError, displayed
+from signoff.core.teammates import Channel, NotAllowed, Teammate, Verdict, check_decider
+from signoff.store import StoreUnavailable
+from signoff.web.csrf import (
+    FIELD,
+    LOGIN_COOKIE,
+    LOGIN_FORM_AGE,
+    LoginForms,
+    same_origin,
+    tokens_match,
+)
+from signoff.web.logins import COOKIE, LOGIN_TTL, Login, Logins, LoginThrottle
+
+if TYPE_CHECKING:  # web.app imports this module
+    from signoff.web.app import Runtime
+
+BASE = "/dashboard"
+MAX_FORM_BYTES = 8 * 1024
+MAX_REASON = 500
+MAX_ID = 64
+DECIDED_SHOWN = 20
+SUMMARY_CHARS = 200
+UNAUTHENTICATED = "dashboard:unauthenticated"
+UNAVAILABLE_LIST = Markup(
+    '<p class="notice refused" role="alert">The store is unreachable for now; '
+    "this list comes back by itself.</p>"
+)
+HEADERS = {
+    # Nothing but this server's own files; htmx is told not to inject styles or eval.
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+# How each refusal of Engine.team_decide is answered, page and status.
+OUTCOMES = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.ALREADY_DECIDED: 409,
+    ErrorCode.EXPIRED: 410,
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class FormError(Exception):
+    """A post whose body is not the form it should be; nothing is done with it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_form(request: Request, allowed: set[str], required: set[str]) -> dict[str, str]:
+    """The urlencoded form of a post: at most MAX_FORM_BYTES, each field once, no others."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormError(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if body and kind != "application/x-www-form-urlencoded":
+        raise FormError(415, "send the form as application/x-www-form-urlencoded")
+    try:
+        pairs = parse_qsl(
+            body.decode(), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=20
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise FormError(400, "the form could not be read") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise FormError(400, "a field is given more than once")
+    if unexpected := sorted(set(form) - allowed):
+        raise FormError(400, f"unexpected fields: {', '.join(unexpected)}")
+    if missing := sorted(required - set(form)):
+        raise FormError(400, f"missing fields: {', '.join(missing)}")
+    return form
+
+
+def when(iso: str | None) -> Markup:
+    """An ISO 8601 time as a <time> element people can read."""
+    if not iso:
+        return Markup("")
+    return Markup('<time datetime="{0}">{1} UTC</time>').format(iso, iso[:19].replace("T", " "))
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def level_text(resource: dict[str, Any]) -> str:
+    """``2 of 2 · finance``."""
+    return f"{resource['level']} of {len(resource['levels'])} · {resource['role']}"
+
+
+def waiting_since(resource: dict[str, Any]) -> str:
+    """When the card reached its current level: opened, or its last level approved."""
+    approval = resource["approval"]
+    return str(approval["timestamp"] if approval else resource["created_at"])
+
+
+def transcript(
+    conversation: Conversation, sensitive: Callable[[str], frozenset[str]]
+) -> list[dict[str, Any]]:
+    """The conversation as teammates read it: texts, calls with masked args, results in short."""
+    entries: list[dict[str, Any]] = []
+    called: dict[str, str] = {}  # tool call id → action
+    for message in conversation:
+        role, content = message.get("role"), message.get("content")
+        if role == "user" and isinstance(content, str):
+            entries.append({"kind": "visitor", "text": content})
+        elif role == "assistant":
+            if content:
+                entries.append({"kind": "bot", "text": str(content)})
+            for call in message.get("tool_calls") or ():
+                name = str(call.get("function", {}).get("name", "?"))
+                called[str(call.get("id"))] = name
+                try:
+                    args = json.loads(call["function"].get("arguments") or "{}")
+                except (KeyError, TypeError, json.JSONDecodeError):
+                    args = "(arguments that are not JSON)"
+                shown = displayed(args, sensitive(name))
+                entries.append({"kind": "call", "action": name, "args": as_json(shown)})
+        elif role == "tool":
+            name = called.get(str(message.get("tool_call_id")), "?")
+            result = displayed(tool_content(message), sensitive(name))
+            summary = as_json({k: v for k, v in result.items() if k != "status"})
+            if len(summary) > SUMMARY_CHARS:
+                summary = summary[: SUMMARY_CHARS - 1] + "…"
+            status = str(result.get("status", "?"))
+            entries.append({"kind": "result", "action": name, "status": status, "text": summary})
+    return entries
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def decided_message(card: Card, verdict: Verdict) -> str:
+    if card.status is Status.WAITING:
+        return (
+            f"Level {card.level - 1} approved. The card now waits for level "
+            f"{card.level} of {len(card.levels)} ({card.role})."
+        )
+    if verdict is Verdict.APPROVE:
+        return "Approved. The calls run now, exactly as shown."
+    return "Rejected. Nothing runs; the visitor's bot is told."
+
+
+class Dashboard:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.logins = Logins(runtime.engine.store)
+        self.login_forms = LoginForms(runtime.settings.secret)
+        self.throttle = LoginThrottle()
+
+    def routes(self) -> list[Route]:
+        def guarded(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except StoreUnavailable:
+                    return self.message(
+                        request,
+                        503,
+                        "Unavailable",
+                        "The store is unreachable for now; try again shortly.",
+                    )
+
+            return endpoint
+
+        return [
+            Route(BASE, guarded(self.index)),
+            Route(f"{BASE}/cards", guarded(self.live)),
+            Route(f"{BASE}/cards/{{card_id}}", guarded(self.card)),
+            Route(f"{BASE}/cards/{{card_id}}/decide", guarded(self.decide), methods=["POST"]),
+            Route(f"{BASE}/login", guarded(self.login_form)),
+            Route(f"{BASE}/login", guarded(self.login), methods=["POST"]),
+            Route(f"{BASE}/logout", guarded(self.logout), methods=["POST"]),
+        ]
+
+    # Rendering ----------------------------------------------------------------------------
+    def render(self, template: str, **context: Any) -> Markup:
+        return Markup(
+            self.runtime.templates.get_template(f"dashboard/{template}").render(
+                when=when,
+                as_json=as_json,
+                level_text=level_text,
+                waiting_since=waiting_since,
+                **context,
+            )
+        )
+
+    def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.render(template, **context), status, headers=HEADERS)
+
+    def message(self, request: Request, status: int, title: str, text: str) -> HTMLResponse:
+        """A page (or, for htmx, a fragment) that says what went wrong, and nothing else."""
+        template = "_message.html" if "hx-request" in request.headers else "message.html"
+        return self.page(template, status, title=title, text=text)
+
+    # Who is asking ------------------------------------------------------------------------
+    async def teammate(self, request: Request) -> tuple[Login, Teammate] | None:
+        login = await self.logins.find(request.cookies.get(COOKIE))
+        if login is None:
+            return None
+        account = await self.runtime.accounts.teammate(login.name)  # disabled: None
+        if account is None:
+            return None
+        agent = request.headers.get("user-agent")
+        return login, Teammate(
+            account.name, account.roles, Channel.DASHBOARD, client_address(request), agent
+        )
+
+    def to_login(self, request: Request) -> Response:
+        if "hx-request" in request.headers:  # htmx follows this with a full page load
+            return Response(status_code=401, headers={**HEADERS, "HX-Redirect": f"{BASE}/login"})
+        return RedirectResponse(f"{BASE}/login", 303, headers=HEADERS)
+
+    # Logging in and out -------------------------------------------------------------------
+    async def login_form(self, request: Request) -> Response:
+        if await self.teammate(request):
+            return RedirectResponse(BASE, 303, headers=HEADERS)
+        return self.login_page(request)
+
+    def login_page(self, request: Request, status: int = 200, error: str | None = None) -> Response:
+        cookie, token = self.login_forms.issue()
+        response = self.page("login.html", status, csrf=token, error=error)
+        self.set_cookie(request, response, LOGIN_COOKIE, cookie, LOGIN_FORM_AGE)
+        return response
+
+    def set_cookie(
+        self, request: Request, response: Response, name: str, value: str, max_age: float
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=int(max_age),
+            path=BASE,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+
+    async def login(self, request: Request) -> Response:
+        try:
+            form = await read_form(request, {"name", "password", FIELD}, {"name", "password"})
+        except FormError as exc:
+            return self.message(request, exc.status, "Not a login form", exc.message)
+        if not same_origin(request) or not self.login_forms.check(
+            request.cookies.get(LOGIN_COOKIE), form.get(FIELD)
+        ):
+            return self.message(
+                request,
+                403,
+                "Login form refused",
+                "This login form is stale or was not sent from this dashboard. "
+                "Open the login page again and log in from there.",
+            )
+        name = form["name"].strip()
+        client = client_address(request) or "?"
+        now = time.monotonic()
+        if not self.throttle.allowed(name, client, now):
+            return self.login_page(request, 429, "Too many failed logins. Wait a minute and retry.")
+        account = await self.runtime.accounts.login(name, form["password"])
+        if account is None:
+            self.throttle.failed(name, client, now)
+            return self.login_page(request, 401, "Wrong name or password.")
+        cookie, _ = await self.logins.open(account.name)
+        response = RedirectResponse(BASE, 303, headers=HEADERS)
+        self.set_cookie(request, response, COOKIE, cookie, LOGIN_TTL)
+        response.delete_cookie(LOGIN_COOKIE, path=BASE, httponly=True, samesite="strict")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        try:
+            form = await read_form(request, {FIELD}, set())
+        except FormError as exc:
+            return self.message(request, exc.status, "Not a logout form", exc.message)
+        login = await self.logins.find(request.cookies.get(COOKIE))
+        if login is not None:
+            if not same_origin(request) or not tokens_match(login.csrf, form.get(FIELD)):
+                return self.message(
+                    request, 403, "Logout refused", "This form was not sent from your dashboard."
+                )
+            await self.logins.close(request.cookies[COOKIE])
+        response = RedirectResponse(f"{BASE}/login", 303, headers=HEADERS)
+        response.delete_cookie(COOKIE, path=BASE, httponly=True, samesite="strict")
+        return response
+
+    # Cards --------------------------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        login, teammate = who
+        live, _ = await self.live_list(teammate)
+        return self.page("index.html", teammate=teammate, csrf=login.csrf, live=live)
+
+    async def live(self, request: Request) -> Response:
+        """The card lists; 204 when they are as the page already shows them (``seen``)."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        try:
+            live, version = await self.live_list(who[1])
+        except StoreUnavailable:  # the list stays, says so, and polling goes on
+            version = "unavailable"
+            live = self.render("_live.html", lists=UNAVAILABLE_LIST, version=version)
+        if request.query_params.get("seen") == version:
+            return Response(status_code=204, headers=HEADERS)
+        return HTMLResponse(live, headers=HEADERS)
+
+    async def live_list(self, teammate: Teammate) -> tuple[Markup, str]:
+        cards = await self.engine.team_cards()
+        waiting = [c for c in cards if c.status is Status.WAITING]
+        decided = [c for c in cards if c.status is not Status.WAITING][:DECIDED_SHOWN]
+        lists = self.render(
+            "_cards.html",
+            waiting=[(await self.engine.describe(c), teammate.may_decide(c)) for c in waiting],
+            decided=[await self.engine.describe(c) for c in decided],
+        )
+        version = hashlib.sha256(lists.encode()).hexdigest()[:16]
+        return self.render("_live.html", lists=lists, version=version), version
+
+    async def card(self, request: Request) -> Response:
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        login, teammate = who
+        card = await self.find_card(request.path_params["card_id"])
+        if card is None:
+            return self.message(request, 404, "No such card", "There is no card with this id.")
+        return await self.card_page(card, login, teammate)
+
+    async def find_card(self, card_id: str) -> Card | None:
+        if len(card_id) > MAX_ID:
+            return None
+        card = await self.engine.store.get_card(card_id)
+        return card if card is not None and card.approver == "team" else None
+
+    async def card_page(
+        self,
+        card: Card,
+        login: Login,
+        teammate: Teammate,
+        status: int = 200,
+        outcome: dict[str, str] | None = None,
+        fragment: bool = False,
+    ) -> Response:
+        context = await self.decision_context(card, login, teammate, outcome)
+        if fragment:
+            return self.page("_decision.html", status, **context)
+        conversation = await self.engine.store.load_conversation(card.session_id)
+        return self.page(
+            "card.html",
+            status,
+            **context,
+            transcript=transcript(conversation, self.engine.sensitive),
+        )
+
+    async def decision_context(
+        self, card: Card, login: Login, teammate: Teammate, outcome: dict[str, str] | None
+    ) -> dict[str, Any]:
+        """What the status and decision part of a card page shows."""
+        may_decide, not_allowed = teammate.may_decide(card), None
+        if may_decide:
+            try:
+                check_decider(card, teammate)  # e.g. they decided an earlier level
+            except NotAllowed as exc:
+                may_decide, not_allowed = False, str(exc)
+        return {
+            "card": await self.engine.describe(card),
+            "teammate": teammate,
+            "csrf": login.csrf,
+            "may_decide": may_decide,
+            "not_allowed": not_allowed,
+            "outcome": outcome,
+            "max_reason": MAX_REASON,
+        }
+
+    async def decide(self, request: Request) -> Response:
+        card_id = request.path_params["card_id"][:MAX_ID]
+        who = await self.teammate(request)
+        by = who[1].signature if who else UNAUTHENTICATED
+
+        async def refuse(status: int, title: str, why: str) -> Response:
+            await self.engine.refuse_attempt(card_id, by, f"dashboard: {why}")
+            return self.message(request, status, title, why[:1].upper() + why[1:] + ".")
+
+        try:
+            form = await read_form(
+                request, {FIELD, "verdict", "level", "reason"}, {"verdict", "level"}
+            )
+        except FormError as exc:
+            return await refuse(exc.status, "Decision refused", exc.message)
+        if who is None:
+            return await refuse(403, "Not logged in", "log in to decide cards")
+        login, teammate = who
+        if not same_origin(request):
+            return await refuse(403, "Decision refused", "the form was posted from another site")
+        if not tokens_match(login.csrf, form.get(FIELD)):
+            return await refuse(
+                403,
+                "Decision refused",
+                "the form's CSRF token is missing or not this login's; reload the card",
+            )
+        try:
+            verdict = Verdict(form["verdict"])
+            level = int(form["level"])
+        except ValueError:
+            return await refuse(400, "Decision refused", "verdict or level is not valid")
+        reason = form.get("reason", "").strip() or None
+        if reason is not None and len(reason) > MAX_REASON:
+            return await refuse(
+                400, "Decision refused", f"the reason is longer than {MAX_REASON} characters"
+            )
+        fragment = "hx-request" in request.headers
+        try:
+            card = await self.engine.team_decide(card_id, verdict, teammate, reason, level)
+        except ProtocolError as exc:
+            now = await self.find_card(card_id)
+            status = OUTCOMES.get(exc.code, 400)
+            if now is None:
+                return self.message(request, status, "No such card", exc.message)
+            outcome = {"ok": "", "text": _refusal(exc)}
+            return await self.card_page(now, login, teammate, status, outcome, fragment)
+        outcome = {"ok": "yes", "text": decided_message(card, verdict)}
+        return await self.card_page(card, login, teammate, 200, outcome, fragment)
+
+
+def _refusal(exc: ProtocolError) -> str:
+    if exc.code is ErrorCode.ALREADY_DECIDED:
+        return f"Already decided: {exc.message}. Nothing was changed."
+    if exc.code is ErrorCode.EXPIRED:
+        return "This card has expired. Nothing runs."
+    if exc.code is ErrorCode.FORBIDDEN:
+        return f"You may not decide this card: {exc.message}."
+    return exc.message

@@ -1,0 +1,88 @@
+"""Dashboard logins: kept server-side in the store, so every instance knows them.
+
+The browser holds only a random id, in an HttpOnly cookie; the store keeps the teammate's
+name, the login's CSRF token and its end under ``dashboard:`` + a SHA-256 of that id (so
+whoever reads the store cannot use what is there as a cookie). A login lasts LOGIN_TTL
+seconds from the moment the password was checked, however busy it is. Roles are not kept:
+each request reads the teammate anew, so one who is disabled is out at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+
+from signoff.core.ratelimit import TokenBucket
+from signoff.store import Store
+
+LOGIN_TTL = 12 * 3600.0
+COOKIE = "signoff_dashboard"
+RECORD_PREFIX = "dashboard:"
+MAX_COOKIE_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class Login:
+    name: str
+    csrf: str  # the synchronizer token every form of this login carries
+    expires_at: float
+
+
+def _record(cookie: str) -> str:
+    return RECORD_PREFIX + hashlib.sha256(cookie.encode()).hexdigest()
+
+
+class Logins:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def open(self, name: str) -> tuple[str, Login]:
+        """A new login for ``name``: the cookie value to hand out, and the login."""
+        cookie = secrets.token_urlsafe(32)
+        login = Login(name, secrets.token_urlsafe(32), time.time() + LOGIN_TTL)
+        await self.store.put_record(_record(cookie), json.dumps(asdict(login)), LOGIN_TTL)
+        return cookie, login
+
+    async def find(self, cookie: str | None) -> Login | None:
+        """The live login a cookie names, or None (none, ended, or past its end)."""
+        if not cookie or len(cookie) > MAX_COOKIE_LENGTH:
+            return None
+        raw = await self.store.get_record(_record(cookie))
+        if raw is None:
+            return None
+        login = Login(**json.loads(raw))
+        return login if login.expires_at > time.time() else None
+
+    async def close(self, cookie: str) -> None:
+        await self.store.delete_record(_record(cookie))
+
+
+class LoginThrottle:
+    """Failed logins per name and client address: a few in a row, then one a minute.
+
+    Kept in each instance's memory: behind a load balancer every instance counts its own,
+    which still bounds guessing to a handful of tries a minute, each one slowed by argon2.
+    The least recently used entries go past ``size``, so a flood of names stays small.
+    """
+
+    def __init__(self, burst: int = 5, per_second: float = 1 / 60, size: int = 10_000) -> None:
+        self.burst = burst
+        self.per_second = per_second
+        self.size = size
+        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
+
+    def allowed(self, name: str, address: str, now: float) -> bool:
+        bucket = self._buckets.get((name, address))
+        return bucket is None or bucket.ready(now)
+
+    def failed(self, name: str, address: str, now: float) -> None:
+        key = (name, address)
+        bucket = self._buckets.pop(key, None) or TokenBucket(self.per_second, self.burst, now)
+        bucket.take(now)
+        self._buckets[key] = bucket
+        while len(self._buckets) > self.size:
+            self._buckets.popitem(last=False)
