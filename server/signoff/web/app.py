@@ -31,8 +31,8 @@ from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
 from signoff.store import StoreUnavailable, open_store
-from signoff.web.slack import slack_routes
 from signoff.web.dashboard import Dashboard
+from signoff.web.slack import slack_routes
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
