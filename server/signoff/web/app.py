@@ -30,6 +30,7 @@ from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.store import StoreUnavailable, open_store
+from signoff.web.api import api_mount
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
@@ -146,6 +147,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/demo", demo),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            api_mount(runtime),
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,
