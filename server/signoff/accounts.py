@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from signoff.core.teammates import ADMIN, NAME_PATTERN, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
 MIN_PASSWORD_LENGTH = 10
+SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{1,63}$")  # Slack's user ids: U… or W…
 ADMIN_KEY_ID = "admin"
 
 
@@ -108,6 +110,8 @@ class Accounts:
             raise AccountError(
                 f"name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 characters"
             )
+        if slack_user_id and not SLACK_USER_PATTERN.match(slack_user_id):
+            raise AccountError(f"Slack user id {slack_user_id!r}: expected one like U012AB3CD")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise AccountError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
         password_hash = await asyncio.to_thread(self.hasher.hash, password)
