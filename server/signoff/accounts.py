@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from signoff.core.teammates import ADMIN, NAME_PATTERN, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
 MIN_PASSWORD_LENGTH = 10
+SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{1,63}$")  # Slack's user ids: U… or W…
 ADMIN_KEY_ID = "admin"
 
 
@@ -43,6 +45,36 @@ class Account:
     name: str
     roles: frozenset[str]
     slack_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TeammateInfo:
+    """A teammate as ``signoff users list`` shows it: everything but the password hash."""
+
+    name: str
+    roles: list[str]
+    slack_user_id: str | None
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as listings show it: never its secret, which is not kept anyway."""
+
+    key_id: str
+    name: str
+    roles: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def parse_key_id(presented: str) -> str | None:
+    """The public id of a key in ``sok_<id>_<secret>`` form, if it has that form."""
+    if not presented.startswith(KEY_PREFIX):
+        return None
+    found, _, secret = presented[len(KEY_PREFIX) :].partition("_")
+    return found if found and secret and len(found) <= 32 else None
 
 
 def _roles(roles: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
@@ -78,6 +110,8 @@ class Accounts:
             raise AccountError(
                 f"name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 characters"
             )
+        if slack_user_id and not SLACK_USER_PATTERN.match(slack_user_id):
+            raise AccountError(f"Slack user id {slack_user_id!r}: expected one like U012AB3CD")
         password_hash = await self._hash(password)
         row = {
             "name": name,
@@ -138,6 +172,14 @@ class Accounts:
         row = await self._teammate_row(teammates.c.slack_user_id == slack_user_id)
         return _account(row) if row and not row["disabled"] else None
 
+    async def list_teammates(self) -> list[TeammateInfo]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(teammates).order_by(teammates.c.name))
+            return [
+                TeammateInfo(r.name, r.roles, r.slack_user_id, r.disabled, r.created_at)
+                for r in rows
+            ]
+
     async def _teammate_row(self, where: Any) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(teammates).where(where))).first()
@@ -172,19 +214,24 @@ class Accounts:
             )
         return bool(result.rowcount)
 
+    async def list_keys(self) -> list[KeyInfo]:
+        """Every key, revoked ones too (they stay on record), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
+            return [KeyInfo(r.key_id, r.name, r.roles, r.created_at, r.revoked_at) for r in rows]
+
     async def authenticate_key(self, presented: str) -> Account | None:
         """The key's name and roles, or None for anything but a live key."""
         if self.admin_key and hmac.compare_digest(presented.encode(), self.admin_key.encode()):
             return Account(f"key:{ADMIN_KEY_ID}", frozenset({ADMIN}))
-        if not presented.startswith(KEY_PREFIX):
-            return None
-        key_id, _, secret = presented[len(KEY_PREFIX) :].partition("_")
-        if not key_id or not secret or len(key_id) > 32:
+        found = parse_key_id(presented)
+        if found is None:
             return None
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == found))).first()
         if row is None or row.revoked_at is not None:
             return None
+        secret = presented.removeprefix(f"{KEY_PREFIX}{found}_")
         if not hmac.compare_digest(_digest(secret), row.secret_hash):
             return None
         return Account(f"key:{row.name}", frozenset(row.roles))

@@ -1,9 +1,10 @@
-"""The ``signoff`` command: serve, demo, token, db."""
+"""The ``signoff`` command: serve, demo, token, db, users, keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import os
 import secrets
@@ -16,7 +17,7 @@ from signoff.audit import audit_revision, open_audit
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
 from signoff.config import SELF, ConfigError, Settings, Site, load_settings
-from signoff.core.frames import MAX_FRAME_BYTES
+from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
 from signoff.store import StoreError
 
@@ -88,6 +89,72 @@ async def demo_teammate(audit_url: str) -> str:
         await audit.close()
 
 
+def read_password(from_stdin: bool) -> str:
+    """A new teammate's password: the first line of stdin, or asked for twice."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise AccountError("the passwords do not match")
+    return password
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
+    """``signoff users ...`` and ``signoff keys ...`` on the audit database."""
+    audit = open_audit(audit_url)
+    try:
+        await audit.upgrade()  # as `signoff db upgrade`: the tables may not exist yet
+        accounts = Accounts(audit.engine)
+        if args.command == "users" and args.verb == "create":
+            await accounts.create_teammate(args.name, args.password, args.roles, args.slack_user)
+            print(f"teammate {args.name} created (roles: {', '.join(sorted(set(args.roles)))})")
+        elif args.command == "users":
+            print_table(
+                ["NAME", "ROLES", "SLACK", "CREATED", "DISABLED"],
+                [
+                    [
+                        t.name,
+                        ",".join(t.roles),
+                        t.slack_user_id or "-",
+                        iso(t.created_at.timestamp()),
+                        "yes" if t.disabled else "no",
+                    ]
+                    for t in await accounts.list_teammates()
+                ],
+            )
+        elif args.verb == "create":
+            print(await accounts.create_key(args.name, args.roles))
+            print("signoff: keep this key now; it cannot be shown again", file=sys.stderr)
+        elif args.verb == "revoke":
+            if not await accounts.revoke_key(args.key_id):
+                raise AccountError(f"no live key with the id {args.key_id!r}")
+            print(f"key {args.key_id} revoked")
+        else:
+            print_table(
+                ["KEY_ID", "NAME", "ROLES", "CREATED", "REVOKED"],
+                [
+                    [
+                        k.key_id,
+                        k.name,
+                        ",".join(k.roles),
+                        iso(k.created_at.timestamp()),
+                        iso(k.revoked_at.timestamp()) if k.revoked_at else "-",
+                    ]
+                    for k in await accounts.list_keys()
+                ],
+            )
+    finally:
+        await audit.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="signoff", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,9 +182,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     db_cmd.add_argument("--config", help="a TOML settings file (for the audit URL)")
 
+    users_cmd = commands.add_parser("users", help="teammates (in the audit database)")
+    users = users_cmd.add_subparsers(dest="verb", required=True)
+    user_create = users.add_parser("create", help="add a teammate; asks for a password")
+    user_create.add_argument("name")
+    user_create.add_argument("--slack-user", help="their Slack user id (U...), to decide in Slack")
+    user_create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
+    users.add_parser("list", help="every teammate and their roles")
+    keys_cmd = commands.add_parser("keys", help="API keys (in the audit database)")
+    keys = keys_cmd.add_subparsers(dest="verb", required=True)
+    key_create = keys.add_parser("create", help="make a key; it is shown once")
+    key_create.add_argument("name", help="what the key is for")
+    keys.add_parser("list", help="every key, revoked ones too; never their secrets")
+    keys.add_parser("revoke", help="revoke a key").add_argument("key_id")
+    for cmd in (user_create, key_create):
+        cmd.add_argument(
+            "--role", dest="roles", action="append", required=True, help="a role it holds (repeat)"
+        )
+    for cmd in [*users.choices.values(), *keys.choices.values()]:
+        cmd.add_argument("--config", help="a TOML settings file (for the audit URL)")
+
     args = parser.parse_args(argv)
     try:
-        if args.command == "token":
+        if args.command in {"users", "keys"}:
+            settings = load_settings(args.config, need_secret=False)
+            if args.command == "users" and args.verb == "create":
+                args.password = read_password(args.password_stdin)
+            asyncio.run(manage_accounts(args, settings.audit))
+        elif args.command == "token":
             settings = load_settings(args.config)
             print(sign_user_token(settings.secret, args.user_id, args.ttl, args.site))
         elif args.command == "db":

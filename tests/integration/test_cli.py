@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import os
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +17,14 @@ import httpx
 import pytest
 import websockets
 
+from signoff.accounts import Accounts, parse_key_id
+from signoff.audit import open_audit
 from signoff.audit.migrate import head
+from signoff.bots.demo import demo_app
 from signoff.cli import main
 from signoff.core.tokens import load_user_token
 from tests.llm_standin import MODEL, StandInModel, answer
-from tests.support import ORIGIN, SECRET, Widget, free_port
+from tests.support import ORIGIN, SECRET, Widget, free_port, running, settings, widget
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNOFF = [sys.executable, "-m", "signoff.cli"]
@@ -124,19 +130,26 @@ def test_token_signs_a_user_token_the_server_accepts(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def db(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``signoff db ...`` run in this process: (exit status, stdout, stderr)."""
+def command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``signoff ...`` run in this process: (exit status, stdout, stderr)."""
     for name in [k for k in os.environ if k.startswith("SIGNOFF_")]:
         monkeypatch.delenv(name)
 
-    def db(*args: str, audit: str | None = None) -> tuple[int, str, str]:
+    def command(*args: str, audit: str | None = None, stdin: str = "") -> tuple[int, str, str]:
         if audit is not None:
             monkeypatch.setenv("SIGNOFF_AUDIT", audit)
-        status = main(["db", *args])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        status = main(list(args))
         out, err = capsys.readouterr()
         return status, out, err
 
-    return db
+    return command
+
+
+@pytest.fixture
+def db(command: Any) -> Any:
+    """``signoff db ...``: (exit status, stdout, stderr)."""
+    return functools.partial(command, "db")
 
 
 def test_db_upgrade_migrates_the_audit_database_without_a_secret(audit_url: str, db: Any) -> None:
@@ -159,6 +172,150 @@ def test_db_upgrade_of_an_unreachable_database_names_the_setting(db: Any) -> Non
     assert status == 2
     assert err.startswith("signoff: SIGNOFF_AUDIT: cannot open or migrate")
     assert "hunter2" not in err
+
+
+PASSWORD = "correct horse battery"
+
+
+def accounts_of(audit_url: str, use: Callable[[Accounts], Awaitable[Any]]) -> Any:
+    """What ``use`` makes of the accounts in the audit database at ``audit_url``."""
+
+    async def run() -> Any:
+        audit = open_audit(audit_url)
+        try:
+            return await use(Accounts(audit.engine))
+        finally:
+            await audit.close()
+
+    return asyncio.run(run())
+
+
+def test_users_create_migrates_first_and_lists_teammates(audit_url: str, command: Any) -> None:
+    created = command(
+        "users",
+        "create",
+        "lena",
+        "--role",
+        "support-lead",
+        "--role",
+        "finance",
+        "--role",
+        "finance",
+        "--slack-user",
+        "U012AB3CD",
+        "--password-stdin",
+        audit=audit_url,
+        stdin=PASSWORD + "\n",
+    )
+    assert created == (0, "teammate lena created (roles: finance, support-lead)\n", "")
+    status, out, _ = command("users", "list")
+    assert status == 0
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "ROLES", "SLACK", "CREATED", "DISABLED"]
+    assert row.split()[:3] == ["lena", "finance,support-lead", "U012AB3CD"]
+    assert PASSWORD not in out
+    lena = accounts_of(audit_url, lambda accounts: accounts.login("lena", PASSWORD))
+    assert lena.roles == {"support-lead", "finance"}
+
+
+def test_users_create_asks_for_the_password_twice(
+    tmp_path: Path, command: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    answers = iter([PASSWORD, PASSWORD + "!", PASSWORD, PASSWORD])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    mismatch = command("users", "create", "omar", "--role", "support-lead", audit=audit)
+    assert mismatch == (2, "", "signoff: the passwords do not match\n")
+    assert command("users", "create", "omar", "--role", "support-lead")[0] == 0
+    assert accounts_of(audit, lambda accounts: accounts.login("omar", PASSWORD)) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "password", "says"),
+    [
+        (["lena", "--role", "finance"], PASSWORD, "already exists"),
+        (["omar", "--role", "Support Lead"], PASSWORD, "role 'Support Lead'"),
+        (["omar", "--role", "finance", "--role", "x y"], PASSWORD, "role 'x y'"),
+        (["bad name", "--role", "finance"], PASSWORD, "name 'bad name'"),
+        (["omar", "--role", "finance"], "short", "at least 10 characters"),
+        (["omar", "--role", "finance", "--slack-user", "lena@slack"], PASSWORD, "Slack user id"),
+    ],
+)
+def test_users_create_refuses_bad_input_and_creates_nothing(
+    args: list[str], password: str, says: str, tmp_path: Path, command: Any
+) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    lena = ["lena", "--role", "support-lead", "--password-stdin"]
+    assert command("users", "create", *lena, audit=audit, stdin=PASSWORD)[0] == 0
+    status, out, err = command("users", "create", *args, "--password-stdin", stdin=password)
+    assert (status, out) == (2, "")
+    assert says in err
+    assert err.startswith("signoff: ")
+    names = accounts_of(audit, lambda accounts: accounts.list_teammates())
+    assert [(t.name, t.roles) for t in names] == [("lena", ["support-lead"])]
+
+
+def test_keys_are_shown_once_listed_without_secrets_and_revoked(
+    audit_url: str, command: Any
+) -> None:
+    status, out, err = command(
+        "keys", "create", "refund desk", "--role", "support-lead", audit=audit_url
+    )
+    assert status == 0
+    key = out.strip()
+    assert key.startswith("sok_")
+    assert "cannot be shown again" in err
+    account = accounts_of(audit_url, lambda accounts: accounts.authenticate_key(key))
+    assert (account.name, account.roles) == ("key:refund desk", {"support-lead"})
+
+    status, out, _ = command("keys", "list")
+    key_id = parse_key_id(key)
+    assert status == 0
+    assert key_id in out and "refund desk" in out
+    assert key.rsplit("_", 1)[1] not in out  # the secret is not kept, let alone shown
+
+    assert command("keys", "revoke", key_id) == (0, f"key {key_id} revoked\n", "")
+    assert accounts_of(audit_url, lambda accounts: accounts.authenticate_key(key)) is None
+    again = command("keys", "revoke", key_id)
+    assert again == (2, "", f"signoff: no live key with the id {key_id!r}\n")
+    [row] = command("keys", "list")[1].splitlines()[1:]
+    assert row.split()[-1] != "-"  # the revocation time
+
+
+def test_keys_create_refuses_bad_roles(tmp_path: Path, command: Any) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    status, out, err = command("keys", "create", "ci", "--role", "Admin!", audit=audit)
+    assert (status, out) == (2, "")
+    assert "role 'Admin!'" in err
+    without_role = subprocess.run(
+        [*SIGNOFF, "keys", "create", "ci"], capture_output=True, text=True, timeout=30
+    )
+    assert without_role.returncode == 2
+    assert "--role" in without_role.stderr
+    assert accounts_of(audit, lambda accounts: accounts.list_keys()) == []
+
+
+async def test_a_key_made_on_the_command_line_decides_over_the_api(tmp_path: Path) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    made = await asyncio.to_thread(
+        run, ["keys", "create", "refund desk", "--role", "support-lead"], {"SIGNOFF_AUDIT": audit}
+    )
+    assert made.returncode == 0, made.stderr
+    async with (
+        running(demo_app(), settings(tmp_path, audit=audit)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+        widget(server) as w,
+    ):
+        await w.hello()
+        await w.say("refund 250 on order 1002")
+        card = await w.card("waiting")
+        answer = await http.post(
+            f"/api/v1/cards/{card['card_id']}/resume",
+            json={"decision": "approve"},
+            headers={"Authorization": f"Bearer {made.stdout.strip()}"},
+        )
+        assert answer.json()["card"]["decided_by"] == "teammate:key:refund desk"
+        await w.bot_says("Refunded $250.00")
 
 
 async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> None:

@@ -59,7 +59,9 @@ class _Frame(BaseModel):
 
 
 Token = Annotated[str, Field(min_length=1, max_length=4096)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+# Card ids, client ids: what clients may quote back to the server.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 
 class Hello(_Frame):
@@ -101,7 +103,7 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
     try:
         frame = _adapter.validate_json(raw)
     except ValidationError as exc:
-        raise ProtocolError(ErrorCode.BAD_FRAME, _describe(exc)) from None
+        raise ProtocolError(ErrorCode.BAD_FRAME, describe_invalid(exc, skip=1)) from None
     if isinstance(frame, Message) and len(frame.text) > MAX_TEXT_CHARS:
         raise ProtocolError(
             ErrorCode.TOO_LARGE,
@@ -111,10 +113,15 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
     return frame
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_invalid(exc: ValidationError, skip: int = 0, whole: str = "frame") -> str:
+    """What is wrong with a frame or a request body, in a few words (up to three errors).
+
+    ``skip`` leaves out the leading parts of each error's location (a frame's type tag);
+    ``whole`` names the thing itself when an error is about all of it.
+    """
     parts = []
     for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"][1:] or err["loc"]) or "frame"
+        loc = ".".join(str(p) for p in err["loc"][skip:] or err["loc"]) or whole
         if err["type"] == "extra_forbidden":
             parts.append(f"unexpected field {loc!r}")
         elif err["type"] == "union_tag_invalid":

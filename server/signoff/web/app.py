@@ -31,6 +31,7 @@ from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
 from signoff.store import StoreUnavailable, open_store
+from signoff.web.api import api_mount
 from signoff.web.dashboard import Dashboard
 from signoff.web.slack import slack_routes
 from signoff.web.ws import websocket_endpoint
@@ -153,6 +154,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/metrics", metrics),
             *slack_routes(settings.slack),
             *Dashboard(runtime).routes(),
+            api_mount(runtime),
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,

@@ -1,0 +1,656 @@
+"""The REST API under ``/api/v1``: machines decide and read cards that wait on teammates,
+host backends sign user tokens, admins manage API keys.
+
+Every request but the OpenAPI document's carries ``Authorization: Bearer <key>``. Every
+answer is JSON; errors have one shape, ``{"success": false, "error": {"code", "message"}}``.
+Bodies are read strictly (a size cap, JSON only, exact types, no field a model does not
+name), so nothing a client adds reaches an action. One table of endpoints drives both
+the routes and the OpenAPI document, and the document's schemas are the models' own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from signoff import __version__
+from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
+from signoff.core.cards import Card, Status
+from signoff.core.frames import (
+    IDENTIFIER_PATTERN,
+    ErrorCode,
+    ProtocolError,
+    describe_invalid,
+    iso,
+)
+from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
+from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
+from signoff.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from signoff.web.app import Runtime
+
+log = logging.getLogger("signoff.api")
+
+PREFIX = "/api/v1"
+MAX_BODY_BYTES = 16 * 1024
+MAX_KEY_CHARS = 512  # far longer than any key signoff makes
+MAX_REASON_CHARS = 1000
+MAX_USER_TOKEN_TTL = 3600.0  # a user token only has to last until the widget's hello
+UNAUTHENTICATED = "api:unauthenticated"  # who refused attempts without a valid key were by
+CARD_ID = re.compile(IDENTIFIER_PATTERN)
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="signoff"'}
+OPENAPI_PATH = "/openapi.json"
+
+
+# Requests ---------------------------------------------------------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+Role = Annotated[str, Field(pattern=ROLE_PATTERN.pattern)]
+
+
+class ResumeRequest(_Body):
+    """A decision on the level of the card that waits now."""
+
+    decision: Verdict
+    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = Field(
+        None, description="Why; kept with the decision, shown to teammates, not to the visitor."
+    )
+
+
+class UserTokenRequest(_Body):
+    """A user token for a host page, so the widget acts as that user."""
+
+    user_id: Annotated[str, Field(min_length=1, max_length=MAX_USER_ID)]
+    ttl: Annotated[float, Field(gt=0, le=MAX_USER_TOKEN_TTL)] = Field(
+        300.0, description="Seconds it stays valid."
+    )
+    site: str | None = Field(None, description="Only valid for this configured site.")
+
+
+class KeyRequest(_Body):
+    """A new API key: what it is for, and the roles it holds."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    roles: Annotated[list[Role], Field(min_length=1, max_length=32)]
+
+
+class CardsQuery(BaseModel):
+    # Query values are text, so not strict: limit=20 is a number.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status | None = Field(None, description="Only cards with this status.")
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+# Responses: what the handlers send, for the document (a test holds answers to them) -----
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+
+
+class ErrorResponse(_Out):
+    success: Literal[False]
+    error: ErrorDetail
+
+
+class Approval(_Out):
+    """One teammate's decision on one level."""
+
+    level: int
+    role: str
+    decision: Verdict
+    by: str
+    channel: Channel
+    timestamp: str
+    reason: str | None
+
+
+class CardAction(_Out):
+    action: str
+    title: str
+    args: dict[str, Any] = Field(description="As called; sensitive values masked.")
+    effect: str
+
+
+class CardResource(_Out):
+    """A card as teammates see it."""
+
+    card_id: str
+    status: Status
+    kind: str
+    approver: Literal["user", "team"]
+    title: str
+    text: str
+    actions: list[CardAction]
+    args_hash: str
+    expires_at: str
+    site: str
+    session_id: str
+    conversation_id: str
+    user_id: str
+    level: int
+    levels: list[str]
+    role: str | None
+    approvals: list[Approval]
+    approval: Approval | None = Field(description="The latest decision, if any.")
+    decided_by: str | None
+    reason: str | None
+    results: list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+
+
+class CardResponse(_Out):
+    success: Literal[True]
+    card: CardResource
+
+
+class CardsResponse(_Out):
+    success: Literal[True]
+    cards: list[CardResource]
+
+
+class UserTokenResponse(_Out):
+    success: Literal[True]
+    user_token: str
+    expires_at: str
+
+
+class KeyResource(_Out):
+    key_id: str
+    name: str
+    roles: list[str]
+    created_at: str
+    revoked_at: str | None
+
+
+class KeyCreatedResponse(_Out):
+    success: Literal[True]
+    key: str = Field(description="The whole key. It is shown this once and cannot be again.")
+    key_id: str
+    name: str
+    roles: list[str]
+
+
+class KeysResponse(_Out):
+    success: Literal[True]
+    keys: list[KeyResource]
+
+
+class KeyRevokedResponse(_Out):
+    success: Literal[True]
+    key_id: str
+    revoked: Literal[True]
+
+
+# Errors -----------------------------------------------------------------------------------
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+STATUS_CODES = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.ALREADY_DECIDED: 409,
+    ErrorCode.EXPIRED: 409,
+    ErrorCode.UNAVAILABLE: 503,
+}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = {"success": False, "error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def ok(status: int = 200, **fields: Any) -> Response:
+    return JSONResponse({"success": True, **fields}, status_code=status)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def engine_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)
+    return error(STATUS_CODES.get(exc.code, 400), str(exc.code), exc.message)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("API request failed: %s: %s", type(exc).__name__, exc)
+    return error(503, "unavailable", "the server's storage is unavailable; try again shortly")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "bad_request")
+    return error(exc.status_code, code, exc.detail, exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    return error(500, "internal", "the server failed on this request")
+
+
+# Reading requests -------------------------------------------------------------------------
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    too_large = ApiError(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise too_large
+    try:
+        return model.model_validate_json(bytes(raw))
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        raise ApiError(422, "invalid_body", describe_invalid(exc, whole="body")) from None
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    params = request.query_params
+    if len(params.multi_items()) != len(params):
+        raise ApiError(422, "invalid_query", "give each query parameter once")
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_query", describe_invalid(exc, whole="query")) from None
+
+
+# Endpoints --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Call:
+    """One authenticated request, its body and query read."""
+
+    request: Request
+    account: Account
+    body: Any
+    query: Any
+
+    @property
+    def card_id(self) -> str:
+        card_id: str = self.request.path_params["card_id"]
+        if not CARD_ID.match(card_id):
+            raise ApiError(404, "not_found", "no such card")
+        return card_id
+
+    @property
+    def teammate(self) -> Teammate:
+        client = self.request.client
+        return Teammate(
+            self.account.name,
+            self.account.roles,
+            Channel.API,
+            ip=client.host if client else None,
+            user_agent=self.request.headers.get("user-agent"),
+        )
+
+
+Handler = Callable[["Runtime", Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # under PREFIX
+    handler: Handler
+    summary: str
+    response: type[BaseModel]
+    roles: frozenset[str] = frozenset()  # any one of them; empty: any valid key
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()  # beyond those every endpoint of its sort can answer
+    status: int = 200
+    decides: bool = False  # refusals at the door are audited on the card it names
+
+
+async def team_card(runtime: Runtime, card_id: str) -> Card:
+    card = await runtime.engine.store.get_card(card_id)
+    if card is None or card.approver != "team":
+        raise ApiError(404, "not_found", "no card with that id waits or waited on a team")
+    return card
+
+
+async def list_cards(runtime: Runtime, call: Call) -> Response:
+    query: CardsQuery = call.query
+    cards = await runtime.engine.team_cards(query.status, query.limit)
+    return ok(cards=[await runtime.engine.describe(card) for card in cards])
+
+
+async def get_card(runtime: Runtime, call: Call) -> Response:
+    card = await team_card(runtime, call.card_id)
+    return ok(card=await runtime.engine.describe(card))
+
+
+async def resume(runtime: Runtime, call: Call) -> Response:
+    body: ResumeRequest = call.body
+    card = await runtime.engine.team_decide(
+        call.card_id, body.decision, call.teammate, reason=body.reason
+    )
+    # The card as claimed: its latest approval is the one just made.
+    return ok(card=await runtime.engine.describe(card))
+
+
+async def user_token(runtime: Runtime, call: Call) -> Response:
+    body: UserTokenRequest = call.body
+    if body.site is not None and body.site not in runtime.sites:
+        raise ApiError(422, "invalid_body", f"site {body.site!r} is not configured")
+    now = time.time()
+    try:
+        token = sign_user_token(runtime.settings.secret, body.user_id, body.ttl, body.site, now)
+    except TokenError as exc:
+        raise ApiError(422, "invalid_body", str(exc)) from None
+    return ok(user_token=token, expires_at=iso(now + body.ttl))
+
+
+async def create_key(runtime: Runtime, call: Call) -> Response:
+    body: KeyRequest = call.body
+    try:
+        key = await runtime.accounts.create_key(body.name, body.roles)
+    except AccountError as exc:
+        raise ApiError(422, "invalid_body", str(exc)) from None
+    key_id = parse_key_id(key)
+    log.info("API key %s (%r, %s) created by %s", key_id, body.name, body.roles, call.account.name)
+    roles = sorted(set(body.roles))
+    return ok(201, key=key, key_id=key_id, name=body.name, roles=roles)
+
+
+def key_resource(key: KeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "roles": key.roles,
+        "created_at": iso(key.created_at.timestamp()),
+        "revoked_at": iso(key.revoked_at.timestamp()) if key.revoked_at else None,
+    }
+
+
+async def list_keys(runtime: Runtime, call: Call) -> Response:
+    return ok(keys=[key_resource(key) for key in await runtime.accounts.list_keys()])
+
+
+async def revoke_key(runtime: Runtime, call: Call) -> Response:
+    key_id: str = call.request.path_params["key_id"]
+    if not await runtime.accounts.revoke_key(key_id):
+        raise ApiError(404, "not_found", "no live key with that id")
+    log.info("API key %s revoked by %s", key_id, call.account.name)
+    return ok(key_id=key_id, revoked=True)
+
+
+ENDPOINTS = (
+    Endpoint(
+        "GET",
+        "/cards",
+        list_cards,
+        "Cards that wait or waited on teammates, newest first",
+        CardsResponse,
+        query=CardsQuery,
+    ),
+    Endpoint(
+        "GET",
+        "/cards/{card_id}",
+        get_card,
+        "One card that waits or waited on teammates",
+        CardResponse,
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/cards/{card_id}/resume",
+        resume,
+        "Approve or reject the level of the card that waits now (the key needs its role)",
+        CardResponse,
+        body=ResumeRequest,
+        errors=(403, 404, 409),
+        decides=True,
+    ),
+    Endpoint(
+        "POST",
+        "/user-tokens",
+        user_token,
+        "Sign a user token for a host page",
+        UserTokenResponse,
+        roles=frozenset({HOST, ADMIN}),
+        body=UserTokenRequest,
+    ),
+    Endpoint(
+        "GET",
+        "/keys",
+        list_keys,
+        "Every API key, revoked ones too; never their secrets",
+        KeysResponse,
+        roles=frozenset({ADMIN}),
+    ),
+    Endpoint(
+        "POST",
+        "/keys",
+        create_key,
+        "Create an API key; the answer holds it once",
+        KeyCreatedResponse,
+        roles=frozenset({ADMIN}),
+        body=KeyRequest,
+        status=201,
+    ),
+    Endpoint(
+        "DELETE",
+        "/keys/{key_id}",
+        revoke_key,
+        "Revoke an API key",
+        KeyRevokedResponse,
+        roles=frozenset({ADMIN}),
+        errors=(404,),
+    ),
+)
+
+
+# The OpenAPI document -------------------------------------------------------------------
+ERROR_TEXT = {
+    400: "The body is not JSON",
+    401: "No valid API key",
+    403: "The key lacks the role",
+    404: "Not found",
+    409: "Already decided, or expired",
+    413: "The body is too large",
+    415: "The body is not application/json",
+    422: "The body or query does not fit the schema",
+    503: "Storage unavailable; try again",
+}
+
+
+def _errors(endpoint: Endpoint) -> list[int]:
+    found = {*endpoint.errors, 503, 401}
+    if endpoint.roles:
+        found.add(403)
+    if endpoint.body:
+        found.update({400, 413, 415, 422})
+    if endpoint.query:
+        found.add(422)
+    return sorted(found)
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 for ``ENDPOINTS``; the schemas are the models' JSON schemas."""
+    used: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorResponse, "serialization")]
+    for e in ENDPOINTS:
+        used.append((e.response, "serialization"))
+        used += [(model, "validation") for model in (e.body, e.query) if model]
+    refs, schemas = models_json_schema(
+        list(dict.fromkeys(used)), ref_template="#/components/schemas/{model}"
+    )
+    components = schemas["$defs"]
+    paths: dict[str, dict[str, Any]] = {
+        PREFIX + OPENAPI_PATH: {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document (no key needed)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        }
+    }
+    for e in ENDPOINTS:
+        operation: dict[str, Any] = {"operationId": e.handler.__name__, "summary": e.summary}
+        if e.roles:
+            operation["description"] = "Roles: " + ", ".join(sorted(e.roles)) + "."
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", e.path)
+        ]
+        if e.query:
+            fields = components[e.query.__name__]["properties"]
+            parameters += [
+                {"name": name, "in": "query", "required": False, "schema": schema}
+                for name, schema in fields.items()
+            ]
+        if parameters:
+            operation["parameters"] = parameters
+        if e.body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(e.body, "validation")]}},
+            }
+        error_schema = {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}}
+        operation["responses"] = {
+            str(e.status): {
+                "description": "Done",
+                "content": {"application/json": {"schema": refs[(e.response, "serialization")]}},
+            },
+            **{
+                str(status): {"description": ERROR_TEXT[status], "content": error_schema}
+                for status in _errors(e)
+            },
+        }
+        paths.setdefault(PREFIX + e.path, {})[e.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "signoff",
+            "version": __version__,
+            "description": "Decide cards that wait on teammates, sign user tokens, manage keys.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: `signoff keys create` or POST /api/v1/keys.",
+                }
+            },
+        },
+        "security": [{"apiKey": []}],
+    }
+
+
+# Serving ----------------------------------------------------------------------------------
+class Api:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def authenticate(self, request: Request) -> Account:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>", CHALLENGE)
+        account = None
+        if len(presented) <= MAX_KEY_CHARS:
+            account = await self.runtime.accounts.authenticate_key(presented)
+        if account is None:
+            raise ApiError(
+                401, "unauthorized", "the API key is not valid or was revoked", CHALLENGE
+            )
+        return account
+
+    async def serve(self, endpoint: Endpoint, request: Request) -> Response:
+        by = UNAUTHENTICATED
+        try:
+            account = await self.authenticate(request)
+            by = Teammate(account.name, account.roles, Channel.API).signature
+            if endpoint.roles and not endpoint.roles & account.roles:
+                needed = " or ".join(sorted(endpoint.roles))
+                raise ApiError(403, "forbidden", f"this needs a key with the role {needed}")
+            body = await read_body(request, endpoint.body) if endpoint.body else None
+            query = read_query(request, endpoint.query) if endpoint.query else None
+        except ApiError as exc:
+            card_id = request.path_params.get("card_id", "")
+            if endpoint.decides and CARD_ID.match(card_id):
+                await self.runtime.engine.refuse_attempt(card_id, by, f"api: {exc.message}")
+            raise
+        return await endpoint.handler(self.runtime, Call(request, account, body, query))
+
+    def route(self, endpoint: Endpoint) -> Route:
+        async def handle(request: Request) -> Response:
+            return await self.serve(endpoint, request)
+
+        return Route(
+            endpoint.path, handle, methods=[endpoint.method], name=endpoint.handler.__name__
+        )
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def api_mount(runtime: Runtime) -> Mount:
+    """The ``/api/v1`` routes, as one app with its own JSON error answers."""
+    api = Api(runtime)
+    app = Starlette(
+        routes=[Route(OPENAPI_PATH, openapi), *(api.route(e) for e in ENDPOINTS)],
+        exception_handlers={
+            ApiError: api_error,
+            ProtocolError: engine_error,
+            StoreUnavailable: unavailable,
+            SQLAlchemyError: unavailable,
+            OSError: unavailable,
+            HTTPException: http_error,
+            500: internal_error,
+        },
+    )
+    return Mount(PREFIX, app=app)
