@@ -161,7 +161,8 @@ class Endpoint:
     async def deliver(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         """Send until accepted, refused or out of attempts; never raises but to cancel."""
         try:
-            await self.policy(self.attempt, delivery, client)
+            # A copy per delivery: tenacity keeps a call's state on the retrying object.
+            await self.policy.copy()(self.attempt, delivery, client)
         except Refused as exc:
             outcome, why = "refused", str(exc)
         except Retryable as exc:
