@@ -5,21 +5,25 @@ A bad value stops start-up with a message that names the setting.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from signoff.engine.notify import EventType
+
 MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-TABLES = {"sites", "llm", "slack"}
+TABLES = {"sites", "llm", "slack", "webhooks"}
 KNOWN_KEYS = {
     "secret",
     "store",
@@ -75,6 +79,7 @@ class Settings:
     sites: dict[str, Site] = field(default_factory=dict)
     llm: LLMSettings | None = None
     slack: SlackSettings | None = None
+    webhooks: tuple[WebhookSettings, ...] = ()
 
 
 def _positive(name: str, value: Any) -> float:
@@ -163,6 +168,7 @@ def load_settings(
         sites=_sites(raw.get("sites", {})),
         llm=_llm(raw.get("llm", {}), env),
         slack=_slack(raw.get("slack", {}), env),
+        webhooks=_webhooks(raw.get("webhooks", []), env),
     )
 
 
@@ -264,13 +270,16 @@ def _llm(raw: Any, env: Mapping[str, str]) -> LLMSettings | None:
 
 
 def _retries(value: Any) -> int:
-    name = "SIGNOFF_LLM_MAX_RETRIES"
+    return _whole("SIGNOFF_LLM_MAX_RETRIES", value, 0, MAX_LLM_RETRIES)
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name}: expected a whole number, got {value!r}")
-    if not 0 <= value <= MAX_LLM_RETRIES:
-        raise ConfigError(f"{name}: must be between 0 and {MAX_LLM_RETRIES}, got {value}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
     return value
 
 
@@ -319,3 +328,110 @@ def _slack(raw: Any, env: Mapping[str, str]) -> SlackSettings | None:
             "SIGNOFF_SLACK_API_URL", values.get("api_url", SLACK_API_URL), SLACK_API_URL
         ),
     )
+
+
+# Outgoing webhooks -----------------------------------------------------------------------
+
+WEBHOOK_KEYS = {"url", "secret", "events", "timeout", "attempts", "backoff", "max_backoff"}
+WEBHOOK_SECRET_PREFIX = "whsec_"
+# The Standard Webhooks spec asks for keys of 24 to 64 random bytes.
+MIN_WEBHOOK_SECRET_BYTES = 24
+MAX_WEBHOOK_ATTEMPTS = 100
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """One receiver of signed card events: ``[[webhooks]]`` or ``SIGNOFF_WEBHOOK_*``.
+
+    The retry defaults spread 12 attempts over about 50 minutes (waits of 5 s doubling
+    up to 10 minutes), so a receiver may be down for a deploy or an outage and still
+    get every event.
+    """
+
+    url: str
+    secret: str = field(repr=False)
+    events: frozenset[EventType] = frozenset(EventType)
+    timeout: float = 10.0  # seconds for one attempt: connect, send, answer
+    attempts: int = 12
+    backoff: float = 5.0  # the first wait between attempts; it doubles each time
+    max_backoff: float = 600.0
+
+
+def _webhooks(raw: Any, env: Mapping[str, str]) -> tuple[WebhookSettings, ...]:
+    """Each ``[[webhooks]]`` table, and one more from ``SIGNOFF_WEBHOOK_URL``/``_SECRET``
+    (it replaces a table with the same URL)."""
+    if not isinstance(raw, list) or not all(isinstance(table, dict) for table in raw):
+        raise ConfigError("webhooks: expected an array of tables, [[webhooks]]")
+    hooks = []
+    for i, table in enumerate(raw):
+        unknown = set(table) - WEBHOOK_KEYS
+        if unknown:
+            raise ConfigError(f"webhooks[{i}]: unknown settings {sorted(unknown)}")
+        hooks.append(_webhook(table, f"webhooks[{i}].{{}}".format))
+    url, secret = env.get("SIGNOFF_WEBHOOK_URL"), env.get("SIGNOFF_WEBHOOK_SECRET")
+    if secret and not url:
+        raise ConfigError("SIGNOFF_WEBHOOK_URL: required with SIGNOFF_WEBHOOK_SECRET")
+    if url:
+        if not secret:
+            raise ConfigError("SIGNOFF_WEBHOOK_SECRET: required with SIGNOFF_WEBHOOK_URL")
+        hooks = [hook for hook in hooks if hook.url != url]
+        hooks.append(
+            _webhook({"url": url, "secret": secret}, lambda key: f"SIGNOFF_WEBHOOK_{key.upper()}")
+        )
+    return tuple(hooks)
+
+
+def _webhook(table: dict[str, Any], setting: Callable[[str], str]) -> WebhookSettings:
+    """One receiver; ``setting(key)`` names a key in errors (``webhooks[0].url``)."""
+    url, secret = table.get("url"), table.get("secret")
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{setting('url')}: required, an http(s) URL")
+    _http_url(setting("url"), url, "https://hooks.example/signoff")
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError(f"{setting('secret')}: required, like whsec_<base64>")
+    _webhook_secret(setting("secret"), secret)
+    events = table.get("events", [str(event) for event in EventType])
+    if not isinstance(events, list) or not events:
+        raise ConfigError(f"{setting('events')}: expected a list of event types")
+    known = {str(event) for event in EventType}
+    strange = [event for event in events if not isinstance(event, str) or event not in known]
+    if strange:
+        raise ConfigError(
+            f"{setting('events')}: unknown event types {strange}; known: {sorted(known)}"
+        )
+    backoff = _positive(setting("backoff"), table.get("backoff", WebhookSettings.backoff))
+    max_backoff = _positive(
+        setting("max_backoff"), table.get("max_backoff", WebhookSettings.max_backoff)
+    )
+    if max_backoff < backoff:
+        raise ConfigError(f"{setting('max_backoff')}: must not be less than backoff")
+    return WebhookSettings(
+        url=url,
+        secret=secret,
+        events=frozenset(EventType(event) for event in events),
+        timeout=_positive(setting("timeout"), table.get("timeout", WebhookSettings.timeout)),
+        attempts=_whole(
+            setting("attempts"),
+            table.get("attempts", WebhookSettings.attempts),
+            1,
+            MAX_WEBHOOK_ATTEMPTS,
+        ),
+        backoff=backoff,
+        max_backoff=max_backoff,
+    )
+
+
+def _webhook_secret(name: str, secret: str) -> None:
+    """A Standard Webhooks secret: ``whsec_`` and base64 of at least 24 random bytes."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ConfigError(f"{name}: expected whsec_ followed by base64")
+    try:
+        body = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+        # Padding is optional in the spec's examples; the rest must be base64.
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except binascii.Error:
+        raise ConfigError(f"{name}: the part after whsec_ is not valid base64") from None
+    if len(key) < MIN_WEBHOOK_SECRET_BYTES:
+        raise ConfigError(
+            f"{name}: must decode to at least {MIN_WEBHOOK_SECRET_BYTES} bytes, got {len(key)}"
+        )

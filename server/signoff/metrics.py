@@ -18,3 +18,9 @@ cards_closed = Counter(
 store_unavailable = Counter(
     "signoff_store_unavailable_total", "Requests refused because the store was unreachable"
 )
+webhook_deliveries = Counter(
+    "signoff_webhook_deliveries_total",
+    "Webhook events by outcome: delivered; refused (a 4xx answer, not retried); failed "
+    "(attempts ran out); dropped (the endpoint's queue was full); abandoned (at shutdown)",
+    ["outcome"],
+)

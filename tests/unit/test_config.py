@@ -17,9 +17,11 @@ from signoff.config import (
     Settings,
     Site,
     SlackSettings,
+    WebhookSettings,
     load_settings,
     origin_matches,
 )
+from signoff.engine.notify import EventType
 
 SECRET = "s" * MIN_SECRET_LENGTH
 ENV = {"SIGNOFF_SECRET": SECRET}
@@ -473,3 +475,112 @@ def test_partial_or_bad_slack_settings_are_named(env: dict[str, str], named: str
 def test_bad_slack_tables_are_named(tmp_path: Path, toml: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(write(tmp_path, toml), env=ENV)
+
+
+# [[webhooks]] and SIGNOFF_WEBHOOK_* ----------------------------------------------------
+
+HOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes, as the spec's example
+HOOK_ENV = {
+    **ENV,
+    "SIGNOFF_WEBHOOK_URL": "https://hooks.example/signoff",
+    "SIGNOFF_WEBHOOK_SECRET": HOOK_SECRET,
+}
+
+
+def test_no_webhooks_by_default() -> None:
+    assert load_settings(env=ENV).webhooks == ()
+
+
+def test_one_webhook_from_the_environment_gets_every_event() -> None:
+    (hook,) = load_settings(env=HOOK_ENV).webhooks
+    assert hook == WebhookSettings("https://hooks.example/signoff", HOOK_SECRET)
+    assert {str(event) for event in hook.events} == {
+        "card.waiting",
+        "card.decided",
+        "call.executed",
+        "card.closed",
+    }
+    assert HOOK_SECRET not in repr(hook)  # settings may be logged; the key may not
+
+
+def test_webhook_tables_with_the_environment_adding_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+[[webhooks]]
+url = "https://payments.example/hooks"
+secret = "{HOOK_SECRET}"
+events = ["card.waiting"]
+timeout = 2
+attempts = 3
+backoff = 0.5
+max_backoff = 4
+
+[[webhooks]]
+url = "https://hooks.example/signoff"
+secret = "{HOOK_SECRET}"
+events = ["card.closed"]
+""",
+    )
+    first, second = load_settings(path, env=ENV).webhooks
+    assert first == WebhookSettings(
+        "https://payments.example/hooks",
+        HOOK_SECRET,
+        frozenset({EventType.CARD_WAITING}),
+        timeout=2.0,
+        attempts=3,
+        backoff=0.5,
+        max_backoff=4.0,
+    )
+    assert second.events == {EventType.CARD_CLOSED}
+    # The environment's endpoint replaces the table with its URL.
+    kept, from_env = load_settings(path, env=HOOK_ENV).webhooks
+    assert kept == first
+    assert from_env.events == set(EventType)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SIGNOFF_WEBHOOK_URL": "hooks.example/x"}, "SIGNOFF_WEBHOOK_URL: expected an http"),
+        ({"SIGNOFF_WEBHOOK_URL": "ftp://hooks.example"}, "SIGNOFF_WEBHOOK_URL"),
+        ({"SIGNOFF_WEBHOOK_SECRET": ""}, "SIGNOFF_WEBHOOK_SECRET: required"),
+        ({"SIGNOFF_WEBHOOK_URL": ""}, "SIGNOFF_WEBHOOK_URL: required"),
+        ({"SIGNOFF_WEBHOOK_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, "expected whsec_"),
+        ({"SIGNOFF_WEBHOOK_SECRET": "whsec_not base64!"}, "not valid base64"),
+        ({"SIGNOFF_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "at least 24 bytes"),
+    ],
+)
+def test_bad_webhook_settings_are_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env={**HOOK_ENV, **env})
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ('webhooks = "https://x"', r"webhooks: expected an array of tables"),
+        ("[webhooks]\nurl = 'https://x'", r"webhooks: expected an array of tables"),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nheaders = 1", r"webhooks\[0\]: unknown"),
+        ("[[webhooks]]\nsecret = 'S'", r"webhooks\[0\]\.url: required"),
+        ("[[webhooks]]\nurl = 'https://x'", r"webhooks\[0\]\.secret: required"),
+        ("[[webhooks]]\nurl = 'mailto:a@b'\nsecret = 'S'", r"webhooks\[0\]\.url"),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nevents = []", r"\.events"),
+        (
+            "[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nevents = ['card.eaten']",
+            r"webhooks\[0\]\.events: unknown event types \['card.eaten'\]; known",
+        ),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nevents = [[1]]", r"\.events"),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nattempts = 0", r"\.attempts"),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nattempts = 2.5", r"\.attempts"),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\ntimeout = -1", r"\.timeout"),
+        ("[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\nmax_backoff = 1", r"\.max_backoff"),
+        (
+            "[[webhooks]]\nurl = 'https://x'\nsecret = 'S'\n[[webhooks]]\nurl = 'https://y'",
+            r"webhooks\[1\]\.secret",
+        ),
+    ],
+)
+def test_bad_webhook_tables_are_named(tmp_path: Path, toml: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(write(tmp_path, toml.replace("'S'", f"'{HOOK_SECRET}'")), env=ENV)

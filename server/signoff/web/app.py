@@ -30,6 +30,7 @@ from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
+from signoff.integrations.webhooks import WebhookNotifier
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import api_mount
 from signoff.web.dashboard import Dashboard
@@ -71,6 +72,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     notifiers: list[Notifier] = []
     if settings.slack is not None:
         notifiers.append(SlackNotifier(settings.slack, store))
+    if settings.webhooks:
+        notifiers.append(WebhookNotifier(settings.webhooks))
     engine = Engine(
         registry=signoff.registry,
         bot=bot,
