@@ -27,6 +27,24 @@ CHANNEL = "C0APPROVALS"
 METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
 
 
+def texts(blocks: list[dict[str, Any]]) -> str:
+    """Every piece of text in Block Kit blocks, one per line."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(blocks)
+    return "\n".join(found)
+
+
 @dataclass
 class Call:
     method: str
@@ -34,20 +52,7 @@ class Call:
 
     def text(self) -> str:
         """Every text in the message's blocks and its fallback text, one per line."""
-        found = [self.body.get("text", "")]
-
-        def walk(node: Any) -> None:
-            if isinstance(node, dict):
-                if isinstance(node.get("text"), str):
-                    found.append(node["text"])
-                for value in node.values():
-                    walk(value)
-            elif isinstance(node, list):
-                for item in node:
-                    walk(item)
-
-        walk(self.body.get("blocks", []))
-        return "\n".join(found)
+        return "\n".join([self.body.get("text", ""), texts(self.body.get("blocks", []))])
 
     def buttons(self) -> list[dict[str, Any]]:
         blocks = self.body.get("blocks", [])

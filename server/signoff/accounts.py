@@ -100,7 +100,7 @@ class Accounts:
         self.admin_key = admin_key
         self.hasher = PasswordHasher()
         # Checked against when a name is unknown, so a login takes as long either way.
-        self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+        self._decoy: str | None = None
 
     # Teammates ----------------------------------------------------------------------------
     async def create_teammate(
@@ -145,10 +145,16 @@ class Accounts:
             raise AccountError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
         return await asyncio.to_thread(self.hasher.hash, password)
 
+    async def _decoy_hash(self) -> str:
+        """A hash to check unknown names against; made at the first need, hashing is slow."""
+        if self._decoy is None:
+            self._decoy = await asyncio.to_thread(self.hasher.hash, secrets.token_urlsafe(16))
+        return self._decoy
+
     async def login(self, name: str, password: str) -> Account | None:
         """The teammate, if the password is theirs; None otherwise (same time either way)."""
         row = await self._teammate_row(teammates.c.name == name)
-        stored = row["password_hash"] if row else self._decoy
+        stored: str = row["password_hash"] if row else await self._decoy_hash()
         try:
             await asyncio.to_thread(self.hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):

@@ -3,6 +3,7 @@ team, a teammate in another browser context decides it, and neither side reloads
 
 from __future__ import annotations
 
+import httpx
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.test_widget import open_demo, send
@@ -122,4 +123,16 @@ async def test_a_teammate_without_the_role_sees_the_card_but_no_approve_button(
     )
     await expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     await expect(page.get_by_role("button", name="Reject")).to_have_count(0)
+    # Nor does a key with the same roles get further through the API.
+    card_id = page.url.rsplit("/", 1)[-1]
+    key = await demo.app.state.runtime.accounts.create_key("fred-script", ["finance"])
+    async with httpx.AsyncClient(base_url=demo.url) as api:
+        answer = await api.post(
+            f"/api/v1/cards/{card_id}/resume",
+            json={"decision": "approve"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert answer.status_code == 403
     await expect(visitor.locator(".signoff-card")).to_have_attribute("data-status", "waiting")
+    stored = await demo.engine.store.get_card(card_id)
+    assert stored.status == "waiting"

@@ -177,19 +177,28 @@ async def test_the_external_system_decides_its_level(each_store: str, tmp_path: 
     """The hand-off: level 2 belongs to a program that learns of it by webhook."""
     runs: list[dict[str, Any]] = []
     server: Server | None = None
+    key = ""
+    answers: list[int] = []
 
     async def payments_system(event: dict[str, Any]) -> None:
+        """Approves over the REST API, with its own key, as an outside program would."""
         card = event["data"]["card"]
         if event["type"] == "card.waiting" and card["role"] == "payments-system":
             assert server is not None
-            await server.engine.team_decide(
-                card["card_id"], Verdict.APPROVE, PAYMENTS, level=card["level"]
-            )
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                answer = await http.post(
+                    f"/api/v1/cards/{card['card_id']}/resume",
+                    json={"decision": "approve"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            answers.append(answer.status_code)
 
     async with receiving(Receiver()) as receiver:
         receiver.on_event = payments_system
         config = settings(tmp_path, webhooks=(receiver.hook(events=[EventType.CARD_WAITING]),))
         async with running(refund_app(runs), config) as server, widget(server) as w:
+            accounts = server.app.state.runtime.accounts
+            key = await accounts.create_key("payments-system", ["payments-system"])
             await w.hello()
             await w.say("refund 250")
             card = await w.card("waiting")
@@ -199,11 +208,12 @@ async def test_the_external_system_decides_its_level(each_store: str, tmp_path: 
             await w.bot_says("refunded")
             stored = await server.engine.store.get_card(card["card_id"])
 
-    assert [(a["role"], a["by"]) for a in stored.approvals] == [
-        ("support-lead", "teammate:lena"),
-        ("payments-system", "teammate:payments-system"),
+    assert answers == [200]
+    assert [(a["role"], a["by"], a["channel"]) for a in stored.approvals] == [
+        ("support-lead", "teammate:lena", "dashboard"),
+        ("payments-system", "teammate:key:payments-system", "api"),
     ]
-    assert runs == [{"amount": "250", "decided_by": "teammate:payments-system"}]
+    assert runs == [{"amount": "250", "decided_by": "teammate:key:payments-system"}]
 
 
 async def test_failed_deliveries_come_again_with_the_same_id(tmp_path: Any) -> None:

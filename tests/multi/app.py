@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from signoff import Signoff, Text
+from signoff import Signoff, Text, team
 from tests.support import EchoCallBot
 
 
@@ -21,11 +21,12 @@ def record(line: str) -> None:
 
 
 class MultiBot(EchoCallBot):
-    """``wipe a`` → a card, ``hang a`` → a card for an action that never finishes;
+    """``wipe a`` → a card, ``hang a`` → a card for an action that never finishes,
+    ``refund a`` → a card for a support lead, then finance;
     ``slowly ...`` streams ten pieces first; after a card, it reports what came back."""
 
     def __init__(self) -> None:
-        super().__init__(calls=("wipe", "hang"))
+        super().__init__(calls=("wipe", "hang", "refund"))
 
     async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
         last = conversation[-1]
@@ -52,3 +53,9 @@ async def hang(ctx: Any, target: str) -> dict[str, Any]:
     record(f"hang {target}")
     await asyncio.sleep(60)
     return {}
+
+
+@app.action(kind="write", approver=team("support-lead", "finance"))
+async def refund(ctx: Any, target: str) -> dict[str, Any]:
+    record(f"refund {target} by {ctx.decided_by}")
+    return {"refunded": target}

@@ -25,6 +25,7 @@ from signoff.integrations.slack_blocks import (
     escape,
     parse_click,
 )
+from tests.slack_standin import texts
 
 LENA = Teammate("lena", frozenset({"support-lead"}), Channel.DASHBOARD)
 FRED = Teammate("fred", frozenset({"finance"}), Channel.SLACK)
@@ -60,24 +61,6 @@ def team_card(calls: list[dict[str, Any]] | None = None, **changes: Any) -> Card
 
 def resource(card: Card, masks: list[frozenset[str]] | None = None) -> dict[str, Any]:
     return card_resource(card, EXPIRES, masks)
-
-
-def texts(blocks: list[dict[str, Any]]) -> str:
-    """Every piece of text in the blocks, one per line."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(blocks)
-    return "\n".join(found)
 
 
 def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:

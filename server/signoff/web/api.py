@@ -40,6 +40,7 @@ from signoff.core.frames import (
 from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
 from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
 from signoff.store import StoreUnavailable
+from signoff.web.bodies import capped_body
 
 if TYPE_CHECKING:
     from signoff.web.app import Runtime
@@ -270,17 +271,11 @@ async def read_body(request: Request, model: type[M]) -> M:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    too_large = ApiError(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise too_large
+    raw = await capped_body(request, MAX_BODY_BYTES)
+    if raw is None:
+        raise ApiError(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        return model.model_validate_json(bytes(raw))
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise ApiError(400, "invalid_json", "the body is not valid JSON") from None

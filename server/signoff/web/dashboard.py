@@ -27,6 +27,7 @@ from signoff.core.conversation import Conversation, tool_content
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
 from signoff.core.teammates import Channel, NotAllowed, Teammate, Verdict, check_decider
 from signoff.store import StoreUnavailable
+from signoff.web.bodies import capped_body
 from signoff.web.csrf import (
     FIELD,
     LOGIN_COOKIE,
@@ -82,11 +83,9 @@ class FormError(Exception):
 
 async def read_form(request: Request, allowed: set[str], required: set[str]) -> dict[str, str]:
     """The urlencoded form of a post: at most MAX_FORM_BYTES, each field once, no others."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise FormError(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
+    body = await capped_body(request, MAX_FORM_BYTES)
+    if body is None:
+        raise FormError(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     if body and kind != "application/x-www-form-urlencoded":
         raise FormError(415, "send the form as application/x-www-form-urlencoded")

@@ -29,6 +29,7 @@ from signoff.engine import Engine
 from signoff.integrations.slack import slack_client
 from signoff.integrations.slack_blocks import BadClick, Click, escape, parse_click
 from signoff.store import StoreUnavailable
+from signoff.web.bodies import capped_body
 
 log = logging.getLogger("signoff.slack")
 
@@ -58,7 +59,7 @@ class SlackInteractions:
 
     async def handle(self, request: Request) -> Response:
         engine = request.app.state.runtime.engine
-        body = await _capped_body(request)
+        body = await capped_body(request, MAX_BODY)
         if body is None:
             return PlainTextResponse("request body too large", status_code=413)
         refused = self._unverified(body, request.headers)
@@ -136,16 +137,3 @@ async def _refuse(engine: Engine, card_id: str, by: str, why: str) -> None:
         await engine.refuse_attempt(card_id, by, f"slack: {why}")
     except StoreUnavailable:
         log.warning("refused a Slack request by %s on card %s (%s); store down", by, card_id, why)
-
-
-async def _capped_body(request: Request) -> bytes | None:
-    """The body, or None when it is larger than MAX_BODY (read no further than that)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return None
-    return bytes(body)
