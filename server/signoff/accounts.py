@@ -196,19 +196,23 @@ class Accounts:
         """A new key; the only time its full text exists outside the caller is now."""
         if not name or len(name) > 200:
             raise AccountError("a key needs a name of 1 to 200 characters (what it is for)")
+        if name == ADMIN_KEY_ID:
+            raise AccountError(f"the key name {name!r} is kept for SIGNOFF_ADMIN_KEY")
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(api_keys),
-                {
-                    "key_id": key_id,
-                    "name": name,
-                    "secret_hash": _digest(secret),
-                    "roles": _roles(roles),
-                    "created_at": _now(),
-                },
-            )
+        row = {
+            "key_id": key_id,
+            "name": name,
+            "secret_hash": _digest(secret),
+            "roles": _roles(roles),
+            "created_at": _now(),
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(api_keys), row)
+        except IntegrityError:
+            # Names sign decisions, so even a revoked key's name is not given again.
+            raise AccountError(f"a key named {name!r} already exists") from None
         return f"{KEY_PREFIX}{key_id}_{secret}"
 
     async def revoke_key(self, key_id: str) -> bool:

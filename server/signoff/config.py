@@ -94,6 +94,21 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
+MIN_ADMIN_KEY_LENGTH = 32
+
+
+def _admin_key(value: Any) -> str | None:
+    """The bootstrap admin key: long enough that it cannot be guessed through the API."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) < MIN_ADMIN_KEY_LENGTH:
+        raise ConfigError(
+            f"SIGNOFF_ADMIN_KEY: must be a string of at least {MIN_ADMIN_KEY_LENGTH} characters "
+            "(e.g. openssl rand -hex 32)"
+        )
+    return value
+
+
 def _sites(raw: Any) -> dict[str, Site]:
     if not isinstance(raw, dict):
         raise ConfigError("sites: expected a table of sites, e.g. [sites.shop]")
@@ -162,7 +177,7 @@ def load_settings(
         session_ttl=_positive(
             "SIGNOFF_SESSION_TTL", values.get("session_ttl", DEFAULT_SESSION_TTL)
         ),
-        admin_key=values.get("admin_key"),
+        admin_key=_admin_key(values.get("admin_key")),
         sweep_interval=_positive("SIGNOFF_SWEEP_INTERVAL", values.get("sweep_interval", 1.0)),
         lease_margin=_positive("SIGNOFF_LEASE_MARGIN", values.get("lease_margin", 30.0)),
         sites=_sites(raw.get("sites", {})),

@@ -23,7 +23,7 @@ from signoff.web.api import MAX_BODY_BYTES, MAX_REASON_CHARS, openapi_document
 from tests.integration.test_team import chain_app
 from tests.support import Server, Widget, audit_statuses, running, settings, widget
 
-ADMIN_KEY = "bootstrap-admin-key-0123456789"
+ADMIN_KEY = "bootstrap-admin-key-0123456789abcdef"
 ESCALATED = "refund 250 on order 1002"  # over 100: waits on the role support-lead
 
 
@@ -284,16 +284,15 @@ async def test_the_wrong_role_and_unknown_cards(demo: Server, api: Api) -> None:
         for missing in ("no-such-card", "..%2F..%2Fetc", "x" * 200):
             answer = await api.resume(missing, finance, decision="approve")
             assert (answer.status_code, error_code(answer)) == (404, "not_found")
-        # A visitor's own card is not the team's to decide.
+        # A visitor's own card is not the team's to decide, nor said to exist.
         mine = await visitor.open_card("cancel order 1001")
         answer = await api.resume(mine["card_id"], finance, decision="approve")
-        assert answer.status_code == 403
+        assert (answer.status_code, error_code(answer)) == (404, "not_found")
         assert (await demo.engine.store.get_card(mine["card_id"])).status == "pending"
     assert (await demo.engine.store.get_card(card["card_id"])).status == "waiting"
     refused = await demo.engine.audit.rows(status="refused")
     assert [(r["action"], r["decided_by"]) for r in refused] == [
         ("refund", "teammate:key:finance-bot"),
-        ("cancel_order", "teammate:key:finance-bot"),
     ]
 
 

@@ -178,6 +178,6 @@ async def test_visitor_cards_are_not_the_teams(demo: Server) -> None:
         card = await w.open_card("cancel order 1001")
         with pytest.raises(ProtocolError) as refused:
             await decide(demo, card["card_id"], Verdict.APPROVE, LEAD)
-        assert refused.value.code == "forbidden"
+        assert refused.value.code == "not_found"
         stored = await demo.engine.store.get_card(card["card_id"])
         assert stored.status == "pending"

@@ -10,6 +10,7 @@ from signoff.config import (
     DEFAULT_LLM_RETRIES,
     DEFAULT_LLM_TIMEOUT,
     DEFAULT_SESSION_TTL,
+    MIN_ADMIN_KEY_LENGTH,
     MIN_SECRET_LENGTH,
     SLACK_API_URL,
     ConfigError,
@@ -51,7 +52,7 @@ secret = "{SECRET}"
 store = "redis://localhost:6379/0"
 audit = "postgresql://db/signoff"
 session_ttl = 600
-admin_key = "adm"
+admin_key = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 sweep_interval = 0.5
 
 [sites.shop]
@@ -63,7 +64,7 @@ origins = ["https://shop.example", "http://localhost:*"]
     assert settings.store == "redis://localhost:6379/0"
     assert settings.audit == "postgresql://db/signoff"
     assert settings.session_ttl == 600.0
-    assert settings.admin_key == "adm"
+    assert settings.admin_key == "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
     assert settings.sweep_interval == 0.5
     assert settings.sites == {"shop": Site("shop", ("https://shop.example", "http://localhost:*"))}
 
@@ -78,14 +79,14 @@ def test_env_wins_over_toml(tmp_path: Path) -> None:
         "SIGNOFF_STORE": "redis://cache:6379/1",
         "SIGNOFF_AUDIT": "sqlite:///other.db",
         "SIGNOFF_SESSION_TTL": "120",
-        "SIGNOFF_ADMIN_KEY": "key-from-env",
+        "SIGNOFF_ADMIN_KEY": "key-from-the-environment-0123456789",
     }
     settings = load_settings(path, env=env)
     assert settings.secret == "from-the-environment-0123"
     assert settings.store == "redis://cache:6379/1"
     assert settings.audit == "sqlite:///other.db"
     assert settings.session_ttl == 120.0
-    assert settings.admin_key == "key-from-env"
+    assert settings.admin_key == "key-from-the-environment-0123456789"
 
 
 def test_empty_env_value_does_not_override_toml(tmp_path: Path) -> None:
@@ -120,6 +121,13 @@ def test_demo_keeps_a_given_secret() -> None:
 def test_short_secret_is_an_error() -> None:
     with pytest.raises(ConfigError, match="SIGNOFF_SECRET"):
         load_settings(env={"SIGNOFF_SECRET": "s" * (MIN_SECRET_LENGTH - 1)})
+
+
+@pytest.mark.parametrize("value", ["short", "x" * (MIN_ADMIN_KEY_LENGTH - 1), 12345])
+def test_a_guessable_or_non_string_admin_key_is_an_error(tmp_path: Path, value: object) -> None:
+    path = write(tmp_path, f"admin_key = {value!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match="SIGNOFF_ADMIN_KEY"):
+        load_settings(path, env=ENV)
 
 
 def test_non_string_secret_in_toml_is_an_error(tmp_path: Path) -> None:

@@ -104,7 +104,8 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("key_id", String(32), primary_key=True),
-    Column("name", Text, nullable=False),
+    # Unique: decisions are signed with it, and one name must be one decider.
+    Column("name", Text, nullable=False, unique=True),
     # SHA-256 of the key's secret part: keys are long random strings, so a slow hash
     # would only slow every request down.
     Column("secret_hash", String(64), nullable=False),

@@ -14,6 +14,7 @@ from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from signoff.core.canonical import canonical_bytes
 from signoff.core.redact import is_sensitive_name
+from signoff.core.teammates import RESERVED_ROLES, check_role_name
 from signoff.core.templates import MessageTemplate, generated_message, humanise
 
 ActionFunc = Callable[..., Awaitable[Any]]
@@ -75,6 +76,13 @@ class Team:
 def team(*roles: str, when: str | None = None) -> Team:
     if not roles or not all(isinstance(r, str) and r for r in roles):
         raise ActionError("team() needs at least one role name")
+    for role in roles:
+        if role in RESERVED_ROLES:
+            raise ActionError(f"team(): {role!r} is signoff's own role; name a team role")
+        try:
+            check_role_name(role)
+        except ValueError as exc:
+            raise ActionError(f"team(): {exc}") from None
     return Team(levels=tuple(roles), when=when)
 
 

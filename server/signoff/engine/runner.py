@@ -506,38 +506,48 @@ class Engine:
     ) -> None:
         try:
             card = await self.store.get_card(card_id)
-            if card is None:
-                raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card_id)
+            # Checked before the turn lock too, so a late decision is answered at once
+            # instead of after the winner's whole run (the claim still decides races).
+            self._check_team_card(card, card_id, level)
+            assert card is not None
             async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
-                card = await self.store.get_card(card_id) or card  # as it is now
-                if level is not None and card.status is Status.WAITING and card.level != level:
-                    raise ProtocolError(
-                        ErrorCode.ALREADY_DECIDED,
-                        f"level {level} of this card is already decided",
-                        ref=card_id,
-                    )
+                card = await self.store.get_card(card_id)
+                self._check_team_card(card, card_id, level)
+                assert card is not None
                 card = await self._team_claim(card, verdict, teammate, reason)
                 claimed.set_result(card)
-                if card.status is not Status.WAITING:
+                if card.status is Status.WAITING:
+                    await self._level_moved(card, teammate)
+                else:
                     await self._carry_out(card)
         except Exception as exc:
             if claimed.done():
                 raise  # after the claim: the background task's failure is logged
             claimed.set_exception(exc)
 
+    @staticmethod
+    def _check_team_card(card: Card | None, card_id: str, level: int | None) -> None:
+        """Refuse a decision on no team card, or on a level that is no longer waiting."""
+        if card is None or card.approver != "team":
+            # A visitor's card is not the team's business: it is not even said to exist.
+            raise ProtocolError(ErrorCode.NOT_FOUND, "no such card waits on the team", card_id)
+        if card.status is not Status.WAITING:
+            raise ProtocolError(
+                ErrorCode.ALREADY_DECIDED, f"this card is already {card.status}", ref=card_id
+            )
+        if level is not None and card.level != level:
+            raise ProtocolError(
+                ErrorCode.ALREADY_DECIDED, f"level {level} of this card is already decided", card_id
+            )
+
     async def _team_claim(
         self, card: Card, verdict: Verdict, teammate: Teammate, reason: str | None
     ) -> Card:
-        """Record the decision on the card's current level; called under the turn lock."""
-        if card.status is not Status.WAITING:
-            if card.approver != "team":
-                await self._refused(card, teammate.signature, "teammate decision on a visitor card")
-                raise ProtocolError(
-                    ErrorCode.FORBIDDEN, "this card is the visitor's to decide", ref=card.card_id
-                )
-            raise ProtocolError(
-                ErrorCode.ALREADY_DECIDED, f"this card is already {card.status}", ref=card.card_id
-            )
+        """Claim the decision on the card's current level; called under the turn lock.
+
+        Returns the card as the claim left it: waiting on the next level, approved or
+        rejected, with the decision's record last in its approvals.
+        """
         try:
             check_decider(card, teammate)
         except NotAllowed as exc:
@@ -547,22 +557,26 @@ class Engine:
         changes: dict[str, Any] = {"approvals": [*card.approvals, record]}
         if verdict is Verdict.APPROVE and card.level < len(card.levels):
             changes["level"] = card.level + 1
-            moved = await self._claim(card, {Status.WAITING}, Status.WAITING, changes, card.level)
-            await self._audit_card(
-                moved,
-                moved.calls,
-                AuditStatus.PENDING_CONFIRMATION,
-                teammate.signature,
-                f"level {card.level} ({card.role}) approved; "
-                f"level {moved.level} ({moved.role}) waits",
-            )
-            await self.store.append_frame(moved.session_id, card_update_frame(moved))
-            await self._announce(EventType.CARD_DECIDED, moved, approval=record)
-            await self._announce(EventType.CARD_WAITING, moved)
-            return moved
-        changes.update(decided_by=teammate.signature, reason=reason or None)
-        new = Status.APPROVED if verdict is Verdict.APPROVE else Status.REJECTED
+            new = Status.WAITING
+        else:
+            changes.update(decided_by=teammate.signature, reason=reason or None)
+            new = Status.APPROVED if verdict is Verdict.APPROVE else Status.REJECTED
         return await self._claim(card, {Status.WAITING}, new, changes, card.level)
+
+    async def _level_moved(self, card: Card, teammate: Teammate) -> None:
+        """After a level approved: the audit row, the visitor's update, the next level's news."""
+        decided = card.approvals[-1]
+        await self._audit_card(
+            card,
+            card.calls,
+            AuditStatus.PENDING_CONFIRMATION,
+            teammate.signature,
+            f"level {decided['level']} ({decided['role']}) approved; "
+            f"level {card.level} ({card.role}) waits",
+        )
+        await self.store.append_frame(card.session_id, card_update_frame(card))
+        await self._announce(EventType.CARD_DECIDED, card, approval=decided)
+        await self._announce(EventType.CARD_WAITING, card)
 
     async def _claim(
         self,

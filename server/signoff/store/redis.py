@@ -158,8 +158,11 @@ _TRANSITION = """
 local card = KEYS[1]
 local status = redis.call('HGET', card, 'status')
 if not status then return {'missing'} end
-if ARGV[8] ~= '' and tonumber(redis.call('HGET', card, 'level')) ~= tonumber(ARGV[8]) then
-  return {'conflict', redis.call('HGETALL', card)}
+if ARGV[8] ~= '' then
+  -- A card written before levels were kept as their own field has its level in the body.
+  local level = redis.call('HGET', card, 'level')
+  if not level then level = cjson.decode(redis.call('HGET', card, 'body'))['level'] end
+  if tonumber(level) ~= tonumber(ARGV[8]) then return {'conflict', redis.call('HGETALL', card)} end
 end
 local i = 9
 local expected, movable = false, false

@@ -31,7 +31,7 @@ def upgrade() -> None:
     op.create_table(
         "api_keys",
         sa.Column("key_id", sa.String(32), primary_key=True),
-        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False, unique=True),
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("roles", DOCUMENT, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
