@@ -19,6 +19,7 @@ from openapi_spec_validator import validate
 from signoff.bots.demo import demo_app
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
+from signoff.engine.runner import DOOR_REFUSALS_BURST
 from signoff.web.api import MAX_BODY_BYTES, MAX_REASON_CHARS, openapi_document
 from tests.integration.test_team import chain_app
 from tests.support import Server, Widget, audit_statuses, running, settings, widget
@@ -272,6 +273,21 @@ async def test_refused_at_the_door_nothing_runs_and_the_attempt_is_audited(
     # The card is still there to decide, properly.
     answer = await api.resume(card["card_id"], lead, decision="approve")
     assert answer.json()["card"]["status"] == "approved"
+
+
+async def test_a_flood_of_unauthenticated_attempts_cannot_bury_the_audit_log(
+    demo: Server, api: Api
+) -> None:
+    async with widget(demo) as w:
+        card = await escalate(w)
+        answers = await asyncio.gather(
+            *(api.resume(card["card_id"], "sok_forged_key", decision="approve") for _ in range(60))
+        )
+    assert {answer.status_code for answer in answers} == {401}
+    refused = await demo.engine.audit.rows(action="refund", status="refused")
+    # The burst, and at most what the bucket refills while the flood lasts.
+    assert DOOR_REFUSALS_BURST <= len(refused) <= DOOR_REFUSALS_BURST + 2
+    assert (await demo.engine.store.get_card(card["card_id"])).status == "waiting"
 
 
 async def test_the_wrong_role_and_unknown_cards(demo: Server, api: Api) -> None:

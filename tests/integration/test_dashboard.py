@@ -173,6 +173,17 @@ async def test_failed_logins_are_throttled_per_name_and_address(server: Server) 
         assert (await guesser.log_in("omar")).status_code == 303
 
 
+async def test_parallel_guesses_are_held_to_the_same_few(server: Server) -> None:
+    async with teammate(server) as guesser:
+        await guesser.page("/dashboard/login")
+        form = {"name": "lena", "password": "guess-guess", "csrf": guesser.csrf}
+        answers = await asyncio.gather(
+            *(guesser.http.post("/dashboard/login", data=form) for _ in range(20))
+        )
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [401] * 5 + [429] * 15
+
+
 async def test_decision_posts_refused_at_the_door_change_nothing_and_are_audited(
     server: Server,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signoff.core.ratelimit import TokenBucket
+from signoff.core.ratelimit import KeyedLimiter, TokenBucket
 
 
 def test_burst_passes_then_refuses() -> None:
@@ -56,3 +56,21 @@ def test_ready_says_whether_a_take_would_pass_without_spending() -> None:
     assert not bucket.ready(0.5)
     assert bucket.ready(1.0)
     assert bucket.take(1.0)
+
+
+def test_keyed_limits_count_each_key_apart_and_forget_on_request() -> None:
+    limiter = KeyedLimiter(rate=1 / 60, burst=2, size=3)
+    assert limiter.take("lena", 0.0) and limiter.take("lena", 0.0)
+    assert not limiter.take("lena", 1.0)
+    assert limiter.take("omar", 1.0)
+    limiter.forget("lena")
+    assert limiter.take("lena", 1.0)
+
+
+def test_keyed_limits_keep_only_the_most_recent_keys() -> None:
+    limiter = KeyedLimiter(rate=1 / 60, burst=1, size=2)
+    assert limiter.take("a", 0.0)
+    assert not limiter.take("a", 0.0)
+    limiter.take("b", 0.0)
+    limiter.take("c", 0.0)  # "a" is the least recent: dropped, so it starts afresh
+    assert limiter.take("a", 0.0)

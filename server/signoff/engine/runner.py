@@ -39,6 +39,7 @@ from signoff.core.frames import (
     displayed,
     snapshot_frame,
 )
+from signoff.core.ratelimit import KeyedLimiter
 from signoff.core.resources import card_resource
 from signoff.core.teammates import NotAllowed, Teammate, Verdict, approval, check_decider
 from signoff.core.tokens import anonymous_user_id
@@ -57,6 +58,9 @@ TURN_LOCK_TTL = 10.0
 # A claimed card is presumed abandoned (its server died) once its lease is over: the
 # run timeouts of its calls plus this margin.
 LEASE_MARGIN = 30.0
+# Audit rows per card for decision attempts refused at the door: a burst, then this rate.
+DOOR_REFUSALS_BURST = 20
+DOOR_REFUSALS_PER_SECOND = 1 / 6
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
 WAITING_FOR_TEAMMATE = (
@@ -117,6 +121,7 @@ class Engine:
         self.auditor = Auditor(secret)
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: set[str] = set()
+        self._door_refusals = KeyedLimiter(DOOR_REFUSALS_PER_SECOND, DOOR_REFUSALS_BURST)
 
     # Background work --------------------------------------------------------------------
     def spawn(self, coro: Any) -> None:
@@ -746,12 +751,16 @@ class Engine:
 
     async def refuse_attempt(self, card_id: str, by: str, why: str) -> None:
         """Audit a decision attempt refused before it reached the card (a bad signature, a
-        missing CSRF token, extra fields), when it names a card that exists."""
+        missing CSRF token, extra fields), when it names a card that exists.
+
+        Such attempts need no credentials, so each card takes only a few rows of them a
+        minute: a flood cannot bury the audit log. The rest are logged here.
+        """
         card = await self.store.get_card(card_id)
-        if card is not None:
+        if card is not None and self._door_refusals.take(card_id, self.clock()):
             await self._refused(card, by, why)
         else:
-            log.warning("refused a decision attempt by %s on unknown card %r: %s", by, card_id, why)
+            log.warning("refused a decision attempt by %s on card %r: %s", by, card_id, why)
 
     async def _audit_card(
         self,

@@ -289,12 +289,12 @@ class Dashboard:
         name = form["name"].strip()
         client = client_address(request) or "?"
         now = time.monotonic()
-        if not self.throttle.allowed(name, client, now):
+        if not self.throttle.attempt(name, client, now):
             return self.login_page(request, 429, "Too many failed logins. Wait a minute and retry.")
         account = await self.runtime.accounts.login(name, form["password"])
         if account is None:
-            self.throttle.failed(name, client, now)
             return self.login_page(request, 401, "Wrong name or password.")
+        self.throttle.succeeded(name, client)
         cookie, _ = await self.logins.open(account.name)
         response = RedirectResponse(BASE, 303, headers=HEADERS)
         self.set_cookie(request, response, COOKIE, cookie, LOGIN_TTL)

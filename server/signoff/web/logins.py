@@ -13,10 +13,9 @@ import hashlib
 import json
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
-from signoff.core.ratelimit import TokenBucket
+from signoff.core.ratelimit import KeyedLimiter
 from signoff.store import Store
 
 LOGIN_TTL = 12 * 3600.0
@@ -62,27 +61,21 @@ class Logins:
 
 
 class LoginThrottle:
-    """Failed logins per name and client address: a few in a row, then one a minute.
+    """Logins per name and client address: a few in a row, then one a minute.
 
-    Kept in each instance's memory: behind a load balancer every instance counts its own,
-    which still bounds guessing to a handful of tries a minute, each one slowed by argon2.
-    The least recently used entries go past ``size``, so a flood of names stays small.
+    Every attempt spends a token before its password is checked, so a burst of parallel
+    guesses is held to the same few as guesses one after another; a successful login
+    starts the count afresh. Kept in each instance's memory: behind a load balancer
+    every instance counts its own, which still bounds guessing to a handful of tries a
+    minute per instance, each one slowed by argon2.
     """
 
     def __init__(self, burst: int = 5, per_second: float = 1 / 60, size: int = 10_000) -> None:
-        self.burst = burst
-        self.per_second = per_second
-        self.size = size
-        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
+        self._limiter = KeyedLimiter(per_second, burst, size)
 
-    def allowed(self, name: str, address: str, now: float) -> bool:
-        bucket = self._buckets.get((name, address))
-        return bucket is None or bucket.ready(now)
+    def attempt(self, name: str, address: str, now: float) -> bool:
+        """Whether a login may be tried now; counts it."""
+        return self._limiter.take((name, address), now)
 
-    def failed(self, name: str, address: str, now: float) -> None:
-        key = (name, address)
-        bucket = self._buckets.pop(key, None) or TokenBucket(self.per_second, self.burst, now)
-        bucket.take(now)
-        self._buckets[key] = bucket
-        while len(self._buckets) > self.size:
-            self._buckets.popitem(last=False)
+    def succeeded(self, name: str, address: str) -> None:
+        self._limiter.forget((name, address))
