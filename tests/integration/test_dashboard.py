@@ -16,13 +16,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 
 from signoff.audit.schema import teammates
 from signoff.bots.demo import demo_app
 from signoff.web import logins
+from tests.services import POSTGRES_ADMIN_URL
 from tests.support import Server, Widget, free_port, running, settings, widget
 
 PASSWORD = "correct horse battery"
@@ -376,3 +379,39 @@ async def test_the_demo_prints_a_teammate_who_can_log_in(tmp_path: Path) -> None
     finally:
         second.terminate()
         await second.wait()
+
+
+async def test_an_unreachable_database_is_a_503_and_then_service_resumes(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    """The teammates live in the audit database; while it refuses connections the
+    dashboard and the API say so (503) and change nothing, and carry on once it is back."""
+    database = make_url(postgres_url).database
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    async with running(demo_app(), settings(tmp_path, audit=postgres_url)) as server:
+        accounts = server.app.state.runtime.accounts
+        await accounts.create_teammate("lena", PASSWORD, ["support-lead"])
+        key = await accounts.create_key("desk", ["support-lead"])
+        async with waiting_card(server) as (visitor, card_id), teammate(server, "lena") as lena:
+            await lena.page(f"/dashboard/cards/{card_id}")
+            try:
+                await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    database,
+                )
+                assert (await lena.http.get("/dashboard")).status_code == 503
+                assert (await lena.decide(card_id)).status_code == 503
+                async with httpx.AsyncClient(base_url=server.url) as api:
+                    answer = await api.post(
+                        f"/api/v1/cards/{card_id}/resume",
+                        json={"decision": "approve"},
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                assert answer.status_code == 503
+            finally:
+                await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            assert (await server.engine.store.get_card(card_id)).status == "waiting"
+            assert (await lena.decide(card_id)).status_code == 200
+            await visitor.update(card_id, "done")
+    await admin.close()

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,8 +38,8 @@ from signoff.core.frames import (
 )
 from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
 from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
-from signoff.store import StoreUnavailable
 from signoff.web.bodies import capped_body
+from signoff.web.outages import OUTAGES
 
 if TYPE_CHECKING:
     from signoff.web.app import Runtime
@@ -641,9 +640,7 @@ def api_mount(runtime: Runtime) -> Mount:
         exception_handlers={
             ApiError: api_error,
             ProtocolError: engine_error,
-            StoreUnavailable: unavailable,
-            SQLAlchemyError: unavailable,
-            OSError: unavailable,
+            **dict.fromkeys(OUTAGES, unavailable),
             HTTPException: http_error,
             500: internal_error,
         },

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,9 @@ from signoff.web.csrf import (
     tokens_match,
 )
 from signoff.web.logins import COOKIE, LOGIN_TTL, Login, Logins, LoginThrottle
+from signoff.web.outages import OUTAGES
+
+log = logging.getLogger("signoff.dashboard")
 
 if TYPE_CHECKING:  # web.app imports this module
     from signoff.web.app import Runtime
@@ -188,12 +192,13 @@ class Dashboard:
             async def endpoint(request: Request) -> Response:
                 try:
                     return await handler(request)
-                except StoreUnavailable:
+                except OUTAGES:
+                    log.warning("dashboard request failed", exc_info=True)
                     return self.message(
                         request,
                         503,
                         "Unavailable",
-                        "The store is unreachable for now; try again shortly.",
+                        "signoff cannot reach its store or database for now; try again shortly.",
                     )
 
             return endpoint

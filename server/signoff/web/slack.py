@@ -28,10 +28,11 @@ from signoff.core.teammates import Channel, Teammate
 from signoff.engine import Engine
 from signoff.integrations.slack import slack_client
 from signoff.integrations.slack_blocks import BadClick, Click, escape, parse_click
-from signoff.store import StoreUnavailable
 from signoff.web.bodies import capped_body
+from signoff.web.outages import OUTAGES
 
 log = logging.getLogger("signoff.slack")
+UNAVAILABLE = "signoff cannot reach its store or database; try again in a moment."
 
 # Interaction payloads carry the whole message clicked on; signoff's stay well below this.
 MAX_BODY = 256 * 1024
@@ -87,7 +88,11 @@ class SlackInteractions:
     async def _decide(self, request: Request, click: Click) -> Response:
         runtime = request.app.state.runtime
         engine = runtime.engine
-        account = await runtime.accounts.slack_teammate(click.user_id)
+        try:
+            account = await runtime.accounts.slack_teammate(click.user_id)
+        except OUTAGES:
+            log.warning("Slack click not checked", exc_info=True)
+            return self._tell(click, UNAVAILABLE)
         if account is None:
             await _refuse(engine, click.card_id, f"slack:{click.user_id}", "not a linked teammate")
             return self._tell(click, NOT_LINKED)
@@ -104,8 +109,9 @@ class SlackInteractions:
             if exc.code != ErrorCode.FORBIDDEN:  # the engine audits forbidden ones itself
                 await _refuse(engine, click.card_id, teammate.signature, exc.message)
             return self._tell(click, f"Not recorded: {exc.message}.")
-        except StoreUnavailable:
-            return self._tell(click, "signoff cannot reach its store; try again in a moment.")
+        except OUTAGES:
+            log.warning("Slack decision failed", exc_info=True)
+            return self._tell(click, UNAVAILABLE)
         return Response(status_code=200)
 
     def _tell(self, click: Click, text: str) -> Response:
@@ -135,5 +141,5 @@ async def _turn_away(
 async def _refuse(engine: Engine, card_id: str, by: str, why: str) -> None:
     try:
         await engine.refuse_attempt(card_id, by, f"slack: {why}")
-    except StoreUnavailable:
+    except OUTAGES:
         log.warning("refused a Slack request by %s on card %s (%s); store down", by, card_id, why)
