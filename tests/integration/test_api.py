@@ -392,6 +392,10 @@ async def test_the_admin_key_manages_keys_and_signs_tokens_but_decides_nothing(
         (key_id, "refund desk", ["support-lead"])
     ]
     assert key.split("_", 2)[2] not in listed.text
+    # Decisions are signed with key names: one name, one key; "admin" is the bootstrap's.
+    for name in ("refund desk", "admin"):
+        again = await api.call("POST", "/keys", ADMIN_KEY, {"name": name, "roles": ["finance"]})
+        assert (again.status_code, error_code(again)) == (422, "invalid_body")
     token = await api.call("POST", "/user-tokens", ADMIN_KEY, {"user_id": "alice"})
     assert token.status_code == 200
 

@@ -108,6 +108,12 @@ def test_team_needs_a_role() -> None:
         team("")
 
 
+@pytest.mark.parametrize("role", ["admin", "host", "Finance", "support lead", "x" * 65])
+def test_team_roles_are_team_role_names(role: str) -> None:
+    with pytest.raises(ActionError, match="team"):
+        team(role)
+
+
 def test_team_keeps_levels_in_order() -> None:
     assert team("manager", "director", when="amount > 1") == Team(
         levels=("manager", "director"), when="amount > 1"
