@@ -45,6 +45,7 @@ class Account:
     name: str
     roles: frozenset[str]
     slack_user_id: str | None = None
+    stamp: str = ""  # of the teammate's password: see _account
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,14 @@ class Accounts:
                 update(teammates)
                 .where(teammates.c.name == name)
                 .values(password_hash=password_hash)
+            )
+        return bool(result.rowcount)
+
+    async def set_disabled(self, name: str, disabled: bool) -> bool:
+        """Disable a teammate (out at once: every request reads them anew) or enable them."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(teammates).where(teammates.c.name == name).values(disabled=disabled)
             )
         return bool(result.rowcount)
 
@@ -248,4 +257,7 @@ class Accounts:
 
 
 def _account(row: dict[str, Any]) -> Account:
-    return Account(row["name"], frozenset(row["roles"]), row["slack_user_id"])
+    # The stamp changes with the password hash: a login made before a new password was set
+    # no longer matches, so setting one ends every earlier login.
+    stamp = _digest(row["password_hash"])[:16]
+    return Account(row["name"], frozenset(row["roles"]), row["slack_user_id"], stamp)

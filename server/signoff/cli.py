@@ -116,6 +116,14 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
         if args.command == "users" and args.verb == "create":
             await accounts.create_teammate(args.name, args.password, args.roles, args.slack_user)
             print(f"teammate {args.name} created (roles: {', '.join(sorted(set(args.roles)))})")
+        elif args.command == "users" and args.verb == "password":
+            if not await accounts.set_password(args.name, args.password):
+                raise AccountError(f"no teammate named {args.name!r}")
+            print(f"teammate {args.name}: new password set; their dashboard logins have ended")
+        elif args.command == "users" and args.verb in {"disable", "enable"}:
+            if not await accounts.set_disabled(args.name, args.verb == "disable"):
+                raise AccountError(f"no teammate named {args.name!r}")
+            print(f"teammate {args.name} {args.verb}d")
         elif args.command == "users":
             print_table(
                 ["NAME", "ROLES", "SLACK", "CREATED", "DISABLED"],
@@ -187,9 +195,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     user_create = users.add_parser("create", help="add a teammate; asks for a password")
     user_create.add_argument("name")
     user_create.add_argument("--slack-user", help="their Slack user id (U...), to decide in Slack")
-    user_create.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    user_password = users.add_parser("password", help="set a new password; ends their logins")
+    user_password.add_argument("name")
+    for cmd in (user_create, user_password):
+        cmd.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from stdin's first line",
+        )
+    users.add_parser("disable", help="refuse their logins, clicks and decisions").add_argument(
+        "name"
     )
+    users.add_parser("enable", help="let a disabled teammate in again").add_argument("name")
     users.add_parser("list", help="every teammate and their roles")
     keys_cmd = commands.add_parser("keys", help="API keys (in the audit database)")
     keys = keys_cmd.add_subparsers(dest="verb", required=True)
@@ -208,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in {"users", "keys"}:
             settings = load_settings(args.config, need_secret=False)
-            if args.command == "users" and args.verb == "create":
+            if args.command == "users" and args.verb in {"create", "password"}:
                 args.password = read_password(args.password_stdin)
             asyncio.run(manage_accounts(args, settings.audit))
         elif args.command == "token":

@@ -255,6 +255,28 @@ def test_users_create_refuses_bad_input_and_creates_nothing(
     assert [(t.name, t.roles) for t in names] == [("lena", ["support-lead"])]
 
 
+def test_users_get_new_passwords_and_are_disabled_and_enabled(tmp_path: Path, command: Any) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    lena = ["lena", "--role", "support-lead", "--password-stdin"]
+    assert command("users", "create", *lena, audit=audit, stdin=PASSWORD)[0] == 0
+    new = "another long passphrase"
+    changed = command("users", "password", "lena", "--password-stdin", stdin=new)
+    assert changed[0] == 0 and "logins have ended" in changed[1]
+    assert accounts_of(audit, lambda accounts: accounts.login("lena", PASSWORD)) is None
+    assert accounts_of(audit, lambda accounts: accounts.login("lena", new)) is not None
+
+    assert command("users", "disable", "lena") == (0, "teammate lena disabled\n", "")
+    assert accounts_of(audit, lambda accounts: accounts.login("lena", new)) is None
+    assert command("users", "list")[1].splitlines()[1].split()[-1] == "yes"
+    assert command("users", "enable", "lena") == (0, "teammate lena enabled\n", "")
+    assert accounts_of(audit, lambda accounts: accounts.login("lena", new)) is not None
+
+    for verb in ("disable", "enable"):
+        assert command("users", verb, "nobody") == (2, "", "signoff: no teammate named 'nobody'\n")
+    short = command("users", "password", "lena", "--password-stdin", stdin="short")
+    assert short[0] == 2 and "at least 10 characters" in short[2]
+
+
 def test_keys_are_shown_once_listed_without_secrets_and_revoked(
     audit_url: str, command: Any
 ) -> None:

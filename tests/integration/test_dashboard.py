@@ -317,6 +317,18 @@ async def test_an_ended_login_or_a_disabled_teammate_decides_nothing(
         ]
 
 
+async def test_a_new_password_ends_the_logins_made_before_it(server: Server) -> None:
+    async with waiting_card(server) as (_visitor, card_id), teammate(server, "lena") as lena:
+        await lena.page(f"/dashboard/cards/{card_id}")
+        accounts = server.app.state.runtime.accounts
+        assert await accounts.set_password("lena", "a brand new passphrase")
+        assert (await lena.http.get("/dashboard")).status_code == 303
+        assert (await lena.decide(card_id)).status_code == 403
+        assert (await lena.log_in("lena", "a brand new passphrase")).status_code == 303
+        assert (await lena.http.get("/dashboard")).status_code == 200
+    assert (await server.engine.store.get_card(card_id)).status == "waiting"
+
+
 async def test_the_live_list_is_answered_with_204_while_it_is_unchanged(server: Server) -> None:
     async with teammate(server, "lena") as lena:
         first = await lena.http.get("/dashboard/cards")

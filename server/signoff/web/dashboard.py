@@ -239,7 +239,7 @@ class Dashboard:
         if login is None:
             return None
         account = await self.runtime.accounts.teammate(login.name)  # disabled: None
-        if account is None:
+        if account is None or account.stamp != login.stamp:  # or a new password since
             return None
         agent = request.headers.get("user-agent")
         return login, Teammate(
@@ -300,7 +300,7 @@ class Dashboard:
         if account is None:
             return self.login_page(request, 401, "Wrong name or password.")
         self.throttle.succeeded(name, client)
-        cookie, _ = await self.logins.open(account.name)
+        cookie, _ = await self.logins.open(account.name, account.stamp)
         response = RedirectResponse(BASE, 303, headers=HEADERS)
         self.set_cookie(request, response, COOKIE, cookie, LOGIN_TTL)
         response.delete_cookie(LOGIN_COOKIE, path=BASE, httponly=True, samesite="strict")

@@ -4,7 +4,8 @@ The browser holds only a random id, in an HttpOnly cookie; the store keeps the t
 name, the login's CSRF token and its end under ``dashboard:`` + a SHA-256 of that id (so
 whoever reads the store cannot use what is there as a cookie). A login lasts LOGIN_TTL
 seconds from the moment the password was checked, however busy it is. Roles are not kept:
-each request reads the teammate anew, so one who is disabled is out at once.
+each request reads the teammate anew, so one who is disabled is out at once, and so is a
+login made before the teammate's password was changed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ MAX_COOKIE_LENGTH = 100
 @dataclass(frozen=True)
 class Login:
     name: str
+    stamp: str  # the teammate's credential stamp when they logged in (Account.stamp)
     csrf: str  # the synchronizer token every form of this login carries
     expires_at: float
 
@@ -39,10 +41,10 @@ class Logins:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def open(self, name: str) -> tuple[str, Login]:
+    async def open(self, name: str, stamp: str) -> tuple[str, Login]:
         """A new login for ``name``: the cookie value to hand out, and the login."""
         cookie = secrets.token_urlsafe(32)
-        login = Login(name, secrets.token_urlsafe(32), time.time() + LOGIN_TTL)
+        login = Login(name, stamp, secrets.token_urlsafe(32), time.time() + LOGIN_TTL)
         await self.store.put_record(_record(cookie), json.dumps(asdict(login)), LOGIN_TTL)
         return cookie, login
 
@@ -53,7 +55,10 @@ class Logins:
         raw = await self.store.get_record(_record(cookie))
         if raw is None:
             return None
-        login = Login(**json.loads(raw))
+        try:
+            login = Login(**json.loads(raw))
+        except (TypeError, ValueError):  # not a login this release wrote: none at all
+            return None
         return login if login.expires_at > time.time() else None
 
     async def close(self, cookie: str) -> None:
