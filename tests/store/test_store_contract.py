@@ -412,3 +412,27 @@ async def test_records_keep_a_value_until_their_ttl_or_deletion(store: Store) ->
     assert await store.get_record("login:a") == "alice again"
     await store.delete_record("login:a")
     assert await store.get_record("login:a") is None
+
+
+async def test_waiting_cards_are_listed_longest_waiting_first_while_they_wait(
+    store: Store,
+) -> None:
+    await store.create_session(session("s1"))
+    await store.create_session(session("s2"))
+    await store.add_card(team_card("first", NOW))
+    await store.add_card(team_card("second", NOW + 1, session_id="s2"))
+    await store.add_card(team_card("third", NOW + 2))
+    await store.add_card(card("visitor", created_at=NOW + 3))
+    assert [c.card_id for c in await store.waiting_cards(10)] == ["first", "second", "third"]
+    assert [c.card_id for c in await store.waiting_cards(2)] == ["first", "second"]
+    # A level moving on keeps a card waiting; a decision or expiry takes it off.
+    await store.transition("first", {Status.WAITING}, Status.WAITING, NOW, {"level": 2}, level=1)
+    await store.transition("third", {Status.WAITING}, Status.REJECTED, NOW)
+    assert [c.card_id for c in await store.waiting_cards(10)] == ["first", "second"]
+    late = await store.transition(
+        "first", {Status.WAITING}, Status.APPROVED, NOW + 100, check_deadline=True
+    )
+    assert late.outcome is ClaimOutcome.EXPIRED
+    assert [c.card_id for c in await store.waiting_cards(10)] == ["second"]
+    await store.end_session("s2", "expired")
+    assert await store.waiting_cards(10) == []

@@ -421,7 +421,10 @@ class Engine:
         return self._resource(card, session.expires_at if session else None)
 
     async def team_cards(self, status: Status | None = None, limit: int = 200) -> list[Card]:
-        """Cards that wait or waited on teammates, newest first, optionally of one status."""
+        """Cards that wait or waited on teammates, newest first, optionally of one status;
+        those waiting now come the longest waiting first, however many there are."""
+        if status is Status.WAITING:
+            return await self.store.waiting_cards(limit)
         cards = await self.store.team_cards(limit if status is None else max(limit, 1000))
         if status is not None:
             cards = [card for card in cards if card.status is status]

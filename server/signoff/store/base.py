@@ -176,6 +176,10 @@ class Store(abc.ABC):
         Kept while their sessions' live state is: what the dashboard and the API list.
         """
 
+    @abc.abstractmethod
+    async def waiting_cards(self, limit: int) -> list[Card]:
+        """Up to ``limit`` cards waiting on teammates now, the longest waiting first."""
+
     # Records --------------------------------------------------------------------------
     @abc.abstractmethod
     async def put_record(self, name: str, value: str, ttl: float) -> None:

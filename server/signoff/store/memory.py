@@ -37,6 +37,7 @@ class MemoryStore(Store):
         self._cards: dict[str, Card] = {}
         self._session_cards: dict[str, list[str]] = defaultdict(list)
         self._team_cards: dict[str, None] = {}  # ids of team cards, oldest first
+        self._waiting: dict[str, None] = {}  # ids of cards waiting on teammates, oldest first
         self._records: dict[str, tuple[str, float]] = {}
         self._records_kept = 64
         # Cards still open or claimed: all the sweeper has to look at.
@@ -73,6 +74,7 @@ class MemoryStore(Store):
         for card_id in self._session_cards.pop(session_id, []):
             self._cards.pop(card_id, None)
             self._team_cards.pop(card_id, None)
+            self._waiting.pop(card_id, None)
             self._live.discard(card_id)
         self._notify(session_id, "end")
         self._listeners.pop(session_id, None)
@@ -174,6 +176,10 @@ class MemoryStore(Store):
         return Transition(ClaimOutcome.OK, card.copy())
 
     def _track(self, card: Card) -> None:
+        if card.status is Status.WAITING:
+            self._waiting.setdefault(card.card_id, None)
+        else:
+            self._waiting.pop(card.card_id, None)
         if card.status in OPEN or card.status in CLAIMED:
             self._live.add(card.card_id)
         else:
@@ -195,6 +201,10 @@ class MemoryStore(Store):
     async def team_cards(self, limit: int) -> list[Card]:
         newest = list(self._team_cards)[-limit:] if limit > 0 else []
         return [self._cards[card_id].copy() for card_id in reversed(newest)]
+
+    async def waiting_cards(self, limit: int) -> list[Card]:
+        oldest = list(self._waiting)[:limit] if limit > 0 else []
+        return [self._cards[card_id].copy() for card_id in oldest]
 
     # Records --------------------------------------------------------------------------
     async def put_record(self, name: str, value: str, ttl: float) -> None:

@@ -16,6 +16,7 @@ the stream). Keys, under one prefix per deployment (``?prefix=``, default
     {p}:sessions            zset    session id -> expires_at: what the sweepers end
     {p}:due                 zset    card id -> deadline while open, lease end while claimed
     {p}:team                zset    card id -> created_at, for cards that wait on teammates
+    {p}:waiting             zset    card id -> created_at, for those waiting on them now
     {p}:record:{name}       string  a small value with a TTL (dashboard logins, Slack ids)
     {p}:lock:{name}         string  a turn lock, renewed while held
     {p}:news:{sid}          channel "<instance>:frames" or "<instance>:end"
@@ -147,6 +148,7 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl)
 if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1]) end
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[5], ARGV[9], ARGV[1]) end
+if ARGV[3] == '"waiting"' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1]) end
 return 1
 """
 
@@ -180,11 +182,13 @@ if ARGV[3] == '1' then
   if now >= timeout or not expires or expires <= now then
     redis.call('HSET', card, 'status', '"expired"', 'updated_at', ARGV[1])
     redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
     return {'expired', redis.call('HGETALL', card)}
   end
 end
 for j = i, #ARGV, 2 do redis.call('HSET', card, ARGV[j], ARGV[j + 1]) end
 redis.call('HSET', card, 'status', ARGV[2], 'updated_at', ARGV[1])
+if ARGV[2] ~= '"waiting"' then redis.call('ZREM', KEYS[3], id) end
 if ARGV[5] == 'open' then
   redis.call('ZADD', KEYS[2], redis.call('HGET', card, '_timeout_at'), id)
 elseif ARGV[5] == 'claimed' then
@@ -204,6 +208,7 @@ for _, id in ipairs(ids) do
   redis.call('DEL', ARGV[2] .. id)
   redis.call('ZREM', KEYS[8], id)
   redis.call('ZREM', KEYS[9], id)
+  redis.call('ZREM', KEYS[10], id)
 end
 local existed = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
@@ -382,7 +387,7 @@ class RedisStore(Store):
         # The order the script expects: the six per-session keys, then the indexes.
         ordered = [
             *(keys[0], keys[3], keys[4], keys[5], keys[6], keys[2], keys[1]),
-            *(self._key("due"), self._key("team")),
+            *(self._key("due"), self._key("team"), self._key("waiting")),
         ]
         existed = await self._scripts["end"](
             keys=ordered,
@@ -458,6 +463,7 @@ class RedisStore(Store):
                 self._key("card", card.card_id),
                 self._key("due"),
                 self._key("team"),
+                self._key("waiting"),
             ],
             args=[
                 card.card_id,
@@ -529,7 +535,7 @@ class RedisStore(Store):
         for name, value in changes.items():
             args += [name, json.dumps(value)]
         reply = await self._scripts["transition"](
-            keys=[self._key("card", card_id), self._key("due")], args=args
+            keys=[self._key("card", card_id), self._key("due"), self._key("waiting")], args=args
         )
         outcome = reply[0]
         if outcome == "missing":
@@ -561,12 +567,24 @@ class RedisStore(Store):
     async def team_cards(self, limit: int) -> list[Card]:
         if limit <= 0:
             return []
-        card_ids: list[str] = await self.redis.zrevrange(self._key("team"), 0, limit - 1)  # type: ignore[assignment]
+        return await self._indexed("team", -limit, -1, newest_first=True)
+
+    async def _indexed(
+        self, index: str, start: int, stop: int, newest_first: bool = False
+    ) -> list[Card]:
+        """The cards of a card index between two ranks, dropping ids whose card is gone."""
+        card_ids: list[str] = await self.redis.zrange(self._key(index), start, stop)  # type: ignore[assignment]
+        if newest_first:
+            card_ids.reverse()
         found = await self._cards(card_ids)
         gone = [card_id for card_id, card in found.items() if card is None]
         if gone:  # their sessions' keys expired with no sweeper running
-            await self.redis.zrem(self._key("team"), *gone)
+            await self.redis.zrem(self._key(index), *gone)
         return [card for card in found.values() if card is not None]
+
+    @_reachable
+    async def waiting_cards(self, limit: int) -> list[Card]:
+        return await self._indexed("waiting", 0, limit - 1) if limit > 0 else []
 
     # Records ----------------------------------------------------------------------------
     @_reachable

@@ -346,9 +346,9 @@ class Dashboard:
         return HTMLResponse(live, headers=HEADERS)
 
     async def live_list(self, teammate: Teammate) -> tuple[Markup, str]:
-        cards = await self.engine.team_cards()
-        waiting = [c for c in cards if c.status is Status.WAITING]
-        decided = [c for c in cards if c.status is not Status.WAITING][:DECIDED_SHOWN]
+        waiting = await self.engine.team_cards(Status.WAITING)
+        recent = await self.engine.team_cards(limit=len(waiting) + DECIDED_SHOWN)
+        decided = [c for c in recent if c.status is not Status.WAITING][:DECIDED_SHOWN]
         lists = self.render(
             "_cards.html",
             waiting=[(await self.engine.describe(c), teammate.may_decide(c)) for c in waiting],
