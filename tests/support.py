@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 import websockets
 from starlette.applications import Starlette
@@ -278,3 +279,13 @@ def replayed_seqs(widget: Widget) -> list[int]:
 
 async def audit_statuses(server: Server, action: str) -> list[str]:
     return [row["status"] for row in await server.engine.audit.rows(action=action)]
+
+
+async def approve_over_api(base_url: str, card_id: str, key: str) -> httpx.Response:
+    """``POST /api/v1/cards/{card_id}/resume`` approving, as a teammate's program would."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        return await http.post(
+            f"/api/v1/cards/{card_id}/resume",
+            json={"decision": "approve"},
+            headers={"Authorization": f"Bearer {key}"},
+        )

@@ -3,11 +3,10 @@ team, a teammate in another browser context decides it, and neither side reloads
 
 from __future__ import annotations
 
-import httpx
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.test_widget import open_demo, send
-from tests.support import Server
+from tests.support import Server, approve_over_api
 
 PASSWORD = "correct horse battery"
 
@@ -126,13 +125,7 @@ async def test_a_teammate_without_the_role_sees_the_card_but_no_approve_button(
     # Nor does a key with the same roles get further through the API.
     card_id = page.url.rsplit("/", 1)[-1]
     key = await demo.app.state.runtime.accounts.create_key("fred-script", ["finance"])
-    async with httpx.AsyncClient(base_url=demo.url) as api:
-        answer = await api.post(
-            f"/api/v1/cards/{card_id}/resume",
-            json={"decision": "approve"},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-    assert answer.status_code == 403
+    assert (await approve_over_api(demo.url, card_id, key)).status_code == 403
     await expect(visitor.locator(".signoff-card")).to_have_attribute("data-status", "waiting")
     stored = await demo.engine.store.get_card(card_id)
     assert stored.status == "waiting"

@@ -26,7 +26,7 @@ from signoff.audit.schema import teammates
 from signoff.bots.demo import demo_app
 from signoff.web import logins
 from tests.services import POSTGRES_ADMIN_URL
-from tests.support import Server, Widget, free_port, running, settings, widget
+from tests.support import Server, Widget, approve_over_api, free_port, running, settings, widget
 
 PASSWORD = "correct horse battery"
 TOKEN = re.compile(r'name="csrf" value="([^"]+)"')
@@ -414,12 +414,7 @@ async def test_an_unreachable_database_is_a_503_and_then_service_resumes(
                 )
                 assert (await lena.http.get("/dashboard")).status_code == 503
                 assert (await lena.decide(card_id)).status_code == 503
-                async with httpx.AsyncClient(base_url=server.url) as api:
-                    answer = await api.post(
-                        f"/api/v1/cards/{card_id}/resume",
-                        json={"decision": "approve"},
-                        headers={"Authorization": f"Bearer {key}"},
-                    )
+                answer = await approve_over_api(server.url, card_id, key)
                 assert answer.status_code == 503
             finally:
                 await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')

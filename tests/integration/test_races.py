@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from signoff.bots.demo import demo_app
@@ -20,7 +19,7 @@ from tests.integration.test_api import ESCALATED
 from tests.integration.test_dashboard import PASSWORD, teammate
 from tests.integration.test_slack import SIGNING_SECRET, click
 from tests.slack_standin import BOT_TOKEN, CHANNEL, StandInSlack, standin_slack
-from tests.support import Server, running, settings, widget
+from tests.support import Server, approve_over_api, running, settings, widget
 
 ROUNDS = 4
 SLACK_USER = "U0SAM"
@@ -41,7 +40,7 @@ async def test_dashboard_slack_and_api_racing_on_a_card_run_it_once(server: Serv
     await accounts.create_teammate("sam", PASSWORD, ["support-lead"], SLACK_USER)
     key = await accounts.create_key("approvals-bot", ["support-lead"])
     slack: StandInSlack = server.slack  # type: ignore[attr-defined]
-    async with teammate(server, "lena") as lena, httpx.AsyncClient(base_url=server.url) as api:
+    async with teammate(server, "lena") as lena:
         for _ in range(ROUNDS):
             async with widget(server) as visitor:
                 await visitor.hello()
@@ -52,11 +51,7 @@ async def test_dashboard_slack_and_api_racing_on_a_card_run_it_once(server: Serv
                 dashboard, slack_click, rest = await asyncio.gather(
                     lena.decide(card_id),
                     click(server, SLACK_USER, card_id),
-                    api.post(
-                        f"/api/v1/cards/{card_id}/resume",
-                        json={"decision": "approve"},
-                        headers={"Authorization": f"Bearer {key}"},
-                    ),
+                    approve_over_api(server.url, card_id, key),
                 )
                 # Slack always gets its 200 at once; a losing click is told privately.
                 assert slack_click.status_code == 200

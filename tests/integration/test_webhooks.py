@@ -33,6 +33,7 @@ from tests.support import (
     CountingShop,
     EchoCallBot,
     Server,
+    approve_over_api,
     free_port,
     running,
     serving,
@@ -185,12 +186,7 @@ async def test_the_external_system_decides_its_level(each_store: str, tmp_path: 
         card = event["data"]["card"]
         if event["type"] == "card.waiting" and card["role"] == "payments-system":
             assert server is not None
-            async with httpx.AsyncClient(base_url=server.url) as http:
-                answer = await http.post(
-                    f"/api/v1/cards/{card['card_id']}/resume",
-                    json={"decision": "approve"},
-                    headers={"Authorization": f"Bearer {key}"},
-                )
+            answer = await approve_over_api(server.url, card["card_id"], key)
             answers.append(answer.status_code)
 
     async with receiving(Receiver()) as receiver:

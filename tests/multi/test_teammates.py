@@ -14,7 +14,7 @@ import httpx
 
 from tests.integration.test_dashboard import PASSWORD, Browserless
 from tests.multi.conftest import ROOT, Cluster, eventually
-from tests.support import widget
+from tests.support import approve_over_api, widget
 
 
 async def signoff_command(cluster: Cluster, *args: str, stdin: str = "") -> str:
@@ -63,12 +63,7 @@ async def test_a_chain_is_decided_across_instances_by_dashboard_and_api(
         assert (moved["level"], moved["role"]) == (2, "finance")
 
         # Level 2 through the API on B; the visitor, on A, sees the card run.
-        async with httpx.AsyncClient(base_url=b.url) as api:
-            answer = await api.post(
-                f"/api/v1/cards/{card['card_id']}/resume",
-                json={"decision": "approve"},
-                headers={"Authorization": f"Bearer {key}"},
-            )
+        answer = await approve_over_api(b.url, card["card_id"], key)
         assert answer.status_code == 200, answer.text
         approval = answer.json()["card"]["approval"]
         assert (approval["level"], approval["by"]) == (2, "teammate:key:payouts")
