@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,11 +17,17 @@ from slack_sdk.signature import SignatureVerifier
 
 from signoff import Signoff, team
 from signoff.config import SlackSettings
+from signoff.core.cards import Status
 from signoff.engine import ActionContext
+from signoff.engine.notify import CardEvent, EventType
+from signoff.integrations.slack import SlackNotifier
 from signoff.integrations.slack_blocks import APPROVE, REJECT, button_value
+from signoff.store import open_store
 from signoff.web.slack import MAX_BODY, NOT_LINKED
+from tests.services import redis_prefix, redis_store_url
 from tests.slack_standin import BOT_TOKEN, CHANNEL, StandInSlack, standin_slack
 from tests.support import EchoCallBot, Server, Widget, audit_statuses, running, settings, widget
+from tests.unit.test_slack_blocks import resource, team_card
 
 SIGNING_SECRET = "standin-signing-secret"
 LEAD, FINANCE, STRANGER = "U0LEAD", "U0FIN", "U0NOBODY"
@@ -357,3 +364,31 @@ async def test_an_unreachable_slack_never_holds_up_a_turn(tmp_path: Any) -> None
         await w.update(card["card_id"], "done")
     assert runs == [("refund", "ida")]
     assert time.monotonic() - started < 15  # closing waited a bounded time for Slack
+
+
+async def test_an_update_waits_for_the_message_another_instance_is_still_posting(
+    slack: StandInSlack,
+) -> None:
+    """Two instances on one Redis: one posts the card's message (slowed by a rate limit),
+    the other sees the card rejected first and edits the message once it exists."""
+    config = SlackSettings(BOT_TOKEN, SIGNING_SECRET, CHANNEL, slack.api_url)
+    async with redis_prefix() as prefix, AsyncExitStack() as stack:
+        notifiers = []
+        for _ in range(2):
+            store = open_store(redis_store_url(prefix))
+            await store.start()
+            stack.push_async_callback(store.close)
+            notifier = SlackNotifier(config, store)
+            await notifier.start()
+            stack.push_async_callback(notifier.close)
+            notifiers.append(notifier)
+        posting, deciding = notifiers
+        card = team_card()
+        slack.rate_limited["chat.postMessage"] = 1  # the post takes a second
+        posting.notify(CardEvent(EventType.CARD_WAITING, card, resource(card)))
+        card.status, card.decided_by = Status.REJECTED, "teammate:fred"
+        deciding.notify(CardEvent(EventType.CARD_CLOSED, card, resource(card)))
+        update = await slack.latest("chat.update", "*Rejected*")
+        assert len(slack.of("chat.postMessage")) == 1
+        assert update.body["ts"] == "1700000000.000001"  # the message that was posted
+        assert not update.buttons()

@@ -38,6 +38,10 @@ MAX_PENDING = 1000
 # How long the message's whereabouts outlive the card's deadline: long enough for the
 # calls to run, or for a sweeper to find the card abandoned.
 RECORD_GRACE = 24 * 3600.0
+# An update whose message is not posted yet (another instance is posting it) is tried
+# again this often, this many times.
+POST_WAIT_STEP = 0.5
+POST_WAIT_TRIES = 20
 
 
 def slack_client(settings: SlackSettings) -> AsyncWebClient:
@@ -68,6 +72,7 @@ class SlackNotifier:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending: dict[str, CardEvent] = {}  # the newest event of each queued card
         self._new: set[str] = set()  # queued cards whose message is still to be posted
+        self._tries: dict[str, int] = {}  # cards whose message was not found, and how often
         self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -127,12 +132,29 @@ class SlackNotifier:
             return
         raw = await self.store.get_record(message_record(card_id))
         if raw is None:
-            log.info("no Slack message for card %s to update on %s", card_id, event.type)
+            self._retry_later(event)
             return
+        self._tries.pop(card_id, None)
         where = json.loads(raw)
         await self.client.chat_update(
             channel=where["channel"], ts=where["ts"], text=message.text, blocks=message.blocks
         )
+
+    def _retry_later(self, event: CardEvent) -> None:
+        """The card's message may still be being posted, by another instance that saw the
+        card open: look for it again shortly rather than leave stale buttons in Slack."""
+        card_id = event.card.card_id
+        tries = self._tries.get(card_id, 0) + 1
+        if tries > POST_WAIT_TRIES:
+            self._tries.pop(card_id, None)
+            log.info("no Slack message for card %s to update on %s", card_id, event.type)
+            return
+        self._tries[card_id] = tries
+        asyncio.get_running_loop().call_later(POST_WAIT_STEP, self._requeue, event)
+
+    def _requeue(self, event: CardEvent) -> None:
+        if event.card.card_id not in self._pending:  # a newer event carries newer news
+            self.notify(event)
 
     def _record_ttl(self, event: CardEvent) -> float:
         expires = datetime.fromisoformat(event.resource["expires_at"].replace("Z", "+00:00"))
