@@ -436,3 +436,11 @@ async def test_waiting_cards_are_listed_longest_waiting_first_while_they_wait(
     assert [c.card_id for c in await store.waiting_cards(10)] == ["second"]
     await store.end_session("s2", "expired")
     assert await store.waiting_cards(10) == []
+
+
+async def test_many_sessions_are_read_at_once_live_ones_only(store: Store) -> None:
+    await store.create_session(session("s1"))
+    await store.create_session(session("s2", expires_at=NOW + 5))
+    found = await store.get_sessions(["s1", "s2", "s1", "gone"], NOW + 10)
+    assert list(found) == ["s1"]
+    assert found["s1"] == await store.get_session("s1", NOW + 10)

@@ -415,10 +415,14 @@ class Engine:
         masks = [self.sensitive(call["action"]) for call in card.calls]
         return card_resource(card, expires_at, masks)
 
-    async def describe(self, card: Card) -> dict[str, Any]:
-        """The card as the API, the dashboard and the notifiers show it."""
-        session = await self.store.get_session(card.session_id, self.clock())
-        return self._resource(card, session.expires_at if session else None)
+    async def describe(self, *cards: Card) -> list[dict[str, Any]]:
+        """The cards as the API, the dashboard and the notifiers show them (one store
+        round trip for all their sessions)."""
+        sessions = await self.store.get_sessions([c.session_id for c in cards], self.clock())
+        return [
+            self._resource(card, session.expires_at if session else None)
+            for card, session in ((card, sessions.get(card.session_id)) for card in cards)
+        ]
 
     async def team_cards(self, status: Status | None = None, limit: int = 200) -> list[Card]:
         """Cards that wait or waited on teammates, newest first, optionally of one status;

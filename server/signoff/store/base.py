@@ -87,6 +87,13 @@ class Store(abc.ABC):
     async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
         """The session, or None when it is unknown or past its expiry."""
 
+    async def get_sessions(
+        self, session_ids: Collection[str], now: float
+    ) -> dict[str, SessionRecord]:
+        """The sessions among ``session_ids`` that are live, by id; for listing many cards."""
+        found = {sid: await self.get_session(sid, now) for sid in set(session_ids)}
+        return {sid: session for sid, session in found.items() if session is not None}
+
     @abc.abstractmethod
     async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
         """Slide the idle expiry forward; None when the session is already gone."""

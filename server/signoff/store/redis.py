@@ -370,6 +370,21 @@ class RedisStore(Store):
         return _session(session_id, fields)
 
     @_reachable
+    async def get_sessions(
+        self, session_ids: Collection[str], now: float
+    ) -> dict[str, SessionRecord]:
+        wanted = list(set(session_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in wanted:
+                pipe.hgetall(self._key("session", session_id))
+            found = await pipe.execute()
+        return {
+            sid: _session(sid, fields)
+            for sid, fields in zip(wanted, found, strict=True)
+            if fields and float(fields["expires_at"]) > now
+        }
+
+    @_reachable
     async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
         flat = await self._scripts["touch"](
             keys=self._session_keys(session_id),

@@ -348,12 +348,12 @@ async def team_card(runtime: Runtime, card_id: str) -> Card:
 async def list_cards(runtime: Runtime, call: Call) -> Response:
     query: CardsQuery = call.query
     cards = await runtime.engine.team_cards(query.status, query.limit)
-    return ok(cards=[await runtime.engine.describe(card) for card in cards])
+    return ok(cards=await runtime.engine.describe(*cards))
 
 
 async def get_card(runtime: Runtime, call: Call) -> Response:
     card = await team_card(runtime, call.card_id)
-    return ok(card=await runtime.engine.describe(card))
+    return ok(card=(await runtime.engine.describe(card))[0])
 
 
 async def resume(runtime: Runtime, call: Call) -> Response:
@@ -362,7 +362,7 @@ async def resume(runtime: Runtime, call: Call) -> Response:
         call.card_id, body.decision, call.teammate, reason=body.reason
     )
     # The card as claimed: its latest approval is the one just made.
-    return ok(card=await runtime.engine.describe(card))
+    return ok(card=(await runtime.engine.describe(card))[0])
 
 
 async def user_token(runtime: Runtime, call: Call) -> Response:

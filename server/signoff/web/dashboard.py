@@ -351,8 +351,14 @@ class Dashboard:
         decided = [c for c in recent if c.status is not Status.WAITING][:DECIDED_SHOWN]
         lists = self.render(
             "_cards.html",
-            waiting=[(await self.engine.describe(c), teammate.may_decide(c)) for c in waiting],
-            decided=[await self.engine.describe(c) for c in decided],
+            waiting=list(
+                zip(
+                    await self.engine.describe(*waiting),
+                    [teammate.may_decide(c) for c in waiting],
+                    strict=True,
+                )
+            ),
+            decided=await self.engine.describe(*decided),
         )
         version = hashlib.sha256(lists.encode()).hexdigest()[:16]
         return self.render("_live.html", lists=lists, version=version), version
@@ -404,7 +410,7 @@ class Dashboard:
             except NotAllowed as exc:
                 may_decide, not_allowed = False, str(exc)
         return {
-            "card": await self.engine.describe(card),
+            "card": (await self.engine.describe(card))[0],
             "teammate": teammate,
             "csrf": login.csrf,
             "may_decide": may_decide,
