@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signoff.audit.schema import api_keys, teammates
+from signoff.config import SITE_PATTERN
 from signoff.core.teammates import ADMIN, NAME_PATTERN, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
@@ -46,6 +47,11 @@ class Account:
     roles: frozenset[str]
     slack_user_id: str | None = None
     stamp: str = ""  # of the teammate's password: see _account
+    sites: frozenset[str] | None = None  # for keys scoped to sites; None: every site
+
+    def covers(self, site: str) -> bool:
+        """Whether this account may see and act on the site's cards and users."""
+        return self.sites is None or site in self.sites
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class KeyInfo:
     key_id: str
     name: str
     roles: list[str]
+    sites: list[str] | None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -85,6 +92,17 @@ def _roles(roles: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
         return sorted({check_role_name(role) for role in roles})
     except ValueError as exc:
         raise AccountError(str(exc)) from None
+
+
+def _sites(sites: list[str] | None) -> list[str] | None:
+    if sites is None:
+        return None
+    if not sites:
+        raise AccountError("a key scoped to sites needs at least one --site")
+    for site in sites:
+        if not SITE_PATTERN.match(site):
+            raise AccountError(f"site {site!r}: site names are lowercase letters, digits, - and _")
+    return sorted(set(sites))
 
 
 def _now() -> datetime:
@@ -201,7 +219,7 @@ class Accounts:
         return dict(row._mapping) if row else None
 
     # API keys -----------------------------------------------------------------------------
-    async def create_key(self, name: str, roles: list[str]) -> str:
+    async def create_key(self, name: str, roles: list[str], sites: list[str] | None = None) -> str:
         """A new key; the only time its full text exists outside the caller is now."""
         if not name or len(name) > 200:
             raise AccountError("a key needs a name of 1 to 200 characters (what it is for)")
@@ -214,6 +232,7 @@ class Accounts:
             "name": name,
             "secret_hash": _digest(secret),
             "roles": _roles(roles),
+            "sites": _sites(sites),
             "created_at": _now(),
         }
         try:
@@ -237,7 +256,10 @@ class Accounts:
         """Every key, revoked ones too (they stay on record), oldest first."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
-            return [KeyInfo(r.key_id, r.name, r.roles, r.created_at, r.revoked_at) for r in rows]
+            return [
+                KeyInfo(r.key_id, r.name, r.roles, r.sites, r.created_at, r.revoked_at)
+                for r in rows
+            ]
 
     async def authenticate_key(self, presented: str) -> Account | None:
         """The key's name and roles, or None for anything but a live key."""
@@ -253,7 +275,8 @@ class Accounts:
         secret = presented.removeprefix(f"{KEY_PREFIX}{found}_")
         if not hmac.compare_digest(_digest(secret), row.secret_hash):
             return None
-        return Account(f"key:{row.name}", frozenset(row.roles))
+        sites = frozenset(row.sites) if row.sites is not None else None
+        return Account(f"key:{row.name}", frozenset(row.roles), sites=sites)
 
 
 def _account(row: dict[str, Any]) -> Account:

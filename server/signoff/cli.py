@@ -139,7 +139,7 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
                 ],
             )
         elif args.verb == "create":
-            print(await accounts.create_key(args.name, args.roles))
+            print(await accounts.create_key(args.name, args.roles, args.sites))
             print("signoff: keep this key now; it cannot be shown again", file=sys.stderr)
         elif args.verb == "revoke":
             if not await accounts.revoke_key(args.key_id):
@@ -147,12 +147,13 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
             print(f"key {args.key_id} revoked")
         else:
             print_table(
-                ["KEY_ID", "NAME", "ROLES", "CREATED", "REVOKED"],
+                ["KEY_ID", "NAME", "ROLES", "SITES", "CREATED", "REVOKED"],
                 [
                     [
                         k.key_id,
                         k.name,
                         ",".join(k.roles),
+                        ",".join(k.sites) if k.sites is not None else "*",
                         iso(k.created_at.timestamp()),
                         iso(k.revoked_at.timestamp()) if k.revoked_at else "-",
                     ]
@@ -212,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = keys_cmd.add_subparsers(dest="verb", required=True)
     key_create = keys.add_parser("create", help="make a key; it is shown once")
     key_create.add_argument("name", help="what the key is for")
+    key_create.add_argument(
+        "--site",
+        dest="sites",
+        action="append",
+        help="only this site's cards and users (repeat); every site if left out",
+    )
     keys.add_parser("list", help="every key, revoked ones too; never their secrets")
     keys.add_parser("revoke", help="revoke a key").add_argument("key_id")
     for cmd in (user_create, key_create):

@@ -22,7 +22,7 @@ from signoff.engine.notify import EventType
 MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
-_SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TABLES = {"sites", "llm", "slack", "webhooks"}
 KNOWN_KEYS = {
     "secret",
@@ -124,7 +124,7 @@ def _sites(raw: Any) -> dict[str, Site]:
 
 def make_site(name: str, origins: Any) -> Site:
     """A checked site: a valid name and a list of origins (``:*`` for any port)."""
-    if not isinstance(name, str) or not _SITE.match(name):
+    if not isinstance(name, str) or not SITE_PATTERN.match(name):
         raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
     if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
         raise ConfigError(f"sites.{name}.origins: expected a list of origins")

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from signoff.bots.demo import demo_app
+from signoff.config import Site
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
 from signoff.engine.runner import DOOR_REFUSALS_BURST
@@ -460,6 +461,47 @@ async def test_host_keys_sign_user_tokens_the_widget_accepts(demo: Server, api: 
     ]:
         bad = await api.call("POST", "/user-tokens", host, body)
         assert (bad.status_code, error_code(bad)) == (422, "invalid_body"), body
+
+
+async def test_a_key_scoped_to_a_site_sees_and_signs_for_that_site_only(
+    tmp_path: Any, each_store: str
+) -> None:
+    sites = {
+        "demo": Site("demo", ("http://127.0.0.1:*",)),
+        "blog": Site("blog", ("http://127.0.0.1:*",)),
+    }
+    async with (
+        running(demo_app(), settings(tmp_path, sites=sites)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        api = Api(http)
+        accounts = server.app.state.runtime.accounts
+        blog_lead = await accounts.create_key("blog lead", ["support-lead"], ["blog"])
+        blog_host = await accounts.create_key("blog backend", ["host"], ["blog"])
+        async with widget(server) as w:
+            card = await escalate(w)  # on the demo site
+            listed = await api.call("GET", "/cards", blog_lead)
+            assert listed.json()["cards"] == []
+            for answer in (
+                await api.call("GET", "/cards/{card_id}", blog_lead, card_id=card["card_id"]),
+                await api.resume(card["card_id"], blog_lead, decision="approve"),
+            ):
+                assert (answer.status_code, error_code(answer)) == (404, "not_found")
+            assert (await server.engine.store.get_card(card["card_id"])).status == "waiting"
+
+        # Its tokens are for its own site, named or not.
+        token = await api.call("POST", "/user-tokens", blog_host, {"user_id": "alice"})
+        assert token.status_code == 200
+        other = await api.call(
+            "POST", "/user-tokens", blog_host, {"user_id": "alice", "site": "demo"}
+        )
+        assert (other.status_code, error_code(other)) == (403, "forbidden")
+        async with widget(server) as on_demo:
+            refused = await on_demo.hello(site="demo", user_token=token.json()["user_token"])
+            assert (refused["type"], refused["code"]) == ("error", "unauthorized")
+        async with widget(server) as on_blog:
+            welcome = await on_blog.hello(site="blog", user_token=token.json()["user_token"])
+            assert (welcome["type"], welcome["user_id"]) == ("welcome", "alice")
 
 
 async def test_unknown_routes_and_methods_answer_in_the_same_shape(demo: Server) -> None:

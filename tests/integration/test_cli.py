@@ -304,6 +304,24 @@ def test_keys_are_shown_once_listed_without_secrets_and_revoked(
     assert row.split()[-1] != "-"  # the revocation time
 
 
+def test_keys_can_be_scoped_to_sites(tmp_path: Path, command: Any) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    made = command(
+        "keys", "create", "shop backend", "--role", "host", "--site", "shop", audit=audit
+    )
+    assert made[0] == 0
+    account = accounts_of(audit, lambda accounts: accounts.authenticate_key(made[1].strip()))
+    assert (account.sites, account.covers("shop"), account.covers("blog")) == (
+        {"shop"},
+        True,
+        False,
+    )
+    header, row = command("keys", "list")[1].splitlines()
+    assert header.split()[3] == "SITES" and row.split()[4] == "shop"
+    bad = command("keys", "create", "x", "--role", "host", "--site", "Not A Site")
+    assert bad[0] == 2 and "site 'Not A Site'" in bad[2]
+
+
 def test_keys_create_refuses_bad_roles(tmp_path: Path, command: Any) -> None:
     audit = f"sqlite:///{tmp_path}/audit.db"
     status, out, err = command("keys", "create", "ci", "--role", "Admin!", audit=audit)

@@ -110,6 +110,8 @@ api_keys = Table(
     # would only slow every request down.
     Column("secret_hash", String(64), nullable=False),
     Column("roles", DOCUMENT, nullable=False),
+    # The sites whose cards and users the key may touch; NULL for every site.
+    Column("sites", DOCUMENT),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
 )

@@ -28,6 +28,7 @@ from starlette.routing import Mount, Route
 
 from signoff import __version__
 from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
+from signoff.config import SITE_PATTERN
 from signoff.core.cards import Card, Status
 from signoff.core.frames import (
     IDENTIFIER_PATTERN,
@@ -63,6 +64,7 @@ class _Body(BaseModel):
 
 
 Role = Annotated[str, Field(pattern=ROLE_PATTERN.pattern)]
+SiteName = Annotated[str, Field(pattern=SITE_PATTERN.pattern)]
 
 
 class ResumeRequest(_Body):
@@ -89,6 +91,9 @@ class KeyRequest(_Body):
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     roles: Annotated[list[Role], Field(min_length=1, max_length=32)]
+    sites: Annotated[list[SiteName], Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Only these sites' cards and users; every site if left out."
+    )
 
 
 class CardsQuery(BaseModel):
@@ -181,6 +186,7 @@ class KeyResource(_Out):
     key_id: str
     name: str
     roles: list[str]
+    sites: list[str] | None
     created_at: str
     revoked_at: str | None
 
@@ -191,6 +197,7 @@ class KeyCreatedResponse(_Out):
     key_id: str
     name: str
     roles: list[str]
+    sites: list[str] | None
 
 
 class KeysResponse(_Out):
@@ -338,9 +345,10 @@ class Endpoint:
     decides: bool = False  # refusals at the door are audited on the card it names
 
 
-async def team_card(runtime: Runtime, card_id: str) -> Card:
-    card = await runtime.engine.store.get_card(card_id)
-    if card is None or card.approver != "team":
+async def team_card(runtime: Runtime, call: Call) -> Card:
+    """The team card the path names, if the key covers its site: else not found."""
+    card = await runtime.engine.store.get_card(call.card_id)
+    if card is None or card.approver != "team" or not call.account.covers(card.site):
         raise ApiError(404, "not_found", "no card with that id waits or waited on a team")
     return card
 
@@ -348,16 +356,18 @@ async def team_card(runtime: Runtime, card_id: str) -> Card:
 async def list_cards(runtime: Runtime, call: Call) -> Response:
     query: CardsQuery = call.query
     cards = await runtime.engine.team_cards(query.status, query.limit)
+    cards = [card for card in cards if call.account.covers(card.site)]
     return ok(cards=await runtime.engine.describe(*cards))
 
 
 async def get_card(runtime: Runtime, call: Call) -> Response:
-    card = await team_card(runtime, call.card_id)
+    card = await team_card(runtime, call)
     return ok(card=(await runtime.engine.describe(card))[0])
 
 
 async def resume(runtime: Runtime, call: Call) -> Response:
     body: ResumeRequest = call.body
+    await team_card(runtime, call)  # a key scoped to other sites does not see it
     card = await runtime.engine.team_decide(
         call.card_id, body.decision, call.teammate, reason=body.reason
     )
@@ -367,11 +377,19 @@ async def resume(runtime: Runtime, call: Call) -> Response:
 
 async def user_token(runtime: Runtime, call: Call) -> Response:
     body: UserTokenRequest = call.body
-    if body.site is not None and body.site not in runtime.sites:
-        raise ApiError(422, "invalid_body", f"site {body.site!r} is not configured")
+    site = body.site
+    scope = call.account.sites
+    if site is None and scope is not None:
+        if len(scope) != 1:
+            raise ApiError(422, "invalid_body", "name the site: this key is scoped to several")
+        [site] = scope  # a key for one site signs tokens for that site only
+    if site is not None and site not in runtime.sites:
+        raise ApiError(422, "invalid_body", f"site {site!r} is not configured")
+    if site is not None and not call.account.covers(site):
+        raise ApiError(403, "forbidden", f"this key is not for the site {site!r}")
     now = time.time()
     try:
-        token = sign_user_token(runtime.settings.secret, body.user_id, body.ttl, body.site, now)
+        token = sign_user_token(runtime.settings.secret, body.user_id, body.ttl, site, now)
     except TokenError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
     return ok(user_token=token, expires_at=iso(now + body.ttl))
@@ -380,13 +398,14 @@ async def user_token(runtime: Runtime, call: Call) -> Response:
 async def create_key(runtime: Runtime, call: Call) -> Response:
     body: KeyRequest = call.body
     try:
-        key = await runtime.accounts.create_key(body.name, body.roles)
+        key = await runtime.accounts.create_key(body.name, body.roles, body.sites)
     except AccountError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
     key_id = parse_key_id(key)
     log.info("API key %s (%r, %s) created by %s", key_id, body.name, body.roles, call.account.name)
     roles = sorted(set(body.roles))
-    return ok(201, key=key, key_id=key_id, name=body.name, roles=roles)
+    sites = sorted(set(body.sites)) if body.sites is not None else None
+    return ok(201, key=key, key_id=key_id, name=body.name, roles=roles, sites=sites)
 
 
 def key_resource(key: KeyInfo) -> dict[str, Any]:
@@ -394,6 +413,7 @@ def key_resource(key: KeyInfo) -> dict[str, Any]:
         "key_id": key.key_id,
         "name": key.name,
         "roles": key.roles,
+        "sites": key.sites,
         "created_at": iso(key.created_at.timestamp()),
         "revoked_at": iso(key.revoked_at.timestamp()) if key.revoked_at else None,
     }

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False, unique=True),
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("roles", DOCUMENT, nullable=False),
+        sa.Column("sites", DOCUMENT),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
     )
