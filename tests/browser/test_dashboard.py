@@ -83,6 +83,10 @@ async def test_a_teammate_approves_and_the_visitor_sees_it_done_without_reloadin
         "Refunded $250.00 on order #1002."
     )
     assert await not_reloaded(visitor)
+    # The teammate's page follows the card to its end, with the result.
+    await expect(page.locator("#decision [data-status]")).to_have_attribute("data-status", "done")
+    await expect(page.locator("#decision .results")).to_contain_text("refund: done")
+    assert await not_reloaded(page)
 
     await page.get_by_role("link", name="All cards").click()
     decided = page.locator('.card[data-status="done"]')

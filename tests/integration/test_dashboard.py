@@ -422,3 +422,22 @@ async def test_an_unreachable_database_is_a_503_and_then_service_resumes(
             assert (await lena.decide(card_id)).status_code == 200
             await visitor.update(card_id, "done")
     await admin.close()
+
+
+async def test_the_decision_part_is_polled_only_while_the_card_moves_on_without_you(
+    server: Server,
+) -> None:
+    async with waiting_card(server) as (visitor, card_id):
+        path = f"/dashboard/cards/{card_id}/decision"
+        async with teammate(server) as stranger:
+            assert (await stranger.http.get(path)).status_code == 303  # to the login
+        async with teammate(server, "fred") as fred, teammate(server, "lena") as lena:
+            # Not fred's level: his view follows the card. Lena's has her form: left alone.
+            assert "hx-trigger" in (await fred.page(path)).text
+            assert "hx-trigger" not in (await lena.page(path)).text
+            assert (await lena.decide(card_id)).status_code == 200
+            await visitor.update(card_id, "done")
+            done = await fred.page(path)
+            assert 'data-status="done"' in done.text and "hx-trigger" not in done.text
+            missing = await fred.http.get("/dashboard/cards/card_nope/decision")
+            assert missing.status_code == 404

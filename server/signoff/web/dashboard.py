@@ -207,6 +207,7 @@ class Dashboard:
             Route(BASE, guarded(self.index)),
             Route(f"{BASE}/cards", guarded(self.live)),
             Route(f"{BASE}/cards/{{card_id}}", guarded(self.card)),
+            Route(f"{BASE}/cards/{{card_id}}/decision", guarded(self.decision)),
             Route(f"{BASE}/cards/{{card_id}}/decide", guarded(self.decide), methods=["POST"]),
             Route(f"{BASE}/login", guarded(self.login_form)),
             Route(f"{BASE}/login", guarded(self.login), methods=["POST"]),
@@ -372,6 +373,17 @@ class Dashboard:
         if card is None:
             return self.message(request, 404, "No such card", "There is no card with this id.")
         return await self.card_page(card, login, teammate)
+
+    async def decision(self, request: Request) -> Response:
+        """The card page's status and decision part, as it is now: the page polls it while
+        the card moves on without this teammate (running, or another's level)."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        card = await self.find_card(request.path_params["card_id"])
+        if card is None:
+            return self.message(request, 404, "No such card", "There is no card with this id.")
+        return await self.card_page(card, *who, fragment=True)
 
     async def find_card(self, card_id: str) -> Card | None:
         if len(card_id) > MAX_ID:
