@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signoff.audit.schema import api_keys, teammates
 from signoff.config import SITE_PATTERN
-from signoff.core.teammates import ADMIN, NAME_PATTERN, check_role_name
+from signoff.core.teammates import ADMIN, NAME_PATTERN, Channel, Teammate, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
 MIN_PASSWORD_LENGTH = 10
@@ -53,6 +53,12 @@ class Account:
         """Whether this account may see and act on the site's cards and users."""
         return self.sites is None or site in self.sites
 
+    def teammate(
+        self, channel: Channel, ip: str | None = None, user_agent: str | None = None
+    ) -> Teammate:
+        """The account deciding through ``channel``, from that client."""
+        return Teammate(self.name, self.roles, channel, ip, user_agent, self.sites)
+
 
 @dataclass(frozen=True)
 class TeammateInfo:
@@ -61,6 +67,7 @@ class TeammateInfo:
     name: str
     roles: list[str]
     slack_user_id: str | None
+    sites: list[str] | None
     disabled: bool
     created_at: datetime
 
@@ -123,7 +130,12 @@ class Accounts:
 
     # Teammates ----------------------------------------------------------------------------
     async def create_teammate(
-        self, name: str, password: str, roles: list[str], slack_user_id: str | None = None
+        self,
+        name: str,
+        password: str,
+        roles: list[str],
+        slack_user_id: str | None = None,
+        sites: list[str] | None = None,
     ) -> None:
         if not NAME_PATTERN.match(name):
             raise AccountError(
@@ -137,6 +149,7 @@ class Accounts:
             "password_hash": password_hash,
             "roles": _roles(roles),
             "slack_user_id": slack_user_id or None,
+            "sites": _sites(sites),
             "disabled": False,
             "created_at": _now(),
         }
@@ -209,7 +222,7 @@ class Accounts:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(teammates).order_by(teammates.c.name))
             return [
-                TeammateInfo(r.name, r.roles, r.slack_user_id, r.disabled, r.created_at)
+                TeammateInfo(r.name, r.roles, r.slack_user_id, r.sites, r.disabled, r.created_at)
                 for r in rows
             ]
 
@@ -283,4 +296,5 @@ def _account(row: dict[str, Any]) -> Account:
     # The stamp changes with the password hash: a login made before a new password was set
     # no longer matches, so setting one ends every earlier login.
     stamp = _digest(row["password_hash"])[:16]
-    return Account(row["name"], frozenset(row["roles"]), row["slack_user_id"], stamp)
+    sites = frozenset(row["sites"]) if row["sites"] is not None else None
+    return Account(row["name"], frozenset(row["roles"]), row["slack_user_id"], stamp, sites)

@@ -114,7 +114,9 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
         await audit.upgrade()  # as `signoff db upgrade`: the tables may not exist yet
         accounts = Accounts(audit.engine)
         if args.command == "users" and args.verb == "create":
-            await accounts.create_teammate(args.name, args.password, args.roles, args.slack_user)
+            await accounts.create_teammate(
+                args.name, args.password, args.roles, args.slack_user, args.sites
+            )
             print(f"teammate {args.name} created (roles: {', '.join(sorted(set(args.roles)))})")
         elif args.command == "users" and args.verb == "password":
             if not await accounts.set_password(args.name, args.password):
@@ -126,12 +128,13 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
             print(f"teammate {args.name} {args.verb}d")
         elif args.command == "users":
             print_table(
-                ["NAME", "ROLES", "SLACK", "CREATED", "DISABLED"],
+                ["NAME", "ROLES", "SLACK", "SITES", "CREATED", "DISABLED"],
                 [
                     [
                         t.name,
                         ",".join(t.roles),
                         t.slack_user_id or "-",
+                        ",".join(t.sites) if t.sites is not None else "*",
                         iso(t.created_at.timestamp()),
                         "yes" if t.disabled else "no",
                     ]
@@ -213,17 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = keys_cmd.add_subparsers(dest="verb", required=True)
     key_create = keys.add_parser("create", help="make a key; it is shown once")
     key_create.add_argument("name", help="what the key is for")
-    key_create.add_argument(
-        "--site",
-        dest="sites",
-        action="append",
-        help="only this site's cards and users (repeat); every site if left out",
-    )
     keys.add_parser("list", help="every key, revoked ones too; never their secrets")
     keys.add_parser("revoke", help="revoke a key").add_argument("key_id")
     for cmd in (user_create, key_create):
         cmd.add_argument(
             "--role", dest="roles", action="append", required=True, help="a role it holds (repeat)"
+        )
+        cmd.add_argument(
+            "--site",
+            dest="sites",
+            action="append",
+            help="only this site's cards (and users, for keys); repeat; every site if left out",
         )
     for cmd in [*users.choices.values(), *keys.choices.values()]:
         cmd.add_argument("--config", help="a TOML settings file (for the audit URL)")

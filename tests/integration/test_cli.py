@@ -211,8 +211,8 @@ def test_users_create_migrates_first_and_lists_teammates(audit_url: str, command
     status, out, _ = command("users", "list")
     assert status == 0
     header, row = out.splitlines()
-    assert header.split() == ["NAME", "ROLES", "SLACK", "CREATED", "DISABLED"]
-    assert row.split()[:3] == ["lena", "finance,support-lead", "U012AB3CD"]
+    assert header.split() == ["NAME", "ROLES", "SLACK", "SITES", "CREATED", "DISABLED"]
+    assert row.split()[:4] == ["lena", "finance,support-lead", "U012AB3CD", "*"]
     assert PASSWORD not in out
     lena = accounts_of(audit_url, lambda accounts: accounts.login("lena", PASSWORD))
     assert lena.roles == {"support-lead", "finance"}
@@ -304,7 +304,7 @@ def test_keys_are_shown_once_listed_without_secrets_and_revoked(
     assert row.split()[-1] != "-"  # the revocation time
 
 
-def test_keys_can_be_scoped_to_sites(tmp_path: Path, command: Any) -> None:
+def test_keys_and_teammates_can_be_scoped_to_sites(tmp_path: Path, command: Any) -> None:
     audit = f"sqlite:///{tmp_path}/audit.db"
     made = command(
         "keys", "create", "shop backend", "--role", "host", "--site", "shop", audit=audit
@@ -320,6 +320,11 @@ def test_keys_can_be_scoped_to_sites(tmp_path: Path, command: Any) -> None:
     assert header.split()[3] == "SITES" and row.split()[4] == "shop"
     bad = command("keys", "create", "x", "--role", "host", "--site", "Not A Site")
     assert bad[0] == 2 and "site 'Not A Site'" in bad[2]
+    bo = ["bo", "--role", "support-lead", "--site", "blog", "--password-stdin"]
+    assert command("users", "create", *bo, stdin=PASSWORD)[0] == 0
+    teammate = accounts_of(audit, lambda accounts: accounts.login("bo", PASSWORD))
+    assert teammate.sites == {"blog"}
+    assert command("users", "list")[1].splitlines()[1].split()[3] == "blog"
 
 
 def test_keys_create_refuses_bad_roles(tmp_path: Path, command: Any) -> None:

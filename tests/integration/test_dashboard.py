@@ -441,3 +441,19 @@ async def test_the_decision_part_is_polled_only_while_the_card_moves_on_without_
             assert 'data-status="done"' in done.text and "hx-trigger" not in done.text
             missing = await fred.http.get("/dashboard/cards/card_nope/decision")
             assert missing.status_code == 404
+
+
+async def test_a_teammate_scoped_to_another_site_neither_sees_nor_decides_the_card(
+    server: Server,
+) -> None:
+    accounts = server.app.state.runtime.accounts
+    await accounts.create_teammate("bo", PASSWORD, ["support-lead"], sites=["blog"])
+    async with waiting_card(server) as (_visitor, card_id), teammate(server, "bo") as bo:
+        assert card_id not in (await bo.page("/dashboard")).text
+        assert (await bo.page(f"/dashboard/cards/{card_id}")).status_code == 404
+        # A decision posted anyway is refused by the engine, and audited.
+        assert (await bo.decide(card_id)).status_code in {403, 404}
+    stored = await server.engine.store.get_card(card_id)
+    assert (stored.status, stored.approvals) == ("waiting", [])
+    [(by, why)] = await refused_rows(server, card_id)
+    assert by == "teammate:bo" and "site 'demo'" in why

@@ -96,6 +96,7 @@ teammates = Table(
     Column("password_hash", Text, nullable=False),
     Column("roles", DOCUMENT, nullable=False),
     Column("slack_user_id", String(64), unique=True),
+    Column("sites", DOCUMENT),  # the sites whose cards they see and decide; NULL: all
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
 )

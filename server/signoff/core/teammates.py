@@ -50,6 +50,10 @@ class Teammate:
     channel: Channel
     ip: str | None = None
     user_agent: str | None = None
+    sites: frozenset[str] | None = None  # the sites whose cards they decide; None: all
+
+    def covers(self, site: str) -> bool:
+        return self.sites is None or site in self.sites
 
     @property
     def signature(self) -> str:
@@ -58,7 +62,7 @@ class Teammate:
 
     def may_decide(self, card: Card) -> bool:
         """Whether the card waits on a role this teammate holds (the button is shown)."""
-        return card.status is Status.WAITING and card.role in self.roles
+        return card.status is Status.WAITING and card.role in self.roles and self.covers(card.site)
 
 
 def check_role_name(role: str) -> str:
@@ -77,6 +81,8 @@ def check_decider(card: Card, teammate: Teammate) -> None:
     """
     if card.approver != "team":
         raise NotAllowed("this card is the visitor's to decide")
+    if not teammate.covers(card.site):
+        raise NotAllowed(f"this card is for the site {card.site!r}, which you do not cover")
     role = card.role
     if role not in teammate.roles:
         raise NotAllowed(f"level {card.level} needs the role {role!r}")

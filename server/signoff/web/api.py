@@ -39,7 +39,7 @@ from signoff.core.frames import (
 )
 from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
 from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
-from signoff.web.bodies import capped_body
+from signoff.web.incoming import capped_body, client_of
 from signoff.web.outages import OUTAGES
 
 if TYPE_CHECKING:
@@ -317,14 +317,7 @@ class Call:
 
     @property
     def teammate(self) -> Teammate:
-        client = self.request.client
-        return Teammate(
-            self.account.name,
-            self.account.roles,
-            Channel.API,
-            ip=client.host if client else None,
-            user_agent=self.request.headers.get("user-agent"),
-        )
+        return self.account.teammate(Channel.API, *client_of(self.request))
 
 
 Handler = Callable[["Runtime", Call], Awaitable[Response]]
@@ -626,7 +619,7 @@ class Api:
         by = UNAUTHENTICATED
         try:
             account = await self.authenticate(request)
-            by = Teammate(account.name, account.roles, Channel.API).signature
+            by = account.teammate(Channel.API, *client_of(request)).signature
             if endpoint.roles and not endpoint.roles & account.roles:
                 needed = " or ".join(sorted(endpoint.roles))
                 raise ApiError(403, "forbidden", f"this needs a key with the role {needed}")

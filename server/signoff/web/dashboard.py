@@ -28,7 +28,6 @@ from signoff.core.conversation import Conversation, tool_content
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
 from signoff.core.teammates import Channel, NotAllowed, Teammate, Verdict, check_decider
 from signoff.store import StoreUnavailable
-from signoff.web.bodies import capped_body
 from signoff.web.csrf import (
     FIELD,
     LOGIN_COOKIE,
@@ -37,6 +36,7 @@ from signoff.web.csrf import (
     same_origin,
     tokens_match,
 )
+from signoff.web.incoming import capped_body, client_of
 from signoff.web.logins import COOKIE, LOGIN_TTL, Login, Logins, LoginThrottle
 from signoff.web.outages import OUTAGES
 
@@ -164,10 +164,6 @@ def transcript(
     return entries
 
 
-def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def decided_message(card: Card, verdict: Verdict) -> str:
     if card.status is Status.WAITING:
         return (
@@ -242,10 +238,7 @@ class Dashboard:
         account = await self.runtime.accounts.teammate(login.name)  # disabled: None
         if account is None or account.stamp != login.stamp:  # or a new password since
             return None
-        agent = request.headers.get("user-agent")
-        return login, Teammate(
-            account.name, account.roles, Channel.DASHBOARD, client_address(request), agent
-        )
+        return login, account.teammate(Channel.DASHBOARD, *client_of(request))
 
     def to_login(self, request: Request) -> Response:
         if "hx-request" in request.headers:  # htmx follows this with a full page load
@@ -293,7 +286,7 @@ class Dashboard:
                 "Open the login page again and log in from there.",
             )
         name = form["name"].strip()
-        client = client_address(request) or "?"
+        client = client_of(request)[0] or "?"
         now = time.monotonic()
         if not self.throttle.attempt(name, client, now):
             return self.login_page(request, 429, "Too many failed logins. Wait a minute and retry.")
@@ -349,7 +342,9 @@ class Dashboard:
     async def live_list(self, teammate: Teammate) -> tuple[Markup, str]:
         waiting = await self.engine.team_cards(Status.WAITING)
         recent = await self.engine.team_cards(limit=len(waiting) + DECIDED_SHOWN)
-        decided = [c for c in recent if c.status is not Status.WAITING][:DECIDED_SHOWN]
+        waiting = [c for c in waiting if teammate.covers(c.site)]
+        decided = [c for c in recent if c.status is not Status.WAITING and teammate.covers(c.site)]
+        decided = decided[:DECIDED_SHOWN]
         lists = self.render(
             "_cards.html",
             waiting=list(
@@ -369,7 +364,7 @@ class Dashboard:
         if who is None:
             return self.to_login(request)
         login, teammate = who
-        card = await self.find_card(request.path_params["card_id"])
+        card = await self.find_card(request.path_params["card_id"], teammate)
         if card is None:
             return self.message(request, 404, "No such card", "There is no card with this id.")
         return await self.card_page(card, login, teammate)
@@ -380,16 +375,19 @@ class Dashboard:
         who = await self.teammate(request)
         if who is None:
             return self.to_login(request)
-        card = await self.find_card(request.path_params["card_id"])
+        card = await self.find_card(request.path_params["card_id"], who[1])
         if card is None:
             return self.message(request, 404, "No such card", "There is no card with this id.")
         return await self.card_page(card, *who, fragment=True)
 
-    async def find_card(self, card_id: str) -> Card | None:
+    async def find_card(self, card_id: str, teammate: Teammate) -> Card | None:
+        """The team card, if it is of a site the teammate covers."""
         if len(card_id) > MAX_ID:
             return None
         card = await self.engine.store.get_card(card_id)
-        return card if card is not None and card.approver == "team" else None
+        if card is None or card.approver != "team" or not teammate.covers(card.site):
+            return None
+        return card
 
     async def card_page(
         self,
@@ -471,7 +469,7 @@ class Dashboard:
         try:
             card = await self.engine.team_decide(card_id, verdict, teammate, reason, level)
         except ProtocolError as exc:
-            now = await self.find_card(card_id)
+            now = await self.find_card(card_id, teammate)
             status = OUTCOMES.get(exc.code, 400)
             if now is None:
                 return self.message(request, status, "No such card", exc.message)

@@ -24,11 +24,11 @@ from starlette.routing import Route
 
 from signoff.config import SlackSettings
 from signoff.core.frames import ErrorCode, ProtocolError
-from signoff.core.teammates import Channel, Teammate
+from signoff.core.teammates import Channel
 from signoff.engine import Engine
 from signoff.integrations.slack import slack_client
 from signoff.integrations.slack_blocks import BadClick, Click, escape, parse_click
-from signoff.web.bodies import capped_body
+from signoff.web.incoming import capped_body, client_of
 from signoff.web.outages import OUTAGES
 
 log = logging.getLogger("signoff.slack")
@@ -96,13 +96,7 @@ class SlackInteractions:
         if account is None:
             await _refuse(engine, click.card_id, f"slack:{click.user_id}", "not a linked teammate")
             return self._tell(click, NOT_LINKED)
-        teammate = Teammate(
-            account.name,
-            account.roles,
-            Channel.SLACK,
-            ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
-        )
+        teammate = account.teammate(Channel.SLACK, *client_of(request))
         try:
             await engine.team_decide(click.card_id, click.verdict, teammate, level=click.level)
         except ProtocolError as exc:

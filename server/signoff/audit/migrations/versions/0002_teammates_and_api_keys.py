@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("roles", DOCUMENT, nullable=False),
         sa.Column("slack_user_id", sa.String(64), unique=True),
+        sa.Column("sites", DOCUMENT),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )

@@ -1,4 +1,5 @@
-"""Reading request bodies with a cap: a client cannot make the server hold more than that."""
+"""What handlers read off incoming requests: bodies, with a cap a client cannot make the
+server exceed, and who the client is."""
 
 from __future__ import annotations
 
@@ -16,3 +17,9 @@ async def capped_body(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def client_of(request: Request) -> tuple[str | None, str | None]:
+    """The client's address and user agent, as decisions record them."""
+    address = request.client.host if request.client else None
+    return address, request.headers.get("user-agent")
