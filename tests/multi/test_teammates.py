@@ -74,3 +74,16 @@ async def test_a_chain_is_decided_across_instances_by_dashboard_and_api(
         "pending_confirmation",
         "success",
     ]
+
+
+async def test_failed_logins_are_counted_across_instances(cluster: Cluster) -> None:
+    await signoff_command(
+        cluster, "users", "create", "lena", "--role", "support-lead", "--password-stdin",
+        stdin=PASSWORD,
+    )  # fmt: skip
+    instances = [await cluster.start(), await cluster.start()]
+    codes = []
+    for n in range(6):  # alternating instances, as a balancer would send them
+        async with httpx.AsyncClient(base_url=instances[n % 2].url) as http:
+            codes.append((await Browserless(http).log_in("lena", "guess-guess")).status_code)
+    assert codes == [401] * 5 + [429]

@@ -444,3 +444,12 @@ async def test_many_sessions_are_read_at_once_live_ones_only(store: Store) -> No
     found = await store.get_sessions(["s1", "s2", "s1", "gone"], NOW + 10)
     assert list(found) == ["s1"]
     assert found["s1"] == await store.get_session("s1", NOW + 10)
+
+
+async def test_counting_records_count_atomically_until_their_window_lapses(store: Store) -> None:
+    counts = await asyncio.gather(*(store.count_record("tries", 0.3) for _ in range(20)))
+    assert sorted(counts) == list(range(1, 21))
+    await store.delete_record("tries")
+    assert await store.count_record("tries", 0.3) == 1
+    await asyncio.sleep(0.4)
+    assert await store.count_record("tries", 0.3) == 1  # a new window

@@ -28,7 +28,7 @@ class TokenBucket:
 
 
 class KeyedLimiter:
-    """One token bucket per key (a name and address, a card), for at most ``size`` keys:
+    """One token bucket per key (a card, say), for at most ``size`` keys:
     the least recently used go first, so a flood of keys stays small."""
 
     def __init__(self, rate: float, burst: int, size: int = 10_000) -> None:
@@ -44,6 +44,3 @@ class KeyedLimiter:
         while len(self._buckets) > self.size:
             self._buckets.popitem(last=False)
         return bucket.take(now)
-
-    def forget(self, key: Hashable) -> None:
-        self._buckets.pop(key, None)

@@ -196,6 +196,11 @@ class Store(abc.ABC):
     async def get_record(self, name: str) -> str | None: ...
 
     @abc.abstractmethod
+    async def count_record(self, name: str, window: float) -> int:
+        """Add one to a counting record and return its count; the record lapses ``window``
+        seconds after its first count (``delete_record`` starts it afresh). Atomic."""
+
+    @abc.abstractmethod
     async def delete_record(self, name: str) -> None: ...
 
     # Coordination ---------------------------------------------------------------------

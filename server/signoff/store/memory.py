@@ -220,6 +220,13 @@ class MemoryStore(Store):
         value, until = self._records.get(name, (None, 0.0))
         return value if until > time.time() else None
 
+    async def count_record(self, name: str, window: float) -> int:
+        now = time.time()
+        value, until = self._records.get(name, ("0", 0.0))
+        count = int(value) + 1 if until > now else 1
+        self._records[name] = (str(count), until if until > now else now + window)
+        return count
+
     async def delete_record(self, name: str) -> None:
         self._records.pop(name, None)
 

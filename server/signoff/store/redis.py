@@ -202,6 +202,12 @@ end
 return {'ok', redis.call('HGETALL', card)}
 """
 
+_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
 _END = """
 local ids = redis.call('LRANGE', KEYS[6], 0, -1)
 for _, id in ipairs(ids) do
@@ -265,6 +271,7 @@ class RedisStore(Store):
                 "save": _SAVE,
                 "add_card": _ADD_CARD,
                 "transition": _TRANSITION,
+                "count": _COUNT,
                 "end": _END,
             }.items()
         }
@@ -610,6 +617,11 @@ class RedisStore(Store):
     async def get_record(self, name: str) -> str | None:
         value: str | None = await self.redis.get(self._key("record", name))  # type: ignore[assignment]
         return value
+
+    @_reachable
+    async def count_record(self, name: str, window: float) -> int:
+        window_ms = max(int(window * 1000), 1)
+        return int(await self._scripts["count"](keys=[self._key("record", name)], args=[window_ms]))
 
     @_reachable
     async def delete_record(self, name: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -181,7 +180,7 @@ class Dashboard:
         self.engine = runtime.engine
         self.logins = Logins(runtime.engine.store)
         self.login_forms = LoginForms(runtime.settings.secret)
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle(runtime.engine.store)
 
     def routes(self) -> list[Route]:
         def guarded(handler: Handler) -> Handler:
@@ -287,13 +286,14 @@ class Dashboard:
             )
         name = form["name"].strip()
         client = client_of(request)[0] or "?"
-        now = time.monotonic()
-        if not self.throttle.attempt(name, client, now):
-            return self.login_page(request, 429, "Too many failed logins. Wait a minute and retry.")
+        if not await self.throttle.attempt(name, client):
+            return self.login_page(
+                request, 429, "Too many failed logins. Wait a few minutes and retry."
+            )
         account = await self.runtime.accounts.login(name, form["password"])
         if account is None:
             return self.login_page(request, 401, "Wrong name or password.")
-        self.throttle.succeeded(name, client)
+        await self.throttle.succeeded(name, client)
         cookie, _ = await self.logins.open(account.name, account.stamp)
         response = RedirectResponse(BASE, 303, headers=HEADERS)
         self.set_cookie(request, response, COOKIE, cookie, LOGIN_TTL)

@@ -16,7 +16,6 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 
-from signoff.core.ratelimit import KeyedLimiter
 from signoff.store import Store
 
 LOGIN_TTL = 12 * 3600.0
@@ -66,21 +65,27 @@ class Logins:
 
 
 class LoginThrottle:
-    """Logins per name and client address: a few in a row, then one a minute.
+    """Logins per name and client address: a few tries, then none until the window that
+    the first of them opened has passed.
 
-    Every attempt spends a token before its password is checked, so a burst of parallel
-    guesses is held to the same few as guesses one after another; a successful login
-    starts the count afresh. Kept in each instance's memory: behind a load balancer
-    every instance counts its own, which still bounds guessing to a handful of tries a
-    minute per instance, each one slowed by argon2.
+    Counted in the store, so every instance behind a load balancer counts the same tries,
+    and before the password is checked, so tries sent in parallel count too. A
+    successful login starts the count afresh.
     """
 
-    def __init__(self, burst: int = 5, per_second: float = 1 / 60, size: int = 10_000) -> None:
-        self._limiter = KeyedLimiter(per_second, burst, size)
+    def __init__(self, store: Store, tries: int = 5, window: float = 300.0) -> None:
+        self.store = store
+        self.tries = tries
+        self.window = window
 
-    def attempt(self, name: str, address: str, now: float) -> bool:
+    @staticmethod
+    def _record(name: str, address: str) -> str:
+        return "login-tries:" + hashlib.sha256(f"{name}\n{address}".encode()).hexdigest()
+
+    async def attempt(self, name: str, address: str) -> bool:
         """Whether a login may be tried now; counts it."""
-        return self._limiter.take((name, address), now)
+        count = await self.store.count_record(self._record(name, address), self.window)
+        return count <= self.tries
 
-    def succeeded(self, name: str, address: str) -> None:
-        self._limiter.forget((name, address))
+    async def succeeded(self, name: str, address: str) -> None:
+        await self.store.delete_record(self._record(name, address))
