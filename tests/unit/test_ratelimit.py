@@ -49,15 +49,6 @@ def test_faster_than_rate_is_refused_after_burst() -> None:
     assert taken == 3 + 9  # the burst, then one per whole second of the 9.9 s elapsed
 
 
-def test_ready_says_whether_a_take_would_pass_without_spending() -> None:
-    bucket = TokenBucket(rate=1.0, burst=1, now=0.0)
-    assert bucket.ready(0.0) and bucket.ready(0.0)
-    assert bucket.take(0.0)
-    assert not bucket.ready(0.5)
-    assert bucket.ready(1.0)
-    assert bucket.take(1.0)
-
-
 def test_keyed_limits_count_each_key_apart() -> None:
     limiter = KeyedLimiter(rate=1 / 60, burst=2, size=3)
     assert limiter.take("lena", 0.0) and limiter.take("lena", 0.0)

@@ -1,5 +1,5 @@
-"""A token bucket, one per connection (or per name and address for logins): bursts are
-fine, floods are refused."""
+"""Token buckets, one per connection (or per card, for refused decision attempts): bursts
+are fine, floods are refused."""
 
 from __future__ import annotations
 
@@ -15,16 +15,12 @@ class TokenBucket:
         self._stamp = now
 
     def take(self, now: float) -> bool:
-        if self.ready(now):
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
-
-    def ready(self, now: float) -> bool:
-        """Whether ``take`` would succeed now, without taking."""
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        return self._tokens >= 1
 
 
 class KeyedLimiter:

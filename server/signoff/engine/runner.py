@@ -390,8 +390,11 @@ class Engine:
         await self.store.append_frame(card.session_id, self._card_frame(card, expires_at))
 
     def _card_frame(self, card: Card, expires_at: float) -> dict[str, Any]:
-        masks = [self.sensitive(call["action"]) for call in card.calls]
-        return card_frame(card, expires_at, masks)
+        return card_frame(card, expires_at, self._masks(card))
+
+    def _masks(self, card: Card) -> list[frozenset[str]]:
+        """Each call's sensitive arg names, for showing the card."""
+        return [self.sensitive(call["action"]) for call in card.calls]
 
     async def snapshot(self, session: SessionRecord, kept: list[tuple[int, str]]) -> dict[str, Any]:
         """The session as it is now, for a widget that missed history the store trimmed."""
@@ -412,17 +415,14 @@ class Engine:
     # Cards as teammates see them ---------------------------------------------------------
     def _resource(self, card: Card, session_expires_at: float | None) -> dict[str, Any]:
         expires_at = min(card.timeout_at, session_expires_at or card.timeout_at)
-        masks = [self.sensitive(call["action"]) for call in card.calls]
-        return card_resource(card, expires_at, masks)
+        return card_resource(card, expires_at, self._masks(card))
 
     async def describe(self, *cards: Card) -> list[dict[str, Any]]:
         """The cards as the API, the dashboard and the notifiers show them (one store
         round trip for all their sessions)."""
         sessions = await self.store.get_sessions([c.session_id for c in cards], self.clock())
-        return [
-            self._resource(card, session.expires_at if session else None)
-            for card, session in ((card, sessions.get(card.session_id)) for card in cards)
-        ]
+        expiry = {sid: session.expires_at for sid, session in sessions.items()}
+        return [self._resource(card, expiry.get(card.session_id)) for card in cards]
 
     async def team_cards(self, status: Status | None = None, limit: int = 200) -> list[Card]:
         """Cards that wait or waited on teammates, newest first, optionally of one status;

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 from signoff.core.cards import CLAIMED, OPEN, Card, Status, can_move
@@ -199,11 +200,11 @@ class MemoryStore(Store):
         return due
 
     async def team_cards(self, limit: int) -> list[Card]:
-        newest = list(self._team_cards)[-limit:] if limit > 0 else []
-        return [self._cards[card_id].copy() for card_id in reversed(newest)]
+        newest = islice(reversed(self._team_cards), max(limit, 0))
+        return [self._cards[card_id].copy() for card_id in newest]
 
     async def waiting_cards(self, limit: int) -> list[Card]:
-        oldest = list(self._waiting)[:limit] if limit > 0 else []
+        oldest = islice(self._waiting, max(limit, 0))
         return [self._cards[card_id].copy() for card_id in oldest]
 
     # Records --------------------------------------------------------------------------
