@@ -110,7 +110,7 @@ async def test_a_teammate_rejects_with_a_reason_and_the_visitor_sees_it_rejected
 
     await expect(visitor.locator(".signoff-card")).to_have_attribute("data-status", "rejected")
     assert await not_reloaded(visitor)
-    stored = await demo.engine.team_cards()
+    stored = await demo.engine.store.team_cards(10)
     assert [(c.status, c.decided_by, c.reason) for c in stored] == [
         ("rejected", "teammate:lena", "refunds over 200 need the receipt")
     ]

@@ -218,7 +218,9 @@ async def test_a_two_level_chain_is_signed_off_by_two_slack_users(
         assert wrong.status_code == 200
         told = await slack.latest("chat.postEphemeral", "needs the role")
         assert (told.body["user"], told.body["channel"]) == (FINANCE, CHANNEL)
-        assert told.body["text"] == "Not recorded: level 1 needs the role 'support-lead'."
+        assert told.body["text"] == (
+            "Not recorded: level 1 needs the role support-lead, which you do not have."
+        )
         assert slack.of("chat.update") == []
 
         assert (await click(server, LEAD, card_id, level=1)).status_code == 200
@@ -239,7 +241,7 @@ async def test_a_two_level_chain_is_signed_off_by_two_slack_users(
     assert "Level 2 (finance): approved by *fred* via slack" in final.text()
     assert runs(server) == [("payout", "acme")]
     assert await refused_by(server, "payout") == [
-        ("teammate:fred", "slack: level 1 needs the role 'support-lead'"),
+        ("teammate:fred", "slack: level 1 needs the role support-lead, which you do not have"),
         ("teammate:lena", "slack: level 1 of this card is already decided"),
     ]
 

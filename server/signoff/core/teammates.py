@@ -61,8 +61,8 @@ class Teammate:
         return TEAMMATE_PREFIX + self.name
 
     def may_decide(self, card: Card) -> bool:
-        """Whether the card waits on a role this teammate holds (the button is shown)."""
-        return card.status is Status.WAITING and card.role in self.roles and self.covers(card.site)
+        """Whether the card waits on this teammate now (the buttons are shown)."""
+        return card.status is Status.WAITING and refusal(card, self) is None
 
 
 def check_role_name(role: str) -> str:
@@ -73,21 +73,28 @@ def check_role_name(role: str) -> str:
     return role
 
 
-def check_decider(card: Card, teammate: Teammate) -> None:
-    """Raise NotAllowed unless ``teammate`` may decide the card's current level.
+def refusal(card: Card, teammate: Teammate) -> str | None:
+    """Why ``teammate`` may not decide the card's current level; None if they may.
 
     One person decides one level only: the levels of a chain are separate sign-offs
     (four eyes), so a teammate who approved level 1 cannot also approve level 2.
     """
     if card.approver != "team":
-        raise NotAllowed("this card is the visitor's to decide")
+        return "this card is the visitor's to decide"
     if not teammate.covers(card.site):
-        raise NotAllowed(f"this card is for the site {card.site!r}, which you do not cover")
-    role = card.role
-    if role not in teammate.roles:
-        raise NotAllowed(f"level {card.level} needs the role {role!r}")
+        return f"this card is for the site {card.site!r}, which you do not cover"
+    if card.role not in teammate.roles:
+        return f"level {card.level} needs the role {card.role}, which you do not have"
     if any(a["by"] == teammate.signature for a in card.approvals):
-        raise NotAllowed("you already decided an earlier level of this card")
+        return "you already decided an earlier level of this card"
+    return None
+
+
+def check_decider(card: Card, teammate: Teammate) -> None:
+    """Raise NotAllowed unless ``teammate`` may decide the card's current level."""
+    why = refusal(card, teammate)
+    if why is not None:
+        raise NotAllowed(why)
 
 
 def approval(

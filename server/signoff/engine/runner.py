@@ -424,15 +424,27 @@ class Engine:
         expiry = {sid: session.expires_at for sid, session in sessions.items()}
         return [self._resource(card, expiry.get(card.session_id)) for card in cards]
 
-    async def team_cards(self, status: Status | None = None, limit: int = 200) -> list[Card]:
-        """Cards that wait or waited on teammates, newest first, optionally of one status;
-        those waiting now come the longest waiting first, however many there are."""
+    async def team_cards(
+        self, teammate: Teammate, status: Status | None = None, limit: int = 200
+    ) -> list[Card]:
+        """The team cards of the sites ``teammate`` covers, newest first, optionally of one
+        status; those waiting now come the longest waiting first, however many there are."""
+        filtered = status is not None or teammate.sites is not None
+        fetch = max(limit, 1000) if filtered else limit
         if status is Status.WAITING:
-            return await self.store.waiting_cards(limit)
-        cards = await self.store.team_cards(limit if status is None else max(limit, 1000))
-        if status is not None:
-            cards = [card for card in cards if card.status is status]
-        return cards[:limit]
+            cards = await self.store.waiting_cards(fetch)
+        else:
+            cards = await self.store.team_cards(fetch)
+        return [
+            card
+            for card in cards
+            if (status is None or card.status is status) and teammate.covers(card.site)
+        ][:limit]
+
+    async def visible_card(self, card_id: str, teammate: Teammate) -> Card | None:
+        """The team card, if it is of a site ``teammate`` covers: what the team may see."""
+        card = await self.store.get_card(card_id)
+        return card if card is not None and _visible(card, teammate) else None
 
     async def _announce(
         self,
@@ -520,12 +532,10 @@ class Engine:
             card = await self.store.get_card(card_id)
             # Checked before the turn lock too, so a late decision is answered at once
             # instead of after the winner's whole run (the claim still decides races).
-            self._check_team_card(card, card_id, level)
-            assert card is not None
+            card = self._waiting_level(card, card_id, level, teammate)
             async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
                 card = await self.store.get_card(card_id)
-                self._check_team_card(card, card_id, level)
-                assert card is not None
+                card = self._waiting_level(card, card_id, level, teammate)
                 card = await self._team_claim(card, verdict, teammate, reason)
                 claimed.set_result(card)
                 if card.status is Status.WAITING:
@@ -538,10 +548,12 @@ class Engine:
             claimed.set_exception(exc)
 
     @staticmethod
-    def _check_team_card(card: Card | None, card_id: str, level: int | None) -> None:
-        """Refuse a decision on no team card, or on a level that is no longer waiting."""
-        if card is None or card.approver != "team":
-            # A visitor's card is not the team's business: it is not even said to exist.
+    def _waiting_level(
+        card: Card | None, card_id: str, level: int | None, teammate: Teammate
+    ) -> Card:
+        """The card, if it waits on the team at ``level``; else the refusal to answer with."""
+        if card is None or not _visible(card, teammate):
+            # A visitor's card, or another site's, is not said to exist.
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such card waits on the team", card_id)
         if card.status is not Status.WAITING:
             raise ProtocolError(
@@ -551,6 +563,7 @@ class Engine:
             raise ProtocolError(
                 ErrorCode.ALREADY_DECIDED, f"level {level} of this card is already decided", card_id
             )
+        return card
 
     async def _team_claim(
         self, card: Card, verdict: Verdict, teammate: Teammate, reason: str | None
@@ -587,8 +600,11 @@ class Engine:
             f"level {card.level} ({card.role}) waits",
         )
         await self.store.append_frame(card.session_id, card_update_frame(card))
-        await self._announce(EventType.CARD_DECIDED, card, approval=decided)
-        await self._announce(EventType.CARD_WAITING, card)
+        if self.notifiers:
+            session = await self.store.get_session(card.session_id, self.clock())
+            expires_at = session.expires_at if session else None
+            await self._announce(EventType.CARD_DECIDED, card, expires_at, approval=decided)
+            await self._announce(EventType.CARD_WAITING, card, expires_at)
 
     async def _claim(
         self,
@@ -822,6 +838,10 @@ class Engine:
                     await self._after_close(moved.card)
         finally:
             self._settling.discard(card.card_id)
+
+
+def _visible(card: Card, teammate: Teammate) -> bool:
+    return card.approver == "team" and teammate.covers(card.site)
 
 
 def _last(card: Card) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from signoff import __version__
 from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
 from signoff.config import SITE_PATTERN
-from signoff.core.cards import Card, Status
+from signoff.core.cards import Status
 from signoff.core.frames import (
     IDENTIFIER_PATTERN,
     ErrorCode,
@@ -338,29 +338,21 @@ class Endpoint:
     decides: bool = False  # refusals at the door are audited on the card it names
 
 
-async def team_card(runtime: Runtime, call: Call) -> Card:
-    """The team card the path names, if the key covers its site: else not found."""
-    card = await runtime.engine.store.get_card(call.card_id)
-    if card is None or card.approver != "team" or not call.account.covers(card.site):
-        raise ApiError(404, "not_found", "no card with that id waits or waited on a team")
-    return card
-
-
 async def list_cards(runtime: Runtime, call: Call) -> Response:
     query: CardsQuery = call.query
-    cards = await runtime.engine.team_cards(query.status, query.limit)
-    cards = [card for card in cards if call.account.covers(card.site)]
+    cards = await runtime.engine.team_cards(call.teammate, query.status, query.limit)
     return ok(cards=await runtime.engine.describe(*cards))
 
 
 async def get_card(runtime: Runtime, call: Call) -> Response:
-    card = await team_card(runtime, call)
+    card = await runtime.engine.visible_card(call.card_id, call.teammate)
+    if card is None:
+        raise ApiError(404, "not_found", "no card with that id waits or waited on a team")
     return ok(card=(await runtime.engine.describe(card))[0])
 
 
 async def resume(runtime: Runtime, call: Call) -> Response:
     body: ResumeRequest = call.body
-    await team_card(runtime, call)  # a key scoped to other sites does not see it
     card = await runtime.engine.team_decide(
         call.card_id, body.decision, call.teammate, reason=body.reason
     )

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
-from signoff.core.teammates import Channel, NotAllowed, Teammate, Verdict, check_decider
+from signoff.core.teammates import Channel, Teammate, Verdict, refusal
 from signoff.store import StoreUnavailable
 from signoff.web.csrf import (
     FIELD,
@@ -340,21 +340,15 @@ class Dashboard:
         return HTMLResponse(live, headers=HEADERS)
 
     async def live_list(self, teammate: Teammate) -> tuple[Markup, str]:
-        waiting = await self.engine.team_cards(Status.WAITING)
-        recent = await self.engine.team_cards(limit=len(waiting) + DECIDED_SHOWN)
-        waiting = [c for c in waiting if teammate.covers(c.site)]
-        decided = [c for c in recent if c.status is not Status.WAITING and teammate.covers(c.site)]
-        decided = decided[:DECIDED_SHOWN]
+        waiting = await self.engine.team_cards(teammate, Status.WAITING)
+        recent = await self.engine.team_cards(teammate, limit=len(waiting) + DECIDED_SHOWN)
+        decided = [c for c in recent if c.status is not Status.WAITING][:DECIDED_SHOWN]
+        shown = await self.engine.describe(*waiting, *decided)  # one store round trip
+        yours = [teammate.may_decide(c) for c in waiting]
         lists = self.render(
             "_cards.html",
-            waiting=list(
-                zip(
-                    await self.engine.describe(*waiting),
-                    [teammate.may_decide(c) for c in waiting],
-                    strict=True,
-                )
-            ),
-            decided=await self.engine.describe(*decided),
+            waiting=list(zip(shown[: len(waiting)], yours, strict=True)),
+            decided=shown[len(waiting) :],
         )
         version = hashlib.sha256(lists.encode()).hexdigest()[:16]
         return self.render("_live.html", lists=lists, version=version), version
@@ -381,13 +375,9 @@ class Dashboard:
         return await self.card_page(card, *who, fragment=True)
 
     async def find_card(self, card_id: str, teammate: Teammate) -> Card | None:
-        """The team card, if it is of a site the teammate covers."""
         if len(card_id) > MAX_ID:
             return None
-        card = await self.engine.store.get_card(card_id)
-        if card is None or card.approver != "team" or not teammate.covers(card.site):
-            return None
-        return card
+        return await self.engine.visible_card(card_id, teammate)
 
     async def card_page(
         self,
@@ -413,17 +403,13 @@ class Dashboard:
         self, card: Card, login: Login, teammate: Teammate, outcome: dict[str, str] | None
     ) -> dict[str, Any]:
         """What the status and decision part of a card page shows."""
-        may_decide, not_allowed = teammate.may_decide(card), None
-        if may_decide:
-            try:
-                check_decider(card, teammate)  # e.g. they decided an earlier level
-            except NotAllowed as exc:
-                may_decide, not_allowed = False, str(exc)
+        waiting = card.status is Status.WAITING
+        not_allowed = refusal(card, teammate) if waiting else None
         return {
             "card": (await self.engine.describe(card))[0],
             "teammate": teammate,
             "csrf": login.csrf,
-            "may_decide": may_decide,
+            "may_decide": waiting and not_allowed is None,
             "not_allowed": not_allowed,
             "outcome": outcome,
             "max_reason": MAX_REASON,
