@@ -45,7 +45,6 @@ class Account:
 
     name: str
     roles: frozenset[str]
-    slack_user_id: str | None = None
     stamp: str = ""  # of the teammate's password: see _account
     sites: frozenset[str] | None = None  # for keys scoped to sites; None: every site
 
@@ -297,4 +296,4 @@ def _account(row: dict[str, Any]) -> Account:
     # no longer matches, so setting one ends every earlier login.
     stamp = _digest(row["password_hash"])[:16]
     sites = frozenset(row["sites"]) if row["sites"] is not None else None
-    return Account(row["name"], frozenset(row["roles"]), row["slack_user_id"], stamp, sites)
+    return Account(row["name"], frozenset(row["roles"]), stamp, sites)

@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import time
-from datetime import datetime
 
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -64,11 +63,12 @@ def message_record(card_id: str) -> str:
 
 
 class SlackNotifier:
-    def __init__(self, settings: SlackSettings, store: Store, close_timeout: float = 5.0):
+    grace = 5.0  # seconds close() waits for messages still queued
+
+    def __init__(self, settings: SlackSettings, store: Store):
         self.channel = settings.channel
         self.client = slack_client(settings)
         self.store = store
-        self.close_timeout = close_timeout
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending: dict[str, CardEvent] = {}  # the newest event of each queued card
         self._new: set[str] = set()  # queued cards whose message is still to be posted
@@ -96,7 +96,7 @@ class SlackNotifier:
         if self._worker is None:
             return
         try:
-            async with asyncio.timeout(self.close_timeout):
+            async with asyncio.timeout(self.grace):
                 await self._queue.join()
         except TimeoutError:
             log.warning("closing with %d Slack messages not sent", len(self._pending))
@@ -156,6 +156,7 @@ class SlackNotifier:
         if event.card.card_id not in self._pending:  # a newer event carries newer news
             self.notify(event)
 
-    def _record_ttl(self, event: CardEvent) -> float:
-        expires = datetime.fromisoformat(event.resource["expires_at"].replace("Z", "+00:00"))
-        return max(expires.timestamp() - time.time(), 0.0) + RECORD_GRACE
+    @staticmethod
+    def _record_ttl(event: CardEvent) -> float:
+        # The card's own timeout: never earlier than its deadline, which the session caps.
+        return max(event.card.timeout_at - time.time(), 0.0) + RECORD_GRACE

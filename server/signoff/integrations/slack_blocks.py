@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from signoff.core.frames import IDENTIFIER_PATTERN, Identifier
 from signoff.core.teammates import TEAMMATE_PREFIX, Verdict
 
 APPROVE = "signoff.approve"
@@ -29,7 +30,6 @@ HEADER_CHARS = 150
 MAX_CALLS_SHOWN = 20
 VALUE_CHARS = 300  # one parameter's shown value
 
-CARD_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 SLACK_ID = r"^[A-Z0-9]{2,32}$"
 
 STATUS_LINES = {
@@ -220,7 +220,7 @@ class _Ours(BaseModel):
     """What signoff put in a button: exactly these fields."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    card_id: Annotated[str, Field(pattern=CARD_ID)]
+    card_id: Identifier
     level: Annotated[int, Field(ge=1, le=1000)]
 
 
@@ -292,7 +292,7 @@ def _named(data: Any) -> tuple[str | None, str | None]:
             value = None
         card_id = value.get("card_id") if isinstance(value, dict) else None
     return (
-        card_id if isinstance(card_id, str) and re.fullmatch(CARD_ID, card_id) else None,
+        card_id if isinstance(card_id, str) and re.fullmatch(IDENTIFIER_PATTERN, card_id) else None,
         user_id if isinstance(user_id, str) and re.fullmatch(SLACK_ID, user_id) else None,
     )
 

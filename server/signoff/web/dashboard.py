@@ -25,7 +25,7 @@ from starlette.routing import Route
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
-from signoff.core.teammates import Channel, Teammate, Verdict, refusal
+from signoff.core.teammates import TEAMMATE_PREFIX, Channel, Teammate, Verdict, refusal
 from signoff.store import StoreUnavailable
 from signoff.web.csrf import (
     FIELD,
@@ -113,6 +113,11 @@ def when(iso: str | None) -> Markup:
     if not iso:
         return Markup("")
     return Markup('<time datetime="{0}">{1} UTC</time>').format(iso, iso[:19].replace("T", " "))
+
+
+def decider(signature: str) -> str:
+    """Who decided, as teammates read it: ``teammate:lena`` is lena."""
+    return signature.removeprefix(TEAMMATE_PREFIX)
 
 
 def as_json(value: Any) -> str:
@@ -217,6 +222,7 @@ class Dashboard:
                 as_json=as_json,
                 level_text=level_text,
                 waiting_since=waiting_since,
+                decider=decider,
                 **context,
             )
         )
@@ -294,7 +300,7 @@ class Dashboard:
         if account is None:
             return self.login_page(request, 401, "Wrong name or password.")
         await self.throttle.succeeded(name, client)
-        cookie, _ = await self.logins.open(account.name, account.stamp)
+        cookie = await self.logins.open(account.name, account.stamp)
         response = RedirectResponse(BASE, 303, headers=HEADERS)
         self.set_cookie(request, response, COOKIE, cookie, LOGIN_TTL)
         response.delete_cookie(LOGIN_COOKIE, path=BASE, httponly=True, samesite="strict")

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from dataclasses import asdict, dataclass
 
 from signoff.store import Store
 
 LOGIN_TTL = 12 * 3600.0
+LOGIN_TRIES = 5  # per name and address, in each LOGIN_WINDOW seconds
+LOGIN_WINDOW = 300.0
 COOKIE = "signoff_dashboard"
 RECORD_PREFIX = "dashboard:"
 MAX_COOKIE_LENGTH = 100
@@ -29,7 +30,6 @@ class Login:
     name: str
     stamp: str  # the teammate's credential stamp when they logged in (Account.stamp)
     csrf: str  # the synchronizer token every form of this login carries
-    expires_at: float
 
 
 def _record(cookie: str) -> str:
@@ -40,12 +40,12 @@ class Logins:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def open(self, name: str, stamp: str) -> tuple[str, Login]:
-        """A new login for ``name``: the cookie value to hand out, and the login."""
+    async def open(self, name: str, stamp: str) -> str:
+        """A new login for ``name``, ending LOGIN_TTL from now: the cookie value to hand out."""
         cookie = secrets.token_urlsafe(32)
-        login = Login(name, stamp, secrets.token_urlsafe(32), time.time() + LOGIN_TTL)
+        login = Login(name, stamp, secrets.token_urlsafe(32))
         await self.store.put_record(_record(cookie), json.dumps(asdict(login)), LOGIN_TTL)
-        return cookie, login
+        return cookie
 
     async def find(self, cookie: str | None) -> Login | None:
         """The live login a cookie names, or None (none, ended, or past its end)."""
@@ -55,10 +55,9 @@ class Logins:
         if raw is None:
             return None
         try:
-            login = Login(**json.loads(raw))
+            return Login(**json.loads(raw))
         except (TypeError, ValueError):  # not a login this release wrote: none at all
             return None
-        return login if login.expires_at > time.time() else None
 
     async def close(self, cookie: str) -> None:
         await self.store.delete_record(_record(cookie))
@@ -73,10 +72,8 @@ class LoginThrottle:
     successful login starts the count afresh.
     """
 
-    def __init__(self, store: Store, tries: int = 5, window: float = 300.0) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.tries = tries
-        self.window = window
 
     @staticmethod
     def _record(name: str, address: str) -> str:
@@ -84,8 +81,8 @@ class LoginThrottle:
 
     async def attempt(self, name: str, address: str) -> bool:
         """Whether a login may be tried now; counts it."""
-        count = await self.store.count_record(self._record(name, address), self.window)
-        return count <= self.tries
+        count = await self.store.count_record(self._record(name, address), LOGIN_WINDOW)
+        return count <= LOGIN_TRIES
 
     async def succeeded(self, name: str, address: str) -> None:
         await self.store.delete_record(self._record(name, address))
