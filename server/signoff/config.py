@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,9 +115,8 @@ def _sites(raw: Any) -> dict[str, Site]:
     sites = {}
     for name, table in raw.items():
         origins = table.get("origins") if isinstance(table, dict) else None
-        unknown = set(table) - {"origins"} if isinstance(table, dict) else set()
-        if unknown:
-            raise ConfigError(f"sites.{name}: unknown settings {sorted(unknown)}")
+        if isinstance(table, dict):
+            _known_only(f"sites.{name}", table, {"origins"})
         sites[name] = make_site(name, origins)
     return sites
 
@@ -152,9 +151,7 @@ def load_settings(
             raise ConfigError(f"--config: cannot read {config_file}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
-        unknown = set(raw) - KNOWN_KEYS
-        if unknown:
-            raise ConfigError(f"--config: unknown settings {sorted(unknown)}")
+        _known_only("--config", raw, KNOWN_KEYS)
     values = {key: raw[key] for key in KNOWN_KEYS - TABLES if key in raw}
     for key in KNOWN_KEYS - TABLES:
         name = "SIGNOFF_" + key.upper()
@@ -187,13 +184,18 @@ def load_settings(
     )
 
 
+def _known_only(name: str, raw: Mapping[str, Any], keys: Collection[str]) -> None:
+    """Refuse settings nobody reads: most often a misspelt one."""
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise ConfigError(f"{name}: unknown settings {sorted(unknown)}")
+
+
 def _table(name: str, raw: Any, keys: set[str], env: Mapping[str, str]) -> dict[str, Any]:
     """A table such as ``[llm]`` with its ``SIGNOFF_<NAME>_<KEY>`` variables winning."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: expected a table, [{name}]")
-    unknown = set(raw) - keys
-    if unknown:
-        raise ConfigError(f"{name}: unknown settings {sorted(unknown)}")
+    _known_only(name, raw, keys)
     values = dict(raw)
     for key in keys:
         variable = f"SIGNOFF_{name.upper()}_{key.upper()}"
@@ -379,9 +381,7 @@ def _webhooks(raw: Any, env: Mapping[str, str]) -> tuple[WebhookSettings, ...]:
         raise ConfigError("webhooks: expected an array of tables, [[webhooks]]")
     hooks = []
     for i, table in enumerate(raw):
-        unknown = set(table) - WEBHOOK_KEYS
-        if unknown:
-            raise ConfigError(f"webhooks[{i}]: unknown settings {sorted(unknown)}")
+        _known_only(f"webhooks[{i}]", table, WEBHOOK_KEYS)
         hooks.append(_webhook(table, f"webhooks[{i}].{{}}".format))
     url, secret = env.get("SIGNOFF_WEBHOOK_URL"), env.get("SIGNOFF_WEBHOOK_SECRET")
     if secret and not url:

@@ -70,8 +70,8 @@ class SlackNotifier:
         self.client = slack_client(settings)
         self.store = store
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._pending: dict[str, CardEvent] = {}  # the newest event of each queued card
-        self._new: set[str] = set()  # queued cards whose message is still to be posted
+        # The newest event of each queued card, and whether its message is still to be posted.
+        self._pending: dict[str, tuple[CardEvent, bool]] = {}
         self._tries: dict[str, int] = {}  # cards whose message was not found, and how often
         self._worker: asyncio.Task[None] | None = None
 
@@ -83,14 +83,14 @@ class SlackNotifier:
         if card.approver != "team":
             return  # visitors decide their own cards in the widget
         card_id = card.card_id
-        if card_id not in self._pending:
+        queued = self._pending.get(card_id)
+        if queued is None:
             if len(self._pending) >= MAX_PENDING:
                 log.warning("Slack is behind; card %s %s not sent", card_id, event.type)
                 return
             self._queue.put_nowait(card_id)
-        if event.type is EventType.CARD_WAITING and card.level == 1 and not card.approvals:
-            self._new.add(card_id)
-        self._pending[card_id] = event
+        opened = event.type is EventType.CARD_WAITING and card.level == 1 and not card.approvals
+        self._pending[card_id] = (event, opened or (queued is not None and queued[1]))
 
     async def close(self) -> None:
         if self._worker is None:
@@ -107,9 +107,7 @@ class SlackNotifier:
     async def _run(self) -> None:
         while True:
             card_id = await self._queue.get()
-            event = self._pending.pop(card_id)
-            new = card_id in self._new
-            self._new.discard(card_id)
+            event, new = self._pending.pop(card_id)
             try:
                 await self._send(event, new)
             except Exception:  # logged, never raised: the next event tries again

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from signoff.core.frames import IDENTIFIER_PATTERN, Identifier
+from signoff.core.frames import IDENTIFIER_PATTERN, Identifier, describe_invalid
 from signoff.core.teammates import TEAMMATE_PREFIX, Verdict
 
 APPROVE = "signoff.approve"
@@ -200,7 +200,6 @@ class BadClick(ValueError):
 
     def __init__(self, why: str, card_id: str | None = None, user_id: str | None = None):
         super().__init__(why)
-        self.why = why
         self.card_id = card_id
         self.user_id = user_id
 
@@ -250,13 +249,16 @@ class _BlockActions(_Slacks):
 def parse_click(body: bytes) -> Click:
     """The click in a form-encoded interaction request; raises BadClick for anything else."""
     data = _payload(body)
-    card_id, user_id = _named(data)
     try:
         envelope = _BlockActions.model_validate(data)
         action = envelope.actions[0]
+    except ValidationError as exc:
+        raise BadClick(describe_invalid(exc, whole="payload"), *_named(data)) from None
+    try:
         ours = _Ours.model_validate_json(action.value)
     except ValidationError as exc:
-        raise BadClick(_why(exc), card_id, user_id) from None
+        why = f"{describe_invalid(exc, whole='value')} in the button's value"
+        raise BadClick(why, *_named(data)) from None
     return Click(
         user_id=envelope.user.id,
         verdict=VERDICTS[action.action_id],
@@ -295,11 +297,3 @@ def _named(data: Any) -> tuple[str | None, str | None]:
         card_id if isinstance(card_id, str) and re.fullmatch(IDENTIFIER_PATTERN, card_id) else None,
         user_id if isinstance(user_id, str) and re.fullmatch(SLACK_ID, user_id) else None,
     )
-
-
-def _why(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in error["loc"]) or "payload"
-    if error["type"] == "extra_forbidden":
-        return f"unexpected field {where!r} in the button's value"
-    return f"{where}: {error['msg']}"

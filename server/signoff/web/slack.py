@@ -36,7 +36,9 @@ UNAVAILABLE = "signoff cannot reach its store or database; try again in a moment
 
 # Interaction payloads carry the whole message clicked on; signoff's stay well below this.
 MAX_BODY = 256 * 1024
-REPLAY_WINDOW = 5 * 60  # seconds a signed request stays acceptable, as Slack advises
+# Seconds a signed request stays acceptable, as Slack advises. slack_sdk's verifier checks the
+# same window; it is checked here first so a stale request is audited as stale, not forged.
+REPLAY_WINDOW = 5 * 60
 _TIMESTAMP = re.compile(r"\d{1,12}", re.ASCII)
 
 NOT_LINKED = (
@@ -67,7 +69,7 @@ class SlackInteractions:
         try:
             click = parse_click(body)
         except BadClick as bad:
-            why = refused or bad.why
+            why = refused or str(bad)
             return await _turn_away(engine, bad.card_id, bad.user_id, why, signed=not refused)
         if refused is not None:
             return await _turn_away(engine, click.card_id, click.user_id, refused, signed=False)
