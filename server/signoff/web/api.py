@@ -305,6 +305,7 @@ class Call:
 
     request: Request
     account: Account
+    teammate: Teammate  # the key, as it decides and is audited
     body: Any
     query: Any
 
@@ -314,10 +315,6 @@ class Call:
         if not CARD_ID.match(card_id):
             raise ApiError(404, "not_found", "no such card")
         return card_id
-
-    @property
-    def teammate(self) -> Teammate:
-        return self.account.teammate(Channel.API, *client_of(self.request))
 
 
 Handler = Callable[["Runtime", Call], Awaitable[Response]]
@@ -611,7 +608,8 @@ class Api:
         by = UNAUTHENTICATED
         try:
             account = await self.authenticate(request)
-            by = account.teammate(Channel.API, *client_of(request)).signature
+            teammate = account.teammate(Channel.API, *client_of(request))
+            by = teammate.signature
             if endpoint.roles and not endpoint.roles & account.roles:
                 needed = " or ".join(sorted(endpoint.roles))
                 raise ApiError(403, "forbidden", f"this needs a key with the role {needed}")
@@ -622,7 +620,8 @@ class Api:
             if endpoint.decides and CARD_ID.match(card_id):
                 await self.runtime.engine.refuse_attempt(card_id, by, f"api: {exc.message}")
             raise
-        return await endpoint.handler(self.runtime, Call(request, account, body, query))
+        call = Call(request, account, teammate, body, query)
+        return await endpoint.handler(self.runtime, call)
 
     def route(self, endpoint: Endpoint) -> Route:
         async def handle(request: Request) -> Response:
