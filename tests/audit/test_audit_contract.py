@@ -23,13 +23,14 @@ from sqlalchemy.exc import DBAPIError
 from signoff.audit import AuditEntry, AuditLog, AuditStatus, open_audit
 from signoff.audit.migrate import alembic_config, head
 from signoff.audit.schema import metadata
+from tests.support import SECRET
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
 
 @pytest.fixture
 async def audit(audit_url: str) -> AsyncIterator[AuditLog]:
-    audit = open_audit(audit_url)
+    audit = open_audit(audit_url, SECRET)
     await audit.start()
     try:
         yield audit
@@ -210,7 +211,7 @@ async def test_a_failed_commit_reaches_its_callers_and_later_rows_are_kept(
 
 
 async def test_closing_waits_for_every_queued_row(audit_url: str) -> None:
-    audit = open_audit(audit_url)
+    audit = open_audit(audit_url, SECRET)
     await audit.start()
     committing = asyncio.Event()
     event.listen(audit.engine.sync_engine, "begin", lambda conn: committing.set())
@@ -219,7 +220,7 @@ async def test_closing_waits_for_every_queued_row(audit_url: str) -> None:
     second = [asyncio.ensure_future(audit.record(entry(f"b{i}"))) for i in range(20)]
     await audit.close()
     assert all(task.done() and task.exception() is None for task in first + second)
-    reopened = open_audit(audit_url)
+    reopened = open_audit(audit_url, SECRET)
     try:
         assert len(await reopened.rows()) == 40
     finally:
@@ -228,7 +229,7 @@ async def test_closing_waits_for_every_queued_row(audit_url: str) -> None:
 
 async def test_two_logs_on_one_database_write_side_by_side(audit_url: str) -> None:
     """Two server instances, one audit database."""
-    one, two = open_audit(audit_url), open_audit(audit_url)
+    one, two = open_audit(audit_url, SECRET), open_audit(audit_url, SECRET)
     await asyncio.gather(one.start(), two.start())
     try:
         await asyncio.gather(
@@ -247,7 +248,7 @@ async def test_two_logs_on_one_database_write_side_by_side(audit_url: str) -> No
 async def test_upgrading_an_empty_database_to_the_newest_schema_twice_is_fine(
     audit_url: str,
 ) -> None:
-    audit = open_audit(audit_url)
+    audit = open_audit(audit_url, SECRET)
     try:
         assert await audit.revision() is None
         await audit.upgrade()
@@ -269,7 +270,7 @@ async def test_the_migrated_database_matches_the_schema_queries_use(audit: Audit
 
 
 async def test_instances_starting_at_once_all_upgrade_the_same_database(audit_url: str) -> None:
-    logs = [open_audit(audit_url) for _ in range(4)]
+    logs = [open_audit(audit_url, SECRET) for _ in range(4)]
     try:
         await asyncio.gather(*(log.start() for log in logs))
         assert {await log.revision() for log in logs} == {head()}

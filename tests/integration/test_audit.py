@@ -15,7 +15,7 @@ import pytest
 from signoff.audit import AuditEntry, AuditStatus, open_audit
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
-from tests.support import CountingShop, running, settings, widget
+from tests.support import SECRET, CountingShop, running, settings, widget
 
 
 async def test_a_confirmed_card_and_a_refused_decision_reach_the_audit_log(
@@ -109,7 +109,7 @@ async def test_an_audit_file_from_before_migrations_is_adopted_with_its_rows(
     path = tmp_path / "audit.db"
     with sqlite3.connect(path) as conn:
         conn.executescript(BEFORE_MIGRATIONS)
-    audit = open_audit(f"sqlite:///{path}")
+    audit = open_audit(f"sqlite:///{path}", SECRET)
     await audit.start()
     assert await audit.revision() == head()
     await audit.record(

@@ -72,7 +72,7 @@ class World:
 
         self.clock = Clock()
         self.store = store or MemoryStore()
-        self.audit = open_audit(f"sqlite:///{tmp_path}/audit.db")
+        self.audit = open_audit(f"sqlite:///{tmp_path}/audit.db", SECRET)
         self.engine = self.new_engine()
 
     def new_engine(self) -> Engine:

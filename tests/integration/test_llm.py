@@ -243,7 +243,7 @@ async def test_a_turn_paused_on_a_card_resumes_after_a_restart_with_nothing_lost
     model: StandInModel, tmp_path: Any
 ) -> None:
     store = MemoryStore()
-    audit = open_audit(f"sqlite:///{tmp_path}/audit.db")
+    audit = open_audit(f"sqlite:///{tmp_path}/audit.db", SECRET)
     await audit.start()
 
     def start_server() -> Engine:

@@ -19,13 +19,19 @@ from enum import StrEnum
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from signoff.audit import migrate
-from signoff.audit.schema import audit_events
+from signoff.audit.schema import audit_chains, audit_events
+from signoff.core.chain import GENESIS, chain_key, key_id, row_hash
+
+ADOPT_BATCH = 1000
+CHAIN_COLUMNS = ("seq", "prev_hash", "row_hash", "key_id")
 
 
 class AuditStatus(StrEnum):
@@ -54,7 +60,11 @@ class AuditEntry:
     card_id: str | None = None
     result: Any = None
     error: str | None = None
-    decided_by: str | None = None
+    decided_by: str | None = None  # "auto", "user:<id>" or "teammate:<name>"
+    level: int | None = None  # the approval level a teammate decided
+    ip: str | None = None  # of whoever decided
+    user_agent: str | None = None
+    response: dict[str, Any] | None = None  # HTTP-backed actions: status and a body summary
     duration_ms: float | None = None
 
 
@@ -64,18 +74,25 @@ class AuditError(ValueError):
 
 class AuditLog:
     """Writes rows by group commit: callers wait for their rows to be committed, and all
-    rows that arrive while one transaction commits share the next one."""
+    rows that arrive while one transaction commits share the next one.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Each row is linked into its site's hash chain as it is written (signoff.core.chain);
+    that needs the server's secret. Opened without one, the log reads but cannot write.
+    """
+
+    def __init__(self, engine: AsyncEngine, secret: str | None = None) -> None:
         self.engine = engine
+        self.key = chain_key(secret) if secret else None
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
-        """At server start-up: the schema is brought to the newest revision."""
+        """At server start-up: the schema is brought to the newest revision, and rows
+        written before the chain existed are chained."""
         await self.upgrade()
+        await self._chain_unchained()
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest revision; several instances may do it at once."""
@@ -112,6 +129,8 @@ class AuditLog:
         """Write the rows; returns once they are committed."""
         if not entries:
             return
+        if self.key is None:
+            raise AuditError("this audit log was opened without the server's secret")
         rows = [_row(e) for e in entries]
         done = asyncio.get_running_loop().create_future()
         self._queue.append((rows, done))
@@ -132,7 +151,9 @@ class AuditLog:
             return
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(insert(audit_events), [r for rows, _ in batch for r in rows])
+                rows = [r for rows, _ in batch for r in rows]
+                await self._link(conn, rows)
+                await conn.execute(insert(audit_events), rows)
         except Exception as exc:
             for _, done in batch:
                 if not done.done():
@@ -141,6 +162,60 @@ class AuditLog:
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
+
+    async def _link(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], relock: bool = True
+    ) -> None:
+        """Give each row its place in its site's chain. The chain ends stay locked until
+        the transaction ends, so writers on other instances take turns."""
+        assert self.key is not None
+        ids = key_id(self.key)
+        ends = await lock_chains(conn, {row["site"] for row in rows}, begin=relock)
+        for row in rows:
+            seq, prev = ends[row["site"]]
+            row.update(seq=seq + 1, prev_hash=prev, key_id=ids)
+            row["row_hash"] = row_hash(self.key, row)
+            ends[row["site"]] = (seq + 1, row["row_hash"])
+        for site, (seq, last) in ends.items():
+            await conn.execute(
+                update(audit_chains)
+                .where(audit_chains.c.site == site)
+                .values(seq=seq, row_hash=last)
+            )
+
+    async def _chain_unchained(self) -> None:
+        """Chain rows written before the chain existed (revision 0003), oldest first.
+        Their sites' chains are locked before the rows are read, so instances starting
+        together chain each row once."""
+        if self.key is None:
+            return
+        unchained = audit_events.c.seq.is_(None)
+        async with self.engine.connect() as conn:
+            sites = set(
+                (
+                    await conn.execute(select(audit_events.c.site).where(unchained).distinct())
+                ).scalars()
+            )
+        for site in sorted(sites):
+            while True:
+                async with self.engine.begin() as conn:
+                    await lock_chains(conn, {site})
+                    found = await conn.execute(
+                        select(audit_events)
+                        .where(unchained, audit_events.c.site == site)
+                        .order_by(audit_events.c.id)
+                        .limit(ADOPT_BATCH)
+                    )
+                    rows = [dict(r._mapping) for r in found]
+                    if not rows:
+                        break
+                    await self._link(conn, rows, relock=False)
+                    for row in rows:
+                        await conn.execute(
+                            update(audit_events)
+                            .where(audit_events.c.id == row["id"])
+                            .values({k: row[k] for k in CHAIN_COLUMNS})
+                        )
 
     async def rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Rows matching equality filters (column=value), oldest first."""
@@ -152,9 +227,37 @@ class AuditLog:
             return [dict(row._mapping) for row in result]
 
 
-def open_audit(url: str) -> AuditLog:
+async def lock_chains(
+    conn: AsyncConnection, sites: set[str], begin: bool = True
+) -> dict[str, tuple[int, str]]:
+    """Each site's chain end (last seq, last hash), locked for this transaction; a site's
+    chain is begun if it has none. Sites are locked in one order, so writers never
+    deadlock. ``begin=False`` when this transaction locked already."""
+    if begin and conn.dialect.name == "sqlite":
+        # The file's write lock, taken now rather than at the first write: two writers
+        # must not both read the same chain end.
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    new = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(audit_chains)
+    await conn.execute(
+        new.on_conflict_do_nothing(),
+        [
+            {"site": s, "seq": 0, "row_hash": GENESIS, "purged_seq": 0, "purged_hash": GENESIS}
+            for s in sorted(sites)
+        ],
+    )
+    ends = await conn.execute(
+        select(audit_chains.c.site, audit_chains.c.seq, audit_chains.c.row_hash)
+        .where(audit_chains.c.site.in_(sorted(sites)))
+        .order_by(audit_chains.c.site)
+        .with_for_update()
+    )
+    return {site: (seq, last) for site, seq, last in ends}
+
+
+def open_audit(url: str, secret: str | None = None) -> AuditLog:
     """The audit log for a ``SIGNOFF_AUDIT`` URL: ``sqlite:///path`` or
-    ``postgresql://user@host:port/db`` (``postgresql+asyncpg://`` too)."""
+    ``postgresql://user@host:port/db`` (``postgresql+asyncpg://`` too). Only a log opened
+    with the server's ``secret`` can write rows, as only it can chain them."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -162,7 +265,7 @@ def open_audit(url: str) -> AuditLog:
     if parsed.drivername in {"sqlite", "sqlite+aiosqlite"}:
         engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return AuditLog(engine)
+        return AuditLog(engine, secret)
     if parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
         if "sslmode" in parsed.query:  # libpq's name, as hosting providers hand out URLs
             parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
@@ -172,7 +275,7 @@ def open_audit(url: str) -> AuditLog:
         engine = create_async_engine(
             parsed.set(drivername="postgresql+asyncpg"), pool_pre_ping=True
         )
-        return AuditLog(engine)
+        return AuditLog(engine, secret)
     shown = parsed.render_as_string(hide_password=True)
     raise AuditError(
         f"SIGNOFF_AUDIT: unsupported database {shown!r}; "
@@ -211,7 +314,7 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 # infinities in JSON; one such value would fail the whole group commit it is in. They are
 # replaced on every backend, so every backend keeps the same rows.
 _UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
-_DOCUMENTS = {"params", "result"}
+_DOCUMENTS = {"params", "result", "response"}
 
 
 def _row(entry: AuditEntry) -> dict[str, Any]:

@@ -81,9 +81,34 @@ audit_events = Table(
     Column("error", Text),
     Column("decided_by", Text),
     Column("duration_ms", Float),
+    Column("level", Integer),  # the approval level a teammate decided
+    Column("ip", Text),  # of whoever decided: visitor or teammate
+    Column("user_agent", Text),
+    Column("response", DOCUMENT),  # HTTP-backed actions: status code and a body summary
+    # The hash chain (signoff.core.chain): the row's place in its site's chain, the
+    # previous row's hash, its own, and which secret's key made them.
+    Column("seq", BigInteger),
+    Column("prev_hash", String(64)),
+    Column("row_hash", String(64)),
+    Column("key_id", String(16)),
     Index("ix_audit_events_ts", "ts"),
     Index("ix_audit_events_conversation", "conversation_id"),
     Index("ix_audit_events_status_ts", "status", "ts"),
+    Index("ix_audit_events_site_seq", "site", "seq", unique=True),
+    Index("ix_audit_events_site_id", "site", "id"),
+)
+
+# Each site's chain: where it ends (the last row written) and where it now begins (the
+# last row purged by retention, whose hash the first kept row carries).
+audit_chains = Table(
+    "audit_chains",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    Column("purged_seq", BigInteger, nullable=False),
+    Column("purged_hash", String(64), nullable=False),
+    Column("purged_at", UTCDateTime),
 )
 
 

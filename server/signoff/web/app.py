@@ -68,7 +68,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         )
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
-    audit = open_audit(settings.audit)
+    audit = open_audit(settings.audit, settings.secret)
     notifiers: list[Notifier] = []
     if settings.slack is not None:
         notifiers.append(SlackNotifier(settings.slack, store))

@@ -1,0 +1,197 @@
+"""The audit log's hash chain: each site's rows are linked, so an edit, a deletion or an
+insertion shows.
+
+Row ``n`` of a site carries ``seq = n``, the hash of row ``n - 1`` (``prev_hash``) and its
+own hash (``row_hash``): an HMAC-SHA256 over the row's fields and ``prev_hash``, keyed by a
+key derived from the server's secret. Without the secret no one can write a row that
+checks, nor mend the chain after removing one. Pure: the audit layer reads the rows and
+feeds them to a :class:`ChainCheck`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+GENESIS = "0" * 64  # the prev_hash of a site's first row
+
+# The columns a row's hash covers: all but its database id and the hash itself.
+CHAINED = (
+    "ts",
+    "site",
+    "session_id",
+    "conversation_id",
+    "user_id",
+    "card_id",
+    "action",
+    "kind",
+    "status",
+    "params",
+    "result",
+    "response",
+    "error",
+    "decided_by",
+    "level",
+    "ip",
+    "user_agent",
+    "duration_ms",
+    "seq",
+    "prev_hash",
+    "key_id",
+)
+
+
+def chain_key(secret: str) -> bytes:
+    """The chain's HMAC key, derived from the server's secret and used for nothing else."""
+    return hmac.new(secret.encode(), b"signoff.audit.chain", hashlib.sha256).digest()
+
+
+def key_id(key: bytes) -> str:
+    """A short name for a chain key, kept on each row: it tells which secret wrote it."""
+    return hashlib.sha256(b"signoff.audit.chain.id:" + key).hexdigest()[:16]
+
+
+def row_hash(key: bytes, row: Mapping[str, Any]) -> str:
+    """The HMAC of a row as the database gives it back (``prev_hash`` included)."""
+    fields = {name: _canonical(row.get(name)) for name in CHAINED}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """A value as every backend gives it back: PostgreSQL's JSONB reads ``1e20`` and ``1.0``
+    back as integers, so whole floats are hashed as integers; instants in UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+class Fault(StrEnum):
+    MODIFIED = "modified"
+    INSERTED = "inserted"
+    DELETED = "deleted"
+    FOREIGN_KEY = "foreign_key"  # written under a secret this check was not given
+
+
+@dataclass(frozen=True)
+class Problem:
+    site: str
+    fault: Fault
+    seq: int | None  # the row's place in the site's chain (the first missing one if deleted)
+    row_id: int | None  # the database id of the row found (None for rows that are gone)
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row_id}" if self.row_id is not None else "rows"
+        return f"site {self.site!r}: {where} (seq {self.seq}): {self.fault}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where a site's chain begins and ends: purges move the start, writes the end."""
+
+    site: str
+    purged_seq: int  # the last seq purged; 0 if none
+    purged_hash: str  # that row's hash: the prev_hash the first kept row must carry
+    seq: int  # the last seq written
+    row_hash: str  # that row's hash
+
+
+class ChainCheck:
+    """Checks one site's rows, fed in ``seq`` order, and names the first thing wrong.
+
+    A row whose hash does not match is judged with the row after it: if that row links to
+    the row before, the bad one was slipped in (inserted); otherwise it was changed.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes], anchor: Anchor) -> None:
+        self.keys = keys
+        self.anchor = anchor
+        self.expected = anchor.purged_seq + 1
+        self.prev = anchor.purged_hash
+        self.checked = 0
+        self._suspect: Mapping[str, Any] | None = None
+
+    def feed(self, row: Mapping[str, Any]) -> Problem | None:
+        if self._suspect is not None:
+            suspect, self._suspect = self._suspect, None
+            if row.get("prev_hash") == self.prev and self._valid(row):
+                return self._problem(Fault.INSERTED, suspect, "its hash does not check")
+            return self._problem(Fault.MODIFIED, suspect, "its hash does not match its contents")
+        if row.get("key_id") not in self.keys:
+            return self._problem(
+                Fault.FOREIGN_KEY,
+                row,
+                f"chained under key {row.get('key_id')}, which no secret given here makes",
+            )
+        seq = row.get("seq")
+        if not self._valid(row):
+            if seq is None or seq < self.expected:
+                return self._problem(Fault.INSERTED, row, "it has no place in the chain")
+            self._suspect = row
+            return None
+        if seq is None or seq < self.expected:
+            return self._problem(Fault.INSERTED, row, f"a copy of row seq {seq}")
+        if seq > self.expected:
+            return self._gone(self.expected, seq - 1, f"before row {row.get('id')}")
+        if row.get("prev_hash") != self.prev:
+            return self._problem(Fault.MODIFIED, row, "it does not link to the row before it")
+        self.prev = str(row["row_hash"])
+        self.expected += 1
+        self.checked += 1
+        return None
+
+    def end(self) -> Problem | None:
+        """After the last row: rows missing at the end, or a bad last row."""
+        last = self.anchor.seq
+        if self._suspect is not None:
+            suspect = self._suspect
+            if suspect.get("seq", 0) > last:
+                return self._problem(Fault.INSERTED, suspect, "it is past the chain's end")
+            return self._problem(Fault.MODIFIED, suspect, "its hash does not match its contents")
+        if last >= self.expected:
+            return self._gone(self.expected, last, "at the end of the chain")
+        if last < self.expected - 1:
+            return Problem(
+                self.anchor.site,
+                Fault.INSERTED,
+                last + 1,
+                None,
+                f"rows after seq {last}, the chain's recorded end",
+            )
+        if self.prev != self.anchor.row_hash:
+            return Problem(
+                self.anchor.site,
+                Fault.MODIFIED,
+                last,
+                None,
+                "the last row is not the one the chain's end records",
+            )
+        return None
+
+    def _valid(self, row: Mapping[str, Any]) -> bool:
+        key = self.keys.get(str(row.get("key_id")))
+        return key is not None and hmac.compare_digest(
+            row_hash(key, row), str(row.get("row_hash") or "")
+        )
+
+    def _problem(self, fault: Fault, row: Mapping[str, Any], detail: str) -> Problem:
+        return Problem(self.anchor.site, fault, row.get("seq"), row.get("id"), detail)
+
+    def _gone(self, first: int, last: int, where: str) -> Problem:
+        count = last - first + 1
+        seqs = f"seq {first}" if count == 1 else f"seq {first} to {last}"
+        detail = f"{count} row{'s' if count > 1 else ''} ({seqs}) missing {where}"
+        return Problem(self.anchor.site, Fault.DELETED, first, None, detail)
