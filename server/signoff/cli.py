@@ -1,4 +1,4 @@
-"""The ``signoff`` command: serve, demo, token, db, users, keys."""
+"""The ``signoff`` command: serve, demo, token, db, users, keys, audit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from signoff.accounts import AccountError, Accounts
 from signoff.app import Signoff
 from signoff.audit import audit_revision, open_audit
+from signoff.audit.commands import add_audit_commands, audit_command
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
 from signoff.config import SELF, ConfigError, Settings, Site, load_settings
@@ -231,8 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for cmd in [*users.choices.values(), *keys.choices.values()]:
         cmd.add_argument("--config", help="a TOML settings file (for the audit URL)")
 
+    add_audit_commands(commands)
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "audit":
+            # Only verify needs the secret: the chain's key is made from it.
+            settings = load_settings(args.config, need_secret=args.verb == "verify")
+            return audit_command(args, settings)
         if args.command in {"users", "keys"}:
             settings = load_settings(args.config, need_secret=False)
             if args.command == "users" and args.verb in {"create", "password"}:

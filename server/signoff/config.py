@@ -32,6 +32,8 @@ KNOWN_KEYS = {
     "admin_key",
     "sweep_interval",
     "lease_margin",
+    "audit_retention_days",
+    "audit_purge_interval",
 } | TABLES
 
 
@@ -47,6 +49,8 @@ class ConfigError(ValueError):
 class Site:
     name: str
     origins: tuple[str, ...]
+    # Days its audit rows are kept; None: the server-wide setting (by default, forever).
+    audit_retention_days: int | None = None
 
     def allows(self, origin: str | None, host: str | None = None) -> bool:
         """Whether a page from ``origin`` may use this site; ``host`` is the request's Host."""
@@ -80,6 +84,19 @@ class Settings:
     llm: LLMSettings | None = None
     slack: SlackSettings | None = None
     webhooks: tuple[WebhookSettings, ...] = ()
+    audit_retention_days: int | None = None  # None: audit rows are kept forever
+    audit_purge_interval: float = 3600.0
+
+    def retention(self, sites: Mapping[str, Site] | None = None) -> Callable[[str], int | None]:
+        """How many days each site's audit rows are kept (None: for ever): the site's own
+        setting, else the server's. ``sites`` adds the app's own to the configured ones."""
+        known = {**self.sites, **(sites or {})}
+
+        def days(site: str) -> int | None:
+            own = known[site].audit_retention_days if site in known else None
+            return own if own is not None else self.audit_retention_days
+
+        return days
 
 
 def _positive(name: str, value: Any) -> float:
@@ -116,9 +133,22 @@ def _sites(raw: Any) -> dict[str, Site]:
     for name, table in raw.items():
         origins = table.get("origins") if isinstance(table, dict) else None
         if isinstance(table, dict):
-            _known_only(f"sites.{name}", table, {"origins"})
-        sites[name] = make_site(name, origins)
+            _known_only(f"sites.{name}", table, {"origins", "audit_retention_days"})
+        site = make_site(name, origins)
+        days = table.get("audit_retention_days")
+        if days is not None:
+            days = _days(f"sites.{name}.audit_retention_days", days)
+        sites[name] = Site(site.name, site.origins, days)
     return sites
+
+
+def _days(name: str, value: Any) -> int:
+    """A whole, positive number of days (TOML integer, or digits in the environment)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}: expected a whole number of days, at least 1, got {value!r}")
+    return value
 
 
 def make_site(name: str, origins: Any) -> Site:
@@ -181,6 +211,14 @@ def load_settings(
         llm=_llm(raw.get("llm", {}), env),
         slack=_slack(raw.get("slack", {}), env),
         webhooks=_webhooks(raw.get("webhooks", []), env),
+        audit_purge_interval=_positive(
+            "SIGNOFF_AUDIT_PURGE_INTERVAL", values.get("audit_purge_interval", 3600.0)
+        ),
+        audit_retention_days=(
+            _days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
+            if "audit_retention_days" in values
+            else None
+        ),
     )
 
 

@@ -114,6 +114,7 @@ class ChainCheck:
 
     A row whose hash does not match is judged with the row after it: if that row links to
     the row before, the bad one was slipped in (inserted); otherwise it was changed.
+    Rows are fed as dicts, each with its database ``id``.
     """
 
     def __init__(self, keys: Mapping[str, bytes], anchor: Anchor) -> None:
@@ -127,7 +128,9 @@ class ChainCheck:
     def feed(self, row: Mapping[str, Any]) -> Problem | None:
         if self._suspect is not None:
             suspect, self._suspect = self._suspect, None
-            if row.get("prev_hash") == self.prev and self._valid(row):
+            # The next row links past the bad one, to the last good row: the bad one was
+            # put in between. Had it been changed, the next row would link to it.
+            if row.get("prev_hash") == self.prev:
                 return self._problem(Fault.INSERTED, suspect, "its hash does not check")
             return self._problem(Fault.MODIFIED, suspect, "its hash does not match its contents")
         if row.get("key_id") not in self.keys:

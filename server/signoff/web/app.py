@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +27,7 @@ from signoff.accounts import Accounts
 from signoff.app import Signoff
 from signoff.assets import asset_dir
 from signoff.audit import AuditLog, open_audit
+from signoff.audit.upkeep import purge
 from signoff.config import ConfigError, Settings, Site
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
@@ -107,17 +109,34 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             except Exception:
                 log.exception("sweep failed")
 
+    retention = settings.retention(runtime.sites)
+
+    async def purger() -> None:
+        """Audit rows past their site's retention go, every ``audit_purge_interval``.
+        Instances may purge at once: each site's purge holds its chain's lock."""
+        while True:
+            await asyncio.sleep(settings.audit_purge_interval)
+            try:
+                purged = await purge(audit.engine, retention, datetime.now(UTC))
+            except Exception:
+                log.exception("audit purge failed")  # the next one catches up
+                continue
+            for site, count in purged.items():
+                if count:
+                    log.info("audit: purged %d rows of site %s past retention", count, site)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
         await audit.start()
         for notifier in notifiers:
             await notifier.start()
-        task = asyncio.create_task(sweeper())
+        tasks = [asyncio.create_task(sweeper()), asyncio.create_task(purger())]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             await engine.drain()
             for notifier in notifiers:
                 await notifier.close()

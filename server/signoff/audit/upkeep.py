@@ -1,0 +1,163 @@
+"""Keeping the audit log: checking its hash chains and purging rows past their retention.
+
+Both walk one site's chain at a time. Verifying streams the rows, so a log of any size is
+checked in constant memory; purging removes the oldest rows of a site in batches, each
+batch moving the chain's recorded start so what remains still verifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from signoff.audit.log import lock_chains
+from signoff.audit.query import stream_rows
+from signoff.audit.schema import audit_chains, audit_events
+from signoff.core.chain import Anchor, ChainCheck, Fault, Problem
+
+PURGE_BATCH = 5000  # rows deleted per transaction: short locks on a busy log
+
+
+@dataclass
+class Verification:
+    rows: int = 0
+    sites: int = 0
+    problems: list[Problem] = field(default_factory=list)  # the first per site
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification:
+    """Check every site's chain; ``keys`` maps key ids to chain keys (signoff.core.chain)."""
+    report = Verification()
+    async with engine.connect() as conn:
+        anchors = [
+            Anchor(r.site, r.purged_seq, r.purged_hash, r.seq, r.row_hash)
+            for r in await conn.execute(select(audit_chains).order_by(audit_chains.c.site))
+        ]
+        # A row outside every chain: no place in one, or a site no chain was begun for.
+        stray = (
+            await conn.execute(
+                select(audit_events.c.id, audit_events.c.site, audit_events.c.seq)
+                .where(
+                    or_(
+                        audit_events.c.seq.is_(None),
+                        audit_events.c.site.not_in(select(audit_chains.c.site)),
+                    )
+                )
+                .order_by(audit_events.c.id)
+                .limit(1)
+            )
+        ).first()
+    if stray is not None:
+        report.problems.append(
+            Problem(stray.site, Fault.INSERTED, stray.seq, stray.id, "it is in no chain")
+        )
+    for anchor in anchors:
+        report.sites += 1
+        check = ChainCheck(keys, anchor)
+        problem = None
+        query = (
+            select(audit_events)
+            .where(audit_events.c.site == anchor.site, audit_events.c.seq.is_not(None))
+            .order_by(audit_events.c.seq, audit_events.c.id)
+        )
+        async for rows in stream_rows(engine, query):
+            for row in rows:
+                problem = check.feed(row._mapping)
+                if problem is not None:
+                    break
+            if problem is not None:
+                break
+        else:
+            problem = check.end()
+        report.rows += check.checked
+        if problem is not None:
+            report.problems.append(problem)
+    return report
+
+
+async def purge(
+    engine: AsyncEngine,
+    retention_days: Callable[[str], int | None],
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Delete each site's rows older than its retention (``None``: kept forever); the
+    count per site. Only a prefix of a chain goes: a row is kept if any row before it
+    is young enough, so the rest still links up."""
+    async with engine.connect() as conn:
+        sites = list((await conn.execute(select(audit_chains.c.site))).scalars())
+    purged: dict[str, int] = {}
+    for site in sorted(sites):
+        days = retention_days(site)
+        if days is None:
+            continue
+        cutoff = now - timedelta(days=days)
+        purged[site] = (
+            await _count_old(engine, site, cutoff)
+            if dry_run
+            else await _purge_site(engine, site, cutoff, now)
+        )
+    return purged
+
+
+async def _boundary(conn: AsyncConnection, site: str, cutoff: datetime) -> int:
+    """The seq below which the site's rows go: its first row young enough to keep, or
+    one past its chain's end if none is."""
+    c = audit_events.c
+    young = await conn.execute(select(func.min(c.seq)).where(c.site == site, c.ts >= cutoff))
+    first = young.scalar()
+    if first is not None:
+        return int(first)
+    end = await conn.execute(select(audit_chains.c.seq).where(audit_chains.c.site == site))
+    return int(end.scalar_one()) + 1
+
+
+async def _count_old(engine: AsyncEngine, site: str, cutoff: datetime) -> int:
+    async with engine.connect() as conn:
+        boundary = await _boundary(conn, site, cutoff)
+        found = await conn.execute(
+            select(func.count()).where(audit_events.c.site == site, audit_events.c.seq < boundary)
+        )
+        return int(found.scalar_one())
+
+
+async def _purge_site(engine: AsyncEngine, site: str, cutoff: datetime, now: datetime) -> int:
+    c = audit_events.c
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            await lock_chains(conn, {site})
+            boundary = await _boundary(conn, site, cutoff)
+            start = await conn.execute(
+                select(audit_chains.c.purged_seq).where(audit_chains.c.site == site)
+            )
+            last = min(boundary - 1, int(start.scalar_one()) + PURGE_BATCH)
+            # The last row that goes: its hash is what the first kept row links to.
+            found = (
+                await conn.execute(
+                    select(c.seq, c.row_hash)
+                    .where(c.site == site, c.seq <= last)
+                    .order_by(c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            if found is None:
+                return total
+            gone = await conn.execute(
+                delete(audit_events).where(c.site == site, c.seq <= found.seq)
+            )
+            await conn.execute(
+                update(audit_chains)
+                .where(audit_chains.c.site == site)
+                .values(purged_seq=found.seq, purged_hash=found.row_hash, purged_at=now)
+            )
+            total += gone.rowcount
