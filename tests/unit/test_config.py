@@ -592,3 +592,38 @@ def test_bad_webhook_settings_are_named(env: dict[str, str], named: str) -> None
 def test_bad_webhook_tables_are_named(tmp_path: Path, toml: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(write(tmp_path, toml.replace("'S'", f"'{HOOK_SECRET}'")), env=ENV)
+
+
+def test_audit_retention_is_per_site_with_a_server_wide_default(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        'audit_retention_days = 90\n[sites.shop]\norigins = ["https://shop.example"]\n'
+        'audit_retention_days = 7\n[sites.blog]\norigins = ["https://blog.example"]\n',
+    )
+    retention = load_settings(config, ENV).retention({"app": Site("app", (), 400)})
+    assert (retention("shop"), retention("blog"), retention("app"), retention("gone")) == (
+        7,
+        90,
+        400,
+        90,
+    )
+    assert load_settings(env=ENV).retention()("shop") is None  # kept for ever by default
+    env = {**ENV, "SIGNOFF_AUDIT_RETENTION_DAYS": "30", "SIGNOFF_AUDIT_PURGE_INTERVAL": "60"}
+    settings = load_settings(env=env)
+    assert (settings.retention()("any"), settings.audit_purge_interval) == (30, 60.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "forever"])
+def test_a_bad_retention_from_env_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_AUDIT_RETENTION_DAYS"):
+        load_settings(env={**ENV, "SIGNOFF_AUDIT_RETENTION_DAYS": value})
+
+
+@pytest.mark.parametrize("value", ["0", "true", "2.5", '"a month"'])
+def test_a_bad_site_retention_is_named(tmp_path: Path, value: str) -> None:
+    config = write(
+        tmp_path,
+        f'[sites.shop]\norigins = ["https://shop.example"]\naudit_retention_days = {value}\n',
+    )
+    with pytest.raises(ConfigError, match=r"sites\.shop\.audit_retention_days"):
+        load_settings(config, ENV)

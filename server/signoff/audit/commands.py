@@ -69,8 +69,9 @@ def audit_command(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--output: cannot write {args.output}: {exc.strerror}") from None
 
 
-async def run_audit(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Run one ``signoff audit`` verb; the process's exit status."""
+async def run_audit(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    """Run one ``signoff audit`` verb (to standard output unless ``out``); its exit status."""
+    out = out or sys.stdout
     audit = open_audit(settings.audit)  # reads and deletes; writes no row
     try:
         await audit.upgrade()
@@ -94,7 +95,8 @@ async def run_audit(args: argparse.Namespace, settings: Settings, out: TextIO = 
                 print(problem, file=out)
             state = "intact" if report.intact else f"{len(report.problems)} broken"
             print(
-                f"audit log: {report.rows} rows in {report.sites} chains checked, {state}", file=out
+                f"audit log: {report.rows} rows checked in {report.sites} site(s): {state}",
+                file=out,
             )
             return 0 if report.intact else 1
         purged = await purge(
@@ -103,8 +105,9 @@ async def run_audit(args: argparse.Namespace, settings: Settings, out: TextIO = 
         if not purged:
             print("audit log: no site has a retention set; nothing purged", file=out)
         verb = "would purge" if args.dry_run else "purged"
+        retention = settings.retention()
         for site, count in purged.items():
-            days = settings.retention()(site)
+            days = retention(site)
             print(f"site {site}: {verb} {count} rows older than {days} days", file=out)
         return 0
     finally:
