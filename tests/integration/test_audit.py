@@ -5,8 +5,9 @@ What every backend must do is in tests/audit/test_audit_contract.py.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,39 @@ async def test_an_audit_file_from_before_migrations_is_adopted_with_its_rows(
     assert (old["action"], old["ts"]) == ("wipe", datetime(2024, 5, 1, 9, 30, tzinfo=UTC))
     assert (new["action"], new["params"]) == ("refund", {"amount": 20})
     await audit.close()
+
+
+async def test_the_server_purges_rows_past_retention_by_itself(
+    audit_url: str, tmp_path: Any
+) -> None:
+    shop = CountingShop()
+    old = datetime.now(UTC) - timedelta(days=3)
+    config = settings(tmp_path, audit=audit_url, audit_retention_days=2, audit_purge_interval=0.1)
+    async with running(shop.app, config) as server:
+        audit = server.engine.audit
+        await audit.record(entry_at(old, "old"), entry_at(old, "older"))
+        async with widget(server) as visitor:
+            card = await visitor.open_card("wipe disk")
+            await visitor.decide(card)
+            await visitor.update(card["card_id"], "done")
+        for _ in range(50):
+            actions = [r["action"] for r in await audit.rows()]
+            if "old" not in actions:
+                break
+            await asyncio.sleep(0.1)
+    assert "old" not in actions and "older" not in actions
+    assert "wipe" in actions  # the young rows stay
+
+
+def entry_at(ts: datetime, action: str) -> AuditEntry:
+    return AuditEntry(
+        ts=ts,
+        site="demo",
+        session_id="s",
+        conversation_id="c",
+        user_id="u",
+        action=action,
+        kind="write",
+        status=AuditStatus.SUCCESS,
+        params={},
+    )
