@@ -137,12 +137,12 @@ def _sites(raw: Any) -> dict[str, Site]:
         site = make_site(name, origins)
         days = table.get("audit_retention_days")
         if days is not None:
-            days = _days(f"sites.{name}.audit_retention_days", days)
+            days = whole_days(f"sites.{name}.audit_retention_days", days)
         sites[name] = Site(site.name, site.origins, days)
     return sites
 
 
-def _days(name: str, value: Any) -> int:
+def whole_days(name: str, value: Any) -> int:
     """A whole, positive number of days (TOML integer, or digits in the environment)."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
@@ -215,7 +215,7 @@ def load_settings(
             "SIGNOFF_AUDIT_PURGE_INTERVAL", values.get("audit_purge_interval", 3600.0)
         ),
         audit_retention_days=(
-            _days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
+            whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
             if "audit_retention_days" in values
             else None
         ),

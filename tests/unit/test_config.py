@@ -627,3 +627,13 @@ def test_a_bad_site_retention_is_named(tmp_path: Path, value: str) -> None:
     )
     with pytest.raises(ConfigError, match=r"sites\.shop\.audit_retention_days"):
         load_settings(config, ENV)
+
+
+def test_an_app_sets_a_sites_audit_retention_in_code() -> None:
+    from signoff import Signoff
+
+    app = Signoff()
+    app.site("shop", ["https://shop.example"], audit_retention_days=5)
+    assert load_settings(env=ENV).retention(app.sites)("shop") == 5
+    with pytest.raises(ConfigError, match=r"sites\.blog\.audit_retention_days"):
+        app.site("blog", ["https://blog.example"], audit_retention_days=0)
