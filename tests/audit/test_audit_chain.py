@@ -277,3 +277,10 @@ async def test_purging_everything_leaves_an_empty_chain_that_goes_on(audit: Audi
     await audit.record(entry("b"))
     assert [r["seq"] for r in await audit.rows()] == [5]
     assert (await check(audit)).intact
+
+
+async def test_values_a_backend_reshapes_still_verify(audit: AuditLog) -> None:
+    """PostgreSQL's JSONB reads 1e20 and 1.0 back as integers, SQLite keeps text as given."""
+    odd = {"big": 1e20, "whole": 1.0, "zero": -0.0, "small": 1.5e-7, "nested": [{"é": "\x00"}]}
+    await audit.record(entry("odd", params=odd, result={"n": 2.0**60}, duration_ms=3.0))
+    assert (await check(audit)).intact

@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -65,12 +66,13 @@ def row_hash(key: bytes, row: Mapping[str, Any]) -> str:
 
 
 def _canonical(value: Any) -> Any:
-    """A value as every backend gives it back: PostgreSQL's JSONB reads ``1e20`` and ``1.0``
-    back as integers, so whole floats are hashed as integers; instants in UTC."""
+    """A value as every backend gives it back: PostgreSQL's JSONB keeps a float as the
+    decimal JSON wrote (``2.0**60`` as ``1152921504606847000``) and reads whole ones back
+    as integers, so whole floats are hashed as that integer; instants in UTC."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     if type(value) is float and value.is_integer():
-        return int(value)
+        return int(Decimal(repr(value)))
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
