@@ -7,11 +7,9 @@ table, behind signoff's back. ``verify`` must name the first row it touched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import delete, insert, select, update
 
 from signoff.audit import AuditLog, open_audit
@@ -23,16 +21,6 @@ from tests.support import SECRET
 
 KEY = chain_key(SECRET)
 KEYS = {key_id(KEY): KEY}
-
-
-@pytest.fixture
-async def audit(audit_url: str) -> AsyncIterator[AuditLog]:
-    audit = open_audit(audit_url, SECRET)
-    await audit.start()
-    try:
-        yield audit
-    finally:
-        await audit.close()
 
 
 async def check(audit: AuditLog) -> Verification:

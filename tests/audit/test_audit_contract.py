@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -26,16 +25,6 @@ from signoff.audit.schema import metadata
 from tests.support import SECRET
 
 IST = timezone(timedelta(hours=5, minutes=30))
-
-
-@pytest.fixture
-async def audit(audit_url: str) -> AsyncIterator[AuditLog]:
-    audit = open_audit(audit_url, SECRET)
-    await audit.start()
-    try:
-        yield audit
-    finally:
-        await audit.close()
 
 
 def entry(action: str = "wipe", **changes: Any) -> AuditEntry:
