@@ -42,7 +42,7 @@ class Api:
         template: str,
         key: str | None = None,
         body: Any = None,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
         content: bytes | str | None = None,
         **path: str,
@@ -64,7 +64,12 @@ class Api:
     def conforms(self, response: httpx.Response, method: str, template: str) -> None:
         answers = self.document["paths"]["/api/v1" + template][method.lower()]["responses"]
         assert str(response.status_code) in answers, (response.status_code, response.text)
-        schema = answers[str(response.status_code)]["content"]["application/json"]["schema"]
+        media = response.headers["content-type"].partition(";")[0]
+        content = answers[str(response.status_code)]["content"]
+        assert media in content, (response.status_code, media)
+        if media != "application/json":
+            return
+        schema = content["application/json"]["schema"]
         root = {**schema, "components": self.document["components"]}
         Draft202012Validator(root).validate(response.json())
 

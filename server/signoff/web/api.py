@@ -14,20 +14,31 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from signoff import __version__
 from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
+from signoff.audit.log import AuditStatus
+from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
 from signoff.core.cards import Status
 from signoff.core.frames import (
@@ -102,6 +113,89 @@ class CardsQuery(BaseModel):
 
     status: Status | None = Field(None, description="Only cards with this status.")
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+AUDIT_STATUSES = tuple(str(s) for s in AuditStatus)
+MAX_FILTER_CHARS = 200  # ids are 64 at most; action and decider names are short
+FilterText = Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS)]
+
+
+class AuditQuery(BaseModel):
+    """Which audit rows to read; every parameter given must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: str | None = Field(
+        None,
+        description="Any of these statuses, comma-separated: " + ", ".join(AUDIT_STATUSES) + ".",
+        json_schema_extra={"examples": ["cancelled,rejected"]},
+    )
+    since: AwareDatetime | None = Field(
+        None, description="Rows at or after this time: ISO 8601 with an offset (Z or +hh:mm)."
+    )
+    until: AwareDatetime | None = Field(
+        None, description="Rows before this time: ISO 8601 with an offset (Z or +hh:mm)."
+    )
+    conversation: FilterText | None = Field(None, description="One conversation's rows.")
+    session: FilterText | None = Field(None, description="One session's rows.")
+    card: FilterText | None = Field(None, description="One card's rows.")
+    action: FilterText | None = Field(None, description="One action's rows.")
+    decided_by: FilterText | None = Field(
+        None,
+        description="auto, visitor or teammate (any of that sort), or one decider exactly, "
+        "as rows sign it: user:<id> or teammate:<name>.",
+    )
+    site: SiteName | None = Field(None, description="One site's rows (one the key covers).")
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = Field(
+        50, description="Rows per page (JSON only)."
+    )
+    before: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$")] | None = Field(
+        None, description="The cursor of the page to read: a previous answer's `next` (JSON only)."
+    )
+    format: Literal["json", "csv"] = Field(
+        "json",
+        description="csv: every matching row, oldest first, streamed; limit and before "
+        "do not apply.",
+    )
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = value.split(",")
+        if unknown := [n for n in names if n not in AUDIT_STATUSES]:
+            raise ValueError(
+                f"unknown status {unknown[0]!r}; use any of {', '.join(AUDIT_STATUSES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _period(self) -> AuditQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since is after until")
+        return self
+
+    def statuses(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.status.split(","))) if self.status else ()
+
+    def audit_filter(self, sites: frozenset[str] | None) -> AuditFilter:
+        """The filter for a reader who may see ``sites`` (None: every site); a site the
+        reader does not cover is refused, not answered with nothing."""
+        if self.site is not None and sites is not None and self.site not in sites:
+            raise ApiError(403, "forbidden", f"this key is not for the site {self.site!r}")
+        return AuditFilter(
+            statuses=self.statuses(),
+            since=self.since,
+            until=self.until,
+            conversation=self.conversation,
+            session=self.session,
+            card=self.card,
+            action=self.action,
+            decided_by=self.decided_by,
+            site=self.site,
+            sites=sites,
+        )
 
 
 # Responses: what the handlers send, for the document (a test holds answers to them) -----
@@ -209,6 +303,42 @@ class KeyRevokedResponse(_Out):
     success: Literal[True]
     key_id: str
     revoked: Literal[True]
+
+
+class AuditRow(_Out):
+    """One audit row. Params and results are as the engine redacted them."""
+
+    id: int
+    ts: str = Field(description="ISO 8601, UTC.")
+    site: str
+    session_id: str
+    conversation_id: str
+    user_id: str
+    card_id: str | None
+    action: str
+    kind: str
+    status: str
+    decided_by: str | None = Field(description="auto, user:<id> or teammate:<name>.")
+    level: int | None
+    ip: str | None
+    user_agent: str | None
+    duration_ms: float | None
+    params: dict[str, Any]
+    result: Any
+    response: dict[str, Any] | None
+    error: str | None
+    seq: int | None
+    prev_hash: str | None
+    row_hash: str | None
+    key_id: str | None
+
+
+class AuditResponse(_Out):
+    success: Literal[True]
+    rows: list[AuditRow] = Field(description="Newest first.")
+    next: str | None = Field(
+        description="The cursor of the next, older page (pass it as before); null on the last."
+    )
 
 
 # Errors -----------------------------------------------------------------------------------
@@ -333,6 +463,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()  # beyond those every endpoint of its sort can answer
     status: int = 200
     decides: bool = False  # refusals at the door are audited on the card it names
+    csv: bool = False  # also answers text/csv (format=csv)
 
 
 async def list_cards(runtime: Runtime, call: Call) -> Response:
@@ -355,6 +486,58 @@ async def resume(runtime: Runtime, call: Call) -> Response:
     )
     # The card as claimed: its latest approval is the one just made.
     return ok(card=(await runtime.engine.describe(card))[0])
+
+
+def audit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An audit row as JSON: its time in ISO 8601, like the CSV's."""
+    return {**row, "ts": row["ts"].isoformat(timespec="microseconds")}
+
+
+async def read_audit(runtime: Runtime, call: Call) -> Response:
+    query: AuditQuery = call.query
+    where = query.audit_filter(call.account.sites)
+    if query.format == "csv":
+        return await audit_csv(runtime, where)
+    before = int(query.before) if query.before is not None else None
+    page = await read_page(runtime.audit.engine, where, query.limit, before)
+    cursor = str(page.next_before) if page.next_before is not None else None
+    return ok(rows=[audit_row(row) for row in page.rows], next=cursor)
+
+
+async def audit_csv(runtime: Runtime, where: AuditFilter) -> Response:
+    """The rows as a CSV download, streamed chunk by chunk in constant memory. The first
+    chunk of rows is read before the answer starts, so a database that cannot be reached
+    is a 503 rather than a cut-off file."""
+    # csv_chunks is an async generator; it is closed here if the client goes away.
+    chunks = cast(AsyncGenerator[str, None], csv_chunks(runtime.audit.engine, where))
+    try:
+        first = [await anext(chunks)]
+        if (rows := await anext(chunks, None)) is not None:
+            first.append(rows)
+    except BaseException:
+        await chunks.aclose()
+        raise
+    return StreamingResponse(_streamed(first, chunks), media_type="text/csv", headers=csv_headers())
+
+
+def csv_headers() -> dict[str, str]:
+    """The download's headers, named for the time it was asked for (UTC)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return {
+        "Content-Disposition": f'attachment; filename="signoff-audit-{stamp}.csv"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+async def _streamed(first: list[str], rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+    try:
+        for piece in first:
+            yield piece
+        async for piece in rest:
+            yield piece
+    finally:
+        await rest.aclose()
 
 
 async def user_token(runtime: Runtime, call: Call) -> Response:
@@ -441,6 +624,16 @@ ENDPOINTS = (
         decides=True,
     ),
     Endpoint(
+        "GET",
+        "/audit",
+        read_audit,
+        "Audit rows of the sites the key covers, newest first in pages, or all as CSV",
+        AuditResponse,
+        query=AuditQuery,
+        errors=(403,),
+        csv=True,
+    ),
+    Endpoint(
         "POST",
         "/user-tokens",
         user_token,
@@ -483,7 +676,7 @@ ENDPOINTS = (
 ERROR_TEXT = {
     400: "The body is not JSON",
     401: "No valid API key",
-    403: "The key lacks the role",
+    403: "The key lacks the role, or is not for the site asked for",
     404: "Not found",
     409: "Already decided, or expired",
     413: "The body is too large",
@@ -552,11 +745,13 @@ def openapi_document() -> dict[str, Any]:
                 "content": {"application/json": {"schema": refs[(e.body, "validation")]}},
             }
         error_schema = {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}}
+        content: dict[str, Any] = {
+            "application/json": {"schema": refs[(e.response, "serialization")]}
+        }
+        if e.csv:
+            content["text/csv"] = {"schema": {"type": "string"}}
         operation["responses"] = {
-            str(e.status): {
-                "description": "Done",
-                "content": {"application/json": {"schema": refs[(e.response, "serialization")]}},
-            },
+            str(e.status): {"description": "Done", "content": content},
             **{
                 str(status): {"description": ERROR_TEXT[status], "content": error_schema}
                 for status in _errors(e)
@@ -568,7 +763,10 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "signoff",
             "version": __version__,
-            "description": "Decide cards that wait on teammates, sign user tokens, manage keys.",
+            "description": (
+                "Decide cards that wait on teammates, read the audit log, sign user tokens, "
+                "manage keys."
+            ),
         },
         "paths": paths,
         "components": {

@@ -22,11 +22,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from signoff.audit.query import MAX_PAGE, AuditFilter, read_page
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
 from signoff.core.teammates import TEAMMATE_PREFIX, Channel, Teammate, Verdict, refusal
 from signoff.store import StoreUnavailable
+from signoff.web.api import audit_csv
+from signoff.web.auditview import FORM_CHOICES, AuditForm, FilterError, audit_cells
 from signoff.web.csrf import (
     FIELD,
     LOGIN_COOKIE,
@@ -49,6 +52,9 @@ MAX_FORM_BYTES = 8 * 1024
 MAX_REASON = 500
 MAX_ID = 64
 DECIDED_SHOWN = 20
+AUDIT_PAGE = 50
+CONVERSATION_ROWS = 2 * MAX_PAGE  # a conversation's rows shown at most; the CSV has all
+CONVERSATION_CARDS = 50
 SUMMARY_CHARS = 200
 UNAUTHENTICATED = "dashboard:unauthenticated"
 UNAVAILABLE_LIST = Markup(
@@ -209,6 +215,11 @@ class Dashboard:
             Route(f"{BASE}/cards/{{card_id}}", guarded(self.card)),
             Route(f"{BASE}/cards/{{card_id}}/decision", guarded(self.decision)),
             Route(f"{BASE}/cards/{{card_id}}/decide", guarded(self.decide), methods=["POST"]),
+            Route(f"{BASE}/audit", guarded(self.audit)),
+            Route(f"{BASE}/audit/rows", guarded(self.audit_rows)),
+            Route(f"{BASE}/audit/older", guarded(self.audit_older)),
+            Route(f"{BASE}/audit.csv", guarded(self.audit_export)),
+            Route(f"{BASE}/conversations/{{conversation_id}}", guarded(self.conversation)),
             Route(f"{BASE}/login", guarded(self.login_form)),
             Route(f"{BASE}/login", guarded(self.login), methods=["POST"]),
             Route(f"{BASE}/logout", guarded(self.logout), methods=["POST"]),
@@ -329,7 +340,9 @@ class Dashboard:
             return self.to_login(request)
         login, teammate = who
         live, _ = await self.live_list(teammate)
-        return self.page("index.html", teammate=teammate, csrf=login.csrf, live=live)
+        return self.page(
+            "index.html", teammate=teammate, csrf=login.csrf, live=live, section="cards"
+        )
 
     async def live(self, request: Request) -> Response:
         """The card lists; 204 when they are as the page already shows them (``seen``)."""
@@ -469,6 +482,125 @@ class Dashboard:
             return await self.card_page(now, login, teammate, status, outcome, fragment)
         outcome = {"ok": "yes", "text": decided_message(card, verdict)}
         return await self.card_page(card, login, teammate, 200, outcome, fragment)
+
+    # The audit log ------------------------------------------------------------------------
+    async def audit(self, request: Request) -> Response:
+        """The audit page: the filter form, and the newest rows that match it."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        login, teammate = who
+        results, status = await self.audit_results(request, teammate)
+        return self.page(
+            "audit.html",
+            status,
+            teammate=teammate,
+            csrf=login.csrf,
+            section="audit",
+            results=results,
+            **self.form_context(request),
+        )
+
+    async def audit_rows(self, request: Request) -> Response:
+        """The results part of the audit page, for the filter form's htmx requests; the
+        browser's address then holds the filters, so the page can be reloaded or shared."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        results, status = await self.audit_results(request, who[1])
+        headers = dict(HEADERS)
+        if status == 200:
+            query = AuditForm.read(request.query_params).query()
+            headers["HX-Push-Url"] = f"{BASE}/audit" + (f"?{query}" if query else "")
+        return HTMLResponse(results, status, headers=headers)
+
+    async def audit_older(self, request: Request) -> Response:
+        """The next, older rows (table rows, and the button for the page after them)."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        try:
+            form = AuditForm.read(request.query_params)
+            where, before = form.audit_filter(who[1].sites)
+        except FilterError as exc:
+            return self.page("_message.html", exc.status, title="Not a filter", text=exc.message)
+        rows, cursor = await self.audit_page(where, before)
+        return self.page("_audit_rows.html", rows=rows, form=form, cursor=cursor)
+
+    async def audit_export(self, request: Request) -> Response:
+        """Every row that matches the filter, oldest first, as a CSV download."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        try:
+            where, _ = AuditForm.read(request.query_params).audit_filter(who[1].sites)
+        except FilterError as exc:
+            return self.message(request, exc.status, "Not a filter", exc.message)
+        return await audit_csv(self.runtime, where)
+
+    def form_context(self, request: Request) -> dict[str, Any]:
+        try:
+            form = AuditForm.read(request.query_params)
+        except FilterError:
+            form = AuditForm()
+        return {"form": form, **FORM_CHOICES}
+
+    async def audit_results(self, request: Request, teammate: Teammate) -> tuple[Markup, int]:
+        try:
+            form = AuditForm.read(request.query_params)
+            where, before = form.audit_filter(teammate.sites)
+        except FilterError as exc:
+            return self.render("_audit_results.html", error=exc.message), exc.status
+        rows, cursor = await self.audit_page(where, before)
+        return self.render("_audit_results.html", rows=rows, form=form, cursor=cursor), 200
+
+    async def audit_page(
+        self, where: AuditFilter, before: int | None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        page = await read_page(self.runtime.audit.engine, where, AUDIT_PAGE, before)
+        return [audit_cells(row) for row in page.rows], page.next_before
+
+    async def conversation(self, request: Request) -> Response:
+        """Everything the audit log holds about one conversation, oldest first, and the
+        team cards of it that this teammate may open."""
+        who = await self.teammate(request)
+        if who is None:
+            return self.to_login(request)
+        login, teammate = who
+        conversation_id = request.path_params["conversation_id"]
+        if len(conversation_id) > MAX_ID:
+            return self.message(request, 404, "No such conversation", "No audit row names it.")
+        where = AuditFilter(conversation=conversation_id, sites=teammate.sites)
+        found: list[dict[str, Any]] = []
+        before = None
+        while len(found) < CONVERSATION_ROWS:
+            page = await read_page(self.runtime.audit.engine, where, MAX_PAGE, before)
+            found += page.rows
+            if (before := page.next_before) is None:
+                break
+        if not found:
+            return self.message(
+                request, 404, "No such conversation", "No audit row of a site you cover names it."
+            )
+        found.reverse()
+        card_ids = list(dict.fromkeys(r["card_id"] for r in found if r["card_id"]))
+        cards = [
+            card
+            for card_id in card_ids[:CONVERSATION_CARDS]
+            if (card := await self.engine.visible_card(card_id, teammate)) is not None
+        ]
+        return self.page(
+            "conversation.html",
+            teammate=teammate,
+            csrf=login.csrf,
+            section="audit",
+            conversation_id=conversation_id,
+            site=found[0]["site"],
+            rows=[audit_cells(row) for row in found],
+            more=before is not None,
+            export=AuditForm(values={"conversation": conversation_id}).query(),
+            cards=await self.engine.describe(*cards),
+        )
 
 
 def _refusal(exc: ProtocolError) -> str:
