@@ -152,7 +152,7 @@ def parse_csv(text: str) -> list[dict[str, str]]:
 
 def same(column: str, cell: str, value: Any) -> bool:
     """Whether a CSV cell says what the JSON row does."""
-    if column in DOCUMENTS:  # JSON text; a document logged as None reads "null"
+    if column in DOCUMENTS:  # JSON text; an empty cell for None
         return bool(json.loads(cell or "null") == value)
     if value is None:
         return cell == ""

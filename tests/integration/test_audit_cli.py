@@ -94,6 +94,7 @@ def test_export_writes_filtered_rows_that_csv_reads_back(
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert [(r["action"], r["error"]) for r in rows] == [("refund", awkward), ("wipe", "")]
     assert json.loads(rows[0]["params"]) == {"target": "disk"}
+    assert (rows[0]["result"], rows[0]["response"]) == ("", "")  # None is an empty cell
     assert datetime.fromisoformat(rows[0]["ts"]).tzinfo is not None
 
     status, out, _ = audit_cmd("export", "--decided-by", "teammate", "--action", "refund")

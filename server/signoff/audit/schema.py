@@ -32,7 +32,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 # BIGINT on PostgreSQL: an audit log only grows. SQLite numbers rows only through an
 # INTEGER PRIMARY KEY (and its integers are 64-bit anyway).
 ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
-DOCUMENT = JSON().with_variant(JSONB(), "postgresql")
+# None is kept as SQL NULL, not JSON null: an empty cell in an export, IS NULL in SQL.
+DOCUMENT = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
