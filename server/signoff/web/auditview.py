@@ -17,12 +17,13 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
+from signoff.audit.query import DECIDER_KINDS as DECIDER_PREFIXES
 from signoff.audit.query import AuditFilter
 from signoff.core.frames import describe_invalid
 from signoff.web.api import AUDIT_STATUSES, AuditQuery
 
 SUMMARY_CHARS = 160
-DECIDER_KINDS = ("auto", "visitor", "teammate")
+DECIDER_KINDS = ("auto", *DECIDER_PREFIXES)  # the decided_by select's choices
 # The form's fields, in the order links write them; ``before`` is the page cursor.
 TEXT_FIELDS = ("since", "until", "conversation", "action", "decided_by", "decider", "site")
 FIELDS = frozenset({"status", *TEXT_FIELDS, "before"})
