@@ -30,6 +30,7 @@ from signoff import __version__
 from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
 from signoff.config import SITE_PATTERN
 from signoff.core.cards import Status
+from signoff.core.deciders import Decider
 from signoff.core.frames import (
     IDENTIFIER_PATTERN,
     ErrorCode,
@@ -618,7 +619,8 @@ class Api:
         except ApiError as exc:
             card_id = request.path_params.get("card_id", "")
             if endpoint.decides and CARD_ID.match(card_id):
-                await self.runtime.engine.refuse_attempt(card_id, by, f"api: {exc.message}")
+                decider = Decider.at(by, client_of(request))
+                await self.runtime.engine.refuse_attempt(card_id, decider, f"api: {exc.message}")
             raise
         call = Call(request, account, teammate, body, query)
         return await endpoint.handler(self.runtime, call)

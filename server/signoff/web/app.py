@@ -119,6 +119,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         finally:
             task.cancel()
             await engine.drain()
+            await engine.close()
             for notifier in notifiers:
                 await notifier.close()
             await audit.close()
