@@ -51,6 +51,7 @@ from signoff.engine.context import ActionContext
 from signoff.engine.executor import Auditor, Outcome, bounded, idempotency_key, run_call
 from signoff.engine.http import ActionHttp, shared_client
 from signoff.engine.notify import CardEvent, EventType, Notifier
+from signoff.logs import withheld
 from signoff.store import ClaimOutcome, SessionRecord, Store, StoreUnavailable
 
 log = logging.getLogger("signoff.engine")
@@ -137,8 +138,9 @@ class Engine:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            log.error("background task failed\n%s", withheld(failure))
 
     async def drain(self) -> None:
         """Wait for running turns; used at shutdown and by tests."""
@@ -240,8 +242,9 @@ class Engine:
                     await self._say(session, conversation, GAVE_UP)
                     return
             await self._say(session, conversation, TOO_MANY_STEPS)
-        except Exception:
-            log.exception("turn failed in session %s", session.session_id)
+        except Exception as exc:
+            # Without its message: a bot's or an action's exception may quote the visitor.
+            log.error("turn failed in session %s\n%s", session.session_id, withheld(exc))
             await self._say(session, conversation, SORRY)
         finally:
             await self.store.save_conversation(session.session_id, conversation)
@@ -314,8 +317,8 @@ class Engine:
                         calls.append(
                             replace(item, args=dict(item.args), id=item.id or new_id("call"))
                         )
-        except Exception:
-            log.exception("bot step failed in session %s", session.session_id)
+        except Exception as exc:
+            log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
             if message_id is not None:
                 await self._end_message(session.session_id, message_id, "".join(parts))
             await self._say(session, conversation, SORRY)
@@ -488,8 +491,8 @@ class Engine:
         for notifier in self.notifiers:
             try:
                 notifier.notify(news)
-            except Exception:  # a notifier's fault never stops a turn
-                log.exception("notifier %r failed on %s", notifier, event)
+            except Exception as exc:  # a notifier's fault never stops a turn
+                log.error("notifier %r failed on %s\n%s", notifier, event, withheld(exc))
 
     async def decide(
         self,
