@@ -20,6 +20,7 @@ from signoff.audit.migrate import head
 from signoff.config import SELF, ConfigError, Settings, Site, load_settings
 from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
+from signoff.logs import install_redaction
 from signoff.store import StoreError
 
 # The collector's thresholds while serving; Python's default is (700, 10, 10).
@@ -67,6 +68,8 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     # every socket at once. Rarer young passes let those objects die by reference count
     # first. Cycles are still collected, only in bigger batches.
     gc.set_threshold(*GC_THRESHOLDS)
+    # After uvicorn.Config, which configures logging: its handlers get the filter too.
+    install_redaction()
     uvicorn.Server(config).run()
 
 

@@ -130,7 +130,7 @@ async def test_a_lead_approves_through_the_api_and_the_bot_goes_on(demo: Server,
         assert approval["timestamp"].endswith("Z")
         await w.update(card["card_id"], "done")
         await w.bot_says("Refunded $250.00 on order #1002.")
-    assert await audit_statuses(demo, "refund") == ["success"]
+    assert await audit_statuses(demo, "refund") == ["pending_confirmation", "success"]
     [ran] = await demo.engine.audit.rows(action="refund", status="success")
     assert ran["decided_by"] == "teammate:key:refund-desk"
 
@@ -150,7 +150,7 @@ async def test_a_lead_rejects_through_the_api_and_nothing_runs(demo: Server, api
         await w.bot_says("Okay, I did not refund: a teammate rejected it.")
         again = await api.resume(card["card_id"], lead, decision="approve")
         assert (again.status_code, error_code(again)) == (409, "already_decided")
-    assert await audit_statuses(demo, "refund") == ["rejected"]
+    assert await audit_statuses(demo, "refund") == ["pending_confirmation", "rejected"]
 
 
 async def test_a_two_level_chain_needs_both_roles_in_order(each_store: str, tmp_path: Any) -> None:
@@ -360,7 +360,7 @@ async def test_dashboard_slack_and_api_racing_run_the_card_once(demo: Server, ap
         assert set(statuses) <= {200, 409}
         await w.update(card["card_id"], "done")
         await w.bot_says("Refunded")
-    assert await audit_statuses(demo, "refund") == ["success"]
+    assert await audit_statuses(demo, "refund") == ["pending_confirmation", "success"]
 
 
 async def test_reading_cards(demo: Server, api: Api) -> None:

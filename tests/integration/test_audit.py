@@ -32,8 +32,12 @@ async def test_a_confirmed_card_and_a_refused_decision_reach_the_audit_log(
             await owner.decide(card)
             await owner.update(card["card_id"], "done")
         rows = await server.engine.audit.rows(card_id=card["card_id"])
-    assert [(r["action"], r["status"]) for r in rows] == [("wipe", "refused"), ("wipe", "success")]
-    done = rows[1]
+    assert [(r["action"], r["status"]) for r in rows] == [
+        ("wipe", "pending_confirmation"),
+        ("wipe", "refused"),
+        ("wipe", "success"),
+    ]
+    done = rows[2]
     assert done["params"] == {"target": "disk"}
     assert done["result"] == {"wiped": "disk"}
     assert done["decided_by"] and done["ts"].tzinfo is not None

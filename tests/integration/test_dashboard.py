@@ -286,7 +286,8 @@ async def test_a_card_already_decided_says_so_and_changes_nothing(server: Server
         stored = await server.engine.store.get_card(card_id)
         assert (stored.status, stored.decided_by) == ("rejected", "teammate:lena")
         assert [row["status"] for row in await server.engine.audit.rows(action="refund")] == [
-            "rejected"
+            "pending_confirmation",
+            "rejected",
         ]
 
 

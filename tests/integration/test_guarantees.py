@@ -92,7 +92,7 @@ async def test_two_tabs_confirming_at_once_run_the_card_once(
                 errors = [f for f in tab1.frames + tab2.frames if f["type"] == "error"]
                 assert [e["code"] for e in errors] == ["already_decided"]
                 assert shop.runs == [("wipe", {"target": "disk"})]
-        assert await audit_statuses(server, "wipe") == ["success"]
+        assert await audit_statuses(server, "wipe") == ["pending_confirmation", "success"]
 
 
 async def test_card_of_an_expired_session_cannot_be_accepted(
@@ -135,7 +135,7 @@ async def test_card_past_its_own_timeout_cannot_be_accepted(tmp_path: Any) -> No
             reply = await w.expect(lambda f: f["type"] == "message.end")
             assert "expired" in reply["text"]
             assert shop.runs == []
-        assert await audit_statuses(server, "wipe") == ["expired"]
+        assert await audit_statuses(server, "wipe") == ["pending_confirmation", "expired"]
 
 
 async def test_sweeper_expires_cards_tells_widgets_and_ends_the_session(
@@ -146,7 +146,7 @@ async def test_sweeper_expires_cards_tells_widgets_and_ends_the_session(
         card = await w.open_card()
         await w.update(card["card_id"], "expired")
         await w.expect(lambda f: f["type"] == "session.end", within=5)
-        assert await audit_statuses(server, "wipe") == ["expired"]
+        assert await audit_statuses(server, "wipe") == ["pending_confirmation", "expired"]
         # The socket stays usable: a fresh hello starts a new session.
         w.welcome = {}
         fresh = await w.hello()
@@ -332,7 +332,7 @@ async def test_cancel_runs_nothing_and_the_bot_is_told(shop: CountingShop, tmp_p
         await w.decide(card)
         assert (await w.error("already_decided"))["ref"] == card["card_id"]
         assert shop.runs == []
-        assert await audit_statuses(server, "wipe") == ["cancelled"]
+        assert await audit_statuses(server, "wipe") == ["pending_confirmation", "cancelled"]
 
 
 async def test_user_token_sets_the_user_and_binds_the_session(tmp_path: Any) -> None:

@@ -131,7 +131,8 @@ async def test_a_gated_call_is_confirmed_run_once_and_its_result_goes_back_to_th
             "Please confirm below.",
             "Order #1001 is cancelled.",
         ]
-        assert await audit_statuses(server, "cancel_order") == ["success"]
+        statuses = await audit_statuses(server, "cancel_order")
+        assert statuses == ["pending_confirmation", "success"]
 
     # The call ran once, before the model was asked anything more: no re-planning.
     assert requests_when_run == [2]
@@ -194,7 +195,8 @@ async def test_a_read_runs_at_once_and_the_card_shows_the_real_count(
         assert done["results"][0]["result"] == {"deleted": 7}
         await visitor.bot_says("The spam is gone.")
         assert await audit_statuses(server, "list_spam") == ["success"]
-        assert await audit_statuses(server, "delete_spam") == ["success"]
+        statuses = await audit_statuses(server, "delete_spam")
+        assert statuses == ["pending_confirmation", "success"]
 
 
 async def test_cancel_runs_nothing_and_the_model_is_told_the_user_declined(
@@ -207,7 +209,8 @@ async def test_cancel_runs_nothing_and_the_model_is_told_the_user_declined(
         await visitor.decide(card, "cancel")
         await visitor.update(card["card_id"], "cancelled")
         await visitor.bot_says("order #1001 stays open")
-        assert await audit_statuses(server, "cancel_order") == ["cancelled"]
+        statuses = await audit_statuses(server, "cancel_order")
+        assert statuses == ["pending_confirmation", "cancelled"]
     assert model.requests[1].tool_results() == [
         {"status": "declined", "reason": "the user declined", "args_hash": card["args_hash"]}
     ]
@@ -430,7 +433,8 @@ async def test_args_that_fail_validation_never_reach_a_card_and_the_model_can_co
         assert card["actions"][0]["args"] == ADA
         await visitor.quiet(0.2)
         assert len(frames_of(visitor, "card")) == 1
-        assert await audit_statuses(server, "cancel_order") == ["refused"]
+        statuses = await audit_statuses(server, "cancel_order")
+        assert statuses == ["refused", "pending_confirmation"]
     [error] = model.requests[1].tool_results()
     assert error["status"] == "error"
     assert "order_id" in error["error"] and "customer" in error["error"]

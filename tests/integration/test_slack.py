@@ -186,7 +186,7 @@ async def test_an_approve_click_runs_the_card_and_the_message_says_who(
         assert runs(server) == [("refund", "ada")]
         stored = await server.engine.store.get_card(card["card_id"])
         assert [(a["by"], a["channel"]) for a in stored.approvals] == [("teammate:lena", "slack")]
-        assert await audit_statuses(server, "refund") == ["success"]
+        assert await audit_statuses(server, "refund") == ["pending_confirmation", "success"]
 
 
 async def test_a_reject_click_ends_the_card_and_nothing_runs(
@@ -202,7 +202,7 @@ async def test_a_reject_click_ends_the_card_and_nothing_runs(
     assert "Level 1 (support-lead): rejected by *lena* via slack" in updated.text()
     assert updated.buttons() == []
     assert runs(server) == []
-    assert await audit_statuses(server, "refund") == ["rejected"]
+    assert await audit_statuses(server, "refund") == ["pending_confirmation", "rejected"]
 
 
 async def test_a_two_level_chain_is_signed_off_by_two_slack_users(

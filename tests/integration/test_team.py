@@ -89,8 +89,9 @@ async def test_levels_are_decided_in_order_and_the_turn_goes_on(server: Server) 
         (2, "finance", "approve", "teammate:fred"),
     ]
     assert await audit_statuses(server, "refund") == [
+        "pending_confirmation",  # the card opens on level 1
         "refused",
-        "pending_confirmation",
+        "pending_confirmation",  # level 1 approved, level 2 waits
         "success",
     ]
 
@@ -112,7 +113,11 @@ async def test_a_rejection_at_any_level_ends_the_card(server: Server) -> None:
             await decide(server, card["card_id"], Verdict.APPROVE, FINANCE)
         assert late.value.code == "already_decided"
     assert server.runs == []  # type: ignore[attr-defined]
-    assert await audit_statuses(server, "refund") == ["pending_confirmation", "rejected"]
+    assert await audit_statuses(server, "refund") == [
+        "pending_confirmation",
+        "pending_confirmation",
+        "rejected",
+    ]
 
 
 async def test_one_teammate_decides_one_level_only(server: Server) -> None:

@@ -124,7 +124,7 @@ async def test_an_instance_killed_between_claim_and_finish_leaves_the_card_inter
             await watcher.bot_says("result")
             await watcher.quiet(1.5)  # several sweeps
     assert cluster.runs() == ["hang disk"]  # never run again
-    assert (await cluster.audit()) == [("hang", "interrupted")]
+    assert (await cluster.audit()) == [("hang", "pending_confirmation"), ("hang", "interrupted")]
 
 
 async def test_a_turn_paused_on_a_card_resumes_after_every_instance_restarted(
@@ -157,7 +157,7 @@ async def test_every_instance_sweeps_but_each_card_expires_once(cluster: Cluster
             await w.quiet(0.5)
             expiries = [f for f in w.frames if f.get("status") == "expired"]
             assert len(expiries) == 1
-    assert (await cluster.audit()) == [("wipe", "expired")]
+    assert (await cluster.audit()) == [("wipe", "pending_confirmation"), ("wipe", "expired")]
     assert cluster.runs() == []
 
 

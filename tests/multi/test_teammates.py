@@ -71,7 +71,8 @@ async def test_a_chain_is_decided_across_instances_by_dashboard_and_api(
         await visitor.bot_says("refunded")
     await eventually(lambda: cluster.runs() == ["refund 250 by teammate:key:payouts"])
     assert [s for action, s in await cluster.audit() if action == "refund"] == [
-        "pending_confirmation",
+        "pending_confirmation",  # opened on level 1
+        "pending_confirmation",  # level 1 approved
         "success",
     ]
 

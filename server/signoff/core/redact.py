@@ -25,6 +25,13 @@ _SENSITIVE_NAME = re.compile(
 # more than the card (an expiry date after it, a quantity before it).
 _DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 _SEPARATOR = re.compile(r"([ -])")
+# ``name=value``, ``name: value``, ``"name": "value"`` and the like in free text (a log
+# line, an HTTP body that is not JSON, a URL's query): the value is masked when the name
+# is sensitive. A quoted value runs to its closing quote; a bare one to a delimiter.
+_PAIR = re.compile(
+    r"""(?P<name>["']?[A-Za-z_][\w.-]*["']?)(?P<sep>\s*[=:]\s*)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&"'<>(){}\[\]]+)"""
+)
 
 
 def normalise_name(name: str) -> str:
@@ -108,6 +115,20 @@ def redact(
     if isinstance(value, str):
         return mask_card_numbers(value)
     return value
+
+
+def mask_sensitive_pairs(text: str, extra: Collection[str] = ()) -> str:
+    """Free text with the values of sensitively named ``name=value`` pairs masked."""
+    names = frozenset(extra)
+
+    def mask(match: re.Match[str]) -> str:
+        if not _is_sensitive(match["name"].strip("\"'"), names):
+            return match.group()
+        value = match["value"]
+        quote = value[0] if value[0] in "\"'" else ""
+        return f"{match['name']}{match['sep']}{quote}{REDACTED}{quote}"
+
+    return _PAIR.sub(mask, text)
 
 
 def scrub_text(text: str, freeform_values: Collection[str]) -> str:

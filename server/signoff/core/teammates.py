@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from signoff.core.cards import Card, Status
+from signoff.core.deciders import Decider
 
 # Roles signoff itself gives meaning to; every other role is a team role named by
 # actions, as in ``team("support-lead", "finance")``.
@@ -59,6 +60,10 @@ class Teammate:
     def signature(self) -> str:
         """How this teammate's decisions are signed in cards and the audit log."""
         return TEAMMATE_PREFIX + self.name
+
+    def decider(self, level: int | None) -> Decider:
+        """This teammate as the audit log records a decision of theirs on ``level``."""
+        return Decider(self.signature, self.ip, self.user_agent, level)
 
     def may_decide(self, card: Card) -> bool:
         """Whether the card waits on this teammate now (the buttons are shown)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from signoff.engine.http import ActionHttp
+
 
 @dataclass(frozen=True)
 class ActionContext:
@@ -15,4 +17,6 @@ class ActionContext:
     # to avoid doing the same thing twice.
     idempotency_key: str
     decided_by: str
+    # HTTP requests to other systems; the last response is summarised in the audit row.
+    http: ActionHttp
     card_id: str | None = None

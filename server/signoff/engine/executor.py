@@ -14,13 +14,15 @@ from typing import Any
 from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Action
 from signoff.core.cards import Card
-from signoff.core.redact import redact, scrub_text
+from signoff.core.deciders import Decider
+from signoff.core.redact import is_sensitive_name, mask_sensitive_pairs, redact, scrub_text
 from signoff.engine.context import ActionContext
 from signoff.store import SessionRecord
 
 log = logging.getLogger("signoff.engine")
 
 MAX_RESULT_CHARS = 2000
+MAX_BODY_SUMMARY = 200
 
 
 @dataclass
@@ -29,6 +31,9 @@ class Outcome:
     result: Any = None
     error: str | None = None
     duration_ms: float = 0.0
+    # The last HTTP response the call received through ctx.http: status and body text.
+    # Kept only until the audit row summarises it.
+    response: tuple[int, str] | None = None
 
     def tool_content(self) -> dict[str, Any]:
         if self.ok:
@@ -65,6 +70,7 @@ async def run_call(action: Action, args: dict[str, Any], ctx: ActionContext) -> 
         log.warning("action %s failed: %s", action.name, type(exc).__name__)
         outcome = Outcome(False, error=str(exc) or type(exc).__name__)
     outcome.duration_ms = (time.perf_counter() - started) * 1000
+    outcome.response = ctx.http.answered()
     return outcome
 
 
@@ -83,19 +89,26 @@ class Auditor:
         status: AuditStatus,
         *,
         card_id: str | None = None,
-        decided_by: str | None = None,
+        decider: Decider | None = None,
         outcome: Outcome | None = None,
         error: str | None = None,
     ) -> AuditEntry:
+        """The row of one call; ``decider`` is None for a card that ended undecided."""
         sensitive = action.sensitive if action else frozenset()
         freeform = action.freeform if action else frozenset()
+        # What the call was given in confidence, to be masked wherever it is echoed back.
+        private = _texts(args, freeform) + _texts(args, _sensitive_names(args, sensitive))
         result = None
         if outcome is not None and outcome.ok:
-            result = bounded(
-                redact(outcome.result, sensitive=sensitive, freeform=freeform, key=self._key)
-            )
+            redacted = redact(outcome.result, sensitive=sensitive, freeform=freeform, key=self._key)
+            result = bounded(_scrub_strings(redacted, private))
         if outcome is not None and not outcome.ok:
             error = outcome.error
+        response = None
+        if outcome is not None and outcome.response is not None:
+            code, body = outcome.response
+            summary = self._body_summary(body, sensitive, freeform, private)
+            response = {"status": code, "body": summary}
         return AuditEntry(
             ts=datetime.now(UTC),
             site=scope.site,
@@ -108,12 +121,52 @@ class Auditor:
             status=status,
             params=redact(args, sensitive=sensitive, freeform=freeform, key=self._key),
             result=result,
-            # Exception text is the action author's and may quote the args.
-            error=scrub_text(error, _texts(args, freeform)) if error else None,
-            decided_by=decided_by,
+            # Exception text is the action author's and may quote the args (or a URL's).
+            error=_scrubbed(error, private, sensitive) if error else None,
+            decided_by=decider.signature if decider else None,
+            level=decider.level if decider else None,
+            ip=decider.ip if decider else None,
+            user_agent=decider.user_agent if decider else None,
+            response=response,
             duration_ms=outcome.duration_ms if outcome else None,
         )
 
+    def _body_summary(
+        self, body: str, sensitive: frozenset[str], freeform: frozenset[str], private: list[str]
+    ) -> str:
+        """The start of a response body, redacted like params: a JSON body field by field,
+        any text by its sensitively named pairs, card numbers and the call's private args."""
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            text = mask_sensitive_pairs(body, sensitive)
+        else:
+            redacted = redact(parsed, sensitive=sensitive, freeform=freeform, key=self._key)
+            text = json.dumps(redacted, ensure_ascii=False)
+        # Masked before it is cut, so a cut never leaves half a card number unmasked.
+        return _scrubbed(text, private, sensitive)[:MAX_BODY_SUMMARY]
 
-def _texts(args: dict[str, Any], freeform: frozenset[str]) -> list[str]:
-    return [v if isinstance(v, str) else json.dumps(v) for k, v in args.items() if k in freeform]
+
+def _scrub_strings(value: Any, private: list[str]) -> Any:
+    """``value`` with the call's private args masked wherever a string quotes them (a
+    result that echoes the note under another name)."""
+    if isinstance(value, str):
+        return scrub_text(value, private)
+    if isinstance(value, dict):
+        return {k: _scrub_strings(v, private) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_strings(v, private) for v in value]
+    return value
+
+
+def _scrubbed(text: str, private: list[str], sensitive: frozenset[str]) -> str:
+    return mask_sensitive_pairs(scrub_text(text, private), sensitive)
+
+
+def _sensitive_names(args: dict[str, Any], sensitive: frozenset[str]) -> frozenset[str]:
+    return frozenset(name for name in args if is_sensitive_name(name, sensitive))
+
+
+def _texts(args: dict[str, Any], names: frozenset[str]) -> list[str]:
+    """The values of the named args as text, as they may be echoed in an error or a body."""
+    return [v if isinstance(v, str) else json.dumps(v) for k, v in args.items() if k in names]

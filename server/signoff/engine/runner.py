@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+import httpx
+
 from signoff import metrics
 from signoff.audit import AuditLog, AuditStatus
-from signoff.core.actions import Registry
+from signoff.core.actions import Action, Registry
 from signoff.core.canonical import args_hash
 from signoff.core.cards import CLAIMED, OPEN, Card, Status
 from signoff.core.conversation import (
@@ -31,6 +33,7 @@ from signoff.core.conversation import (
     tool_message,
     user_message,
 )
+from signoff.core.deciders import AUTO, NO_CLIENT, Client, Decider
 from signoff.core.frames import (
     ErrorCode,
     ProtocolError,
@@ -46,7 +49,9 @@ from signoff.core.tokens import anonymous_user_id
 from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.context import ActionContext
 from signoff.engine.executor import Auditor, Outcome, bounded, idempotency_key, run_call
+from signoff.engine.http import ActionHttp, shared_client
 from signoff.engine.notify import CardEvent, EventType, Notifier
+from signoff.logs import withheld
 from signoff.store import ClaimOutcome, SessionRecord, Store, StoreUnavailable
 
 log = logging.getLogger("signoff.engine")
@@ -122,6 +127,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: set[str] = set()
         self._door_refusals = KeyedLimiter(DOOR_REFUSALS_PER_SECOND, DOOR_REFUSALS_BURST)
+        self._http: httpx.AsyncClient | None = None  # ctx.http's, opened at first use
 
     # Background work --------------------------------------------------------------------
     def spawn(self, coro: Any) -> None:
@@ -132,13 +138,20 @@ class Engine:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            log.error("background task failed\n%s", withheld(failure))
 
     async def drain(self) -> None:
         """Wait for running turns; used at shutdown and by tests."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """At shutdown, after ``drain``: let go of the actions' HTTP connections."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     # Sessions ---------------------------------------------------------------------------
     async def open_session(self, site: str, user_id: str | None) -> SessionRecord:
@@ -161,7 +174,10 @@ class Engine:
         return session
 
     # Turns ------------------------------------------------------------------------------
-    async def handle_message(self, session: SessionRecord, text: str, client_id: str) -> None:
+    async def handle_message(
+        self, session: SessionRecord, text: str, client_id: str, client: Client = NO_CLIENT
+    ) -> None:
+        """A visitor's message; ``client`` is the address and browser of their socket."""
         if not await self.store.first_use(session.session_id, client_id):
             return  # a re-sent message: its frames are already in the history
         async with self.store.lock(f"turn:{session.session_id}", TURN_LOCK_TTL):
@@ -178,7 +194,7 @@ class Engine:
                 await self._close_open_card(
                     card,
                     Status.CANCELLED,
-                    visitor(session),
+                    Decider.at(visitor(session), client),
                     conversation,
                     reason="superseded by a new message",
                 )
@@ -226,8 +242,9 @@ class Engine:
                     await self._say(session, conversation, GAVE_UP)
                     return
             await self._say(session, conversation, TOO_MANY_STEPS)
-        except Exception:
-            log.exception("turn failed in session %s", session.session_id)
+        except Exception as exc:
+            # Without its message: a bot's or an action's exception may quote the visitor.
+            log.error("turn failed in session %s\n%s", session.session_id, withheld(exc))
             await self._say(session, conversation, SORRY)
         finally:
             await self.store.save_conversation(session.session_id, conversation)
@@ -250,7 +267,7 @@ class Engine:
             assert call.action is not None
             # The call's place in the conversation: unique even if a bot reuses ids.
             scope = f"{session.conversation_id}:{len(conversation)}"
-            ctx = self._context(session, scope, 0, "auto")
+            ctx = self._context(session, call.action, scope, 0, AUTO.signature)
             outcome = await run_call(call.action, call.args, ctx)
             conversation.append(tool_message(call.tool_call_id, outcome.tool_content()))
             await self._audit_uncarded(session, call, _audit_status(outcome), outcome=outcome)
@@ -272,7 +289,7 @@ class Engine:
                 call.name,
                 call.args,
                 status,
-                decided_by="auto",
+                decider=AUTO,
                 outcome=outcome,
                 error=error,
             )
@@ -300,8 +317,8 @@ class Engine:
                         calls.append(
                             replace(item, args=dict(item.args), id=item.id or new_id("call"))
                         )
-        except Exception:
-            log.exception("bot step failed in session %s", session.session_id)
+        except Exception as exc:
+            log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
             if message_id is not None:
                 await self._end_message(session.session_id, message_id, "".join(parts))
             await self._say(session, conversation, SORRY)
@@ -336,11 +353,14 @@ class Engine:
     def _context(
         self,
         scope: SessionRecord | Card,
+        action: Action,
         key_scope: str,
         index: int,
         decided_by: str,
         card_id: str | None = None,
     ) -> ActionContext:
+        if self._http is None:
+            self._http = shared_client()
         return ActionContext(
             site=scope.site,
             session_id=scope.session_id,
@@ -348,6 +368,7 @@ class Engine:
             conversation_id=scope.conversation_id,
             idempotency_key=idempotency_key(key_scope, index),
             decided_by=decided_by,
+            http=ActionHttp(self._http, action.run_timeout),
             card_id=card_id,
         )
 
@@ -381,6 +402,11 @@ class Engine:
         # Saved before the card is shown, so a decision that comes at once finds the turn.
         await self.store.save_conversation(session.session_id, conversation)
         await self.store.add_card(card)
+        # On record before anyone can see the card, so its decision's rows come after.
+        waits = "the visitor" if card.approver == "user" else f"level 1 ({card.role})"
+        await self._audit_card(
+            card, card.calls, AuditStatus.PENDING_CONFIRMATION, None, f"waits for {waits}"
+        )
         metrics.cards_opened.labels(card.approver).inc()
         await self._emit_card(card, min(card.timeout_at, session.expires_at))
         if card.status is Status.WAITING:
@@ -465,17 +491,23 @@ class Engine:
         for notifier in self.notifiers:
             try:
                 notifier.notify(news)
-            except Exception:  # a notifier's fault never stops a turn
-                log.exception("notifier %r failed on %s", notifier, event)
+            except Exception as exc:  # a notifier's fault never stops a turn
+                log.error("notifier %r failed on %s\n%s", notifier, event, withheld(exc))
 
     async def decide(
-        self, session: SessionRecord, card_id: str, decision: str, quoted_hash: str
+        self,
+        session: SessionRecord,
+        card_id: str,
+        decision: str,
+        quoted_hash: str,
+        client: Client = NO_CLIENT,
     ) -> Card:
-        """A visitor's decision from an authenticated socket of ``session``."""
+        """A visitor's decision from an authenticated socket of ``session``, whose address
+        and browser are ``client``."""
         card = await self.store.get_card(card_id)
         if card is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card_id)
-        by = visitor(session)
+        by = Decider.at(visitor(session), client)
         if card.session_id != session.session_id or card.user_id != session.user_id:
             await self._refused(card, by, "decision from another session")
             raise ProtocolError(
@@ -491,8 +523,8 @@ class Engine:
             )
         new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
         async with self.store.lock(f"turn:{card.session_id}", TURN_LOCK_TTL):
-            card = await self._claim(card, {Status.PENDING}, new, {"decided_by": by})
-            return await self._carry_out(card)
+            card = await self._claim(card, {Status.PENDING}, new, {"decided_by": by.signature})
+            return await self._carry_out(card, by)
 
     async def team_decide(
         self,
@@ -538,10 +570,11 @@ class Engine:
                 card = self._waiting_level(card, card_id, level, teammate)
                 card = await self._team_claim(card, verdict, teammate, reason)
                 claimed.set_result(card)
+                decider = teammate.decider(card.approvals[-1]["level"])
                 if card.status is Status.WAITING:
-                    await self._level_moved(card, teammate)
+                    await self._level_moved(card, decider)
                 else:
-                    await self._carry_out(card)
+                    await self._carry_out(card, decider)
         except Exception as exc:
             if claimed.done():
                 raise  # after the claim: the background task's failure is logged
@@ -576,7 +609,7 @@ class Engine:
         try:
             check_decider(card, teammate)
         except NotAllowed as exc:
-            await self._refused(card, teammate.signature, f"{teammate.channel}: {exc}")
+            await self._refused(card, teammate.decider(card.level), f"{teammate.channel}: {exc}")
             raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), ref=card.card_id) from None
         record = approval(card, verdict, teammate, self.clock(), reason)
         changes: dict[str, Any] = {"approvals": [*card.approvals, record]}
@@ -588,14 +621,14 @@ class Engine:
             new = Status.APPROVED if verdict is Verdict.APPROVE else Status.REJECTED
         return await self._claim(card, {Status.WAITING}, new, changes, card.level)
 
-    async def _level_moved(self, card: Card, teammate: Teammate) -> None:
+    async def _level_moved(self, card: Card, decider: Decider) -> None:
         """After a level approved: the audit row, the visitor's update, the next level's news."""
         decided = card.approvals[-1]
         await self._audit_card(
             card,
             card.calls,
             AuditStatus.PENDING_CONFIRMATION,
-            teammate.signature,
+            decider,
             f"level {decided['level']} ({decided['role']}) approved; "
             f"level {card.level} ({card.role}) waits",
         )
@@ -639,18 +672,18 @@ class Engine:
             await self._announce(EventType.CARD_DECIDED, moved.card, approval=_last(moved.card))
         return moved.card
 
-    async def _carry_out(self, card: Card) -> Card:
+    async def _carry_out(self, card: Card, decider: Decider) -> Card:
         """After a claim: run the approved calls, or close the declined card; then resume."""
         if card.status is Status.APPROVED:
-            return await self._execute(card)
-        await self._after_close(card)
+            return await self._execute(card, decider)
+        await self._after_close(card, decider)
         return card
 
     def _run_timeout(self, name: str) -> float:
         action = self.registry.get(name)
         return action.run_timeout if action else 0.0
 
-    async def _execute(self, card: Card) -> Card:
+    async def _execute(self, card: Card, decider: Decider) -> Card:
         """Run the card's calls in order, exactly as held; stop at the first failure."""
         moved = await self.store.transition(
             card.card_id, {Status.APPROVED}, Status.RUNNING, self.clock()
@@ -676,7 +709,7 @@ class Engine:
                     outcome = Outcome(False, error=f"unknown action {name!r}")
                 else:
                     ctx = self._context(
-                        card, card.card_id, index, card.decided_by or "", card.card_id
+                        card, action, card.card_id, index, decider.signature, card.card_id
                     )
                     outcome = await run_call(action, call["args"], ctx)
                 results.append(_result_summary(name, outcome, self.sensitive(name)))
@@ -696,7 +729,7 @@ class Engine:
                     if results[-1]["status"] == "skipped"
                     else _audit_status(outcome),
                     card_id=card.card_id,
-                    decided_by=card.decided_by,
+                    decider=decider,
                     outcome=outcome,
                 )
             )
@@ -720,17 +753,20 @@ class Engine:
         return card
 
     async def _close_open_card(
-        self, card: Card, status: Status, by: str, conversation: Conversation, reason: str
+        self, card: Card, status: Status, by: Decider, conversation: Conversation, reason: str
     ) -> None:
-        moved = await self.store.transition(
-            card.card_id, OPEN, status, self.clock(), {"decided_by": by, "reason": reason}
-        )
+        changes = {"decided_by": by.signature, "reason": reason}
+        moved = await self.store.transition(card.card_id, OPEN, status, self.clock(), changes)
         if moved.outcome is ClaimOutcome.OK and moved.card is not None:
-            await self._closed(moved.card, conversation)
+            await self._closed(moved.card, conversation, by)
 
-    async def _closed(self, card: Card, conversation: Conversation) -> None:
+    async def _closed(
+        self, card: Card, conversation: Conversation, decider: Decider | None = None
+    ) -> None:
         """Tell the widgets, the audit log and the bot that a card ended without finishing.
 
+        ``decider`` declined it; without one (expired, interrupted) the rows name who
+        the card says decided, if anyone, with no address.
         An interrupted card may have run some calls before its server died; those
         are on record already (``card.results``) and are reported as they ended.
         """
@@ -739,12 +775,10 @@ class Engine:
         await self._announce(EventType.CARD_CLOSED, card)
         reason = DECLINE_REASONS[card.status]
         finished = len(card.results)
+        if decider is None and card.decided_by is not None:
+            decider = Decider(card.decided_by)
         await self._audit_card(
-            card,
-            card.calls[finished:],
-            AUDIT_STATUS[card.status],
-            card.decided_by,
-            card.reason or reason,
+            card, card.calls[finished:], AUDIT_STATUS[card.status], decider, card.reason or reason
         )
         answered = {m.get("tool_call_id") for m in conversation if m.get("role") == "tool"}
         for index, call_id in enumerate(card.tool_call_ids):
@@ -758,9 +792,9 @@ class Engine:
                 content = {"status": "declined", "reason": reason, "args_hash": card.args_hash}
             conversation.append(tool_message(call_id, content))
 
-    async def _after_close(self, card: Card) -> None:
+    async def _after_close(self, card: Card, decider: Decider | None = None) -> None:
         conversation = await self.store.load_conversation(card.session_id)
-        await self._closed(card, conversation)
+        await self._closed(card, conversation, decider)
         await self._resume(card, conversation)
 
     async def _resume(self, card: Card, conversation: Conversation) -> None:
@@ -769,10 +803,10 @@ class Engine:
         if session is not None:
             await self._run_turn(session, conversation)
 
-    async def _refused(self, card: Card, by: str, why: str) -> None:
+    async def _refused(self, card: Card, by: Decider, why: str) -> None:
         await self._audit_card(card, card.calls, AuditStatus.REFUSED, by, why)
 
-    async def refuse_attempt(self, card_id: str, by: str, why: str) -> None:
+    async def refuse_attempt(self, card_id: str, by: Decider, why: str) -> None:
         """Audit a decision attempt refused before it reached the card (a bad signature, a
         missing CSRF token, extra fields), when it names a card that exists.
 
@@ -783,14 +817,16 @@ class Engine:
         if card is not None and self._door_refusals.take(card_id, self.clock()):
             await self._refused(card, by, why)
         else:
-            log.warning("refused a decision attempt by %s on card %r: %s", by, card_id, why)
+            log.warning(
+                "refused a decision attempt by %s on card %r: %s", by.signature, card_id, why
+            )
 
     async def _audit_card(
         self,
         card: Card,
         calls: list[Any],
         status: AuditStatus,
-        decided_by: str | None,
+        decider: Decider | None,
         error: str,
     ) -> None:
         """One audit row per call of the card that did not run."""
@@ -803,7 +839,7 @@ class Engine:
                     call["args"],
                     status,
                     card_id=card.card_id,
-                    decided_by=decided_by,
+                    decider=decider,
                     error=error,
                 )
                 for call in calls

@@ -41,6 +41,7 @@ from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
 from signoff.core.cards import Status
+from signoff.core.deciders import Decider
 from signoff.core.frames import (
     IDENTIFIER_PATTERN,
     ErrorCode,
@@ -816,7 +817,8 @@ class Api:
         except ApiError as exc:
             card_id = request.path_params.get("card_id", "")
             if endpoint.decides and CARD_ID.match(card_id):
-                await self.runtime.engine.refuse_attempt(card_id, by, f"api: {exc.message}")
+                decider = Decider.at(by, client_of(request))
+                await self.runtime.engine.refuse_attempt(card_id, decider, f"api: {exc.message}")
             raise
         call = Call(request, account, teammate, body, query)
         return await endpoint.handler(self.runtime, call)

@@ -33,6 +33,7 @@ from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
 from signoff.integrations.webhooks import WebhookNotifier
+from signoff.logs import withheld
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import api_mount
 from signoff.web.dashboard import Dashboard
@@ -106,8 +107,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
                 await engine.sweep()
             except StoreUnavailable as exc:
                 log.warning("sweep skipped: %s", exc)  # the next one catches up
-            except Exception:
-                log.exception("sweep failed")
+            except Exception as exc:  # expiring a card resumes its turn: the bot's errors too
+                log.error("sweep failed\n%s", withheld(exc))
 
     retention = settings.retention(runtime.sites)
 
@@ -138,6 +139,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             for task in tasks:
                 task.cancel()
             await engine.drain()
+            await engine.close()
             for notifier in notifiers:
                 await notifier.close()
             await audit.close()

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from signoff.audit.query import MAX_PAGE, AuditFilter, read_page
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
+from signoff.core.deciders import Decider
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
 from signoff.core.teammates import TEAMMATE_PREFIX, Channel, Teammate, Verdict, refusal
 from signoff.store import StoreUnavailable
@@ -440,7 +441,8 @@ class Dashboard:
         by = who[1].signature if who else UNAUTHENTICATED
 
         async def refuse(status: int, title: str, why: str) -> Response:
-            await self.engine.refuse_attempt(card_id, by, f"dashboard: {why}")
+            decider = Decider.at(by, client_of(request))
+            await self.engine.refuse_attempt(card_id, decider, f"dashboard: {why}")
             return self.message(request, status, title, why[:1].upper() + why[1:] + ".")
 
         try:

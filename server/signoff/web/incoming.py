@@ -3,7 +3,7 @@ server exceed, and who the client is."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 
 async def capped_body(request: Request, limit: int) -> bytes | None:
@@ -19,7 +19,8 @@ async def capped_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def client_of(request: Request) -> tuple[str | None, str | None]:
-    """The client's address and user agent, as decisions record them."""
-    address = request.client.host if request.client else None
-    return address, request.headers.get("user-agent")
+def client_of(connection: HTTPConnection) -> tuple[str | None, str | None]:
+    """The client's address and user agent (of a request or a WebSocket's handshake), as
+    decisions record them."""
+    address = connection.client.host if connection.client else None
+    return address, connection.headers.get("user-agent")

@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from signoff.config import SlackSettings
+from signoff.core.deciders import Client, Decider
 from signoff.core.frames import ErrorCode, ProtocolError
 from signoff.core.teammates import Channel
 from signoff.engine import Engine
@@ -70,9 +71,14 @@ class SlackInteractions:
             click = parse_click(body)
         except BadClick as bad:
             why = refused or str(bad)
-            return await _turn_away(engine, bad.card_id, bad.user_id, why, signed=not refused)
+            client = client_of(request)
+            return await _turn_away(
+                engine, bad.card_id, bad.user_id, why, client, signed=not refused
+            )
         if refused is not None:
-            return await _turn_away(engine, click.card_id, click.user_id, refused, signed=False)
+            return await _turn_away(
+                engine, click.card_id, click.user_id, refused, client_of(request), signed=False
+            )
         return await self._decide(request, click)
 
     def _unverified(self, body: bytes, headers: Headers) -> str | None:
@@ -95,15 +101,17 @@ class SlackInteractions:
         except OUTAGES:
             log.warning("Slack click not checked", exc_info=True)
             return self._tell(click, UNAVAILABLE)
+        client = client_of(request)
         if account is None:
-            await _refuse(engine, click.card_id, f"slack:{click.user_id}", "not a linked teammate")
+            who = Decider.at(f"slack:{click.user_id}", client, click.level)
+            await _refuse(engine, click.card_id, who, "not a linked teammate")
             return self._tell(click, NOT_LINKED)
-        teammate = account.teammate(Channel.SLACK, *client_of(request))
+        teammate = account.teammate(Channel.SLACK, *client)
         try:
             await engine.team_decide(click.card_id, click.verdict, teammate, level=click.level)
         except ProtocolError as exc:
             if exc.code != ErrorCode.FORBIDDEN:  # the engine audits forbidden ones itself
-                await _refuse(engine, click.card_id, teammate.signature, exc.message)
+                await _refuse(engine, click.card_id, teammate.decider(click.level), exc.message)
             return self._tell(click, f"Not recorded: {exc.message}.")
         except OUTAGES:
             log.warning("Slack decision failed", exc_info=True)
@@ -124,18 +132,26 @@ class SlackInteractions:
 
 
 async def _turn_away(
-    engine: Engine, card_id: str | None, user_id: str | None, why: str, *, signed: bool
+    engine: Engine,
+    card_id: str | None,
+    user_id: str | None,
+    why: str,
+    client: Client,
+    *,
+    signed: bool,
 ) -> Response:
     """401 for a request Slack did not sign, 400 for a signed one signoff never asked for;
     audited when it names a real card. Its payload is read only to name that card."""
     who = f"slack:{user_id or 'unknown'}" + ("" if signed else " (unverified)")
     if card_id is not None:
-        await _refuse(engine, card_id, who, why)
+        await _refuse(engine, card_id, Decider.at(who, client), why)
     return PlainTextResponse(why, status_code=400 if signed else 401)
 
 
-async def _refuse(engine: Engine, card_id: str, by: str, why: str) -> None:
+async def _refuse(engine: Engine, card_id: str, by: Decider, why: str) -> None:
     try:
         await engine.refuse_attempt(card_id, by, f"slack: {why}")
     except OUTAGES:
-        log.warning("refused a Slack request by %s on card %s (%s); store down", by, card_id, why)
+        log.warning(
+            "refused a Slack request by %s on card %s (%s); store down", by.signature, card_id, why
+        )

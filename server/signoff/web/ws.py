@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signoff import metrics
+from signoff.core.deciders import Client
 from signoff.core.frames import (
     MAX_FRAME_BYTES,
     ClientFrame,
@@ -42,6 +43,7 @@ from signoff.core.tokens import (
     sign_session_token,
 )
 from signoff.store import SessionRecord, StoreUnavailable
+from signoff.web.incoming import client_of
 
 if TYPE_CHECKING:
     from signoff.web.app import Runtime
@@ -95,6 +97,9 @@ class Connection:
         self.ws = websocket
         self.runtime = runtime
         self.engine = runtime.engine
+        # The visitor's address and browser, for the audit rows of their decisions; never
+        # sent in a frame.
+        self.client: Client = client_of(websocket)
         self.session: SessionRecord | None = None
         self.sent_seq = 0
         self.bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST, time.monotonic())
@@ -244,7 +249,9 @@ class Connection:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first", _ref(frame))
         elif isinstance(frame, Message):
             session = await self._touch()
-            self.engine.spawn(self.engine.handle_message(session, frame.text, frame.client_id))
+            self.engine.spawn(
+                self.engine.handle_message(session, frame.text, frame.client_id, self.client)
+            )
         elif isinstance(frame, Decision):
             session = await self._touch()
             self.engine.spawn(self._decide(session, frame))
@@ -261,7 +268,9 @@ class Connection:
 
     async def _decide(self, session: SessionRecord, frame: Decision) -> None:
         try:
-            await self.engine.decide(session, frame.card_id, frame.decision, frame.args_hash)
+            await self.engine.decide(
+                session, frame.card_id, frame.decision, frame.args_hash, self.client
+            )
         except StoreUnavailable:
             self.refuse(unavailable(frame.card_id))
         except ProtocolError as error:

@@ -1,0 +1,247 @@
+"""HTTP-backed actions and privacy, end to end: an action calls a real HTTP server through
+``ctx.http``; its audit rows keep the response's status and a redacted summary, and no
+sensitive or freeform value reaches the audit database's files, the PostgreSQL table or
+the server's logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from signoff import Signoff, Text, ToolCall
+from signoff.engine.context import ActionContext
+from tests.support import Widget, free_port, running, serving, settings, widget
+
+CARD = "4242 4242 4242 4242"
+NOTE = "leave it with the neighbour, door code 7319"
+PASSWORD = "hunter2-correct-horse"
+TOKEN = "tok_live_9f8e7d6c5b4a"  # only the other system knows it; echoed in its answers
+PLAINTEXT = [CARD, CARD.replace(" ", ""), NOTE, PASSWORD, TOKEN]
+
+
+async def payments(request: Request) -> Response:
+    """The other system: echoes what it was sent, as careless APIs do."""
+    sent = await request.json()
+    if sent["amount"] > 500:
+        return JSONResponse({"error": "declined", "card_number": sent["card_number"]}, 402)
+    if sent["amount"] < 10:
+        text = f"ok token={TOKEN} password={sent['password']} card {sent['card_number']}"
+        return PlainTextResponse(text)
+    receipt = f"card {sent['card_number']} charged; note: {sent['note']}"
+    return JSONResponse(
+        {"charged": sent["amount"], "receipt": receipt, "token": TOKEN, "filler": "x" * 400}
+    )
+
+
+@pytest.fixture
+async def payments_url() -> AsyncIterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/charge", payments, methods=["POST"])]),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    async with serving(config):
+        yield f"http://127.0.0.1:{port}/charge"
+
+
+class ChargeBot:
+    """``charge <amount>`` → one charge call with a card, a password and a note."""
+
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        last = conversation[-1]
+        if last["role"] == "tool":
+            yield Text("finished")
+            return
+        amount = float(last["content"].split()[1])
+        args = {"amount": amount, "card_number": CARD, "password": PASSWORD, "note": NOTE}
+        yield ToolCall("charge", args)
+
+
+def payments_app(url: str) -> Signoff:
+    app = Signoff(bot=ChargeBot())
+
+    @app.action(kind="write", sensitive=["card_number"], freeform=["note"], run_timeout=5)
+    async def charge(
+        ctx: ActionContext, amount: float, card_number: str, password: str, note: str
+    ) -> dict[str, Any]:
+        """Charge a card."""
+        body = {"amount": amount, "card_number": card_number, "password": password, "note": note}
+        answer = await ctx.http.post(url, json=body)
+        if answer.status_code >= 400:
+            # Careless, on purpose: the message quotes the card and the note.
+            raise RuntimeError(f"card {card_number} declined; note was {note}")
+        return {"charged": amount, "echo": f"{note} / {card_number}"}
+
+    return app
+
+
+async def charge(w: Widget, amount: float, ends: str) -> dict[str, Any]:
+    await w.say(f"charge {amount}")
+    card = await w.card("pending")
+    await w.decide(card)
+    return await w.update(card["card_id"], ends)
+
+
+def database_bytes(audit_url: str) -> bytes:
+    """The SQLite file and its write-ahead log, or a text dump of the PostgreSQL table."""
+    url = make_url(audit_url)
+    if url.drivername.startswith("sqlite"):
+        path = Path(str(url.database))
+        wal = Path(f"{path}-wal")
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    dump = subprocess.run(
+        [
+            "pg_dump",
+            "--data-only",
+            "--table=audit_events",
+            f"--host={url.host}",
+            f"--port={url.port or 5432}",
+            f"--username={url.username}",
+            str(url.database),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert b"COPY public.audit_events" in dump.stdout
+    return dump.stdout
+
+
+def leaked(haystack: bytes | str) -> list[str]:
+    data = haystack.encode() if isinstance(haystack, str) else haystack
+    return [value for value in PLAINTEXT if value.encode() in data]
+
+
+async def test_http_actions_are_audited_with_a_redacted_response_and_nothing_leaks(
+    tmp_path: Any, audit_url: str, payments_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = settings(tmp_path, audit=audit_url)
+    async with running(payments_app(payments_url), config) as server:
+        async with widget(server) as w:
+            await w.hello()
+            done = await charge(w, 42.0, "done")
+            assert done["results"][0]["status"] == "done"
+            await charge(w, 999.0, "failed")
+            await charge(w, 5.0, "done")
+            await w.bot_says("finished")
+        await server.engine.drain()
+        rows = await server.engine.audit.rows(action="charge")
+        on_disk = await asyncio.to_thread(database_bytes, audit_url)
+        assert_rows(rows)
+    # After shutdown too: the write-ahead log is folded into the database file.
+    assert leaked(on_disk) == []
+    assert leaked(await asyncio.to_thread(database_bytes, audit_url)) == []
+    # The test's own client logs its frames (the visitor's own view) at DEBUG; the rest
+    # is the server's, and the other system's, which logs nothing here.
+    server_logs = "\n".join(
+        logging.Formatter().format(record)
+        for record in caplog.records
+        if not record.name.startswith("websockets.client")
+    )
+    assert "action charge failed: RuntimeError" in server_logs
+    assert "HTTP Request: POST" in server_logs  # the logs were captured at DEBUG
+    assert leaked(server_logs) == []
+
+
+def assert_rows(rows: list[dict[str, Any]]) -> None:
+    assert [r["status"] for r in rows] == [
+        "pending_confirmation",
+        "success",
+        "pending_confirmation",
+        "failed",
+        "pending_confirmation",
+        "success",
+    ]
+    for row in rows:
+        params = row["params"]
+        assert (params["card_number"], params["password"]) == ("[redacted]", "[redacted]")
+        assert params["note"]["length"] == len(NOTE)
+        assert params["note"]["hmac"].startswith("hmac-sha256:")
+        assert set(params["note"]) == {"length", "hmac"}
+        assert leaked(str(row)) == []
+    ok, failed, text = rows[1], rows[3], rows[5]
+    assert ok["response"]["status"] == 200
+    summary = ok["response"]["body"]
+    assert len(summary) <= 200
+    assert '"token": "[redacted]"' in summary
+    assert "card [redacted] charged; note: [redacted]" in summary
+    assert ok["result"]["echo"] == "[redacted] / [redacted]"
+    assert failed["response"] == {
+        "status": 402,
+        "body": '{"error": "declined", "card_number": "[redacted]"}',
+    }
+    assert failed["error"] == "card [redacted] declined; note was [redacted]"
+    assert text["response"] == {
+        "status": 200,
+        "body": "ok token=[redacted] password=[redacted] card [redacted]",
+    }
+    assert all(r["duration_ms"] > 0 for r in (ok, failed, text))
+
+
+async def test_a_request_is_bounded_by_the_calls_run_timeout(tmp_path: Any) -> None:
+    """An action whose other system never answers fails at its run_timeout, with the
+    timeout in the row; the shared client is closed when the server stops."""
+    hang = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await hang.wait()
+        return PlainTextResponse("late")
+
+    port = free_port()
+    other = uvicorn.Config(
+        Starlette(routes=[Route("/", slow, methods=["POST"])]),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
+    app = Signoff(bot=ChargeBot())
+
+    @app.action(kind="write", run_timeout=0.5, confirm=False)
+    async def charge(
+        ctx: ActionContext, amount: float, card_number: str, password: str, note: str
+    ) -> None:
+        """Charge a card, slowly."""
+        await ctx.http.post(f"http://127.0.0.1:{port}/", json={"amount": amount})
+
+    async with serving(other):
+        async with running(app, settings(tmp_path)) as server:
+            async with widget(server) as w:
+                await w.hello()
+                await w.say("charge 1")
+                await w.bot_says("finished")
+            engine: Any = server.engine
+            [row] = await engine.audit.rows(action="charge")
+            assert row["status"] == "failed" and row["decided_by"] == "auto"
+            assert row["response"] is None  # no answer came
+            assert row["duration_ms"] < 2000
+            client = engine._http
+        hang.set()
+    assert client is not None and client.is_closed
+
+
+async def test_calls_share_the_engines_client(tmp_path: Any, payments_url: str) -> None:
+    """One HTTP client per engine: the same connections serve every call."""
+    app = payments_app(payments_url)
+    async with running(app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await charge(w, 42.0, "done")
+        client = server.engine._http
+        await charge(w, 43.0, "done")
+        assert client is not None and server.engine._http is client
