@@ -36,8 +36,8 @@ $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-# The load benchmarks, a few minutes (docs/performance.md): `make bench BENCH_ARGS=--quick`
-# for a small run.
+# The load benchmarks and the audit log's CSV export against PostgreSQL's COPY, about ten
+# minutes (docs/performance.md): `make bench BENCH_ARGS=--quick` for a small run.
 .PHONY: bench
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -11,6 +11,8 @@ processes), a bare ``websockets`` echo server (the ceiling) and python-socketio
    ``card.update`` ``done``, paced at C sessions for latency, closed-loop for throughput.
 
 Everything listens on 127.0.0.1 only; every phase is bounded in time and count.
+Then the audit log's CSV export next to PostgreSQL's COPY (benchmarks/audit_export.py).
+
 ``python -m benchmarks.run --help``; ``make bench``.
 """
 
@@ -41,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import audit_export  # noqa: E402
 from benchmarks.client import worker_main  # noqa: E402
 from benchmarks.peers import raise_open_files  # noqa: E402
 
@@ -53,6 +56,8 @@ STORE_FAILURE_MARKERS = ("SIGNOFF_STORE", "StoreError")
 UNAVAILABLE = "n/a (redis store unavailable)"
 TIMES = "\N{MULTIPLICATION SIGN}"
 RATE_LIMITED_MARK = "*"
+# load: the WebSocket rows and scenarios; audit-export: benchmarks/audit_export.py.
+SUITES = ("load", "audit-export")
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,9 @@ class Settings:
     open_concurrency: int = 100
     rows: tuple[str, ...] = ("memory", "redis", "redis2", "ws-echo", "socketio")
     redis_url: str = REDIS_URL
+    suites: tuple[str, ...] = SUITES
+    audit_rows: int = audit_export.ROWS
+    postgres: str = audit_export.POSTGRES_URL
     profile: str | None = None
     json: str | None = None
     quiet: bool = False
@@ -103,6 +111,7 @@ QUICK = Settings(
     warmup=1.0,
     duration=3.0,
     settle=1.0,
+    audit_rows=audit_export.QUICK_ROWS,
 )
 
 
@@ -761,6 +770,16 @@ def parse(argv: Sequence[str] | None) -> Settings:
         help="comma-separated rows: memory,redis,redis2,ws-echo,socketio (all)",
     )
     parser.add_argument("--redis", dest="redis_url", help=f"Redis store URL ({REDIS_URL})")
+    parser.add_argument("--suite", help=f"comma-separated: {','.join(SUITES)} (both)")
+    parser.add_argument(
+        "--audit-rows",
+        type=int,
+        help=f"audit rows to seed and export as CSV ({audit_export.ROWS:,})",
+    )
+    parser.add_argument(
+        "--postgres",
+        help=f"PostgreSQL admin URL for the audit export ({audit_export.POSTGRES_URL})",
+    )
     parser.add_argument("--profile", metavar="DIR", help="py-spy each signoff server into DIR")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = parser.parse_args(argv)
@@ -772,7 +791,16 @@ def parse(argv: Sequence[str] | None) -> Settings:
         settings.msg_rates = args.msg_rate
     if args.card_rate is not None:
         settings.card_rates = args.card_rate
-    for name in ("warmup", "duration", "workers", "redis_url", "profile", "json"):
+    for name in (
+        "warmup",
+        "duration",
+        "workers",
+        "redis_url",
+        "profile",
+        "json",
+        "audit_rows",
+        "postgres",
+    ):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
     if args.rows:
@@ -782,6 +810,11 @@ def parse(argv: Sequence[str] | None) -> Settings:
         if unknown:
             parser.error(f"--rows: unknown {sorted(unknown)}; choose from {sorted(known)}")
         settings.rows = chosen
+    if args.suite:
+        suites = tuple(s.strip() for s in args.suite.split(","))
+        if set(suites) - set(SUITES):
+            parser.error(f"--suite: choose from {','.join(SUITES)}")
+        settings.suites = suites
     return settings
 
 
@@ -790,26 +823,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.profile and py_spy() is None:
         print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
         return 2
-    if "socketio" in settings.rows:
+    if "socketio" in settings.rows and "load" in settings.suites:
         try:
             import socketio  # noqa: F401
         except ImportError:
             print("python-socketio is missing: pip install -e '.[bench]'", file=sys.stderr)
             return 2
-    results = run_bench(settings)
-    print(summary(settings))
-    print()
-    print(table(results, settings))
-    print()
-    print(details(results))
-    if settings.json:
-        Path(settings.json).write_text(
-            json.dumps(
-                {"settings": asdict(settings), "results": [asdict(r) for r in results]},
-                indent=2,
-                default=str,
+    figures: dict[str, Any] = {"settings": asdict(settings)}
+    if "load" in settings.suites:
+        results = run_bench(settings)
+        print(summary(settings))
+        print()
+        print(table(results, settings))
+        print()
+        print(details(results))
+        figures["results"] = [asdict(r) for r in results]
+    if "audit-export" in settings.suites:
+        report = audit_export.run_export(
+            audit_export.Settings(
+                rows=settings.audit_rows, postgres=settings.postgres, quiet=settings.quiet
             )
         )
+        if "load" in settings.suites:
+            print()
+        print(audit_export.summary(report))
+        print()
+        print(audit_export.table(report))
+        figures["audit_export"] = audit_export.as_json(report)
+    if settings.json:
+        Path(settings.json).write_text(json.dumps(figures, indent=2, default=str))
     return 0
 
 

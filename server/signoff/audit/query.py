@@ -6,15 +6,32 @@ filter finds the same rows wherever it is given.
 
 from __future__ import annotations
 
+import asyncio
+import codecs
+import contextlib
 import csv
-import io
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, and_, cast, select, true
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from signoff.audit.schema import audit_events
 from signoff.core.teammates import TEAMMATE_PREFIX
@@ -153,14 +170,172 @@ def export_query(where: AuditFilter) -> Select[Any]:
 
 
 async def csv_chunks(engine: AsyncEngine, where: AuditFilter) -> AsyncIterator[str]:
-    """The rows as CSV text: the header, then one piece per chunk of rows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    """The rows as CSV text: the header, then the rows, a piece at a time.
+
+    RFC 4180 quoting, records ending in LF (as PostgreSQL's COPY writes them), a NULL as
+    an empty cell, times in ISO 8601 with their offset (UTC), documents as JSON text. On
+    PostgreSQL the database writes the CSV itself (COPY), so no row passes through Python
+    one value at a time; on SQLite the rows are written here, to the same format.
+    """
+    pieces: AsyncGenerator[str, None]
+    if engine.dialect.name == "postgresql":
+        pieces = _copied_csv(engine, where)
+    else:
+        pieces = _written_csv(engine, where)
+    try:
+        async for piece in pieces:
+            yield piece
+    finally:
+        await pieces.aclose()
+
+
+# PostgreSQL: COPY (SELECT ...) TO STDOUT --------------------------------------------
+
+# COPY sends a message per row and asyncpg hands them on as they come off the socket,
+# often a few KiB at a time; they are joined into pieces of about this size, so the
+# reader (and the HTTP response) handles a few thousand pieces, not one per read.
+PIECE_BYTES = 256 * 1024
+COPY_QUEUE = 2  # whole pieces waiting for the reader, at most
+# The CSV's time, as Python's isoformat(timespec="microseconds") writes a UTC instant.
+ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+
+
+def copy_query(where: AuditFilter) -> Select[Any]:
+    """``export_query`` with every cell rendered as text by PostgreSQL, the way the CSV
+    written in Python renders it: COPY only has to join and quote them."""
+    c = audit_events.c
+    columns: list[ColumnElement[Any]] = []
+    for name in CSV_COLUMNS:
+        column = c[name]
+        if name == "ts":
+            cell: ColumnElement[Any] = func.to_char(func.timezone("UTC", column), ISO_UTC)
+        elif name in DOCUMENTS:
+            cell = cast(column, Text)
+        elif isinstance(column.type, Float):
+            # Python writes a whole float as 100.0 where PostgreSQL writes 100; otherwise
+            # both write the shortest text that reads back as the same float. (They still
+            # differ on NaN, the infinities, -0.0 and fractions of 1e15 and more, which
+            # durations in milliseconds do not reach.)
+            whole = and_(column == func.trunc(column), func.abs(column) < literal(1e16))
+            cell = case(
+                (whole, cast(cast(column, BigInteger), Text) + literal(".0")),
+                else_=cast(column, Text),
+            )
+        elif isinstance(column.type, Integer):
+            cell = column  # the same digits either way
+        else:
+            # COPY quotes an empty string to tell it from NULL; Python writes both as an
+            # empty cell.
+            cell = func.nullif(column, "")
+        columns.append(cell.label(name))
+    return select(*columns).where(where.where()).order_by(c.id)
+
+
+async def _copied_csv(engine: AsyncEngine, where: AuditFilter) -> AsyncGenerator[str, None]:
+    """PostgreSQL's own CSV, handed on as it arrives. asyncpg stops reading from the
+    socket while a piece waits for a place in the queue, so a slow reader holds the
+    database back and memory stays flat (a few pieces) however many rows there are."""
+    async with engine.connect() as conn:
+        compiled = copy_query(where).compile(
+            dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        driver = await _asyncpg_connection(conn)
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue(COPY_QUEUE)
+
+        async def copy() -> None:
+            held: list[bytes] = []
+            held_bytes = 0
+
+            async def collect(data: bytes) -> None:
+                nonlocal held_bytes
+                held.append(data)
+                held_bytes += len(data)
+                if held_bytes >= PIECE_BYTES:
+                    await pieces.put(b"".join(held))
+                    held.clear()
+                    held_bytes = 0
+
+            try:
+                # asyncpg inlines the arguments, quoted by the server (COPY takes none).
+                await driver.copy_from_query(
+                    str(compiled),
+                    *_positional_arguments(compiled),
+                    output=collect,
+                    format="csv",
+                    header=True,
+                )
+                if held:
+                    await pieces.put(b"".join(held))
+            finally:
+                # The end, or an error the reader raises by awaiting the task; not when
+                # the reader has gone and cancelled it.
+                task = asyncio.current_task()
+                if task is None or not task.cancelling():
+                    await pieces.put(None)
+
+        copying = asyncio.create_task(copy())
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while (data := await pieces.get()) is not None:
+                yield decoder.decode(data)
+            await copying
+        finally:
+            if not copying.done():
+                copying.cancel()
+                # asyncpg asks the server to cancel the COPY; whatever that ends in, the
+                # connection is not trusted back into the pool.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await copying
+                await conn.invalidate()
+
+
+async def _asyncpg_connection(conn: AsyncConnection) -> Any:
+    """The connection's asyncpg connection (``asyncpg.Connection``, untyped)."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+def _positional_arguments(compiled: SQLCompiler) -> list[Any]:
+    """The statement's ``$n`` arguments in order, through their types' bind processing
+    (the filter's times are checked aware and turned to UTC there)."""
+    params = compiled.construct_params()
+    processors = compiled._bind_processors
+    arguments = []
+    for name in compiled.positiontup or ():
+        value, process = params[name], processors.get(name)
+        arguments.append(process(value) if callable(process) else value)
+    return arguments
+
+
+# SQLite: rows read in chunks and written here -----------------------------------------
+
+
+async def _written_csv(engine: AsyncEngine, where: AuditFilter) -> AsyncGenerator[str, None]:
+    lines = _Lines()
+    writer = csv.writer(lines, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    yield _drain(buffer)
+    yield lines.drain()
     async for rows in stream_rows(engine, export_query(where)):
         writer.writerows(_csv_values(row) for row in rows)
-        yield _drain(buffer)
+        yield lines.drain()
+
+
+class _Lines:
+    """Where the CSV writer writes: records kept with LF endings, as COPY ends them.
+
+    The writer is told to end records with CRLF because Python 3.11 quotes a value for
+    CR and LF only when they are in its line terminator; the CR is then taken off."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, line: str) -> None:
+        self.lines.append(line[:-2])
+
+    def drain(self) -> str:
+        text = "".join(line + "\n" for line in self.lines)
+        self.lines.clear()
+        return text
 
 
 def _csv_values(row: Sequence[Any]) -> Iterable[Any]:
@@ -169,10 +344,3 @@ def _csv_values(row: Sequence[Any]) -> Iterable[Any]:
             yield value.isoformat(timespec="microseconds")
         else:
             yield value
-
-
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
