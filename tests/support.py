@@ -281,6 +281,20 @@ async def audit_statuses(server: Server, action: str) -> list[str]:
     return [row["status"] for row in await server.engine.audit.rows(action=action)]
 
 
+SETTLE_SECONDS = 5.0
+
+
+async def settled_statuses(server: Server, action: str, expected: list[str]) -> list[str]:
+    """The action's audit statuses once they are ``expected``, or as they are after
+    SETTLE_SECONDS: a team decision's rows are written by a task that outlives its request."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
+    while (statuses := await audit_statuses(server, action)) != expected:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    return statuses
+
+
 async def approve_over_api(base_url: str, card_id: str, key: str) -> httpx.Response:
     """``POST /api/v1/cards/{card_id}/resume`` approving, as a teammate's program would."""
     async with httpx.AsyncClient(base_url=base_url) as http:
