@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from signoff.core.chain import GENESIS, Anchor, ChainCheck, Fault, chain_key, key_id, row_hash
+from signoff.core.chain import (
+    CHAINED,
+    GENESIS,
+    Anchor,
+    ChainCheck,
+    Fault,
+    chain_key,
+    key_id,
+    row_hash,
+)
 
 KEY = chain_key("unit-test-secret-0123")
 KEYS = {key_id(KEY): KEY}
@@ -76,3 +85,12 @@ def test_the_recorded_end_catches_rows_cut_from_the_tail() -> None:
     problem = first_problem(rows[:2], (4, rows[-1]["row_hash"]))
     assert (problem.fault, problem.seq) == (Fault.DELETED, 3)
     assert "2 rows (seq 3 to 4) missing at the end" in str(problem)
+
+
+def test_the_hash_covers_every_column_of_the_table_but_the_id_and_itself() -> None:
+    from signoff.audit.query import CSV_COLUMNS
+    from signoff.audit.schema import audit_events
+
+    columns = {c.name for c in audit_events.columns}
+    assert set(CHAINED) == columns - {"id", "row_hash"}
+    assert sorted(CSV_COLUMNS) == sorted(columns)  # an export carries all of them

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from signoff.audit.schema import audit_events
+from signoff.core.chain import CHAINED
 from signoff.core.teammates import TEAMMATE_PREFIX
 
 MAX_PAGE = 500
@@ -44,31 +45,7 @@ VISITOR_PREFIX = "user:"
 DECIDER_KINDS = {"visitor": VISITOR_PREFIX, "teammate": TEAMMATE_PREFIX}
 
 # The CSV's columns, in order: every column of the table, documents as JSON text.
-CSV_COLUMNS = (
-    "id",
-    "ts",
-    "site",
-    "session_id",
-    "conversation_id",
-    "user_id",
-    "card_id",
-    "action",
-    "kind",
-    "status",
-    "decided_by",
-    "level",
-    "ip",
-    "user_agent",
-    "duration_ms",
-    "params",
-    "result",
-    "response",
-    "error",
-    "seq",
-    "prev_hash",
-    "row_hash",
-    "key_id",
-)
+CSV_COLUMNS = ("id", *CHAINED, "row_hash")
 DOCUMENTS = frozenset({"params", "result", "response"})
 
 

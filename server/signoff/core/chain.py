@@ -22,7 +22,8 @@ from typing import Any
 
 GENESIS = "0" * 64  # the prev_hash of a site's first row
 
-# The columns a row's hash covers: all but its database id and the hash itself.
+# The columns a row's hash covers: all but its database id and the hash itself (in the
+# order an export lists them; the hash does not depend on it).
 CHAINED = (
     "ts",
     "site",
@@ -33,15 +34,15 @@ CHAINED = (
     "action",
     "kind",
     "status",
-    "params",
-    "result",
-    "response",
-    "error",
     "decided_by",
     "level",
     "ip",
     "user_agent",
     "duration_ms",
+    "params",
+    "result",
+    "response",
+    "error",
     "seq",
     "prev_hash",
     "key_id",
