@@ -127,7 +127,7 @@ async def read_page(
 
 async def stream_rows(
     engine: AsyncEngine, query: Select[Any], chunk: int = STREAM_CHUNK
-) -> AsyncIterator[Sequence[Any]]:
+) -> AsyncGenerator[Sequence[Any], None]:
     """The query's rows, ``chunk`` at a time, through a server-side cursor: memory stays
     flat however many rows there are."""
     async with engine.connect() as conn:
@@ -292,9 +292,11 @@ async def _written_csv(engine: AsyncEngine, where: AuditFilter) -> AsyncGenerato
     writer = csv.writer(lines, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     yield lines.drain()
-    async for rows in stream_rows(engine, export_query(where)):
-        writer.writerows(_csv_values(row) for row in rows)
-        yield lines.drain()
+    # Closed with this generator when the reader goes, so its connection goes back at once.
+    async with contextlib.aclosing(stream_rows(engine, export_query(where))) as chunks:
+        async for rows in chunks:
+            writer.writerows(_csv_values(row) for row in rows)
+            yield lines.drain()
 
 
 class _Lines:

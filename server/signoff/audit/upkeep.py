@@ -7,6 +7,7 @@ batch moving the chain's recorded start so what remains still verifies.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,15 +69,17 @@ async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification
             .where(audit_events.c.site == anchor.site, audit_events.c.seq.is_not(None))
             .order_by(audit_events.c.seq, audit_events.c.id)
         )
-        async for rows in stream_rows(engine, query):
-            for row in rows:
-                problem = check.feed(row._mapping)
+        # Closed at once when a problem ends the walk early, so its connection goes back.
+        async with contextlib.aclosing(stream_rows(engine, query)) as chunks:
+            async for rows in chunks:
+                for row in rows:
+                    problem = check.feed(row._mapping)
+                    if problem is not None:
+                        break
                 if problem is not None:
                     break
-            if problem is not None:
-                break
-        else:
-            problem = check.end()
+            else:
+                problem = check.end()
         report.rows += check.checked
         if problem is not None:
             report.problems.append(problem)
