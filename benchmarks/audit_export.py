@@ -47,9 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: python benchmarks/audit_export.py
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.servers import HOST, environment, signoff_command, wait_listening  # noqa: E402
 from signoff.audit.query import CSV_COLUMNS, DOCUMENTS  # noqa: E402
 
-HOST = "127.0.0.1"
 POSTGRES_URL = os.environ.get(
     "SIGNOFF_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -319,13 +319,6 @@ async def scratch_database(admin_url: str) -> AsyncIterator[str]:
             await admin.close()
 
 
-def environment(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update({f"SIGNOFF_{k.upper()}": v for k, v in settings.items()})
-    return env
-
-
 def upgrade(url: str) -> None:
     """``signoff db upgrade``, as an operator would make the schema."""
     done = subprocess.run(
@@ -396,19 +389,7 @@ def signoff_server(database: str, workdir: Path) -> Iterator[Server]:
     log = workdir / "signoff.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "signoff.cli",
-                "serve",
-                "benchmarks.echo_app:app",
-                "--app-dir",
-                str(ROOT),
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-            ],
+            signoff_command(port),
             cwd=ROOT,
             env=environment(
                 secret="bench-" + secrets.token_urlsafe(32),
@@ -423,7 +404,7 @@ def signoff_server(database: str, workdir: Path) -> Iterator[Server]:
         )
     server = Server(process, port, key, log)
     try:
-        wait_listening(server)
+        wait_listening(server.process, server.port, server.log, START_TIMEOUT)
         yield server
     finally:
         if process.poll() is None:
@@ -433,19 +414,6 @@ def signoff_server(database: str, workdir: Path) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def wait_listening(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            text = server.log.read_text(errors="replace")
-            raise RuntimeError(f"signoff serve exited with {server.process.returncode}:\n{text}")
-        with socket.socket() as sock:
-            if sock.connect_ex((HOST, server.port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"signoff serve did not listen on {server.port} within {START_TIMEOUT}s")
 
 
 async def export_signoff(server: Server, database: str, settings: Settings) -> Export:

@@ -46,8 +46,8 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
 from benchmarks import audit_export  # noqa: E402
 from benchmarks.client import worker_main  # noqa: E402
 from benchmarks.peers import raise_open_files  # noqa: E402
+from benchmarks.servers import HOST, environment, signoff_command, wait_listening  # noqa: E402
 
-HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -165,31 +165,19 @@ class Servers:
 
     def command(self, port: int) -> list[str]:
         if self.row.kind == "signoff":
-            return [
-                sys.executable,
-                "-m",
-                "signoff.cli",
-                "serve",
-                "benchmarks.echo_app:app",
-                "--app-dir",
-                str(ROOT),
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-            ]
+            return signoff_command(port)
         return [sys.executable, "-m", "benchmarks.peers", self.row.kind, "--port", str(port)]
 
     def environment(self, index: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        if self.row.kind == "signoff":
-            assert self.row.store is not None
-            env["SIGNOFF_SECRET"] = "bench-" + secrets.token_urlsafe(24)
-            env["SIGNOFF_STORE"] = store_url(self.row.store, self.tag)
+        if self.row.kind != "signoff":
+            return environment()
+        assert self.row.store is not None
+        return environment(
+            secret="bench-" + secrets.token_urlsafe(24),
+            store=store_url(self.row.store, self.tag),
             # One audit database per process: SQLite is not shared between servers.
-            env["SIGNOFF_AUDIT"] = f"sqlite:///{self.workdir / f'{self.tag}-audit-{index}.db'}"
-        return env
+            audit=f"sqlite:///{self.workdir / f'{self.tag}-audit-{index}.db'}",
+        )
 
     def start(self) -> None:
         for index in range(self.row.instances):
@@ -211,7 +199,7 @@ class Servers:
             self.instances.append(Instance(process, port, log, path))
         # Checked in turn: the second's failure is the same as the first's.
         for instance in self.instances:
-            wait_listening(instance)
+            wait_started(instance)
 
     def stop(self) -> None:
         for instance in self.instances:
@@ -243,19 +231,12 @@ def store_url(url: str, tag: str) -> str:
     return url + ("&" if "?" in url else "?") + f"prefix={tag}"
 
 
-def wait_listening(instance: Instance) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if instance.process.poll() is not None:
-            text = instance.log.read_text(errors="replace")
-            if any(marker in text for marker in STORE_FAILURE_MARKERS):
-                raise StoreUnavailable(text.strip().splitlines()[-1] if text.strip() else "")
-            raise RuntimeError(f"server exited with {instance.process.returncode}:\n{text}")
-        with socket.socket() as sock:
-            if sock.connect_ex((HOST, instance.port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {instance.port} within {START_TIMEOUT}s")
+def wait_started(instance: Instance) -> None:
+    def exited(text: str) -> None:
+        if any(marker in text for marker in STORE_FAILURE_MARKERS):
+            raise StoreUnavailable(text.strip().splitlines()[-1] if text.strip() else "")
+
+    wait_listening(instance.process, instance.port, instance.log, START_TIMEOUT, exited)
 
 
 @contextlib.contextmanager

@@ -6,28 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
-import pytest
-
-from signoff.audit import AuditEntry, AuditLog, AuditStatus, open_audit
+from signoff.audit import AuditEntry, AuditLog, AuditStatus
 from signoff.audit.query import CSV_COLUMNS, DOCUMENTS, PIECE_BYTES, AuditFilter, csv_chunks
-from tests.support import SECRET
 
 IST = timezone(timedelta(hours=5, minutes=30))
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TRICKY = 'a, "b"\nc\rd; ünïcode ✓'
-
-
-@pytest.fixture
-async def audit(audit_url: str) -> AsyncIterator[AuditLog]:
-    audit = open_audit(audit_url, SECRET)
-    await audit.start()
-    try:
-        yield audit
-    finally:
-        await audit.close()
 
 
 def entry(n: int, **changes: object) -> AuditEntry:
