@@ -283,3 +283,23 @@ async def test_each_level_of_a_team_chain_is_its_own_row(tmp_path: Any, audit_ur
         ("refund", "pending_confirmation", "teammate:key:lead-bot", 1, LOCAL, httpx_ua),
         ("refund", "success", "teammate:key:finance-bot", 2, LOCAL, httpx_ua),
     ]
+
+
+async def test_a_malformed_decision_is_refused_on_record_and_decides_nothing(
+    demo: Server,
+) -> None:
+    async with visitor(demo) as w:
+        await w.say("cancel order 1001")
+        card = await w.card("pending")
+        # An extra field is how a tampered client would try to add an argument.
+        await w.decide(card, args={"order_id": 1002})
+        assert (await w.error("bad_frame"))["message"] == "unexpected field 'args'"
+        await w.send({"type": "decision", "card_id": "card_nosuch", "decision": "yes"})
+        await w.error("bad_frame")
+        rows = await rows_of(demo, w)
+        assert rows[-1] == ("cancel_order", "refused", by_visitor(w), None, LOCAL, VISITOR_UA)
+        [refused] = await demo.engine.audit.rows(card_id=card["card_id"], status="refused")
+        assert refused["error"] == "socket: unexpected field 'args'"
+        assert refused["params"]["order_id"] == 1001  # the card's own, not the frame's
+        await w.decide(card)  # the card still waits for a real decision
+        await w.update(card["card_id"], "done")

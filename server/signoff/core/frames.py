@@ -7,6 +7,7 @@ right types; anything else is a ``bad_frame`` and changes nothing.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -111,6 +112,19 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
             ref=frame.client_id,
         )
     return frame
+
+
+def refused_decision_card(raw: str | bytes) -> str | None:
+    """The card a frame refused as malformed names, if it is a ``decision`` frame that
+    names one: such an attempt is audited on that card, like any refused decision."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != "decision":
+        return None
+    card_id = data.get("card_id")
+    return card_id if isinstance(card_id, str) and re.match(IDENTIFIER_PATTERN, card_id) else None
 
 
 def describe_invalid(exc: ValidationError, skip: int = 0, whole: str = "frame") -> str:

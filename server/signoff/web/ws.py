@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signoff import metrics
-from signoff.core.deciders import Client
+from signoff.core.deciders import Client, Decider
 from signoff.core.frames import (
     MAX_FRAME_BYTES,
     ClientFrame,
@@ -31,6 +31,7 @@ from signoff.core.frames import (
     compact_replay,
     iso,
     parse_client_frame,
+    refused_decision_card,
 )
 from signoff.core.ratelimit import TokenBucket
 from signoff.core.tokens import (
@@ -42,6 +43,7 @@ from signoff.core.tokens import (
     load_user_token,
     sign_session_token,
 )
+from signoff.engine.runner import visitor
 from signoff.store import SessionRecord, StoreUnavailable
 from signoff.web.incoming import client_of
 
@@ -236,7 +238,17 @@ class Connection:
         except ProtocolError as error:
             if not allowed and error.code is not ErrorCode.RATE_LIMITED:
                 error = ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down")
+            elif error.code is ErrorCode.BAD_FRAME and self.session is not None:
+                self._audit_malformed_decision(raw, error.message)
             self.refuse(error)
+
+    def _audit_malformed_decision(self, raw: str | bytes, why: str) -> None:
+        """A malformed decision (an extra field, a bad hash) is a refused attempt on the
+        card it names, audited as any other."""
+        card_id = refused_decision_card(raw)
+        if card_id is not None and self.session is not None:
+            by = Decider.at(visitor(self.session), self.client)
+            self.engine.spawn(self.engine.refuse_attempt(card_id, by, f"socket: {why}"))
 
     async def _dispatch(self, frame: ClientFrame) -> None:
         if isinstance(frame, Ping):
