@@ -34,6 +34,7 @@ KNOWN_KEYS = {
     "lease_margin",
     "audit_retention_days",
     "audit_purge_interval",
+    "previous_secrets",
 } | TABLES
 
 
@@ -73,6 +74,9 @@ def origin_matches(pattern: str, origin: str) -> bool:
 @dataclass
 class Settings:
     secret: str
+    # Secrets used before the current one: `signoff audit verify` checks rows chained
+    # under them too, so a rotated secret does not break the chain's evidence.
+    previous_secrets: tuple[str, ...] = ()
     store: str = "memory://"
     audit: str = "sqlite:///signoff.db"
     session_ttl: float = DEFAULT_SESSION_TTL
@@ -142,6 +146,19 @@ def _sites(raw: Any) -> dict[str, Site]:
     return sites
 
 
+def _previous_secrets(value: Any) -> tuple[str, ...]:
+    """A TOML list of strings, or the environment's secrets separated by spaces."""
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("SIGNOFF_PREVIOUS_SECRETS: expected a list of secrets")
+    if any(len(v) < MIN_SECRET_LENGTH for v in value):
+        raise ConfigError(
+            f"SIGNOFF_PREVIOUS_SECRETS: each must be at least {MIN_SECRET_LENGTH} characters"
+        )
+    return tuple(value)
+
+
 def whole_days(name: str, value: Any) -> int:
     """A whole, positive number of days (TOML integer, or digits in the environment)."""
     if isinstance(value, str) and value.strip().isdigit():
@@ -199,6 +216,7 @@ def load_settings(
     # The store and audit URLs are checked where they are opened, before serving.
     return Settings(
         secret=secret,
+        previous_secrets=_previous_secrets(values.get("previous_secrets", ())),
         store=str(values.get("store", "memory://")),
         audit=str(values.get("audit", "sqlite:///signoff.db")),
         session_ttl=_positive(

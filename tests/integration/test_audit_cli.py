@@ -143,3 +143,25 @@ def test_purge_follows_each_sites_retention(
 
     assert with_log(audit_url, actions) == ["old-shop", "new"]
     assert audit_cmd("verify")[0] == 0
+
+
+def test_verify_checks_rows_chained_before_a_rotated_secret_with_the_old_one(
+    audit_url: str, audit_cmd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(audit_url, entry("before"))
+    rotated = "rotated-secret-0123456789abcdef"
+
+    async def run() -> None:
+        audit = open_audit(audit_url, rotated)  # the server after the rotation
+        await audit.start()
+        try:
+            await audit.record(entry("after"))
+        finally:
+            await audit.close()
+
+    asyncio.run(run())
+    monkeypatch.setenv("SIGNOFF_SECRET", rotated)
+    status, out, _ = audit_cmd("verify")
+    assert status == 1 and "foreign_key" in out and "(seq 1)" in out
+    monkeypatch.setenv("SIGNOFF_PREVIOUS_SECRETS", SECRET)
+    assert audit_cmd("verify")[:2] == (0, "audit log: 2 rows checked in 1 site(s): intact\n")

@@ -637,3 +637,15 @@ def test_an_app_sets_a_sites_audit_retention_in_code() -> None:
     assert load_settings(env=ENV).retention(app.sites)("shop") == 5
     with pytest.raises(ConfigError, match=r"sites\.blog\.audit_retention_days"):
         app.site("blog", ["https://blog.example"], audit_retention_days=0)
+
+
+def test_previous_secrets_come_as_a_list_or_separated_by_spaces(tmp_path: Path) -> None:
+    old, older = "o" * MIN_SECRET_LENGTH, "p" * MIN_SECRET_LENGTH
+    env = {**ENV, "SIGNOFF_PREVIOUS_SECRETS": f"{old} {older}"}
+    assert load_settings(env=env).previous_secrets == (old, older)
+    config = write(tmp_path, f'previous_secrets = ["{old}"]\n')
+    assert load_settings(config, ENV).previous_secrets == (old,)
+    with pytest.raises(ConfigError, match="SIGNOFF_PREVIOUS_SECRETS"):
+        load_settings(env={**ENV, "SIGNOFF_PREVIOUS_SECRETS": "short"})
+    with pytest.raises(ConfigError, match="SIGNOFF_PREVIOUS_SECRETS"):
+        load_settings(write(tmp_path, "previous_secrets = [1]\n"), ENV)

@@ -89,8 +89,8 @@ async def run_audit(args: argparse.Namespace, settings: Settings, out: TextIO | 
                 out.write(text)
             return 0
         if args.verb == "verify":
-            key = chain_key(settings.secret)
-            report = await verify(audit.engine, {key_id(key): key})
+            keys = [chain_key(s) for s in (settings.secret, *settings.previous_secrets)]
+            report = await verify(audit.engine, {key_id(key): key for key in keys})
             for problem in report.problems:
                 print(problem, file=out)
             state = "intact" if report.intact else f"{len(report.problems)} broken"
