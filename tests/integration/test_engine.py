@@ -45,8 +45,21 @@ class ScriptBot:
             yield call
 
 
+OPEN_WORLDS: list[World] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_worlds() -> AsyncIterator[None]:
+    """Every World's audit log is closed before the test's event loop is: a connection
+    left open (a crash simulated mid-call) would outlive the loop it reports to."""
+    yield
+    while OPEN_WORLDS:
+        await OPEN_WORLDS.pop().audit.close()
+
+
 class World:
     def __init__(self, bot: Any, tmp_path: Any, store: MemoryStore | None = None) -> None:
+        OPEN_WORLDS.append(self)
         self.app = Signoff(bot=bot)
         self.runs: list[str] = []
         self.started = asyncio.Event()
