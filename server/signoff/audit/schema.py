@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -97,6 +98,13 @@ audit_events = Table(
     Index("ix_audit_events_status_ts", "status", "ts"),
     Index("ix_audit_events_site_seq", "site", "seq", unique=True),
     Index("ix_audit_events_site_id", "site", "id"),
+    # Rows not chained yet (written before revision 0003): empty once a server started.
+    Index(
+        "ix_audit_events_unchained",
+        "id",
+        postgresql_where=text("seq IS NULL"),
+        sqlite_where=text("seq IS NULL"),
+    ),
 )
 
 # Each site's chain: where it ends (the last row written) and where it now begins (the
