@@ -23,6 +23,7 @@ from signoff.core.frames import describe_invalid
 from signoff.web.api import AUDIT_STATUSES, AuditQuery
 
 SUMMARY_CHARS = 160
+FAULTS = frozenset({"failed", "refused", "interrupted", "skipped"})  # statuses of errors
 DECIDER_KINDS = ("auto", *DECIDER_PREFIXES)  # the decided_by select's choices
 # The form's fields, in the order links write them; ``before`` is the page cursor.
 TEXT_FIELDS = ("since", "until", "conversation", "action", "decided_by", "decider", "site")
@@ -130,6 +131,10 @@ def outcome(row: dict[str, Any]) -> str:
     return short(" · ".join(parts))
 
 
+def milliseconds(duration: float) -> str:
+    return f"{duration:.1f} ms" if duration < 10 else f"{duration:.0f} ms"
+
+
 def audit_cells(row: dict[str, Any]) -> dict[str, Any]:
     """One audit row as the dashboard's table shows it; the template escapes every value."""
     duration = row["duration_ms"]
@@ -144,10 +149,13 @@ def audit_cells(row: dict[str, Any]) -> dict[str, Any]:
         "level": row["level"],
         "ip": row["ip"] or "",
         "user_agent": row["user_agent"] or "",
-        "duration": f"{duration:.0f} ms" if duration is not None else "",
+        "duration": milliseconds(duration) if duration is not None else "",
         "params": short(compact(row["params"])),
         "outcome": outcome(row),
-        "failed": bool(row["error"]),
+        # An error in red; why a card waits or ended (declined, expired) as plain text.
+        "outcome_style": (
+            "doc" if not row["error"] else "error" if row["status"] in FAULTS else "reason"
+        ),
         "conversation_id": row["conversation_id"],
         "card_id": row["card_id"] or "",
     }
