@@ -10,7 +10,7 @@ import asyncio
 import codecs
 import contextlib
 import csv
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -146,7 +146,7 @@ def export_query(where: AuditFilter) -> Select[Any]:
     return select(*columns).where(where.where()).order_by(c.id)
 
 
-async def csv_chunks(engine: AsyncEngine, where: AuditFilter) -> AsyncIterator[str]:
+async def csv_chunks(engine: AsyncEngine, where: AuditFilter) -> AsyncGenerator[str, None]:
     """The rows as CSV text: the header, then the rows, a piece at a time.
 
     RFC 4180 quoting, records ending in LF (as PostgreSQL's COPY writes them), a NULL as

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -509,8 +509,7 @@ async def audit_csv(runtime: Runtime, where: AuditFilter) -> Response:
     """The rows as a CSV download, streamed chunk by chunk in constant memory. The first
     chunk of rows is read before the answer starts, so a database that cannot be reached
     is a 503 rather than a cut-off file."""
-    # csv_chunks is an async generator; it is closed here if the client goes away.
-    chunks = cast(AsyncGenerator[str, None], csv_chunks(runtime.audit.engine, where))
+    chunks = csv_chunks(runtime.audit.engine, where)  # closed here if the client goes away
     try:
         first = [await anext(chunks)]
         if (rows := await anext(chunks, None)) is not None:
