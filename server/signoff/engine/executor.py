@@ -33,7 +33,7 @@ class Outcome:
     duration_ms: float = 0.0
     # The last HTTP response the call received through ctx.http: status and body text.
     # Kept only until the audit row summarises it.
-    response: tuple[int, str] | None = None
+    response: tuple[int, str | None, int] | None = None  # status, body, size (ctx.http)
 
     def tool_content(self) -> dict[str, Any]:
         if self.ok:
@@ -106,8 +106,8 @@ class Auditor:
             error = outcome.error
         response = None
         if outcome is not None and outcome.response is not None:
-            code, body = outcome.response
-            summary = self._body_summary(body, sensitive, freeform, private)
+            code, body, size = outcome.response
+            summary = self._body_summary(body, size, sensitive, freeform, private)
             response = {"status": code, "body": summary}
         return AuditEntry(
             ts=datetime.now(UTC),
@@ -132,13 +132,25 @@ class Auditor:
         )
 
     def _body_summary(
-        self, body: str, sensitive: frozenset[str], freeform: frozenset[str], private: list[str]
+        self,
+        body: str | None,
+        size: int,
+        sensitive: frozenset[str],
+        freeform: frozenset[str],
+        private: list[str],
     ) -> str:
         """The start of a response body, redacted like params: a JSON body field by field,
-        any text by its sensitively named pairs, card numbers and the call's private args."""
+        other text by its sensitively named pairs, card numbers and the call's private args.
+        A body too large to read whole, or one that looks like JSON but does not parse
+        (its fields could not be told apart), is recorded by its size alone."""
+        withheld = f"[{size} bytes, not shown]"
+        if body is None:
+            return withheld
         try:
             parsed = json.loads(body)
         except ValueError:
+            if body.lstrip().startswith(("{", "[")):
+                return withheld
             text = mask_sensitive_pairs(body, sensitive)
         else:
             redacted = redact(parsed, sensitive=sensitive, freeform=freeform, key=self._key)

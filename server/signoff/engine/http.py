@@ -13,8 +13,9 @@ import httpx
 
 # Connections to another system are reused across calls; these bound how many stay open.
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-# Read for the audit summary at most; bodies are summarised, never stored whole.
-MAX_SUMMARY_SOURCE = 64 * 1024
+# The largest body summarised for the audit log: read whole, so a JSON body is redacted
+# field by field before it is cut. A larger one is recorded by its size alone.
+MAX_SUMMARY_SOURCE = 1024 * 1024
 
 
 def shared_client() -> httpx.AsyncClient:
@@ -59,9 +60,13 @@ class ActionHttp:
     async def delete(self, url: str | httpx.URL, **options: Any) -> httpx.Response:
         return await self.request("DELETE", url, **options)
 
-    def answered(self) -> tuple[int, str] | None:
-        """The last response's status and the start of its body; None if none came."""
+    def answered(self) -> tuple[int, str | None, int] | None:
+        """The last response's status, its whole body as text (None past
+        MAX_SUMMARY_SOURCE) and its size in bytes; None if no response came."""
         if self.last is None:
             return None
-        body = self.last.content[:MAX_SUMMARY_SOURCE]
-        return self.last.status_code, body.decode(self.last.encoding or "utf-8", "replace")
+        content = self.last.content
+        if len(content) > MAX_SUMMARY_SOURCE:
+            return self.last.status_code, None, len(content)
+        text = content.decode(self.last.encoding or "utf-8", "replace")
+        return self.last.status_code, text, len(content)
