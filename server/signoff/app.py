@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from signoff.config import Settings, Site, load_settings, make_site, whole_days
+from signoff.config import Settings, Site, load_settings, make_site
 from signoff.core.actions import ActionError, ActionFunc, Registry, make_action
 from signoff.engine.runner import Bot
 
@@ -45,19 +45,9 @@ class Signoff:
 
         return register(func) if func is not None else register
 
-    def site(
-        self, name: str, origins: Iterable[str], *, audit_retention_days: int | None = None
-    ) -> None:
-        """Allow the widget for ``name`` on pages served from these origins; keep its audit
-        rows ``audit_retention_days`` days (default: the server's setting, else for ever)."""
-        site = make_site(name, list(origins))
-        if audit_retention_days is not None:
-            site = Site(
-                site.name,
-                site.origins,
-                whole_days(f"sites.{name}.audit_retention_days", audit_retention_days),
-            )
-        self.sites[name] = site
+    def site(self, name: str, origins: Iterable[str]) -> None:
+        """Allow the widget for ``name`` on pages served from these origins."""
+        self.sites[name] = make_site(name, list(origins))
 
     def use_bot(self, bot: Bot) -> Bot:
         self.bot = bot

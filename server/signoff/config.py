@@ -91,13 +91,13 @@ class Settings:
     audit_retention_days: int | None = None  # None: audit rows are kept forever
     audit_purge_interval: float = 3600.0
 
-    def retention(self, sites: Mapping[str, Site] | None = None) -> Callable[[str], int | None]:
+    def retention(self) -> Callable[[str], int | None]:
         """How many days each site's audit rows are kept (None: for ever): the site's own
-        setting, else the server's. ``sites`` adds the app's own to the configured ones."""
-        known = {**self.sites, **(sites or {})}
+        setting, else the server's. Only the settings say: a purge from the command line
+        and the server's own purges must agree."""
 
         def days(site: str) -> int | None:
-            own = known[site].audit_retention_days if site in known else None
+            own = self.sites[site].audit_retention_days if site in self.sites else None
             return own if own is not None else self.audit_retention_days
 
         return days
@@ -141,7 +141,7 @@ def _sites(raw: Any) -> dict[str, Site]:
         site = make_site(name, origins)
         days = table.get("audit_retention_days")
         if days is not None:
-            days = whole_days(f"sites.{name}.audit_retention_days", days)
+            days = _whole_days(f"sites.{name}.audit_retention_days", days)
         sites[name] = Site(site.name, site.origins, days)
     return sites
 
@@ -159,7 +159,7 @@ def _previous_secrets(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def whole_days(name: str, value: Any) -> int:
+def _whole_days(name: str, value: Any) -> int:
     """A whole, positive number of days (TOML integer, or digits in the environment)."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
@@ -233,7 +233,7 @@ def load_settings(
             "SIGNOFF_AUDIT_PURGE_INTERVAL", values.get("audit_purge_interval", 3600.0)
         ),
         audit_retention_days=(
-            whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
+            _whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
             if "audit_retention_days" in values
             else None
         ),

@@ -16,6 +16,7 @@ import pytest
 from signoff.audit import AuditEntry, AuditStatus, open_audit
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
+from signoff.config import Site
 from tests.support import SECRET, CountingShop, running, settings, widget
 
 
@@ -140,8 +141,17 @@ async def test_the_server_purges_rows_past_retention_by_itself(
     audit_url: str, tmp_path: Any
 ) -> None:
     shop = CountingShop()
+    # The app allows the site in code as well; the settings' retention still holds for it.
+    shop.app.site("demo", ["http://127.0.0.1:*", "http://localhost:*"])
     old = datetime.now(UTC) - timedelta(days=3)
-    config = settings(tmp_path, audit=audit_url, audit_retention_days=2, audit_purge_interval=0.1)
+    sites = {"demo": Site("demo", ("http://127.0.0.1:*",), audit_retention_days=2)}
+    config = settings(
+        tmp_path,
+        audit=audit_url,
+        sites=sites,
+        audit_retention_days=365,
+        audit_purge_interval=0.1,
+    )
     async with running(shop.app, config) as server:
         audit = server.engine.audit
         await audit.record(entry_at(old, "old"), entry_at(old, "older"))

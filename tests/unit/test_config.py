@@ -600,13 +600,8 @@ def test_audit_retention_is_per_site_with_a_server_wide_default(tmp_path: Path) 
         'audit_retention_days = 90\n[sites.shop]\norigins = ["https://shop.example"]\n'
         'audit_retention_days = 7\n[sites.blog]\norigins = ["https://blog.example"]\n',
     )
-    retention = load_settings(config, ENV).retention({"app": Site("app", (), 400)})
-    assert (retention("shop"), retention("blog"), retention("app"), retention("gone")) == (
-        7,
-        90,
-        400,
-        90,
-    )
+    retention = load_settings(config, ENV).retention()
+    assert (retention("shop"), retention("blog"), retention("gone")) == (7, 90, 90)
     assert load_settings(env=ENV).retention()("shop") is None  # kept for ever by default
     env = {**ENV, "SIGNOFF_AUDIT_RETENTION_DAYS": "30", "SIGNOFF_AUDIT_PURGE_INTERVAL": "60"}
     settings = load_settings(env=env)
@@ -627,25 +622,3 @@ def test_a_bad_site_retention_is_named(tmp_path: Path, value: str) -> None:
     )
     with pytest.raises(ConfigError, match=r"sites\.shop\.audit_retention_days"):
         load_settings(config, ENV)
-
-
-def test_an_app_sets_a_sites_audit_retention_in_code() -> None:
-    from signoff import Signoff
-
-    app = Signoff()
-    app.site("shop", ["https://shop.example"], audit_retention_days=5)
-    assert load_settings(env=ENV).retention(app.sites)("shop") == 5
-    with pytest.raises(ConfigError, match=r"sites\.blog\.audit_retention_days"):
-        app.site("blog", ["https://blog.example"], audit_retention_days=0)
-
-
-def test_previous_secrets_come_as_a_list_or_separated_by_spaces(tmp_path: Path) -> None:
-    old, older = "o" * MIN_SECRET_LENGTH, "p" * MIN_SECRET_LENGTH
-    env = {**ENV, "SIGNOFF_PREVIOUS_SECRETS": f"{old} {older}"}
-    assert load_settings(env=env).previous_secrets == (old, older)
-    config = write(tmp_path, f'previous_secrets = ["{old}"]\n')
-    assert load_settings(config, ENV).previous_secrets == (old,)
-    with pytest.raises(ConfigError, match="SIGNOFF_PREVIOUS_SECRETS"):
-        load_settings(env={**ENV, "SIGNOFF_PREVIOUS_SECRETS": "short"})
-    with pytest.raises(ConfigError, match="SIGNOFF_PREVIOUS_SECRETS"):
-        load_settings(write(tmp_path, "previous_secrets = [1]\n"), ENV)

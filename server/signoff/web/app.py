@@ -110,7 +110,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             except Exception as exc:  # expiring a card resumes its turn: the bot's errors too
                 log.error("sweep failed\n%s", withheld(exc))
 
-    retention = settings.retention(runtime.sites)
+    retention = settings.retention()
 
     async def purger() -> None:
         """Audit rows past their site's retention go, every ``audit_purge_interval``.
