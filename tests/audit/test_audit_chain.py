@@ -272,3 +272,36 @@ async def test_values_a_backend_reshapes_still_verify(audit: AuditLog) -> None:
     odd = {"big": 1e20, "whole": 1.0, "zero": -0.0, "small": 1.5e-7, "nested": [{"é": "\x00"}]}
     await audit.record(entry("odd", params=odd, result={"n": 2.0**60}, duration_ms=3.0))
     assert (await check(audit)).intact
+
+
+async def test_verify_is_not_fooled_by_a_server_writing_and_purging_meanwhile(
+    audit_url: str, audit: AuditLog
+) -> None:
+    """verify reads one snapshot: rows committed or purged during its walk are not news of
+    tampering (they would be, read against chain ends read a moment earlier)."""
+    now = datetime.now(UTC)
+    await audit.record(*(entry(f"old{i}", ts=now - timedelta(days=9)) for i in range(200)))
+    server = open_audit(audit_url, SECRET)
+    await server.start()
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        n = 0
+        while not stop.is_set():
+            await server.record(entry(f"new{n}"), entry(f"shop{n}", site="shop"))
+            n += 1
+
+    async def purge_old() -> None:
+        while not stop.is_set():
+            await purge(server.engine, {"demo": 1, "shop": None}.get, datetime.now(UTC))
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(write()), asyncio.create_task(purge_old())]
+    try:
+        reports = [await check(audit) for _ in range(15)]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await server.close()
+    assert [r.problems for r in reports if not r.intact] == []
+    assert reports[-1].rows > 0

@@ -126,14 +126,21 @@ async def read_page(
 
 
 async def stream_rows(
-    engine: AsyncEngine, query: Select[Any], chunk: int = STREAM_CHUNK
+    source: AsyncEngine | AsyncConnection, query: Select[Any], chunk: int = STREAM_CHUNK
 ) -> AsyncGenerator[Sequence[Any], None]:
     """The query's rows, ``chunk`` at a time, through a server-side cursor: memory stays
-    flat however many rows there are."""
-    async with engine.connect() as conn:
-        result = await conn.stream(query.execution_options(yield_per=chunk))
+    flat however many rows there are. On a connection given, inside its transaction."""
+    if isinstance(source, AsyncEngine):
+        async with source.connect() as conn:
+            async for rows in stream_rows(conn, query, chunk):
+                yield rows
+        return
+    result = await source.stream(query.execution_options(yield_per=chunk))
+    try:
         async for rows in result.partitions(chunk):
             yield rows
+    finally:
+        await result.close()
 
 
 def export_query(where: AuditFilter) -> Select[Any]:

@@ -35,9 +35,14 @@ class Verification:
 
 
 async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification:
-    """Check every site's chain; ``keys`` maps key ids to chain keys (signoff.core.chain)."""
+    """Check every site's chain; ``keys`` maps key ids to chain keys (signoff.core.chain).
+
+    Everything is read in one snapshot of the database, so rows written or purged by a
+    running server while the check runs are not mistaken for tampering.
+    """
     report = Verification()
     async with engine.connect() as conn:
+        await _snapshot(conn)
         anchors = [
             Anchor(r.site, r.purged_seq, r.purged_hash, r.seq, r.row_hash)
             for r in await conn.execute(select(audit_chains).order_by(audit_chains.c.site))
@@ -56,34 +61,42 @@ async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification
                 .limit(1)
             )
         ).first()
-    if stray is not None:
-        report.problems.append(
-            Problem(stray.site, Fault.INSERTED, stray.seq, stray.id, "it is in no chain")
-        )
-    for anchor in anchors:
-        report.sites += 1
-        check = ChainCheck(keys, anchor)
-        problem = None
-        query = (
-            select(audit_events)
-            .where(audit_events.c.site == anchor.site, audit_events.c.seq.is_not(None))
-            .order_by(audit_events.c.seq, audit_events.c.id)
-        )
-        # Closed at once when a problem ends the walk early, so its connection goes back.
-        async with contextlib.aclosing(stream_rows(engine, query)) as chunks:
-            async for rows in chunks:
-                for row in rows:
-                    problem = check.feed(row._mapping)
-                    if problem is not None:
-                        break
-                if problem is not None:
-                    break
-            else:
-                problem = check.end()
-        report.rows += check.checked
-        if problem is not None:
-            report.problems.append(problem)
+        if stray is not None:
+            report.problems.append(
+                Problem(stray.site, Fault.INSERTED, stray.seq, stray.id, "it is in no chain")
+            )
+        for anchor in anchors:
+            report.sites += 1
+            check = ChainCheck(keys, anchor)
+            problem = await _walk(conn, anchor, check)
+            report.rows += check.checked
+            if problem is not None:
+                report.problems.append(problem)
     return report
+
+
+async def _snapshot(conn: AsyncConnection) -> None:
+    """Make the connection's reads one snapshot until it closes."""
+    if conn.dialect.name == "postgresql":
+        await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    else:  # SQLite in WAL mode: a read transaction sees the database as it began
+        await conn.exec_driver_sql("BEGIN")
+
+
+async def _walk(conn: AsyncConnection, anchor: Anchor, check: ChainCheck) -> Problem | None:
+    """Feed one site's rows to ``check`` in chain order; the first problem, if any."""
+    query = (
+        select(audit_events)
+        .where(audit_events.c.site == anchor.site, audit_events.c.seq.is_not(None))
+        .order_by(audit_events.c.seq, audit_events.c.id)
+    )
+    # Closed at once when a problem ends the walk early, so the cursor goes too.
+    async with contextlib.aclosing(stream_rows(conn, query)) as chunks:
+        async for rows in chunks:
+            for row in rows:
+                if (problem := check.feed(row._mapping)) is not None:
+                    return problem
+    return check.end()
 
 
 async def purge(
