@@ -149,10 +149,12 @@ async def _count_old(engine: AsyncEngine, site: str, cutoff: datetime) -> int:
 async def _purge_site(engine: AsyncEngine, site: str, cutoff: datetime, now: datetime) -> int:
     c = audit_events.c
     total = 0
+    # Found once: rows below it are old and stay so, and rows written meanwhile come after.
+    async with engine.connect() as conn:
+        boundary = await _boundary(conn, site, cutoff)
     while True:
         async with engine.begin() as conn:
             await lock_chains(conn, {site})
-            boundary = await _boundary(conn, site, cutoff)
             start = await conn.execute(
                 select(audit_chains.c.purged_seq).where(audit_chains.c.site == site)
             )
