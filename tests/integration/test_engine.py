@@ -14,6 +14,7 @@ from signoff.audit import open_audit
 from signoff.core.frames import ProtocolError
 from signoff.core.turns import MAX_REPEATED_PROPOSALS
 from signoff.engine import Engine
+from signoff.engine.runner import SORRY
 from signoff.store import SessionRecord
 from signoff.store.memory import MemoryStore
 from tests.support import SECRET
@@ -396,3 +397,18 @@ async def test_a_confirm_racing_the_sweeper_after_the_deadline_never_runs(tmp_pa
     rows = await world.audit.rows(action="purge")
     # Expired once, by one of them.
     assert [r["status"] for r in rows] == ["pending_confirmation", "expired"]
+
+
+async def test_an_audit_log_that_cannot_write_opens_no_card(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("purge", {"n": 3})), tmp_path)
+    session = await world.session()
+
+    async def down(*entries: Any) -> None:
+        raise OSError("the audit database is unreachable")
+
+    world.audit.record = down  # type: ignore[method-assign]
+    await world.engine.handle_message(session, "go", "c1")
+    assert await world.cards(session) == []
+    assert await world.store.open_cards(session.session_id) == []
+    assert world.runs == []
+    assert (await world.bot_texts(session))[-1] == SORRY

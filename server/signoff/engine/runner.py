@@ -399,14 +399,15 @@ class Engine:
             status=Status.WAITING if plan.approver == "team" else Status.PENDING,
             updated_at=now,
         )
-        # Saved before the card is shown, so a decision that comes at once finds the turn.
-        await self.store.save_conversation(session.session_id, conversation)
-        await self.store.add_card(card)
-        # On record before anyone can see the card, so its decision's rows come after.
+        # On record before the card exists anywhere (a teammate may list it once stored),
+        # so its decision's rows come after; an audit log that cannot write opens no card.
         waits = "the visitor" if card.approver == "user" else f"level 1 ({card.role})"
         await self._audit_card(
             card, card.calls, AuditStatus.PENDING_CONFIRMATION, None, f"waits for {waits}"
         )
+        # Saved before the card is shown, so a decision that comes at once finds the turn.
+        await self.store.save_conversation(session.session_id, conversation)
+        await self.store.add_card(card)
         metrics.cards_opened.labels(card.approver).inc()
         await self._emit_card(card, min(card.timeout_at, session.expires_at))
         if card.status is Status.WAITING:
