@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -210,12 +210,13 @@ class AuditLog:
                     if not rows:
                         break
                     await self._link(conn, rows, relock=False)
-                    for row in rows:
-                        await conn.execute(
-                            update(audit_events)
-                            .where(audit_events.c.id == row["id"])
-                            .values({k: row[k] for k in CHAIN_COLUMNS})
-                        )
+                    # One statement for the batch (executemany), not a round trip per row.
+                    await conn.execute(
+                        update(audit_events)
+                        .where(audit_events.c.id == bindparam("row_id"))
+                        .values({k: bindparam(k) for k in CHAIN_COLUMNS}),
+                        [{"row_id": r["id"], **{k: r[k] for k in CHAIN_COLUMNS}} for r in rows],
+                    )
 
     async def rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Rows matching equality filters (column=value), oldest first."""
