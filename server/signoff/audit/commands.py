@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from signoff.audit.log import AuditStatus, open_audit
-from signoff.audit.query import AuditFilter, csv_chunks
+from signoff.audit.query import AuditFilter, as_utc, csv_chunks
 from signoff.audit.upkeep import purge, verify
 from signoff.config import ConfigError, Settings
 from signoff.core.chain import chain_key, key_id
@@ -52,10 +52,9 @@ def add_audit_commands(commands: Any) -> None:
 
 def instant(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text)
+        return as_utc(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def audit_command(args: argparse.Namespace, settings: Settings) -> int:

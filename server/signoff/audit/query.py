@@ -12,7 +12,7 @@ import contextlib
 import csv
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -47,6 +47,13 @@ DECIDER_KINDS = {"visitor": VISITOR_PREFIX, "teammate": TEAMMATE_PREFIX}
 # The CSV's columns, in order: every column of the table, documents as JSON text.
 CSV_COLUMNS = ("id", *CHAINED, "row_hash")
 DOCUMENTS = frozenset({"params", "result", "response"})
+
+
+def as_utc(text: str) -> datetime:
+    """An ISO 8601 time (``2026-11-01``, ``2026-11-01T14:30``, with or without an offset);
+    one without an offset is taken as UTC. Raises ValueError for anything else."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
-from signoff.audit.query import DECIDER_KINDS as DECIDER_PREFIXES
-from signoff.audit.query import AuditFilter
+from signoff.audit.query import DECIDER_KINDS, AuditFilter, as_utc
 from signoff.core.frames import describe_invalid
 from signoff.web.api import AUDIT_STATUSES, AuditQuery
 
 SUMMARY_CHARS = 160
 FAULTS = frozenset({"failed", "refused", "interrupted", "skipped"})  # statuses of errors
-DECIDER_KINDS = ("auto", *DECIDER_PREFIXES)  # the decided_by select's choices
+DECIDER_CHOICES = ("auto", *DECIDER_KINDS)  # the decided_by select's options
 # The form's fields, in the order links write them; ``before`` is the page cursor.
 TEXT_FIELDS = ("since", "until", "conversation", "action", "decided_by", "decider", "site")
 FIELDS = frozenset({"status", *TEXT_FIELDS, "before"})
@@ -102,12 +101,9 @@ class AuditForm:
 def utc_time(name: str, value: str) -> datetime:
     """A ``datetime-local`` value (``2024-05-01T14:30``) as that time in UTC."""
     try:
-        parsed = datetime.fromisoformat(value)
+        return as_utc(value)
     except ValueError:
         raise FilterError(400, f"{name}: not a date and time like 2024-05-01T14:30") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed
 
 
 def short(text: str, limit: int = SUMMARY_CHARS) -> str:
@@ -161,4 +157,4 @@ def audit_cells(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-FORM_CHOICES = {"statuses": AUDIT_STATUSES, "decider_kinds": DECIDER_KINDS}
+FORM_CHOICES = {"statuses": AUDIT_STATUSES, "decider_kinds": DECIDER_CHOICES}
