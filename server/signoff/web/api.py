@@ -496,6 +496,10 @@ def audit_row(row: dict[str, Any]) -> dict[str, Any]:
 
 async def read_audit(runtime: Runtime, call: Call) -> Response:
     query: AuditQuery = call.query
+    if call.account.roles <= {HOST}:
+        # A host backend's key only signs user tokens; it is not to read visitors'
+        # addresses and what was done for them.
+        raise ApiError(403, "forbidden", "a key with only the host role cannot read the audit log")
     where = query.audit_filter(call.account.sites)
     if query.format == "csv":
         return await audit_csv(runtime, where)
