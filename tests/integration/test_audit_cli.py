@@ -165,3 +165,10 @@ def test_verify_checks_rows_chained_before_a_rotated_secret_with_the_old_one(
     assert status == 1 and "foreign_key" in out and "(seq 1)" in out
     monkeypatch.setenv("SIGNOFF_PREVIOUS_SECRETS", SECRET)
     assert audit_cmd("verify")[:2] == (0, "audit log: 2 rows checked in 1 site(s): intact\n")
+
+
+def test_the_audit_commands_do_not_migrate_the_database(audit_cmd: Any) -> None:
+    for verb in ("export", "verify", "purge"):
+        status, out, err = audit_cmd(verb)
+        assert (status, out) == (2, "")
+        assert "revision none" in err and "signoff db upgrade" in err

@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from signoff.audit.log import AuditStatus, open_audit
+from signoff.audit.log import AuditError, AuditStatus, open_audit
+from signoff.audit.migrate import head
 from signoff.audit.query import AuditFilter, as_utc, csv_chunks
 from signoff.audit.upkeep import purge, verify
 from signoff.config import ConfigError, Settings
@@ -73,7 +74,13 @@ async def run_audit(args: argparse.Namespace, settings: Settings, out: TextIO | 
     out = out or sys.stdout
     audit = open_audit(settings.audit)  # reads and deletes; writes no row
     try:
-        await audit.upgrade()
+        # Not migrated from here: a newer command must not change a server's database.
+        revision = await audit.revision()
+        if revision != head():
+            raise AuditError(
+                f"SIGNOFF_AUDIT: the audit database is at revision {revision or 'none'}, "
+                f"not {head()}; run `signoff db upgrade` (or start the server) first"
+            )
         if args.verb == "export":
             where = AuditFilter(
                 statuses=tuple(args.statuses or ()),

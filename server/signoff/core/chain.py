@@ -140,7 +140,8 @@ class ChainCheck:
             return self._problem(
                 Fault.FOREIGN_KEY,
                 row,
-                f"chained under key {row.get('key_id')}, which no secret given here makes",
+                f"chained under key {row.get('key_id')}, which none of the secrets given "
+                "makes: written before a rotation, or its key id was edited",
             )
         seq = row.get("seq")
         if not self._valid(row):
