@@ -96,9 +96,12 @@ def redact(
     *,
     sensitive: Collection[str] = (),
     freeform: Collection[str] = (),
+    quoted: Collection[str] = (),
     key: bytes,
 ) -> Any:
-    """A copy of ``value`` with sensitive fields masked and freeform fields digested."""
+    """A copy of ``value`` with sensitive fields masked and freeform fields digested; in
+    every string, card numbers and the ``quoted`` texts (a call's own secrets and free
+    text, echoed back under another name) are masked."""
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for name, item in value.items():
@@ -108,12 +111,17 @@ def redact(
                 text = item if isinstance(item, str) else json.dumps(item, sort_keys=True)
                 out[name] = freeform_digest(key, text)
             else:
-                out[name] = redact(item, sensitive=sensitive, freeform=freeform, key=key)
+                out[name] = redact(
+                    item, sensitive=sensitive, freeform=freeform, quoted=quoted, key=key
+                )
         return out
     if isinstance(value, list | tuple):
-        return [redact(item, sensitive=sensitive, freeform=freeform, key=key) for item in value]
+        return [
+            redact(item, sensitive=sensitive, freeform=freeform, quoted=quoted, key=key)
+            for item in value
+        ]
     if isinstance(value, str):
-        return mask_card_numbers(value)
+        return scrub_text(value, quoted)
     return value
 
 

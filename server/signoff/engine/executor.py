@@ -100,8 +100,15 @@ class Auditor:
         private = _texts(args, freeform) + _texts(args, _sensitive_names(args, sensitive))
         result = None
         if outcome is not None and outcome.ok:
-            redacted = redact(outcome.result, sensitive=sensitive, freeform=freeform, key=self._key)
-            result = bounded(_scrub_strings(redacted, private))
+            result = bounded(
+                redact(
+                    outcome.result,
+                    sensitive=sensitive,
+                    freeform=freeform,
+                    quoted=private,
+                    key=self._key,
+                )
+            )
         if outcome is not None and not outcome.ok:
             error = outcome.error
         response = None
@@ -153,22 +160,12 @@ class Auditor:
                 return withheld
             text = mask_sensitive_pairs(body, sensitive)
         else:
-            redacted = redact(parsed, sensitive=sensitive, freeform=freeform, key=self._key)
+            redacted = redact(
+                parsed, sensitive=sensitive, freeform=freeform, quoted=private, key=self._key
+            )
             text = json.dumps(redacted, ensure_ascii=False)
         # Masked before it is cut, so a cut never leaves half a card number unmasked.
         return _scrubbed(text, private, sensitive)[:MAX_BODY_SUMMARY]
-
-
-def _scrub_strings(value: Any, private: list[str]) -> Any:
-    """``value`` with the call's private args masked wherever a string quotes them (a
-    result that echoes the note under another name)."""
-    if isinstance(value, str):
-        return scrub_text(value, private)
-    if isinstance(value, dict):
-        return {k: _scrub_strings(v, private) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_strings(v, private) for v in value]
-    return value
 
 
 def _scrubbed(text: str, private: list[str], sensitive: frozenset[str]) -> str:

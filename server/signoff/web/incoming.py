@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection, Request
 
+from signoff.core.deciders import Client
+
 
 async def capped_body(request: Request, limit: int) -> bytes | None:
     """The body, or None when it is over ``limit`` bytes (declared or sent: read no further)."""
@@ -19,7 +21,7 @@ async def capped_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def client_of(connection: HTTPConnection) -> tuple[str | None, str | None]:
+def client_of(connection: HTTPConnection) -> Client:
     """The client's address and user agent (of a request or a WebSocket's handshake), as
     decisions record them."""
     address = connection.client.host if connection.client else None
