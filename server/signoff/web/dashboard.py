@@ -492,7 +492,7 @@ class Dashboard:
         if who is None:
             return self.to_login(request)
         login, teammate = who
-        results, status = await self.audit_results(request, teammate)
+        results, status, form = await self.audit_results(request, teammate)
         return self.page(
             "audit.html",
             status,
@@ -500,7 +500,8 @@ class Dashboard:
             csrf=login.csrf,
             section="audit",
             results=results,
-            **self.form_context(request),
+            form=form or AuditForm(),  # fields that are not the form's: it starts empty
+            **FORM_CHOICES,
         )
 
     async def audit_rows(self, request: Request) -> Response:
@@ -509,10 +510,10 @@ class Dashboard:
         who = await self.teammate(request)
         if who is None:
             return self.to_login(request)
-        results, status = await self.audit_results(request, who[1])
+        results, status, form = await self.audit_results(request, who[1])
         headers = dict(HEADERS)
-        if status == 200:
-            query = AuditForm.read(request.query_params).query()
+        if status == 200 and form is not None:
+            query = form.query()
             headers["HX-Push-Url"] = f"{BASE}/audit" + (f"?{query}" if query else "")
         return HTMLResponse(results, status, headers=headers)
 
@@ -540,21 +541,20 @@ class Dashboard:
             return self.message(request, exc.status, "Not a filter", exc.message)
         return await audit_csv(self.runtime, where)
 
-    def form_context(self, request: Request) -> dict[str, Any]:
-        try:
-            form = AuditForm.read(request.query_params)
-        except FilterError:
-            form = AuditForm()
-        return {"form": form, **FORM_CHOICES}
-
-    async def audit_results(self, request: Request, teammate: Teammate) -> tuple[Markup, int]:
+    async def audit_results(
+        self, request: Request, teammate: Teammate
+    ) -> tuple[Markup, int, AuditForm | None]:
+        """The results for the request's filter, their status, and the form as read, to
+        refill it (None if its fields are not the form's)."""
+        form = None
         try:
             form = AuditForm.read(request.query_params)
             where, before = form.audit_filter(teammate.sites)
         except FilterError as exc:
-            return self.render("_audit_results.html", error=exc.message), exc.status
+            return self.render("_audit_results.html", error=exc.message), exc.status, form
         rows, cursor = await self.audit_page(where, before)
-        return self.render("_audit_results.html", rows=rows, form=form, cursor=cursor), 200
+        results = self.render("_audit_results.html", rows=rows, form=form, cursor=cursor)
+        return results, 200, form
 
     async def audit_page(
         self, where: AuditFilter, before: int | None
