@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from signoff.config import Settings, Site, load_settings, make_site
 from signoff.core.actions import ActionError, ActionFunc, Registry, make_action
-from signoff.engine.runner import Bot
+from signoff.engine.turns import Bot
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

@@ -20,7 +20,7 @@ from signoff.bots.demo import demo_app
 from signoff.config import Site
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
-from signoff.engine.runner import DOOR_REFUSALS_BURST
+from signoff.engine.records import DOOR_REFUSALS_BURST
 from signoff.web.api import MAX_BODY_BYTES, MAX_REASON_CHARS, openapi_document
 from tests.integration.test_team import chain_app
 from tests.support import Server, Widget, audit_statuses, running, settings, widget

@@ -231,7 +231,7 @@ async def test_a_request_is_bounded_by_the_calls_run_timeout(tmp_path: Any) -> N
             assert row["status"] == "failed" and row["decided_by"] == "auto"
             assert row["response"] is None  # no answer came
             assert row["duration_ms"] < 2000
-            client = engine._http
+            client = engine.calls.http
         hang.set()
     assert client is not None and client.is_closed
 
@@ -242,6 +242,6 @@ async def test_calls_share_the_engines_client(tmp_path: Any, payments_url: str) 
     async with running(app, settings(tmp_path)) as server, widget(server) as w:
         await w.hello()
         await charge(w, 42.0, "done")
-        client = server.engine._http
+        client = server.engine.calls.http
         await charge(w, 43.0, "done")
-        assert client is not None and server.engine._http is client
+        assert client is not None and server.engine.calls.http is client

@@ -14,7 +14,7 @@ from signoff.audit import open_audit
 from signoff.core.frames import ProtocolError
 from signoff.core.turns import MAX_REPEATED_PROPOSALS
 from signoff.engine import Engine
-from signoff.engine.runner import SORRY
+from signoff.engine.turns import SORRY
 from signoff.store import SessionRecord
 from signoff.store.memory import MemoryStore
 from tests.support import SECRET

@@ -15,7 +15,7 @@ from signoff.bots.llm import BUSY, CUT_OFF, NO_ANSWER, TOO_SLOW, UNAVAILABLE
 from signoff.config import LLMSettings
 from signoff.core.tools import GATED_NOTE
 from signoff.engine import Engine
-from signoff.engine.runner import TOO_MANY_STEPS
+from signoff.engine.turns import TOO_MANY_STEPS
 from signoff.store.memory import MemoryStore
 from tests.llm_standin import MODEL, Reply, Seen, StandInModel, answer, calls, chunk, failure
 from tests.support import SECRET, Server, Widget, audit_statuses, running, settings, widget

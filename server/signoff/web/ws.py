@@ -43,7 +43,7 @@ from signoff.core.tokens import (
     load_user_token,
     sign_session_token,
 )
-from signoff.engine.runner import visitor
+from signoff.engine.turns import visitor
 from signoff.store import SessionRecord, StoreUnavailable
 from signoff.web.incoming import client_of
 

@@ -1,0 +1,47 @@
+"""What a card that ends without finishing tells the bot and the audit log.
+
+Pure: the engine closes the card; this says what each way of closing means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from signoff.core.cards import Card, Status
+
+DECLINE_REASONS = {
+    Status.CANCELLED: "the user declined",
+    Status.REJECTED: "a teammate rejected it",
+    Status.EXPIRED: "the confirmation expired before anyone decided",
+    Status.INTERRUPTED: "the server stopped while it ran; the outcome is unknown",
+}
+
+
+def closing_reason(card: Card) -> str:
+    """Why the card ended without running, as the bot is told."""
+    return DECLINE_REASONS[card.status]
+
+
+def audit_reason(card: Card) -> str:
+    """Why the card ended, as its audit rows say: the decider's own words if any."""
+    return card.reason or closing_reason(card)
+
+
+def told_to_bot(card: Card, index: int) -> dict[str, Any]:
+    """The tool result the bot gets for call ``index`` of a card that ended unfinished.
+
+    Calls that ran before an interrupted card's server died are reported as they ended
+    (``card.results``); the rest did not run.
+    """
+    if index < len(card.results):
+        return result_content(card.results[index])
+    if card.status is Status.INTERRUPTED:
+        return {"status": "error", "error": closing_reason(card)}
+    return {"status": "declined", "reason": closing_reason(card), "args_hash": card.args_hash}
+
+
+def result_content(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the bot is told of a call known only from the card's recorded results."""
+    if summary["status"] == "done":
+        return {"status": "ok", "result": summary.get("result")}
+    return {"status": "error", "error": summary.get("error")}

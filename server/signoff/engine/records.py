@@ -1,0 +1,174 @@
+"""Audit rows and notifier events for cards and calls."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from signoff.audit import AuditLog, AuditStatus
+from signoff.core.actions import Registry
+from signoff.core.cards import Card
+from signoff.core.deciders import AUTO, Decider
+from signoff.core.frames import card_frame
+from signoff.core.ratelimit import KeyedLimiter
+from signoff.core.resources import card_resource
+from signoff.core.turns import PlannedCall
+from signoff.engine.executor import Auditor, Outcome
+from signoff.engine.notify import CardEvent, EventType, Notifier
+from signoff.logs import withheld
+from signoff.store import SessionRecord, Store, StoreUnavailable
+
+log = logging.getLogger("signoff.engine")
+
+# Audit rows per card for decision attempts refused at the door: a burst, then this rate.
+DOOR_REFUSALS_BURST = 20
+DOOR_REFUSALS_PER_SECOND = 1 / 6
+
+
+class Records:
+    """What the audit log and the notifiers (Slack, webhooks) are told."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        store: Store,
+        audit: AuditLog,
+        secret: str,
+        notifiers: Sequence[Notifier],
+        clock: Callable[[], float],
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.audit = audit
+        self.auditor = Auditor(secret)
+        self.notifiers = list(notifiers)
+        self.clock = clock
+        self._door_refusals = KeyedLimiter(DOOR_REFUSALS_PER_SECOND, DOOR_REFUSALS_BURST)
+
+    # How cards are shown ---------------------------------------------------------------
+    def sensitive(self, name: str) -> frozenset[str]:
+        """The arg names of an action that people never see (masked wherever it is shown)."""
+        action = self.registry.get(name)
+        return action.sensitive if action else frozenset()
+
+    def masks(self, card: Card) -> list[frozenset[str]]:
+        """Each call's sensitive arg names, for showing the card."""
+        return [self.sensitive(call["action"]) for call in card.calls]
+
+    def card_frame(self, card: Card, expires_at: float) -> dict[str, Any]:
+        return card_frame(card, expires_at, self.masks(card))
+
+    def resource(self, card: Card, session_expires_at: float | None) -> dict[str, Any]:
+        """The card as teammates see it (the API, the dashboard, the notifiers)."""
+        expires_at = min(card.timeout_at, session_expires_at or card.timeout_at)
+        return card_resource(card, expires_at, self.masks(card))
+
+    # Audit rows ------------------------------------------------------------------------
+    async def uncarded(
+        self,
+        session: SessionRecord,
+        call: PlannedCall,
+        status: AuditStatus,
+        *,
+        outcome: Outcome | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The audit row of a call that no card held: decided by no one ("auto")."""
+        await self.audit.record(
+            self.auditor.entry(
+                session,
+                call.action,
+                call.name,
+                call.args,
+                status,
+                decider=AUTO,
+                outcome=outcome,
+                error=error,
+            )
+        )
+
+    async def card_rows(
+        self,
+        card: Card,
+        calls: list[Any],
+        status: AuditStatus,
+        decider: Decider | None,
+        error: str,
+    ) -> None:
+        """One audit row per call of the card that did not run."""
+        await self.audit.record(
+            *[
+                self.auditor.entry(
+                    card,
+                    self.registry.get(call["action"]),
+                    call["action"],
+                    call["args"],
+                    status,
+                    card_id=card.card_id,
+                    decider=decider,
+                    error=error,
+                )
+                for call in calls
+            ]
+        )
+
+    async def ran(
+        self, card: Card, index: int, status: AuditStatus, decider: Decider, outcome: Outcome
+    ) -> None:
+        """The audit row of one held call of the card that ran (or was skipped)."""
+        call = card.calls[index]
+        await self.audit.record(
+            self.auditor.entry(
+                card,
+                self.registry.get(call["action"]),
+                call["action"],
+                call["args"],
+                status,
+                card_id=card.card_id,
+                decider=decider,
+                outcome=outcome,
+            )
+        )
+
+    async def refused(self, card: Card, by: Decider, why: str) -> None:
+        await self.card_rows(card, card.calls, AuditStatus.REFUSED, by, why)
+
+    async def refused_attempt(self, card_id: str, by: Decider, why: str) -> None:
+        """Audit a decision attempt refused before it reached the card (a bad signature, a
+        missing CSRF token, extra fields), when it names a card that exists.
+
+        Such attempts need no credentials, so each card takes only a few rows of them a
+        minute: a flood cannot bury the audit log. The rest are logged here.
+        """
+        card = await self.store.get_card(card_id)
+        if card is not None and self._door_refusals.take(card_id, self.clock()):
+            await self.refused(card, by, why)
+        else:
+            log.warning(
+                "refused a decision attempt by %s on card %r: %s", by.signature, card_id, why
+            )
+
+    # Notifier events -------------------------------------------------------------------
+    async def announce(
+        self,
+        event: EventType,
+        card: Card,
+        session_expires_at: float | None = None,
+        **details: Any,
+    ) -> None:
+        if not self.notifiers:
+            return
+        if session_expires_at is None:
+            try:
+                session = await self.store.get_session(card.session_id, self.clock())
+            except StoreUnavailable:  # the card's own timeout stands in for its deadline
+                session = None
+            session_expires_at = session.expires_at if session else None
+        news = CardEvent(event, card, self.resource(card, session_expires_at), details)
+        for notifier in self.notifiers:
+            try:
+                notifier.notify(news)
+            except Exception as exc:  # a notifier's fault never stops a turn
+                log.error("notifier %r failed on %s\n%s", notifier, event, withheld(exc))

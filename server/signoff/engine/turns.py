@@ -1,0 +1,246 @@
+"""A turn: the bot's steps, the reads they run at once, and the engine's own messages.
+
+A turn starts with a visitor's message and runs bot steps until the bot stops talking
+or asks for a gated call. Then the turn pauses on a card, with its whole state in the
+saved conversation, and resumes when the card is decided, on whichever instance
+receives the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Protocol
+
+from signoff.audit import AuditStatus
+from signoff.core.actions import Registry
+from signoff.core.cards import Card, Status
+from signoff.core.conversation import (
+    Conversation,
+    Text,
+    ToolCall,
+    assistant_message,
+    declined_in_turn,
+    pending_tool_calls,
+    tool_message,
+    user_message,
+)
+from signoff.core.deciders import AUTO, NO_CLIENT, Client, Decider
+from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
+from signoff.engine.calls import Calls
+from signoff.engine.executor import Outcome
+from signoff.engine.records import Records
+from signoff.logs import withheld
+from signoff.store import SessionRecord, Store
+
+log = logging.getLogger("signoff.engine")
+
+BOT_STEP_TIMEOUT = 60.0
+# The store renews the turn lock while its holder works, so this is only how long a
+# dead instance's lock keeps the session's next turn waiting.
+TURN_LOCK_TTL = 10.0
+SORRY = "Sorry, something went wrong on my side. Please try again."
+ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
+WAITING_FOR_TEAMMATE = (
+    "Your request is waiting for a teammate. I'll carry on as soon as they have decided."
+)
+TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in one go."
+GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
+
+
+class Bot(Protocol):
+    def respond(self, conversation: Conversation) -> AsyncIterator[Text | ToolCall]: ...
+
+
+OpenCard = Callable[[SessionRecord, Conversation, CardPlan], Awaitable[None]]
+Withdraw = Callable[[Card, Decider, Conversation], Awaitable[None]]
+
+
+def visitor(session: SessionRecord) -> str:
+    """How a visitor's decisions are signed in cards, frames and the audit log."""
+    return f"user:{session.user_id}"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+def turn_lock(session_id: str) -> str:
+    """The lock that one session's turns and decisions take, one at a time."""
+    return f"turn:{session_id}"
+
+
+class Turns:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        bot: Bot,
+        store: Store,
+        records: Records,
+        calls: Calls,
+        open_card: OpenCard,
+        withdraw: Withdraw,
+    ) -> None:
+        self.registry = registry
+        self.bot = bot
+        self.store = store
+        self.records = records
+        self.calls = calls
+        self.open_card = open_card
+        self.withdraw = withdraw
+
+    async def handle_message(
+        self, session: SessionRecord, text: str, client_id: str, client: Client = NO_CLIENT
+    ) -> None:
+        """A visitor's message; ``client`` is the address and browser of their socket."""
+        if not await self.store.first_use(session.session_id, client_id):
+            return  # a re-sent message: its frames are already in the history
+        async with self.store.lock(turn_lock(session.session_id), TURN_LOCK_TTL):
+            conversation = await self.store.load_conversation(session.session_id)
+            open_cards = await self.store.open_cards(session.session_id)
+            if any(card.status is Status.WAITING for card in open_cards):
+                # The turn is paused on a teammate: the visitor's words are shown, and the
+                # bot continues once the teammate has decided.
+                await self._echo(session, text, client_id)
+                await self.say(session, None, WAITING_FOR_TEAMMATE)
+                return
+            for card in open_cards:
+                # Moving on without deciding withdraws the open card.
+                await self.withdraw(card, Decider.at(visitor(session), client), conversation)
+            for call_id in pending_tool_calls(conversation):
+                conversation.append(tool_message(call_id, {"status": "error", "error": "not run"}))
+            conversation.append(user_message(text))
+            await self._echo(session, text, client_id)
+            await self.run(session, conversation)
+
+    async def _echo(self, session: SessionRecord, text: str, client_id: str) -> None:
+        """The visitor's message, to every tab of the session."""
+        frame = {
+            "type": "message",
+            "message_id": new_id("m"),
+            "role": "user",
+            "text": text,
+            "client_id": client_id,
+        }
+        await self.store.append_frame(session.session_id, frame)
+
+    async def run(self, session: SessionRecord, conversation: Conversation) -> None:
+        """Bot steps until the bot is done or a card opens; saves the conversation."""
+        try:
+            for _ in range(MAX_STEPS):
+                calls = await self._bot_step(session, conversation)
+                if not calls:
+                    return
+                declined, repeats = declined_in_turn(conversation)
+                plan = plan_step(self.registry, calls, declined, repeats)
+                await self._refuse(session, conversation, plan.refused)
+                await self._run_now(session, conversation, plan.run_now)
+                if plan.card is None:
+                    continue
+                if not plan.already_declined:
+                    await self.open_card(session, conversation, plan.card)
+                    return
+                for planned in plan.card.calls:
+                    content = {
+                        "status": "already_declined",
+                        "args_hash": plan.card.args_hash,
+                        "error": ALREADY_DECLINED,
+                    }
+                    conversation.append(tool_message(planned.tool_call_id, content))
+                if plan.stop_turn:
+                    await self.say(session, conversation, GAVE_UP)
+                    return
+            await self.say(session, conversation, TOO_MANY_STEPS)
+        except Exception as exc:
+            # Without its message: a bot's or an action's exception may quote the visitor.
+            log.error("turn failed in session %s\n%s", session.session_id, withheld(exc))
+            await self.say(session, conversation, SORRY)
+        finally:
+            await self.store.save_conversation(session.session_id, conversation)
+
+    async def _refuse(
+        self, session: SessionRecord, conversation: Conversation, refused: list[PlannedCall]
+    ) -> None:
+        """Calls that can never run (unknown action, bad args): the bot is told why."""
+        for call in refused:
+            conversation.append(
+                tool_message(call.tool_call_id, {"status": "error", "error": call.error})
+            )
+            await self.records.uncarded(session, call, AuditStatus.REFUSED, error=call.error)
+
+    async def _run_now(
+        self, session: SessionRecord, conversation: Conversation, calls: list[PlannedCall]
+    ) -> None:
+        """Read calls and calls that need no card, in order."""
+        for call in calls:
+            assert call.action is not None
+            # The call's place in the conversation: unique even if a bot reuses ids.
+            scope = f"{session.conversation_id}:{len(conversation)}"
+            outcome = await self.calls.run(
+                call.action, call.args, session, scope, 0, AUTO.signature
+            )
+            conversation.append(tool_message(call.tool_call_id, outcome.tool_content()))
+            await self.records.uncarded(session, call, audit_status(outcome), outcome=outcome)
+
+    async def _bot_step(
+        self, session: SessionRecord, conversation: Conversation
+    ) -> list[ToolCall] | None:
+        """One call of the bot, its text streamed; returns its tool calls, None on failure."""
+        message_id: str | None = None
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        try:
+            async with asyncio.timeout(BOT_STEP_TIMEOUT):
+                async for item in self.bot.respond(list(conversation)):
+                    if isinstance(item, Text) and item.text:
+                        if message_id is None:
+                            message_id = await self._start_message(session.session_id)
+                        parts.append(item.text)
+                        await self.store.append_frame(
+                            session.session_id,
+                            {"type": "message.delta", "message_id": message_id, "text": item.text},
+                        )
+                    elif isinstance(item, ToolCall):
+                        calls.append(
+                            replace(item, args=dict(item.args), id=item.id or new_id("call"))
+                        )
+        except Exception as exc:
+            log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
+            if message_id is not None:
+                await self._end_message(session.session_id, message_id, "".join(parts))
+            await self.say(session, conversation, SORRY)
+            return None
+        text = "".join(parts)
+        if message_id is not None:
+            await self._end_message(session.session_id, message_id, text)
+        conversation.append(assistant_message(text, calls))
+        return calls
+
+    async def _start_message(self, session_id: str) -> str:
+        message_id = new_id("m")
+        await self.store.append_frame(
+            session_id, {"type": "message.start", "message_id": message_id, "role": "bot"}
+        )
+        return message_id
+
+    async def _end_message(self, session_id: str, message_id: str, text: str) -> None:
+        await self.store.append_frame(
+            session_id, {"type": "message.end", "message_id": message_id, "text": text}
+        )
+
+    async def say(
+        self, session: SessionRecord, conversation: Conversation | None, text: str
+    ) -> None:
+        """A whole bot message from the engine itself; kept in the conversation if given."""
+        message_id = await self._start_message(session.session_id)
+        await self._end_message(session.session_id, message_id, text)
+        if conversation is not None:
+            conversation.append(assistant_message(text, []))
+
+
+def audit_status(outcome: Outcome) -> AuditStatus:
+    return AuditStatus.SUCCESS if outcome.ok else AuditStatus.FAILED
