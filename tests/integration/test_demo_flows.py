@@ -160,3 +160,20 @@ async def test_talking_while_a_teammate_decides_keeps_the_request_waiting(demo: 
         assert stored.status == "waiting"
         conversation = await demo.engine.store.load_conversation(w.welcome["session_id"])
         assert "how long will this take?" not in str(conversation)
+
+
+async def test_refunds_split_over_one_card_wait_for_a_teammate_together(demo: Server) -> None:
+    """Two refunds of 60 are each under 100, but the card holds 120: a teammate decides."""
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("refund 20 on order 1002")
+        alone = await w.card("pending")
+        assert alone["approver"] == "user"
+        await w.decide(alone, "cancel")
+        await w.say("refund 60 on orders 1001 1002")
+        card = await w.card("waiting")
+        assert card["approver"] == "team" and card["role"] == "support-lead"
+        assert [(a["action"], a["args"]) for a in card["actions"]] == [
+            ("refund", {"order_id": 1001, "amount": 60.0}),
+            ("refund", {"order_id": 1002, "amount": 60.0}),
+        ]

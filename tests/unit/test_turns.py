@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from signoff.core.actions import Registry, make_action, team
+from signoff.core.actions import ActionError, Registry, make_action, team
 from signoff.core.canonical import args_hash
 from signoff.core.conversation import (
     ToolCall,
@@ -18,7 +18,7 @@ from signoff.core.conversation import (
     tool_message,
     user_message,
 )
-from signoff.core.turns import MAX_REPEATED_PROPOSALS, StepPlan, plan_step
+from signoff.core.turns import MAX_CALLS_PER_STEP, MAX_REPEATED_PROPOSALS, StepPlan, plan_step
 
 
 async def list_orders(ctx: Any, status: str = "open") -> list[Any]:
@@ -357,3 +357,74 @@ def test_nan_inside_an_untyped_argument_is_refused() -> None:
     result = plan(reg, ToolCall("store_blob", {"blob": {"x": float("nan")}}, "t1"))
     assert result.card is None
     assert "not plain JSON" in (result.refused[0].error or "")
+
+
+# Conditions over the whole card and the session ----------------------------------------
+
+
+def split_refund_registry() -> Registry:
+    registry = Registry()
+    registry.add(
+        make_action(
+            refund,
+            kind="write",
+            approver=team("support-lead", when="session_sum('amount') + card_sum('amount') > 100"),
+        )
+    )
+    return registry
+
+
+def refunds(*amounts: float) -> list[ToolCall]:
+    return [
+        ToolCall("refund", {"order_id": 1000 + n, "amount": a}, f"c{n}")
+        for n, a in enumerate(amounts)
+    ]
+
+
+def test_a_limit_cannot_be_dodged_by_splitting_one_call_into_many() -> None:
+    registry = split_refund_registry()
+    alone = plan_step(registry, refunds(100), set(), 0)
+    assert alone.card is not None and alone.card.approver == "user"
+    split = plan_step(registry, refunds(100, 100, 100, 100, 100), set(), 0)
+    assert split.card is not None and split.card.approver == "team"
+    assert len(split.card.calls) == 5
+
+
+def test_session_sum_counts_the_calls_that_ran_before() -> None:
+    registry = split_refund_registry()
+    ran = {"refund": [{"order_id": 1, "amount": 60.0}]}
+    assert plan_step(registry, refunds(30), set(), 0, ran).card.approver == "user"  # type: ignore[union-attr]
+    assert plan_step(registry, refunds(50), set(), 0, ran).card.approver == "team"  # type: ignore[union-attr]
+
+
+def test_card_calls_counts_the_calls_of_the_action_on_the_card() -> None:
+    registry = Registry()
+    registry.add(make_action(tag_order, kind="write", when="card_calls > 2"))
+    few = plan_step(registry, [ToolCall("tag_order", {"order_id": 1}, "a")], set(), 0)
+    assert few.card is None and len(few.run_now) == 1
+    many = [ToolCall("tag_order", {"order_id": n}, f"t{n}") for n in range(3)]
+    assert plan_step(registry, many, set(), 0).card is not None
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "card_sum(amount) > 1",
+        "card_sum('nope') > 1",
+        "session_sum() > 1",
+        "card_sum('amount', 'x')",
+    ],
+)
+def test_summing_functions_take_one_parameter_name_in_quotes(when: str) -> None:
+    with pytest.raises(ActionError):
+        make_action(refund, kind="write", when=when)
+
+
+def test_a_step_over_the_call_limit_is_refused_whole() -> None:
+    registry = split_refund_registry()
+    step = plan_step(registry, refunds(*[1.0] * (MAX_CALLS_PER_STEP + 1)), set(), 0)
+    assert step.card is None and not step.run_now
+    assert len(step.refused) == MAX_CALLS_PER_STEP + 1
+    assert all(f"at most {MAX_CALLS_PER_STEP} calls" in (c.error or "") for c in step.refused)
+    at_limit = plan_step(registry, refunds(*[1.0] * MAX_CALLS_PER_STEP), set(), 0)
+    assert at_limit.card is not None and len(at_limit.card.calls) == MAX_CALLS_PER_STEP

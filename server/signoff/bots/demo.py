@@ -48,6 +48,7 @@ HELP = (
     "• cancel orders 1001 1002 1003\n"
     "• delete spam\n"
     "• refund 20 on order 1002 (or refund 250: a teammate must approve)\n"
+    "• refund 60 on orders 1001 1002 (together over 100: a teammate approves)\n"
     "• note on order 1001: leave it at the door"
 )
 # Added to the LLM bot's default system prompt when the demo runs on a model.
@@ -132,7 +133,8 @@ def register_shop(app: Signoff, shop: DemoShop) -> None:
     @app.action(
         kind="write",
         message="Refund {{ amount|money }} on order #{{ order_id }}?",
-        approver=team("support-lead", when="amount > 100"),
+        # Counted over the whole card: two refunds of 60 together wait for a teammate.
+        approver=team("support-lead", when="card_sum('amount') > 100"),
     )
     async def refund(ctx: ActionContext, order_id: int, amount: float) -> dict[str, Any]:
         """Refund part or all of an order to the customer's card."""
@@ -232,11 +234,13 @@ def _delete_spam(match: re.Match[str], results: dict[str, Any]) -> list[Text | T
 
 
 def _refund(match: re.Match[str], results: dict[str, Any]) -> list[Text | ToolCall]:
-    amount, order_id = float(match.group("amount")), int(match.group("order"))
+    amount = float(match.group("amount"))
+    ids = [int(n) for n in re.findall(r"\d+", match.group("ids"))]
     if "refund" in results:
-        done = f"Refunded {money(amount)} on order #{order_id}."
+        orders = ", ".join(f"#{i}" for i in ids)
+        done = f"Refunded {money(amount)} on order{'s' if len(ids) > 1 else ''} {orders}."
         return [Text(_outcome(results["refund"], done, "refund"))]
-    return [ToolCall("refund", {"order_id": order_id, "amount": amount})]
+    return [ToolCall("refund", {"order_id": i, "amount": amount}) for i in ids]
 
 
 def _note(match: re.Match[str], results: dict[str, Any]) -> list[Text | ToolCall]:
@@ -252,7 +256,9 @@ RULES: list[tuple[re.Pattern[str], Rule]] = [
     (re.compile(r"^\s*delete (the )?spam\b", re.I), _delete_spam),
     (
         re.compile(
-            r"^\s*refund \$?(?P<amount>\d+(?:\.\d{1,2})?) on order (?P<order>\d+)\s*$", re.I
+            r"^\s*refund \$?(?P<amount>\d+(?:\.\d{1,2})?) on orders? "
+            r"(?P<ids>\d+(?:[\s,and]+\d+)*)\s*$",
+            re.I,
         ),
         _refund,
     ),

@@ -38,27 +38,76 @@ class ArgsError(ValueError):
     """A call's arguments do not fit the action's signature."""
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """What a ``when`` condition sees beyond its own call: the args of every call of the
+    same action in the same card (this one included), and of those that already ran in the
+    session's conversation. So a limit cannot be dodged by splitting one call into many."""
+
+    card: tuple[Mapping[str, Any], ...] = ()
+    ran: tuple[Mapping[str, Any], ...] = ()
+
+
+def _total(calls: Iterable[Mapping[str, Any]], name: str) -> float:
+    values = (call.get(name) for call in calls)
+    return float(sum(v for v in values if isinstance(v, int | float) and not isinstance(v, bool)))
+
+
+# The functions a condition may call, each over one argument named by a string literal.
+CONDITION_FUNCTIONS = ("card_sum", "session_sum")
+
+
 class Condition:
-    """A ``when`` expression over the call's args, run by a safe evaluator (never ``eval``)."""
+    """A ``when`` expression over the call's args, run by a safe evaluator (never ``eval``).
+
+    Besides the args it may use ``card_sum("amount")`` (the total of an argument over the
+    card's calls of this action) and ``session_sum("amount")`` (over this action's calls
+    that ran earlier in the conversation), and ``card_calls`` (how many calls of this
+    action the card holds).
+    """
 
     def __init__(self, source: str, params: Iterable[str]) -> None:
         self.source = source
+        params = set(params)
         try:
             self._parsed = EvalWithCompoundTypes().parse(source)
         except (SyntaxError, InvalidExpression) as exc:
             raise ActionError(f"when={source!r}: {exc}") from exc
+        for node in ast.walk(self._parsed):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in CONDITION_FUNCTIONS
+            ):
+                _check_summed(source, node, params)
         names = {node.id for node in ast.walk(self._parsed) if isinstance(node, ast.Name)}
-        unknown = names - set(params) - {"True", "False", "None"}
+        allowed = params | {"True", "False", "None", "card_calls"} | set(CONDITION_FUNCTIONS)
+        unknown = names - allowed
         if unknown:
             raise ActionError(f"when={source!r} names unknown parameters {sorted(unknown)}")
 
-    def __call__(self, args: Mapping[str, Any]) -> bool:
-        evaluator = EvalWithCompoundTypes(names=dict(args))
+    def __call__(self, args: Mapping[str, Any], neighbours: Neighbours | None = None) -> bool:
+        around = neighbours or Neighbours(card=(args,))
+        evaluator = EvalWithCompoundTypes(
+            names={**args, "card_calls": len(around.card)},
+            functions={
+                "card_sum": lambda name: _total(around.card, name),
+                "session_sum": lambda name: _total(around.ran, name),
+            },
+        )
         try:
             return bool(evaluator.eval(self.source, previously_parsed=self._parsed))
         except (InvalidExpression, TypeError, ValueError, LookupError, ArithmeticError) as exc:
             # A condition that cannot be decided refuses the call: the safe side.
             raise ArgsError(f"condition {self.source!r} failed: {exc}") from exc
+
+
+def _check_summed(source: str, call: ast.Call, params: set[str]) -> None:
+    """``card_sum`` and ``session_sum`` take one parameter's name, as a string literal."""
+    name = call.func.id if isinstance(call.func, ast.Name) else ""
+    arg = call.args[0] if len(call.args) == 1 and not call.keywords else None
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value in params):
+        raise ActionError(f"when={source!r}: {name}() takes one parameter name, in quotes")
 
 
 @dataclass(frozen=True)
@@ -150,12 +199,14 @@ class Action:
         model = self.args_model.model_validate(dict(args))
         return {name: getattr(model, name) for name in self.args_model.model_fields}
 
-    def gate(self, args: Mapping[str, Any]) -> Gate:
+    def gate(self, args: Mapping[str, Any], neighbours: Neighbours | None = None) -> Gate:
+        """How this call must be approved; ``neighbours`` are the card's other calls of
+        this action and those that ran before (see ``Neighbours``)."""
         if self.kind is Kind.READ or not self.confirm:
             return AUTO
-        if self.when is not None and not self.when(args):
+        if self.when is not None and not self.when(args, neighbours):
             return AUTO
-        if self.team is not None and (self.team_when is None or self.team_when(args)):
+        if self.team is not None and (self.team_when is None or self.team_when(args, neighbours)):
             return Gate("team", self.team.levels)
         return USER
 

@@ -5,10 +5,11 @@ Pure: the engine does the running, this decides what to run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from signoff.core.actions import Action, ArgsError, Gate, Kind, Registry
+from signoff.core.actions import Action, ArgsError, Gate, Kind, Neighbours, Registry
 from signoff.core.canonical import Call, args_hash
 from signoff.core.conversation import ToolCall
 
@@ -17,6 +18,9 @@ from signoff.core.conversation import ToolCall
 MAX_REPEATED_PROPOSALS = 2
 # Bot steps in one turn before the engine stops it: a bound on a looping bot.
 MAX_STEPS = 8
+# Calls one bot step may propose, so also the calls one card may hold: a step over it is
+# refused whole, and only this many of its calls take audit rows.
+MAX_CALLS_PER_STEP = 20
 
 
 @dataclass(frozen=True)
@@ -58,25 +62,52 @@ class StepPlan:
 
 
 def plan_step(
-    registry: Registry, calls: list[ToolCall], declined: set[str], repeats: int
+    registry: Registry,
+    calls: list[ToolCall],
+    declined: set[str],
+    repeats: int,
+    ran: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> StepPlan:
+    """Plan one bot step. ``ran`` holds the args of the calls that already ran in the
+    conversation, by action: what ``session_sum`` in a condition adds up."""
     plan = StepPlan()
-    gated: list[PlannedCall] = []
+    if len(calls) > MAX_CALLS_PER_STEP:
+        # One message must not become hundreds of calls, cards rows and audit rows.
+        error = f"a step may propose at most {MAX_CALLS_PER_STEP} calls; this one had {len(calls)}"
+        plan.refused = [
+            PlannedCall(c.id, c.name, c.args, registry.get(c.name), error=error) for c in calls
+        ]
+        return plan
+    valid: list[tuple[ToolCall, Action, dict[str, Any]]] = []
     for call in calls:
         action = registry.get(call.name)
         if call.error:
             plan.refused.append(
                 PlannedCall(call.id, call.name, call.args, action, error=call.error)
             )
-            continue
-        if action is None:
+        elif action is None:
             plan.refused.append(
                 PlannedCall(call.id, call.name, call.args, error=f"unknown action {call.name!r}")
             )
-            continue
+        else:
+            try:
+                valid.append((call, action, action.validate(call.args)))
+            except ArgsError as exc:
+                plan.refused.append(
+                    PlannedCall(call.id, call.name, call.args, action, error=str(exc))
+                )
+    # Each condition sees every call of its action in this step: a limit cannot be dodged
+    # by splitting one call into several.
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for _, action, args in valid:
+        by_action.setdefault(action.name, []).append(args)
+    gated: list[PlannedCall] = []
+    for call, action, args in valid:
+        neighbours = Neighbours(
+            card=tuple(by_action[action.name]), ran=tuple((ran or {}).get(action.name, ()))
+        )
         try:
-            args = action.validate(call.args)
-            gate = action.gate(args)
+            gate = action.gate(args, neighbours)
             effect = action.effect(args) if gate.gated else ""
         except ArgsError as exc:
             plan.refused.append(PlannedCall(call.id, call.name, call.args, action, error=str(exc)))
