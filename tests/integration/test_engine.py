@@ -412,3 +412,40 @@ async def test_an_audit_log_that_cannot_write_opens_no_card(tmp_path: Any) -> No
     assert await world.store.open_cards(session.session_id) == []
     assert world.runs == []
     assert (await world.bot_texts(session))[-1] == SORRY
+
+
+async def test_refused_attempts_take_a_bounded_number_of_rows_per_session(tmp_path: Any) -> None:
+    """Attempts spread over many cards of one session meet the session's bound too."""
+    from signoff.core.deciders import Decider
+    from signoff.engine.records import DOOR_REFUSALS_BURST, SESSION_REFUSALS_BURST
+
+    world = World(ScriptBot(ToolCall("purge", {"n": 1})), tmp_path)
+    session = await world.session()
+    for n in range(6):
+        await world.engine.handle_message(session, f"go {n}", f"c{n}")
+    card_ids = [c["card_id"] for c in await world.cards(session)]
+    assert len(card_ids) == 6
+    for card_id in card_ids:
+        for _ in range(DOOR_REFUSALS_BURST):
+            await world.engine.refuse_attempt(card_id, Decider("user:forger"), "forged")
+    refused = [r for r in await world.audit.rows() if r["status"] == "refused"]
+    assert len(refused) == SESSION_REFUSALS_BURST
+    assert len(refused) < len(card_ids) * DOOR_REFUSALS_BURST
+
+
+async def test_a_step_over_the_call_limit_opens_no_card_and_audits_a_bounded_number(
+    tmp_path: Any,
+) -> None:
+    from signoff.core.turns import MAX_CALLS_PER_STEP
+
+    calls = [ToolCall("purge", {"n": n}) for n in range(10 * MAX_CALLS_PER_STEP)]
+    world = World(ScriptBot(*calls), tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "purge everything", "c1")
+    assert not await world.cards(session)
+    assert world.runs == []
+    rows = await world.audit.rows()
+    assert len(rows) == MAX_CALLS_PER_STEP
+    assert {r["status"] for r in rows} == {"refused"}
+    assert f"at most {MAX_CALLS_PER_STEP} calls" in rows[0]["error"]
+    assert (await world.bot_texts(session))[-1] == "after: error"

@@ -24,6 +24,9 @@ log = logging.getLogger("signoff.engine")
 # Audit rows per card for decision attempts refused at the door: a burst, then this rate.
 DOOR_REFUSALS_BURST = 20
 DOOR_REFUSALS_PER_SECOND = 1 / 6
+# The same over all the cards of one session.
+SESSION_REFUSALS_BURST = 40
+SESSION_REFUSALS_PER_SECOND = 1 / 3
 
 
 class Records:
@@ -45,7 +48,10 @@ class Records:
         self.auditor = Auditor(secret)
         self.notifiers = list(notifiers)
         self.clock = clock
+        # Per card, and per session over all its cards, so one visitor cannot bury the log
+        # by spreading attempts over many cards.
         self._door_refusals = KeyedLimiter(DOOR_REFUSALS_PER_SECOND, DOOR_REFUSALS_BURST)
+        self._session_refusals = KeyedLimiter(SESSION_REFUSALS_PER_SECOND, SESSION_REFUSALS_BURST)
 
     # How cards are shown ---------------------------------------------------------------
     def sensitive(self, name: str) -> frozenset[str]:
@@ -139,11 +145,17 @@ class Records:
         """Audit a decision attempt refused before it reached the card (a bad signature, a
         missing CSRF token, extra fields), when it names a card that exists.
 
-        Such attempts need no credentials, so each card takes only a few rows of them a
-        minute: a flood cannot bury the audit log. The rest are logged here.
+        Such attempts need no credentials, so each card, and each session over all its
+        cards, takes only a few rows of them a minute: a flood cannot bury the audit log.
+        The rest are logged here.
         """
         card = await self.store.get_card(card_id)
-        if card is not None and self._door_refusals.take(card_id, self.clock()):
+        now = self.clock()
+        if (
+            card is not None
+            and self._session_refusals.take(card.session_id, now)
+            and self._door_refusals.take(card_id, now)
+        ):
             await self.refused(card, by, why)
         else:
             log.warning(
