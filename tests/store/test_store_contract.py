@@ -453,3 +453,25 @@ async def test_counting_records_count_atomically_until_their_window_lapses(store
     assert await store.count_record("tries", 0.3) == 1
     await asyncio.sleep(0.4)
     assert await store.count_record("tries", 0.3) == 1  # a new window
+
+
+async def test_a_session_keeps_a_bounded_number_of_cards_dropping_the_oldest_ended(
+    store: Store,
+) -> None:
+    from signoff.store.base import MAX_CARDS
+
+    await store.create_session(session())
+    await store.add_card(card("open-first"))  # still open: never dropped
+    for n in range(MAX_CARDS + 5):
+        await store.add_card(card(f"c{n}", status=Status.DONE, approver="team", levels=["x"]))
+    kept = [c.card_id for c in await store.session_cards("s1")]
+    assert kept[0] == "open-first"  # the oldest, still open, stays...
+    assert len(kept) == MAX_CARDS
+    await store.transition("open-first", {Status.PENDING}, Status.CANCELLED, NOW)
+    await store.add_card(card("last", status=Status.DONE))
+    kept = [c.card_id for c in await store.session_cards("s1")]
+    assert "open-first" not in kept  # ...until it has ended, and the oldest ended go
+    assert len(kept) == MAX_CARDS and kept[-1] == "last"
+    assert await store.get_card("open-first") is None
+    assert await store.get_card("c0") is None
+    assert all(c.card_id != "c0" for c in await store.team_cards(1000))

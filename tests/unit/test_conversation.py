@@ -13,9 +13,11 @@ from signoff.core.conversation import (
     current_turn,
     declined_in_turn,
     pending_tool_calls,
+    ran_calls,
     tool_content,
     tool_message,
     user_message,
+    window,
 )
 
 H1 = "sha256:" + "1" * 64
@@ -194,3 +196,54 @@ def test_no_pending_tool_calls() -> None:
         user_message("never mind"),
     ]
     assert pending_tool_calls(after_user) == []
+
+
+# The window a turn keeps ----------------------------------------------------------------
+
+
+def _turn(n: int, size: int = 10) -> list[dict[str, Any]]:
+    call = ToolCall("peek", {"n": n}, f"call-{n}")
+    return [
+        user_message(f"question {n} " + "x" * size),
+        assistant_message("", [call]),
+        tool_message(call.id, {"status": "ok", "result": n}),
+        assistant_message(f"answer {n}", []),
+    ]
+
+
+def test_window_keeps_whole_turns_and_the_newest() -> None:
+    conversation = [m for n in range(50) for m in _turn(n)]
+    kept = window(conversation, max_messages=22, max_chars=10**9)
+    assert len(kept) == 20  # five whole turns of four messages
+    assert kept[0] == user_message("question 45 " + "x" * 10)
+    assert kept == conversation[-20:]
+    # Every tool result kept has its call kept.
+    called = {c["id"] for m in kept for c in m.get("tool_calls") or ()}
+    assert {m["tool_call_id"] for m in kept if m["role"] == "tool"} <= called
+
+
+def test_window_bounds_characters_and_keeps_the_current_turn_whatever_its_size() -> None:
+    conversation = [m for n in range(10) for m in _turn(n, size=1000)]
+    kept = window(conversation, max_messages=1000, max_chars=3000)
+    assert [m["content"][:11] for m in kept if m["role"] == "user"] == [
+        "question 8 ",
+        "question 9 ",
+    ]
+    huge = [*conversation, *_turn(99, size=100_000)]
+    assert window(huge, max_messages=1000, max_chars=3000) == huge[-4:]
+
+
+def test_window_leaves_a_short_conversation_alone() -> None:
+    conversation = _turn(1)
+    assert window(conversation) is conversation
+
+
+def test_ran_calls_are_the_calls_that_succeeded_by_action() -> None:
+    ok, failed = ToolCall("refund", {"amount": 60}, "a"), ToolCall("refund", {"amount": 70}, "b")
+    conversation = [
+        user_message("refund"),
+        assistant_message("", [ok, failed]),
+        tool_message("a", {"status": "ok", "result": {}}),
+        tool_message("b", {"status": "error", "error": "no"}),
+    ]
+    assert ran_calls(conversation) == {"refund": [{"amount": 60}]}

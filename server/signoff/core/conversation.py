@@ -12,6 +12,11 @@ from typing import Any
 
 Conversation = list[dict[str, Any]]
 
+# The most of a conversation a turn loads and saves: older turns are dropped whole, so each
+# turn costs the same however long the visitor goes on.
+MAX_MESSAGES = 120
+MAX_CHARS = 200_000
+
 
 @dataclass(frozen=True)
 class Text:
@@ -104,3 +109,60 @@ def pending_tool_calls(conversation: Conversation) -> list[str]:
         else:
             return []
     return []
+
+
+def ran_calls(conversation: Conversation) -> dict[str, list[dict[str, Any]]]:
+    """The args of every tool call in the conversation that ran and succeeded, by action."""
+    succeeded = {
+        message.get("tool_call_id")
+        for message in conversation
+        if message.get("role") == "tool" and tool_content(message).get("status") == "ok"
+    }
+    ran: dict[str, list[dict[str, Any]]] = {}
+    for message in conversation:
+        for call in message.get("tool_calls") or ():
+            if call.get("id") not in succeeded:
+                continue
+            function = call.get("function") or {}
+            try:
+                args = json.loads(function.get("arguments") or "{}")
+            except json.JSONDecodeError:
+                continue
+            if isinstance(args, dict):
+                ran.setdefault(function.get("name", ""), []).append(args)
+    return ran
+
+
+def _size(message: dict[str, Any]) -> int:
+    """About how many characters a message takes: its text and its calls' arguments."""
+    size = len(message.get("content") or "")
+    for call in message.get("tool_calls") or ():
+        size += len((call.get("function") or {}).get("arguments") or "") + 64
+    return size + 32
+
+
+def window(
+    conversation: Conversation, max_messages: int | None = None, max_chars: int | None = None
+) -> Conversation:
+    """The newest part of the conversation, within the bounds, in whole turns.
+
+    A turn (a visitor's message and everything after it) is kept or dropped whole, so tool
+    calls stay with their results and a paused turn's pending calls with their step; the
+    current turn is always kept, whatever its size. The bounds default to ``MAX_MESSAGES``
+    and ``MAX_CHARS``.
+    """
+    max_messages = MAX_MESSAGES if max_messages is None else max_messages
+    max_chars = MAX_CHARS if max_chars is None else max_chars
+    if len(conversation) <= max_messages and sum(map(_size, conversation)) <= max_chars:
+        return conversation
+    keep_from = None
+    count = chars = 0
+    for index in range(len(conversation) - 1, -1, -1):
+        count += 1
+        chars += _size(conversation[index])
+        if conversation[index].get("role") != "user":
+            continue
+        if keep_from is not None and (count > max_messages or chars > max_chars):
+            break
+        keep_from = index
+    return conversation[keep_from:] if keep_from is not None else conversation

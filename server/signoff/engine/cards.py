@@ -22,7 +22,14 @@ from signoff.engine.calls import Calls
 from signoff.engine.executor import Outcome, bounded
 from signoff.engine.notify import EventType
 from signoff.engine.records import Records
-from signoff.engine.turns import TURN_LOCK_TTL, audit_status, new_id, turn_lock, visitor
+from signoff.engine.turns import (
+    TURN_LOCK_TTL,
+    audit_status,
+    new_id,
+    save,
+    turn_lock,
+    visitor,
+)
 from signoff.store import ClaimOutcome, SessionRecord, Store
 
 # A claimed card is presumed abandoned (its server died) once its lease is over: the
@@ -90,7 +97,7 @@ class Cards:
             card, card.calls, AuditStatus.PENDING_CONFIRMATION, None, f"waits for {waits}"
         )
         # Saved before the card is shown, so a decision that comes at once finds the turn.
-        await self.store.save_conversation(session.session_id, conversation)
+        await save(self.store, session.session_id, conversation)
         await self.store.add_card(card)
         metrics.cards_opened.labels(card.approver).inc()
         expires_at = min(card.timeout_at, session.expires_at)

@@ -128,8 +128,12 @@ class Engine:
     async def snapshot(self, session: SessionRecord, kept: list[tuple[int, str]]) -> dict[str, Any]:
         """The session as it is now, for a widget that missed history the store trimmed."""
         conversation = await self.store.load_conversation(session.session_id)
+        # The cards of the conversation a turn keeps, and any still open: as bounded as it.
+        proposed = {c.get("id") for m in conversation for c in m.get("tool_calls") or ()}
         cards = []
         for card in await self.store.session_cards(session.session_id):
+            if card.status not in OPEN and proposed.isdisjoint(card.tool_call_ids):
+                continue
             shown = [self.records.card_frame(card, min(card.timeout_at, session.expires_at))]
             if card.status not in OPEN:
                 shown.append(card_update_frame(card))
@@ -141,10 +145,20 @@ class Engine:
         return self.records.sensitive(name)
 
     # The visitor -------------------------------------------------------------------------
+    def queue_message(
+        self, session: SessionRecord, text: str, client_id: str, client: Client = NO_CLIENT
+    ) -> None:
+        """A visitor's message from a socket: its turn runs in the background (the socket
+        may close meanwhile). Refused with ``rate_limited`` when the session already has
+        as many turns queued as it may."""
+        self.turns.admit(session.session_id)
+        self.spawn(self.turns.handle_message(session, text, client_id, client))
+
     async def handle_message(
         self, session: SessionRecord, text: str, client_id: str, client: Client = NO_CLIENT
     ) -> None:
-        """A visitor's message; ``client`` is the address and browser of their socket."""
+        """A visitor's message, its turn run to its end or pause."""
+        self.turns.admit(session.session_id)
         await self.turns.handle_message(session, text, client_id, client)
 
     async def decide(

@@ -36,8 +36,9 @@ class Outcome:
     response: tuple[int, str | None, int] | None = None  # status, body, size (ctx.http)
 
     def tool_content(self) -> dict[str, Any]:
+        """What the bot is told; a large result is cut, as it is in frames and the audit log."""
         if self.ok:
-            return {"status": "ok", "result": self.result}
+            return {"status": "ok", "result": bounded(self.result)}
         return {"status": "error", "error": self.error}
 
 

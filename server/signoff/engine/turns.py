@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
@@ -25,11 +26,14 @@ from signoff.core.conversation import (
     assistant_message,
     declined_in_turn,
     pending_tool_calls,
+    ran_calls,
     tool_message,
     user_message,
+    window,
 )
 from signoff.core.deciders import AUTO, NO_CLIENT, Client, Decider
-from signoff.core.turns import MAX_STEPS, CardPlan, PlannedCall, plan_step
+from signoff.core.frames import ErrorCode, ProtocolError
+from signoff.core.turns import MAX_CALLS_PER_STEP, MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.calls import Calls
 from signoff.engine.executor import Outcome
 from signoff.engine.records import Records
@@ -48,6 +52,9 @@ WAITING_FOR_TEAMMATE = (
     "Your request is waiting for a teammate. I'll carry on as soon as they have decided."
 )
 TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in one go."
+# Turns of one session waiting for the turn lock (or running) on this instance; a message
+# past it is refused, so a flood on one session queues no unbounded work.
+MAX_QUEUED_TURNS = 3
 GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
 
 
@@ -73,6 +80,11 @@ def turn_lock(session_id: str) -> str:
     return f"turn:{session_id}"
 
 
+async def save(store: Store, session_id: str, conversation: Conversation) -> None:
+    """Keep the conversation, in the window a turn loads (``core.conversation.window``)."""
+    await store.save_conversation(session_id, window(conversation))
+
+
 class Turns:
     def __init__(
         self,
@@ -92,11 +104,34 @@ class Turns:
         self.calls = calls
         self.open_card = open_card
         self.withdraw = withdraw
+        self._queued: Counter[str] = Counter()
+
+    def admit(self, session_id: str) -> None:
+        """Count a message's turn as queued for the session; refused (``rate_limited``) when
+        the session has as many queued here as it may. Synchronous, so messages arriving
+        together cannot all pass before any is counted."""
+        if self._queued[session_id] >= MAX_QUEUED_TURNS:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                "too many messages are waiting for an answer; wait for the bot",
+            )
+        self._queued[session_id] += 1
 
     async def handle_message(
         self, session: SessionRecord, text: str, client_id: str, client: Client = NO_CLIENT
     ) -> None:
-        """A visitor's message; ``client`` is the address and browser of their socket."""
+        """An admitted message (``admit``); ``client`` is the address and browser of the
+        visitor's socket."""
+        try:
+            await self._handle_message(session, text, client_id, client)
+        finally:
+            self._queued[session.session_id] -= 1
+            if not self._queued[session.session_id]:
+                del self._queued[session.session_id]
+
+    async def _handle_message(
+        self, session: SessionRecord, text: str, client_id: str, client: Client
+    ) -> None:
         if not await self.store.first_use(session.session_id, client_id):
             return  # a re-sent message: its frames are already in the history
         async with self.store.lock(turn_lock(session.session_id), TURN_LOCK_TTL):
@@ -136,7 +171,7 @@ class Turns:
                 if not calls:
                     return
                 declined, repeats = declined_in_turn(conversation)
-                plan = plan_step(self.registry, calls, declined, repeats)
+                plan = plan_step(self.registry, calls, declined, repeats, ran_calls(conversation))
                 await self._refuse(session, conversation, plan.refused)
                 await self._run_now(session, conversation, plan.run_now)
                 if plan.card is None:
@@ -160,17 +195,28 @@ class Turns:
             log.error("turn failed in session %s\n%s", session.session_id, withheld(exc))
             await self.say(session, conversation, SORRY)
         finally:
-            await self.store.save_conversation(session.session_id, conversation)
+            await save(self.store, session.session_id, conversation)
 
     async def _refuse(
         self, session: SessionRecord, conversation: Conversation, refused: list[PlannedCall]
     ) -> None:
-        """Calls that can never run (unknown action, bad args): the bot is told why."""
+        """Calls that can never run (unknown action, bad args): the bot is told why.
+
+        A step proposes at most ``MAX_CALLS_PER_STEP`` calls; of a step over it, only that
+        many are audited (the rest are logged), so a bot cannot flood the audit log.
+        """
         for call in refused:
             conversation.append(
                 tool_message(call.tool_call_id, {"status": "error", "error": call.error})
             )
+        for call in refused[:MAX_CALLS_PER_STEP]:
             await self.records.uncarded(session, call, AuditStatus.REFUSED, error=call.error)
+        if len(refused) > MAX_CALLS_PER_STEP:
+            log.warning(
+                "session %s: %d refused calls of one step not audited one by one",
+                session.session_id,
+                len(refused) - MAX_CALLS_PER_STEP,
+            )
 
     async def _run_now(
         self, session: SessionRecord, conversation: Conversation, calls: list[PlannedCall]
@@ -178,8 +224,9 @@ class Turns:
         """Read calls and calls that need no card, in order."""
         for call in calls:
             assert call.action is not None
-            # The call's place in the conversation: unique even if a bot reuses ids.
-            scope = f"{session.conversation_id}:{len(conversation)}"
+            # The bot's id for the call (the engine's own when the bot gave none) and its
+            # place in the conversation, which a bot that reuses ids still changes.
+            scope = f"{session.conversation_id}:{call.tool_call_id}:{len(conversation)}"
             outcome = await self.calls.run(
                 call.action, call.args, session, scope, 0, AUTO.signature
             )

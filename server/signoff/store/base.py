@@ -29,6 +29,9 @@ class StoreUnavailable(StoreError):
 
 # Frames kept per session; a reconnect from before the oldest kept frame gets a snapshot.
 MAX_FRAMES = 2000
+# Cards kept per session: adding one past this drops the oldest if it has ended, so a long
+# session's cards cost a bounded amount to keep, slide and list.
+MAX_CARDS = 100
 
 
 def max_frames_option(query: dict[str, str]) -> int:
@@ -139,7 +142,8 @@ class Store(abc.ABC):
 
     # Cards ----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def add_card(self, card: Card) -> None: ...
+    async def add_card(self, card: Card) -> None:
+        """Keep a new card; past ``MAX_CARDS`` of its session, the oldest ended one goes."""
 
     @abc.abstractmethod
     async def get_card(self, card_id: str) -> Card | None: ...

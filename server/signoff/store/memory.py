@@ -16,9 +16,10 @@ from dataclasses import replace
 from itertools import islice
 from typing import Any
 
-from signoff.core.cards import CLAIMED, OPEN, Card, Status, can_move
+from signoff.core.cards import CLAIMED, FINAL, OPEN, Card, Status, can_move
 from signoff.core.conversation import Conversation
 from signoff.store.base import (
+    MAX_CARDS,
     MAX_FRAMES,
     ClaimOutcome,
     Listener,
@@ -73,10 +74,7 @@ class MemoryStore(Store):
         self._frames.pop(session_id, None)
         self._client_ids.pop(session_id, None)
         for card_id in self._session_cards.pop(session_id, []):
-            self._cards.pop(card_id, None)
-            self._team_cards.pop(card_id, None)
-            self._waiting.pop(card_id, None)
-            self._live.discard(card_id)
+            self._forget_card(card_id)
         self._notify(session_id, "end")
         self._listeners.pop(session_id, None)
 
@@ -130,10 +128,21 @@ class MemoryStore(Store):
         if card.session_id not in self._sessions:
             return  # the session ended: nothing of it is kept
         self._cards[card.card_id] = card.copy()
-        self._session_cards[card.session_id].append(card.card_id)
+        card_ids = self._session_cards[card.session_id]
+        card_ids.append(card.card_id)
         if card.approver == "team":
             self._team_cards[card.card_id] = None
         self._track(card)
+        ended = (c for c in list(card_ids) if self._cards[c].status in FINAL)
+        while len(card_ids) > MAX_CARDS and (oldest := next(ended, None)) is not None:
+            card_ids.remove(oldest)
+            self._forget_card(oldest)
+
+    def _forget_card(self, card_id: str) -> None:
+        self._cards.pop(card_id, None)
+        self._team_cards.pop(card_id, None)
+        self._waiting.pop(card_id, None)
+        self._live.discard(card_id)
 
     async def get_card(self, card_id: str) -> Card | None:
         card = self._cards.get(card_id)

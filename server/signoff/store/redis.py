@@ -45,9 +45,10 @@ from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 
-from signoff.core.cards import CLAIMED, OPEN, Card, Status, can_move
+from signoff.core.cards import CLAIMED, FINAL, OPEN, Card, Status, can_move
 from signoff.core.conversation import Conversation
 from signoff.store.base import (
+    MAX_CARDS,
     MAX_FRAMES,
     ClaimOutcome,
     Listener,
@@ -149,6 +150,22 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1]) end
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[5], ARGV[9], ARGV[1]) end
 if ARGV[3] == '"waiting"' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1]) end
+-- Past the cards a session keeps, the oldest that have ended go.
+local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[11])
+if over > 0 then
+  for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    if over <= 0 then break end
+    local status = redis.call('HGET', ARGV[12] .. id, 'status')
+    if not status or ARGV[13]:find(status, 1, true) then
+      redis.call('LREM', KEYS[2], 1, id)
+      redis.call('DEL', ARGV[12] .. id)
+      redis.call('ZREM', KEYS[4], id)
+      redis.call('ZREM', KEYS[5], id)
+      redis.call('ZREM', KEYS[6], id)
+      over = over - 1
+    end
+  end
+end
 return 1
 """
 
@@ -222,6 +239,10 @@ redis.call('ZREM', KEYS[7], ARGV[1])
 if existed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':end') end
 return existed
 """
+
+
+# The ended statuses as stored (JSON strings), for the scripts to find one in.
+_FINAL_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(FINAL))
 
 
 def _due_place(status: Status) -> str:
@@ -498,6 +519,9 @@ class RedisStore(Store):
                 score.get(place, ""),
                 repr(card.created_at) if card.approver == "team" else "",
                 json.dumps(card.level),
+                MAX_CARDS,
+                self._key("card", ""),
+                _FINAL_STATUSES,
             ],
         )
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -37,6 +37,7 @@ from signoff.logs import withheld
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import api_mount
 from signoff.web.dashboard import Dashboard
+from signoff.web.limits import VisitorLimits
 from signoff.web.slack import slack_routes
 from signoff.web.ws import websocket_endpoint
 
@@ -53,6 +54,7 @@ class Runtime:
     audit: AuditLog
     accounts: Accounts
     templates: Environment
+    limits: VisitorLimits = field(default_factory=VisitorLimits)
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         return any(site.allows(origin, host) for site in self.sites.values())

@@ -46,6 +46,7 @@ from signoff.core.tokens import (
 from signoff.engine.turns import visitor
 from signoff.store import SessionRecord, StoreUnavailable
 from signoff.web.incoming import client_of
+from signoff.web.limits import MAX_NEW_SESSIONS_PER_MINUTE, new_sessions_record
 
 if TYPE_CHECKING:
     from signoff.web.app import Runtime
@@ -60,6 +61,10 @@ INTERNAL_ERROR = 1011
 # How soon a writer that could not read the store tries again.
 STORE_RETRY = 1.0
 MAX_QUEUED_REPLIES = 256
+# The most history a reconnect is replayed frame by frame; past it, it gets one snapshot
+# of the session instead (bounded by the conversation's window), so a short hello cannot
+# ask for megabytes.
+REPLAY_BUDGET = 256 * 1024
 
 
 def unavailable(ref: str | None) -> ProtocolError:
@@ -102,6 +107,8 @@ class Connection:
         # The visitor's address and browser, for the audit rows of their decisions; never
         # sent in a frame.
         self.client: Client = client_of(websocket)
+        self.limits = runtime.limits
+        self._joined: str | None = None  # the session this socket counts against
         self.session: SessionRecord | None = None
         self.sent_seq = 0
         self.bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST, time.monotonic())
@@ -200,23 +207,33 @@ class Connection:
         frames = await self.engine.store.frames_after(session.session_id, self.sent_seq)
         if frames and frames[0][0] > self.sent_seq + 1:
             # What this client missed was trimmed: show the session as it is now.
-            head = frames[-1][0]
-            snapshot = await self.engine.snapshot(session, frames)
-            await self.ws.send_text(json.dumps({**snapshot, "seq": head}))
-            self.sent_seq, self._replaying = head, False
+            await self._send_snapshot(session, frames)
             return
         if self._replaying:
             # A reconnect needs each finished message once, not its every delta.
             frames, self._replaying = compact_replay(frames), False
+            if sum(len(text) for _, text in frames) > REPLAY_BUDGET:
+                await self._send_snapshot(session, frames)
+                return
         for seq, text in frames:
             await self.ws.send_text(text)
             self.sent_seq = seq
+
+    async def _send_snapshot(self, session: SessionRecord, frames: list[tuple[int, str]]) -> None:
+        """The session as it is now, standing for history up to the newest of ``frames``."""
+        head = frames[-1][0]
+        snapshot = await self.engine.snapshot(session, frames)
+        await self.ws.send_text(json.dumps({**snapshot, "seq": head}))
+        self.sent_seq, self._replaying = head, False
 
     def _leave(self) -> None:
         """Stop following the session (closed socket or ended session)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._joined is not None:
+            self.limits.leave(self._joined)
+            self._joined = None
         self.session = None
         self._ended = False
 
@@ -230,6 +247,15 @@ class Connection:
             if not allowed:
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref(frame)
+                )
+            if (
+                isinstance(frame, Message | Decision)
+                and self.session is not None
+                and not self.limits.take(self.session.session_id, self.client[0], time.monotonic())
+            ):
+                # Counted over every socket of the session and of the address.
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED, "too many messages from this visitor", _ref(frame)
                 )
             metrics.frames_received.labels(frame.type).inc()
             await self._dispatch(frame)
@@ -261,9 +287,10 @@ class Connection:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first", _ref(frame))
         elif isinstance(frame, Message):
             session = await self._touch()
-            self.engine.spawn(
-                self.engine.handle_message(session, frame.text, frame.client_id, self.client)
-            )
+            try:
+                self.engine.queue_message(session, frame.text, frame.client_id, self.client)
+            except ProtocolError as error:
+                raise ProtocolError(error.code, error.message, frame.client_id) from None
         elif isinstance(frame, Decision):
             session = await self._touch()
             self.engine.spawn(self._decide(session, frame))
@@ -311,7 +338,15 @@ class Connection:
         elif token_expired:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "user token has expired")
         else:
+            await self._may_open_session()
             session = await self.engine.open_session(site.name, user_id)
+        if not self.limits.join(session.session_id):
+            self.refuse(
+                ProtocolError(ErrorCode.RATE_LIMITED, "too many open connections for this session")
+            )
+            self.close_after_replies(POLICY_VIOLATION)
+            return
+        self._joined = session.session_id
         last = await self.engine.store.last_seq(session.session_id)
         token = sign_session_token(
             secret, SessionClaims(session.session_id, session.user_id, session.site)
@@ -332,6 +367,18 @@ class Connection:
         self._unsubscribe = self.engine.store.subscribe(session.session_id, self._on_news)
         self._replaying = True
         self._wake.set()
+
+    async def _may_open_session(self) -> None:
+        """Refuse a new session to an address that opened too many this minute, on any
+        instance (a session costs memory until it expires)."""
+        address = self.client[0]
+        if address is None:
+            return
+        opened = await self.engine.store.count_record(new_sessions_record(address), 60.0)
+        if opened > MAX_NEW_SESSIONS_PER_MINUTE:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many new sessions from this address; try later"
+            )
 
     async def _resume(self, token: str, site: str, user_id: str | None) -> SessionRecord:
         try:
