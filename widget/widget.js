@@ -6,7 +6,8 @@
  * Plain ES2020, no build step, no dependencies. Everything lives in one IIFE and one
  * `state` object. The UI sits in an open shadow root under <div id="signoff-root"> so
  * host-page CSS cannot leak in. Server and user data only ever reach the DOM through
- * textContent / setAttribute, never through HTML parsing.
+ * textContent / setAttribute, never through HTML parsing, and a card's values show their
+ * control, bidi and invisible characters as escapes (see visible()).
  */
 (function () {
   "use strict";
