@@ -6,7 +6,8 @@
  * Plain ES2020, no build step, no dependencies. Everything lives in one IIFE and one
  * `state` object. The UI sits in an open shadow root under <div id="signoff-root"> so
  * host-page CSS cannot leak in. Server and user data only ever reach the DOM through
- * textContent / setAttribute, never through HTML parsing.
+ * textContent / setAttribute, never through HTML parsing, and a card's values show their
+ * control, bidi and invisible characters as escapes (see visible()).
  */
 (function () {
   "use strict";
@@ -287,13 +288,29 @@
     return "c-" + Date.now().toString(36) + Math.random().toString(36).slice(2);
   }
 
+  // Characters a font draws as nothing or as something else (bidi controls, zero-width
+  // characters, tags, line breaks...): shown as escapes wherever a card draws a value, so a
+  // value cannot hide part of itself, run backwards or add lines to the card. The same
+  // class as signoff.core.display.HIDDEN_CLASS; a test checks they are written alike.
+  const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu;
+  const NEWLINE_SIGN = "↵";
+
+  function visible(text) {
+    return String(text).replace(HIDDEN, (char) =>
+      char === "\n"
+        ? NEWLINE_SIGN
+        : "⟨U+" + char.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "⟩"
+    );
+  }
+
+  // A value as a card shows it: text as it is, anything else as JSON; hidden characters visible.
   function formatValue(value) {
-    if (typeof value === "string") return value;
+    if (typeof value === "string") return visible(value);
     if (value === undefined) return "";
     try {
-      return JSON.stringify(value);
+      return visible(JSON.stringify(value));
     } catch (err) {
-      return String(value);
+      return visible(String(value));
     }
   }
 
@@ -1114,7 +1131,13 @@
       const list = h("dl", { class: "signoff-args" });
       for (const [key, value] of args) {
         list.appendChild(
-          h("div", { class: "signoff-arg" }, h("dt", { text: key }), h("dd", { text: formatValue(value) }))
+          h(
+            "div",
+            { class: "signoff-arg" },
+            h("dt", { text: visible(key) }),
+            // dir=auto isolates the value: right-to-left text in it cannot move its neighbours.
+            h("dd", { text: formatValue(value), dir: "auto" })
+          )
         );
       }
       el.appendChild(list);
@@ -1226,7 +1249,7 @@
       case "cancelled":
         return t("status.cancelled");
       case "rejected":
-        return withDetail(t("status.rejected"), card.reason ? String(card.reason) : "");
+        return withDetail(t("status.rejected"), card.reason ? visible(card.reason) : "");
       case "expired":
         return t("status.expired");
       case "interrupted":
@@ -1239,7 +1262,7 @@
   function failureDetail(entry) {
     const results = Array.isArray(entry.card.results) ? entry.card.results : [];
     const index = results.findIndex((r) => isObject(r) && r.status === "failed");
-    if (index < 0) return entry.card.reason ? String(entry.card.reason) : "";
+    if (index < 0) return entry.card.reason ? visible(entry.card.reason) : "";
     const failed = results[index];
     const action = Array.isArray(entry.card.actions) ? entry.card.actions[index] : null;
     const name = (action && (action.title || action.action)) || failed.action || "";
@@ -1852,6 +1875,8 @@
       return sendChat(value);
     },
     on: on,
+    // For custom approval UIs: a card's values shown the way the widget shows them.
+    visible: formatValue,
   };
 
   mergeOptions(readDataAttributes(SCRIPT));

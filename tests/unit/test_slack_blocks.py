@@ -72,11 +72,11 @@ def test_a_waiting_card_shows_its_calls_level_expiry_and_buttons() -> None:
     assert message.text == "Approval needed (support-lead): Refund 250 on order 1002"
     assert message.blocks[0] == {
         "type": "header",
-        "text": {"type": "plain_text", "text": "Refund 250 on order 1002"},
+        "text": {"type": "plain_text", "text": "Refund 250 on order 1002", "emoji": False},
     }
     shown = texts(message.blocks)
     assert "The customer asked for a refund." in shown
-    assert "*Refund* `refund`\nRefunds 250.0\n• order_id: 1002\n• amount: 250.0" in shown
+    assert "Refund · refund\nRefunds 250.0\n• order_id: 1002\n• amount: 250.0" in shown
     assert (
         "Level 1 of 2 · support-lead · expires "
         "<!date^1700000600^{date_short_pretty} at {time}|2023-11-14T22:23:20Z>"
@@ -96,22 +96,78 @@ def test_sensitive_params_stay_masked() -> None:
     assert f"• card_number: {REDACTED}" in shown
 
 
-def test_what_people_and_bots_wrote_cannot_mention_link_or_format() -> None:
-    hostile = "<!channel> & <https://evil.example|click> <@U123>"
-    calls = [{"action": "note", "args": {"text": hostile, "nested": {"a": "<b>"}}}]
-    card = team_card(calls, title=hostile, text=hostile)
-    card.titles = [hostile]
-    card.effects = [hostile]
+def text_objects(node: Any) -> list[dict[str, Any]]:
+    """Every Block Kit text object in ``node``: what Slack draws, and how."""
+    if isinstance(node, list):
+        return [found for item in node for found in text_objects(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if node.get("type") in ("plain_text", "mrkdwn") else []
+    return own + [found for value in node.values() for found in text_objects(value)]
+
+
+# Formatting, links, mentions and emoji codes: each changes a message if Slack reads it.
+MARKUP = [
+    "*bold*",
+    "_italic_",
+    "~struck~",
+    "`code`",
+    "```block```",
+    "> quote",
+    "<https://evil.example|click>",
+    "https://evil.example",
+    "<!channel>",
+    "<!here>",
+    "@channel",
+    "<@U123>",
+    "<#C123>",
+    "<!subteam^S123>",
+    ":white_check_mark:",
+    "&amp;",
+]
+
+
+def test_what_people_and_bots_wrote_is_plain_text_that_cannot_format_link_or_mention() -> None:
+    hostile = " ".join(MARKUP)
+    calls = [{"action": "note", "args": {"text": hostile, "nested": {"a": hostile}}}]
+    card = team_card(calls, text=f"Note: {hostile}")
+    card.effects = [f"Adds the note {hostile}"]
     card.approvals = [{**approval(card, Verdict.APPROVE, LENA, 0.0, None), "reason": hostile}]
+    card.level = 2
+    card.status, card.decided_by = Status.CANCELLED, f"user:{hostile}"
+    card.results = [{"action": "note", "status": "failed", "error": hostile}]
     message = card_message(resource(card))
-    shown = texts(message.blocks[1:])  # the header is plain text: Slack shows it as it is
-    escaped = "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; &lt;@U123&gt;"
-    assert escaped in shown
-    assert '• nested: {"a": "&lt;b&gt;"}' in shown
-    for raw in ("<!channel>", "<https://", "<@U123>", " & "):
-        assert raw not in shown
-        assert raw not in message.text
+    objects = text_objects(message.blocks)
+    plain = [o["text"] for o in objects if o["type"] == "plain_text"]
+    mrkdwn = [o["text"] for o in objects if o["type"] == "mrkdwn"]
+    # Each place a person or a bot wrote: card text, effect, each value, reason, who, error.
+    assert sum(text.count(hostile) for text in plain) == 7
+    assert all(o["emoji"] is False for o in objects if o["type"] == "plain_text")
+    for markup in MARKUP:
+        assert not any(markup in text for text in mrkdwn)
+        assert markup not in message.text
     assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_values_cannot_add_lines_or_run_backwards() -> None:
+    iban = "\u202e00 0130 0532 0440 4073 98ED"
+    calls = [{"action": "pay", "args": {"iban": iban, "note": "hi\n• amount: 1"}}]
+    card = team_card(calls)
+    card.approvals = [{**approval(card, Verdict.APPROVE, LENA, 0.0, None), "reason": "ok\nfine"}]
+    shown = texts(card_message(resource(card)).blocks)
+    assert "• iban: ⟨U+202E⟩00 0130 0532 0440 4073 98ED\n• note: hi↵• amount: 1" in shown
+    assert "approved by lena via dashboard: ok↵fine" in shown
+    assert "\u202e" not in shown
+    assert [line for line in shown.splitlines() if line.startswith("•")] == [
+        "• iban: ⟨U+202E⟩00 0130 0532 0440 4073 98ED",
+        "• note: hi↵• amount: 1",
+    ]
+
+
+def test_right_to_left_values_are_isolated_on_their_line() -> None:
+    calls = [{"action": "pay", "args": {"name": "שלום", "amount": 20}}]
+    shown = texts(card_message(resource(team_card(calls))).blocks)
+    assert "• name: \u2068\u05e9\u05dc\u05d5\u05dd\u2069\n• amount: 20" in shown
 
 
 def test_the_next_level_shows_who_approved_the_first() -> None:
@@ -120,7 +176,7 @@ def test_the_next_level_shows_who_approved_the_first() -> None:
     card.level = 2
     message = card_message(resource(card))
     shown = texts(message.blocks)
-    assert "Level 1 (support-lead): approved by *lena* via dashboard" in shown
+    assert "Level 1 (support-lead): approved by lena via dashboard" in shown
     assert "*Waiting for finance* (level 2 of 2)" in shown
     assert json.loads(buttons(message.blocks)[0]["value"]) == {"card_id": "card-1", "level": 2}
 
@@ -136,17 +192,17 @@ def test_a_decided_card_has_no_buttons_and_says_how_it_ended() -> None:
     assert message.text == "Refund 250 on order 1002: rejected"
     shown = texts(message.blocks)
     assert ":no_entry: *Rejected*" in shown
-    assert "Level 2 (finance): rejected by *fred* via slack: over the monthly limit" in shown
+    assert "Level 2 (finance): rejected by fred via slack: over the monthly limit" in shown
 
 
 @pytest.mark.parametrize(
     ("status", "results", "expected"),
     [
-        ("done", [{"action": "refund", "status": "done", "result": {}}], "`refund`: done"),
+        ("done", [{"action": "refund", "status": "done", "result": {}}], "refund: done"),
         (
             "failed",
             [{"action": "refund", "status": "failed", "error": "card declined <x>"}],
-            "`refund`: failed: card declined &lt;x&gt;",
+            "refund: failed: card declined <x>",
         ),
         ("expired", [], "*Expired* before anyone decided; nothing ran"),
         ("interrupted", [], "*Interrupted*: the server stopped while the calls ran"),
@@ -164,7 +220,7 @@ def test_a_running_chain_shows_each_call_as_it_finishes() -> None:
     card = team_card(calls, status=Status.RUNNING)
     progress = {"index": 0, "result": {"action": "refund", "status": "done", "result": {}}}
     shown = texts(card_message(resource(card), progress).blocks)
-    assert ":gear: *Running*\nCall 1 of 2 finished: `refund`: done" in shown
+    assert ":gear: *Running*\nCall 1 of 2 finished: refund: done" in shown
 
 
 def test_big_cards_stay_within_slacks_limits() -> None:

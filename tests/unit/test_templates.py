@@ -60,6 +60,27 @@ def test_markup_in_args_is_kept_as_plain_text() -> None:
     assert "&lt;" not in text
 
 
+def test_printed_values_show_their_hidden_characters_and_keep_to_their_line() -> None:
+    text = render(
+        "Pay {{ amount|money }} to {{ iban }}.\nNote: {{ note }}",
+        amount=20,
+        iban="\u202e00 0130 0532 0440 4073 98ED",
+        note="thanks\n• amount: 1\u200b",
+    )
+    # The template's own line break stays; the values' line break and controls do not.
+    assert text == (
+        "Pay $20.00 to ⟨U+202E⟩00 0130 0532 0440 4073 98ED.\nNote: thanks↵• amount: 1⟨U+200B⟩"
+    )
+
+
+def test_printed_right_to_left_values_are_isolated_from_their_neighbours() -> None:
+    text = render("Send {{ name }} {{ amount }}", name="שלום", amount=20)
+    assert text == "Send \u2068\u05e9\u05dc\u05d5\u05dd\u2069 20"
+    # Whatever filter a value went through: what is printed is what is shown.
+    assert render("{{ name|upper }}", name="a\u2066b") == "A⟨U+2066⟩B"
+    assert render("{{ items }}", items=["a\nb"]) == "['a\\nb']"
+
+
 def test_template_syntax_in_args_is_not_executed() -> None:
     text = render("Note: {{ note }}", note="{{ 7 * 7 }} {% for x in y %}")
     assert text == "Note: {{ 7 * 7 }} {% for x in y %}"

@@ -1,7 +1,10 @@
 """Card message templates: Jinja2 in a sandbox, rendered to plain text.
 
 The text is plain: every HTML surface (widget, dashboard) inserts it as text or
-through an autoescaping environment, so markup in an argument stays inert.
+through an autoescaping environment, so markup in an argument stays inert. Every value a
+template prints is shown as core.display shows it (hidden characters made visible,
+right-to-left text isolated), so the card's text cannot hide, reorder or add to what
+runs; the template's own text, line breaks included, is kept as written.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from signoff.core.display import shown
 
 
 class TemplateError(ValueError):
@@ -29,7 +34,12 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{count} {word}"
 
 
-_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+def _printed(value: Any) -> str:
+    """What ``{{ ... }}`` prints for a value, after its filters."""
+    return shown(str(value))
+
+
+_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, finalize=_printed)
 _env.filters["money"] = money
 _env.filters["plural"] = plural
 

@@ -2,8 +2,13 @@
 
 Pure: builds Block Kit JSON from a card as teammates see it (core.resources) and
 parses interaction payloads strictly. The notifier and the web endpoint do the talking.
-Everything a visitor, a bot or a teammate wrote is escaped, so it cannot mention
-people, link anywhere or break out of the message's formatting.
+
+Everything a visitor, a bot or a teammate wrote goes in ``plain_text`` objects, which
+Slack shows as written: no bold, italics, strike or code, no links, no mentions and (with
+``emoji`` off) no emoji codes. mrkdwn has no way to escape ``*``, ``_``, ``~`` or a
+backtick, so only signoff's own words and names it checks (roles, card ids) are mrkdwn,
+with ``&``, ``<`` and ``>`` escaped as Slack documents. Values are shown as core.display
+shows them: hidden characters made visible, right-to-left text isolated.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from signoff.core.display import shown, visible
 from signoff.core.frames import IDENTIFIER_PATTERN, Identifier, describe_invalid
 from signoff.core.teammates import TEAMMATE_PREFIX, Verdict
 
@@ -54,14 +60,14 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _shown(value: Any) -> str:
+def _value(value: Any) -> str:
+    """A value someone else wrote, for a line of plain text: clipped, then shown."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return escape(_clip(text, VALUE_CHARS))
+    return shown(_clip(text, VALUE_CHARS))
 
 
 def _who(signature: str | None) -> str:
-    name = (signature or "").removeprefix(TEAMMATE_PREFIX) or "nobody"
-    return escape(name)
+    return _value((signature or "").removeprefix(TEAMMATE_PREFIX) or "nobody")
 
 
 def _when(iso: str) -> str:
@@ -86,13 +92,11 @@ def card_message(card: dict[str, Any], progress: dict[str, Any] | None = None) -
     status = card["status"]
     levels = card["levels"]
     title = card["title"]
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _clip(title, HEADER_CHARS)}}
-    ]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(_clip(title, HEADER_CHARS))}]
     if card["text"] and card["text"] != title:
-        blocks.append(_section(escape(card["text"])))
+        blocks.append(_section(_plain(card["text"])))
     actions = card["actions"]
-    blocks.extend(_section(_call(action)) for action in actions[:MAX_CALLS_SHOWN])
+    blocks.extend(_section(_plain(_call(action))) for action in actions[:MAX_CALLS_SHOWN])
     if len(actions) > MAX_CALLS_SHOWN:
         blocks.append(_context(f"and {len(actions) - MAX_CALLS_SHOWN} more calls"))
     blocks.append(
@@ -102,7 +106,9 @@ def card_message(card: dict[str, Any], progress: dict[str, Any] | None = None) -
         )
     )
     blocks.append({"type": "divider"})
-    blocks.append(_section(_outcome(card, progress)))
+    blocks.append(_section(_mrkdwn(_status_line(card))))
+    if details := _details(card, progress):
+        blocks.append(_section(_plain(details)))
     if status == "waiting":
         blocks.append(_buttons(card["card_id"], card["level"]))
     return SlackMessage(_summary(card), blocks)
@@ -115,41 +121,55 @@ def _summary(card: dict[str, Any]) -> str:
     return f"{escape(card['title'])}: {status}"
 
 
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, SECTION_CHARS)}}
+def _plain(text: str) -> dict[str, Any]:
+    """Text Slack shows as written: nothing in it formats, links, mentions or turns into emoji."""
+    return {"type": "plain_text", "text": _clip(text, SECTION_CHARS), "emoji": False}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": _clip(text, SECTION_CHARS)}
+
+
+def _section(text: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "section", "text": text}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+    return {"type": "context", "elements": [_mrkdwn(text)]}
 
 
 def _call(action: dict[str, Any]) -> str:
-    lines = [f"*{escape(action['title'])}* `{escape(action['action'])}`"]
+    """A held call as plain text: what it is, its effect, one line per parameter."""
+    lines = [f"{action['title']} · {action['action']}"]
     if action.get("effect"):
-        lines.append(escape(action["effect"]))
-    lines.extend(f"• {escape(str(key))}: {_shown(value)}" for key, value in action["args"].items())
+        lines.append(action["effect"])  # rendered with its values already shown
+    lines.extend(f"• {visible(str(key))}: {_value(value)}" for key, value in action["args"].items())
     return "\n".join(lines)
 
 
-def _outcome(card: dict[str, Any], progress: dict[str, Any] | None) -> str:
+def _status_line(card: dict[str, Any]) -> str:
     status = card["status"]
     if status == "waiting":
-        lines = [
+        return (
             f":hourglass_flowing_sand: *Waiting for {escape(str(card['role']))}* "
             f"(level {card['level']} of {len(card['levels'])})"
-        ]
-    else:
-        lines = [STATUS_LINES.get(status, escape(status))]
+        )
+    return STATUS_LINES.get(status, escape(status))
+
+
+def _details(card: dict[str, Any], progress: dict[str, Any] | None) -> str:
+    """Who decided each level and why, who cancelled, and what each call returned."""
+    lines = []
     for record in card["approvals"]:
         verdict = "approved" if record["decision"] == "approve" else "rejected"
         line = (
-            f"Level {record['level']} ({escape(str(record['role']))}): {verdict} by "
-            f"*{_who(record['by'])}* via {escape(record['channel'])}"
+            f"Level {record['level']} ({record['role']}): {verdict} by "
+            f"{_who(record['by'])} via {record['channel']}"
         )
         if record.get("reason"):
-            line += f": {escape(_clip(record['reason'], VALUE_CHARS))}"
+            line += f": {_value(record['reason'])}"
         lines.append(line)
-    if status == "cancelled" and card.get("decided_by"):
+    if card["status"] == "cancelled" and card.get("decided_by"):
         lines.append(f"Cancelled by {_who(card['decided_by'])}")
     for result in card["results"]:
         lines.append(_result(result))
@@ -162,9 +182,9 @@ def _outcome(card: dict[str, Any], progress: dict[str, Any] | None) -> str:
 
 
 def _result(result: dict[str, Any]) -> str:
-    line = f"`{escape(result['action'])}`: {escape(result['status'])}"
+    line = f"{result['action']}: {result['status']}"
     if result.get("error"):
-        line += f": {escape(_clip(str(result['error']), VALUE_CHARS))}"
+        line += f": {_value(str(result['error']))}"
     return line
 
 

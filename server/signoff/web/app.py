@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,6 +39,7 @@ from signoff.web.api import api_mount
 from signoff.web.dashboard import Dashboard
 from signoff.web.limits import VisitorLimits
 from signoff.web.slack import slack_routes
+from signoff.web.templating import page_templates
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
@@ -89,9 +90,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         lease_margin=settings.lease_margin,
         notifiers=notifiers,
     )
-    templates = Environment(
-        loader=FileSystemLoader(asset_dir("templates")), autoescape=select_autoescape()
-    )
+    templates = page_templates(asset_dir("templates"))
     runtime = Runtime(
         engine,
         settings,
