@@ -235,6 +235,18 @@ REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
         "key",
     ),
     "not JSON": ({"content": "decision=approve", "headers": JSON}, 400, "invalid_json", "key"),
+    "repeated key": (
+        {"content": '{"decision": "reject", "decision": "approve"}'},
+        422,
+        "invalid_body",
+        "key",
+    ),
+    "nested too deeply": (
+        {"content": '{"decision": "approve", "reason": ' + "[" * 8000 + "]" * 8000 + "}"},
+        422,
+        "invalid_body",
+        "key",
+    ),
     "form body": (
         {
             "content": "decision=approve",

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from signoff.core import strict_json
 from signoff.core.cards import Card
 from signoff.core.redact import REDACTED, is_sensitive_name
 from signoff.core.teammates import TEAMMATE_PREFIX, shown_to_visitor
@@ -102,7 +103,9 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
     if isinstance(raw, bytes):
         raise ProtocolError(ErrorCode.BAD_FRAME, "frames must be JSON text, not binary")
     try:
-        frame = _adapter.validate_json(raw)
+        frame = _adapter.validate_python(strict_json.loads(raw))
+    except strict_json.JSONRefused as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, str(exc)) from None
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, describe_invalid(exc, skip=1)) from None
     if isinstance(frame, Message) and len(frame.text) > MAX_TEXT_CHARS:
@@ -118,8 +121,8 @@ def refused_decision_card(raw: str | bytes) -> str | None:
     """The card a frame refused as malformed names, if it is a ``decision`` frame that
     names one: such an attempt is audited on that card, like any refused decision."""
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = strict_json.loads(raw)
+    except strict_json.JSONRefused:  # not JSON, or not JSON that names one card for sure
         return None
     if not isinstance(data, dict) or data.get("type") != "decision":
         return None

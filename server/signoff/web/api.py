@@ -40,6 +40,7 @@ from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
 from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
+from signoff.core import strict_json
 from signoff.core.cards import Status
 from signoff.core.deciders import Decider
 from signoff.core.frames import (
@@ -82,7 +83,8 @@ SiteName = Annotated[str, Field(pattern=SITE_PATTERN.pattern)]
 class ResumeRequest(_Body):
     """A decision on the level of the card that waits now."""
 
-    decision: Verdict
+    # Not strict: bodies are validated as parsed, and a strict enum takes only its members.
+    decision: Annotated[Verdict, Field(strict=False)]
     reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = Field(
         None, description="Why; kept with the decision, shown to teammates, not to the visitor."
     )
@@ -412,10 +414,13 @@ async def read_body(request: Request, model: type[M]) -> M:
     if raw is None:
         raise ApiError(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        return model.model_validate_json(raw)
+        # Parsed once, by the reader that refuses repeated keys, and validated as parsed.
+        return model.model_validate(strict_json.loads(raw))
+    except strict_json.NotJSON:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    except strict_json.JSONRefused as exc:
+        raise ApiError(422, "invalid_body", f"body: {exc}") from None
     except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
         raise ApiError(422, "invalid_body", describe_invalid(exc, whole="body")) from None
 
 
