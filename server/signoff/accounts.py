@@ -27,11 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signoff.audit.schema import api_keys, teammates
 from signoff.config import SITE_PATTERN
+from signoff.core.plain_text import control_character
 from signoff.core.teammates import ADMIN, NAME_PATTERN, Channel, Teammate, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
 MIN_PASSWORD_LENGTH = 10
-SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{1,63}$")  # Slack's user ids: U… or W…
+SLACK_USER_PATTERN = re.compile(r"[UW][A-Z0-9]{1,63}")  # Slack's user ids: U… or W…
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")  # what create_key makes: 16 hex digits
 ADMIN_KEY_ID = "admin"
 
 
@@ -88,7 +90,7 @@ def parse_key_id(presented: str) -> str | None:
     if not presented.startswith(KEY_PREFIX):
         return None
     found, _, secret = presented[len(KEY_PREFIX) :].partition("_")
-    return found if found and secret and len(found) <= 32 else None
+    return found if secret and KEY_ID_PATTERN.fullmatch(found) else None
 
 
 def _roles(roles: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
@@ -106,7 +108,7 @@ def _sites(sites: list[str] | None) -> list[str] | None:
     if not sites:
         raise AccountError("a key scoped to sites needs at least one --site")
     for site in sites:
-        if not SITE_PATTERN.match(site):
+        if not SITE_PATTERN.fullmatch(site):
             raise AccountError(f"site {site!r}: site names are lowercase letters, digits, - and _")
     return sorted(set(sites))
 
@@ -136,11 +138,11 @@ class Accounts:
         slack_user_id: str | None = None,
         sites: list[str] | None = None,
     ) -> None:
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise AccountError(
                 f"name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 characters"
             )
-        if slack_user_id and not SLACK_USER_PATTERN.match(slack_user_id):
+        if slack_user_id and not SLACK_USER_PATTERN.fullmatch(slack_user_id):
             raise AccountError(f"Slack user id {slack_user_id!r}: expected one like U012AB3CD")
         password_hash = await self._hash(password)
         row = {
@@ -235,6 +237,8 @@ class Accounts:
         """A new key; the only time its full text exists outside the caller is now."""
         if not name or len(name) > 200:
             raise AccountError("a key needs a name of 1 to 200 characters (what it is for)")
+        if why := control_character(name):
+            raise AccountError(f"key name {name!r}: {why}")
         if name == ADMIN_KEY_ID:
             raise AccountError(f"the key name {name!r} is kept for SIGNOFF_ADMIN_KEY")
         key_id = secrets.token_hex(8)
@@ -256,6 +260,8 @@ class Accounts:
         return f"{KEY_PREFIX}{key_id}_{secret}"
 
     async def revoke_key(self, key_id: str) -> bool:
+        if not KEY_ID_PATTERN.fullmatch(key_id):
+            return False  # no key has such an id
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(api_keys)

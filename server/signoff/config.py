@@ -170,12 +170,12 @@ def _whole_days(name: str, value: Any) -> int:
 
 def make_site(name: str, origins: Any) -> Site:
     """A checked site: a valid name and a list of origins (``:*`` for any port)."""
-    if not isinstance(name, str) or not SITE_PATTERN.match(name):
+    if not isinstance(name, str) or not SITE_PATTERN.fullmatch(name):
         raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
     if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
         raise ConfigError(f"sites.{name}.origins: expected a list of origins")
     for origin in origins:
-        if origin != SELF and not _ORIGIN.match(origin):
+        if origin != SELF and not _ORIGIN.fullmatch(origin):
             raise ConfigError(
                 f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
             )

@@ -239,6 +239,11 @@ def test_users_create_asks_for_the_password_twice(
         (["bad name", "--role", "finance"], PASSWORD, "name 'bad name'"),
         (["omar", "--role", "finance"], "short", "at least 10 characters"),
         (["omar", "--role", "finance", "--slack-user", "lena@slack"], PASSWORD, "Slack user id"),
+        # A pattern's $ also matches before a final line break: names are matched whole.
+        (["omar\n", "--role", "finance"], PASSWORD, "name 'omar\\n'"),
+        (["omar", "--role", "finance\n"], PASSWORD, "role 'finance\\n'"),
+        (["omar", "--role", "finance", "--site", "shop\n"], PASSWORD, "site 'shop\\n'"),
+        (["omar", "--role", "finance", "--slack-user", "U0OMAR\n"], PASSWORD, "Slack user id"),
     ],
 )
 def test_users_create_refuses_bad_input_and_creates_nothing(
@@ -325,6 +330,19 @@ def test_keys_and_teammates_can_be_scoped_to_sites(tmp_path: Path, command: Any)
     teammate = accounts_of(audit, lambda accounts: accounts.login("bo", PASSWORD))
     assert teammate.sites == {"blog"}
     assert command("users", "list")[1].splitlines()[1].split()[3] == "blog"
+
+
+def test_names_and_user_ids_with_control_characters_are_refused(
+    tmp_path: Path, command: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    status, out, err = command("keys", "create", "desk\x1b[2J", "--role", "host", audit=audit)
+    assert (status, out) == (2, "")
+    assert "control characters such as '\\x1b'" in err
+    assert accounts_of(audit, lambda accounts: accounts.list_keys()) == []
+    monkeypatch.setenv("SIGNOFF_SECRET", SECRET)
+    token = command("token", "al\x07ice")
+    assert token[0] == 2 and "user id: control characters such as '\\x07'" in token[2]
 
 
 def test_keys_create_refuses_bad_roles(tmp_path: Path, command: Any) -> None:

@@ -72,6 +72,8 @@ def test_message_is_accepted() -> None:
     frame = parse(MESSAGE)
     assert isinstance(frame, Message)
     assert (frame.client_id, frame.text) == ("c-1", "cancel order 1001")
+    lines = parse({**MESSAGE, "text": "cancel\torder\r\n1001"})
+    assert lines.text == "cancel\torder\r\n1001"
 
 
 @pytest.mark.parametrize("decision", ["confirm", "cancel"])
@@ -130,6 +132,8 @@ def test_decision_cannot_carry_new_args() -> None:
         {**MESSAGE, "text": 5},
         {**MESSAGE, "text": ""},
         {**MESSAGE, "text": None},
+        {**MESSAGE, "text": "cancel\x00 order 1001"},
+        {**MESSAGE, "text": "\x1b[2J"},
         {**MESSAGE, "client_id": 1},
         {**MESSAGE, "client_id": ""},
         {**MESSAGE, "client_id": "a b"},
@@ -233,6 +237,7 @@ def test_deep_nesting_and_numbers_no_reader_agrees_on_are_bad_frames(raw: str) -
 
 def test_a_malformed_decision_names_its_card_for_the_audit_log() -> None:
     assert refused_decision_card(json.dumps({**DECISION, "args": {"amount": 1}})) == "card_1"
+    assert refused_decision_card(json.dumps({**DECISION, "card_id": "c1\n"})) is None
     assert refused_decision_card(json.dumps(PING)) is None
     assert refused_decision_card(REPEATED_KEYS[1]) is None
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from signoff.core import strict_json
 from signoff.core.cards import Card
+from signoff.core.plain_text import FREE_TEXT
 from signoff.core.redact import REDACTED, is_sensitive_name
 from signoff.core.teammates import TEAMMATE_PREFIX, shown_to_visitor
 
@@ -78,7 +79,7 @@ class Message(_Frame):
     type: Literal["message"]
     client_id: Identifier
     # The length limit is checked separately so it can answer `too_large`.
-    text: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1), FREE_TEXT]
 
 
 class Decision(_Frame):
@@ -127,7 +128,9 @@ def refused_decision_card(raw: str | bytes) -> str | None:
     if not isinstance(data, dict) or data.get("type") != "decision":
         return None
     card_id = data.get("card_id")
-    return card_id if isinstance(card_id, str) and re.match(IDENTIFIER_PATTERN, card_id) else None
+    if isinstance(card_id, str) and re.fullmatch(IDENTIFIER_PATTERN, card_id):
+        return card_id
+    return None
 
 
 def describe_invalid(exc: ValidationError, skip: int = 0, whole: str = "frame") -> str:

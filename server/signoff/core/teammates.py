@@ -71,7 +71,7 @@ class Teammate:
 
 
 def check_role_name(role: str) -> str:
-    if not ROLE_PATTERN.match(role):
+    if not ROLE_PATTERN.fullmatch(role):
         raise ValueError(
             f"role {role!r}: use lowercase letters, digits, '-', '_' and '.', up to 64 characters"
         )

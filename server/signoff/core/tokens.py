@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from signoff.core.plain_text import control_character
+
 SESSION_SALT = "signoff.session"
 USER_SALT = "signoff.user"
 MAX_USER_ID = 256
@@ -74,6 +76,8 @@ def sign_user_token(
     """
     if not user_id or len(user_id) > MAX_USER_ID:
         raise TokenError(f"user id must be 1 to {MAX_USER_ID} characters")
+    if why := control_character(user_id):
+        raise TokenError(f"user id: {why}")
     if is_anonymous(user_id):
         raise TokenError(f"user ids starting with {ANONYMOUS_PREFIX!r} are for anonymous visitors")
     if ttl <= 0:

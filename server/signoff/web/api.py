@@ -50,6 +50,7 @@ from signoff.core.frames import (
     describe_invalid,
     iso,
 )
+from signoff.core.plain_text import FREE_TEXT, NAME
 from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
 from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
 from signoff.web.incoming import capped_body, client_of
@@ -85,7 +86,7 @@ class ResumeRequest(_Body):
 
     # Not strict: bodies are validated as parsed, and a strict enum takes only its members.
     decision: Annotated[Verdict, Field(strict=False)]
-    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = Field(
+    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS), FREE_TEXT] | None = Field(
         None, description="Why; kept with the decision, shown to teammates, not to the visitor."
     )
 
@@ -93,17 +94,17 @@ class ResumeRequest(_Body):
 class UserTokenRequest(_Body):
     """A user token for a host page, so the widget acts as that user."""
 
-    user_id: Annotated[str, Field(min_length=1, max_length=MAX_USER_ID)]
+    user_id: Annotated[str, Field(min_length=1, max_length=MAX_USER_ID), NAME]
     ttl: Annotated[float, Field(gt=0, le=MAX_USER_TOKEN_TTL)] = Field(
         300.0, description="Seconds it stays valid."
     )
-    site: str | None = Field(None, description="Only valid for this configured site.")
+    site: SiteName | None = Field(None, description="Only valid for this configured site.")
 
 
 class KeyRequest(_Body):
     """A new API key: what it is for, and the roles it holds."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200), NAME]
     roles: Annotated[list[Role], Field(min_length=1, max_length=32)]
     sites: Annotated[list[SiteName], Field(min_length=1, max_length=64)] | None = Field(
         None, description="Only these sites' cards and users; every site if left out."
@@ -120,7 +121,7 @@ class CardsQuery(BaseModel):
 
 AUDIT_STATUSES = tuple(str(s) for s in AuditStatus)
 MAX_FILTER_CHARS = 200  # ids are 64 at most; action and decider names are short
-FilterText = Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS)]
+FilterText = Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS), NAME]
 
 
 class AuditQuery(BaseModel):
@@ -448,7 +449,7 @@ class Call:
     @property
     def card_id(self) -> str:
         card_id: str = self.request.path_params["card_id"]
-        if not CARD_ID.match(card_id):
+        if not CARD_ID.fullmatch(card_id):
             raise ApiError(404, "not_found", "no such card")
         return card_id
 
@@ -824,7 +825,7 @@ class Api:
             query = read_query(request, endpoint.query) if endpoint.query else None
         except ApiError as exc:
             card_id = request.path_params.get("card_id", "")
-            if endpoint.decides and CARD_ID.match(card_id):
+            if endpoint.decides and CARD_ID.fullmatch(card_id):
                 decider = Decider.at(by, client_of(request))
                 await self.runtime.engine.refuse_attempt(card_id, decider, f"api: {exc.message}")
             raise
