@@ -186,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     token_cmd = commands.add_parser("token", help="sign a user token for a host page")
     token_cmd.add_argument("user_id")
-    token_cmd.add_argument("--ttl", type=float, default=300.0, help="seconds it stays valid")
+    token_cmd.add_argument(
+        "--ttl", type=float, default=300.0, help="seconds it stays valid (at most 3600)"
+    )
     token_cmd.add_argument("--site", help="only valid for this site")
     token_cmd.add_argument("--config", help="a TOML settings file (for the secret)")
 

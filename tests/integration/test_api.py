@@ -471,6 +471,7 @@ async def test_host_keys_sign_user_tokens_the_widget_accepts(demo: Server, api: 
         {"user_id": "alice", "site": "elsewhere"},
         {"user_id": "alice", "ttl": 0},
         {"user_id": "alice", "ttl": 86400 * 30},
+        {"user_id": "alice", "ttl": 3600.5},
         {"user_id": "alice", "ttl": "60"},
         {"user_id": ""},
         {"user_id": "anon_x"},

@@ -129,6 +129,16 @@ def test_token_signs_a_user_token_the_server_accepts(tmp_path: Path) -> None:
     assert load_user_token(SECRET, result.stdout.strip(), "shop") == "alice"
 
 
+@pytest.mark.parametrize("ttl", ["nan", "inf", "-inf", "0", "3601", "1e308"])
+def test_token_refuses_a_ttl_that_is_not_a_short_time(
+    ttl: str, command: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNOFF_SECRET", SECRET)
+    status, out, err = command("token", "alice", f"--ttl={ttl}")
+    assert (status, out) == (2, "")
+    assert err.startswith("signoff: ttl must be a number of seconds above 0 and at most 3600")
+
+
 @pytest.fixture
 def command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """``signoff ...`` run in this process: (exit status, stdout, stderr)."""

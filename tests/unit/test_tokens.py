@@ -7,6 +7,7 @@ from itsdangerous import URLSafeSerializer
 
 from signoff.core.tokens import (
     MAX_USER_ID,
+    MAX_USER_TOKEN_TTL,
     SESSION_SALT,
     USER_SALT,
     SessionClaims,
@@ -142,10 +143,18 @@ def test_longest_user_id_is_accepted() -> None:
     assert load_user_token(SECRET, token, "demo", now=NOW) == user_id
 
 
-@pytest.mark.parametrize("ttl", [0, -1])
-def test_ttl_must_be_positive(ttl: float) -> None:
-    with pytest.raises(TokenError, match="ttl"):
+@pytest.mark.parametrize(
+    "ttl",
+    [0, -1, float("nan"), float("inf"), -float("inf"), MAX_USER_TOKEN_TTL + 1, 86400 * 365],
+)
+def test_ttl_must_be_positive_finite_and_short(ttl: float) -> None:
+    with pytest.raises(TokenError, match="ttl must be a number of seconds above 0 and at most"):
         sign_user_token(SECRET, "user-42", ttl=ttl)
+
+
+def test_the_longest_ttl_is_accepted() -> None:
+    token = sign_user_token(SECRET, "user-42", ttl=MAX_USER_TOKEN_TTL, now=NOW)
+    assert load_user_token(SECRET, token, "demo", now=NOW + MAX_USER_TOKEN_TTL - 1) == "user-42"
 
 
 def test_user_token_missing_expiry_is_refused() -> None:

@@ -16,6 +16,7 @@ from signoff.core.plain_text import control_character
 SESSION_SALT = "signoff.session"
 USER_SALT = "signoff.user"
 MAX_USER_ID = 256
+MAX_USER_TOKEN_TTL = 3600.0  # a user token only has to last until the widget's hello
 
 
 ANONYMOUS_PREFIX = "anon_"
@@ -80,8 +81,10 @@ def sign_user_token(
         raise TokenError(f"user id: {why}")
     if is_anonymous(user_id):
         raise TokenError(f"user ids starting with {ANONYMOUS_PREFIX!r} are for anonymous visitors")
-    if ttl <= 0:
-        raise TokenError("ttl must be positive")
+    if not 0 < ttl <= MAX_USER_TOKEN_TTL:  # also false for NaN; infinity is too long
+        raise TokenError(
+            f"ttl must be a number of seconds above 0 and at most {MAX_USER_TOKEN_TTL:g}, got {ttl}"
+        )
     expires = (time.time() if now is None else now) + ttl
     payload: dict[str, object] = {"uid": user_id, "exp": int(expires)}
     if site:

@@ -52,7 +52,7 @@ from signoff.core.frames import (
 )
 from signoff.core.plain_text import FREE_TEXT, NAME
 from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
-from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
+from signoff.core.tokens import MAX_USER_ID, MAX_USER_TOKEN_TTL, TokenError, sign_user_token
 from signoff.web.incoming import capped_body, client_of
 from signoff.web.outages import OUTAGES
 
@@ -65,7 +65,6 @@ PREFIX = "/api/v1"
 MAX_BODY_BYTES = 16 * 1024
 MAX_KEY_CHARS = 512  # far longer than any key signoff makes
 MAX_REASON_CHARS = 1000
-MAX_USER_TOKEN_TTL = 3600.0  # a user token only has to last until the widget's hello
 UNAUTHENTICATED = "api:unauthenticated"  # who refused attempts without a valid key were by
 CARD_ID = re.compile(IDENTIFIER_PATTERN)
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="signoff"'}
