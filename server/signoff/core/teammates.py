@@ -19,7 +19,9 @@ from signoff.core.deciders import Decider
 # actions, as in ``team("support-lead", "finance")``.
 ADMIN = "admin"  # manages API keys and teammates; decides nothing by itself
 HOST = "host"  # a host site's backend: signs user tokens for its pages
-RESERVED_ROLES = frozenset({ADMIN, HOST})
+METRICS = "metrics"  # a monitoring system: reads /metrics
+RESERVED_ROLES = frozenset({ADMIN, HOST, METRICS})
+MACHINE_ROLES = frozenset({HOST, METRICS})  # a program's: reads no cards, decides nothing
 ROLE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 TEAMMATE_PREFIX = "teammate:"

@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from signoff import __version__
-from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
+from signoff.accounts import Account, AccountError, Accounts, KeyInfo, parse_key_id
 from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
@@ -51,7 +51,15 @@ from signoff.core.frames import (
     iso,
 )
 from signoff.core.plain_text import FREE_TEXT, NAME
-from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
+from signoff.core.teammates import (
+    ADMIN,
+    HOST,
+    MACHINE_ROLES,
+    ROLE_PATTERN,
+    Channel,
+    Teammate,
+    Verdict,
+)
 from signoff.core.tokens import MAX_USER_ID, MAX_USER_TOKEN_TTL, TokenError, sign_user_token
 from signoff.web.incoming import capped_body, client_of
 from signoff.web.outages import OUTAGES
@@ -469,6 +477,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()  # beyond those every endpoint of its sort can answer
     status: int = 200
     decides: bool = False  # refusals at the door are audited on the card it names
+    reads: bool = False  # shows cards or audit rows: not to keys with only machine roles
     csv: bool = False  # also answers text/csv (format=csv)
 
 
@@ -501,10 +510,6 @@ def audit_row(row: dict[str, Any]) -> dict[str, Any]:
 
 async def read_audit(runtime: Runtime, call: Call) -> Response:
     query: AuditQuery = call.query
-    if call.account.roles <= {HOST}:
-        # A host backend's key only signs user tokens; it is not to read visitors'
-        # addresses and what was done for them.
-        raise ApiError(403, "forbidden", "a key with only the host role cannot read the audit log")
     where = query.audit_filter(call.account.sites)
     if query.format == "csv":
         return await audit_csv(runtime, where)
@@ -613,6 +618,8 @@ ENDPOINTS = (
         "Cards that wait or waited on teammates, newest first",
         CardsResponse,
         query=CardsQuery,
+        errors=(403,),
+        reads=True,
     ),
     Endpoint(
         "GET",
@@ -620,7 +627,8 @@ ENDPOINTS = (
         get_card,
         "One card that waits or waited on teammates",
         CardResponse,
-        errors=(404,),
+        errors=(403, 404),
+        reads=True,
     ),
     Endpoint(
         "POST",
@@ -640,6 +648,7 @@ ENDPOINTS = (
         AuditResponse,
         query=AuditQuery,
         errors=(403,),
+        reads=True,
         csv=True,
     ),
     Endpoint(
@@ -793,33 +802,39 @@ def openapi_document() -> dict[str, Any]:
 
 
 # Serving ----------------------------------------------------------------------------------
+async def key_holder(accounts: Accounts, request: Request) -> Account:
+    """The account of the API key in the request's ``Authorization: Bearer`` header;
+    ApiError 401 without a live one."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>", CHALLENGE)
+    account = None
+    if len(presented) <= MAX_KEY_CHARS:
+        account = await accounts.authenticate_key(presented)
+    if account is None:
+        raise ApiError(401, "unauthorized", "the API key is not valid or was revoked", CHALLENGE)
+    return account
+
+
 class Api:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def authenticate(self, request: Request) -> Account:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        presented = presented.strip()
-        if scheme.lower() != "bearer" or not presented:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>", CHALLENGE)
-        account = None
-        if len(presented) <= MAX_KEY_CHARS:
-            account = await self.runtime.accounts.authenticate_key(presented)
-        if account is None:
-            raise ApiError(
-                401, "unauthorized", "the API key is not valid or was revoked", CHALLENGE
-            )
-        return account
-
     async def serve(self, endpoint: Endpoint, request: Request) -> Response:
         by = UNAUTHENTICATED
         try:
-            account = await self.authenticate(request)
+            account = await key_holder(self.runtime.accounts, request)
             teammate = account.teammate(Channel.API, *client_of(request))
             by = teammate.signature
             if endpoint.roles and not endpoint.roles & account.roles:
                 needed = " or ".join(sorted(endpoint.roles))
                 raise ApiError(403, "forbidden", f"this needs a key with the role {needed}")
+            if endpoint.reads and account.roles <= MACHINE_ROLES:
+                # A host backend signs user tokens, a monitor reads /metrics: neither is to
+                # read visitors' cards, addresses and what was done for them.
+                roles = " and ".join(sorted(account.roles))
+                raise ApiError(403, "forbidden", f"a key with only the role {roles} reads no cards")
             body = await read_body(request, endpoint.body) if endpoint.body else None
             query = read_query(request, endpoint.query) if endpoint.query else None
         except ApiError as exc:

@@ -29,14 +29,16 @@ from signoff.assets import asset_dir
 from signoff.audit import AuditLog, open_audit
 from signoff.audit.upkeep import purge
 from signoff.config import ConfigError, Settings, Site
+from signoff.core.teammates import METRICS
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
 from signoff.integrations.webhooks import WebhookNotifier
 from signoff.logs import withheld
 from signoff.store import StoreUnavailable, open_store
-from signoff.web.api import api_mount
+from signoff.web.api import ApiError, api_mount, key_holder
 from signoff.web.dashboard import Dashboard
+from signoff.web.outages import OUTAGES
 from signoff.web.slack import slack_routes
 from signoff.web.ws import websocket_endpoint
 
@@ -166,6 +168,16 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
+        """The Prometheus metrics, for an API key with the metrics role: they tell how busy
+        the server is and what fails, which is no one else's business."""
+        try:
+            account = await key_holder(runtime.accounts, request)
+        except ApiError as exc:
+            return PlainTextResponse(exc.message, exc.status, headers=exc.headers)
+        except OUTAGES:
+            return PlainTextResponse("the audit database is unavailable", 503)
+        if METRICS not in account.roles:
+            return PlainTextResponse(f"this needs a key with the role {METRICS}", 403)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
