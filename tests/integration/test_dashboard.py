@@ -133,6 +133,7 @@ async def test_login_gives_a_strict_http_only_cookie_and_logout_ends_it(server: 
         assert "lena" in home.text and "support-lead" in home.text
         assert home.headers["cache-control"] == "no-store"
         assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+        assert home.headers["x-frame-options"] == "DENY"
         stolen = lena.http.cookies["signoff_dashboard"]
 
         no_token = await lena.http.post("/dashboard/logout", data={})

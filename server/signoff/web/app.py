@@ -39,6 +39,7 @@ from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import ApiError, api_mount, key_holder
 from signoff.web.dashboard import Dashboard
 from signoff.web.outages import OUTAGES
+from signoff.web.pages import PAGE_HEADERS
 from signoff.web.slack import slack_routes
 from signoff.web.ws import websocket_endpoint
 
@@ -157,7 +158,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         if "demo" not in runtime.sites:
             return PlainTextResponse("no demo site is configured", status_code=404)
         page = templates.get_template("demo.html").render(site="demo")
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     async def healthz(request: Request) -> Response:
         try:

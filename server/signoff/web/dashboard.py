@@ -43,6 +43,7 @@ from signoff.web.csrf import (
 from signoff.web.incoming import capped_body, client_of
 from signoff.web.logins import COOKIE, LOGIN_TTL, Login, Logins, LoginThrottle
 from signoff.web.outages import OUTAGES
+from signoff.web.pages import PAGE_HEADERS
 
 log = logging.getLogger("signoff.dashboard")
 
@@ -63,15 +64,9 @@ UNAVAILABLE_LIST = Markup(
     '<p class="notice refused" role="alert">The store is unreachable for now; '
     "this list comes back by itself.</p>"
 )
-HEADERS = {
-    # Nothing but this server's own files; htmx is told not to inject styles or eval.
-    "Content-Security-Policy": (
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-    ),
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-}
+# Nothing but this server's own files (htmx is told not to inject styles or eval), and
+# nothing kept: pages show visitors' ids and addresses.
+HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store"}
 # How each refusal of Engine.team_decide is answered, page and status.
 OUTCOMES = {
     ErrorCode.NOT_FOUND: 404,
