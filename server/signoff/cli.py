@@ -17,7 +17,7 @@ from signoff.audit import audit_revision, open_audit
 from signoff.audit.commands import add_audit_commands, audit_command
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
-from signoff.config import SELF, ConfigError, Settings, Site, load_settings
+from signoff.config import ConfigError, Settings, Site, load_settings, make_site
 from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
 from signoff.logs import install_redaction
@@ -73,9 +73,16 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def demo_site() -> Site:
-    """The demo page's own origin, however it is reached, and local pages on any port."""
-    return Site("demo", (SELF, "http://localhost:*", "http://127.0.0.1:*"))
+def demo_site(host: str, port: int) -> Site:
+    """The demo page's own origin at the address it listens on, and local pages on any port.
+
+    Not ``self``, which trusts the request's Host: a page on a name an attacker points at
+    127.0.0.1 (DNS rebinding) would send its own name as the Host and pass.
+    """
+    address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    return make_site(
+        "demo", [f"http://{address}:{port}", "http://localhost:*", "http://127.0.0.1:*"]
+    )
 
 
 async def demo_teammate(audit_url: str) -> str:
@@ -263,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from signoff.bots.demo import demo_app
 
             settings = load_settings(args.config, demo=True)
-            settings.sites.setdefault("demo", demo_site())
+            settings.sites.setdefault("demo", demo_site(args.host, args.port))
             bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
             password = asyncio.run(demo_teammate(settings.audit))
             base = f"http://{args.host}:{args.port}"

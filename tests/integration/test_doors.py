@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from signoff.bots.demo import demo_app
+from signoff.cli import demo_site
 from tests.integration.test_dashboard import PASSWORD, Browserless, waiting_card
 from tests.support import Server, running, settings, widget
 
@@ -94,3 +96,32 @@ async def test_control_characters_are_refused_at_every_door_with_a_clear_answer(
         await w.hello()
         await w.say("list orders")
         await w.bot_says("1001")
+
+
+async def test_the_demo_site_trusts_its_own_address_not_the_host_a_page_names(
+    tmp_path: Any,
+) -> None:
+    """DNS rebinding: a page on a name its owner points at 127.0.0.1 sends that name as the
+    Host and the Origin alike, so a rule that trusted the Host would let it in."""
+    async with running(demo_app(), settings(tmp_path)) as server:
+        server.app.state.runtime.sites["demo"] = demo_site("127.0.0.1", server.port)
+        local = (server.url, f"http://localhost:{server.port}", "http://127.0.0.1:3000")
+        for origin in local:
+            async with widget(server, origin=origin) as w:
+                assert (await w.hello())["type"] == "welcome", origin
+        rebound = f"rebound.example:{server.port}"
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(
+                f"ws://{rebound}/ws", origin=f"http://{rebound}", host="127.0.0.1", port=server.port
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+
+
+def test_the_demo_site_names_the_address_it_listens_on() -> None:
+    assert demo_site("127.0.0.1", 8000).origins[0] == "http://127.0.0.1:8000"
+    assert demo_site("::1", 8000).origins[0] == "http://[::1]:8000"
+    lan = demo_site("192.168.1.20", 8080)
+    assert lan.allows("http://192.168.1.20:8080", host="192.168.1.20:8080")
+    assert not lan.allows("http://rebound.example:8080", host="rebound.example:8080")
+    assert not lan.allows("http://192.168.1.20:9999", host="192.168.1.20:9999")
