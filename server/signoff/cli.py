@@ -139,13 +139,14 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
             print(f"teammate {args.name} {args.verb}d")
         elif args.command == "users":
             print_table(
-                ["NAME", "ROLES", "SLACK", "SITES", "CREATED", "DISABLED"],
+                ["NAME", "ROLES", "SLACK", "SITES", "BY", "CREATED", "DISABLED"],
                 [
                     [
                         t.name,
                         ",".join(t.roles),
                         t.slack_user_id or "-",
                         ",".join(t.sites) if t.sites is not None else "*",
+                        t.created_by or "-",
                         iso(t.created_at.timestamp()),
                         "yes" if t.disabled else "no",
                     ]
@@ -161,13 +162,14 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
             print(f"key {args.key_id} revoked")
         else:
             print_table(
-                ["KEY_ID", "NAME", "ROLES", "SITES", "CREATED", "REVOKED"],
+                ["KEY_ID", "NAME", "ROLES", "SITES", "BY", "CREATED", "REVOKED"],
                 [
                     [
                         k.key_id,
                         k.name,
                         ",".join(k.roles),
                         ",".join(k.sites) if k.sites is not None else "*",
+                        k.created_by or "-",
                         iso(k.created_at.timestamp()),
                         iso(k.revoked_at.timestamp()) if k.revoked_at else "-",
                     ]

@@ -221,8 +221,9 @@ def test_users_create_migrates_first_and_lists_teammates(audit_url: str, command
     status, out, _ = command("users", "list")
     assert status == 0
     header, row = out.splitlines()
-    assert header.split() == ["NAME", "ROLES", "SLACK", "SITES", "CREATED", "DISABLED"]
-    assert row.split()[:4] == ["lena", "finance,support-lead", "U012AB3CD", "*"]
+    assert header.split() == ["NAME", "ROLES", "SLACK", "SITES", "BY", "CREATED", "DISABLED"]
+    # Made on the command line: by the operator, counting as herself for four eyes.
+    assert row.split()[:5] == ["lena", "finance,support-lead", "U012AB3CD", "*", "-"]
     assert PASSWORD not in out
     lena = accounts_of(audit_url, lambda accounts: accounts.login("lena", PASSWORD))
     assert lena.roles == {"support-lead", "finance"}

@@ -36,7 +36,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from signoff import __version__
-from signoff.accounts import Account, AccountError, Accounts, KeyInfo, parse_key_id
+from signoff.accounts import (
+    Account,
+    AccountError,
+    AccountForbidden,
+    Accounts,
+    KeyInfo,
+    parse_key_id,
+)
 from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
@@ -231,6 +238,11 @@ class Approval(_Out):
     role: str
     decision: Verdict
     by: str
+    principal: str | None = Field(
+        None,
+        description="Who the decision counts as for four eyes: by, or for a key made through "
+        "another account, whoever made it. No two levels of a card have the same one.",
+    )
     channel: Channel
     timestamp: str
     reason: str | None
@@ -287,12 +299,20 @@ class UserTokenResponse(_Out):
     expires_at: str
 
 
+CREATED_BY = (
+    "Who the key counts as for four eyes: the key or account that made it (through whoever "
+    "made that one), e.g. key:admin; null for a key made on the command line, which counts "
+    "as itself."
+)
+
+
 class KeyResource(_Out):
     key_id: str
     name: str
     roles: list[str]
     sites: list[str] | None
     created_at: str
+    created_by: str | None = Field(description=CREATED_BY)
     revoked_at: str | None
 
 
@@ -303,6 +323,7 @@ class KeyCreatedResponse(_Out):
     name: str
     roles: list[str]
     sites: list[str] | None
+    created_by: str = Field(description=CREATED_BY)
 
 
 class KeysResponse(_Out):
@@ -574,17 +595,34 @@ async def user_token(runtime: Runtime, call: Call) -> Response:
     return ok(user_token=token, expires_at=iso(now + body.ttl))
 
 
+def beyond_grant(call: Call, doing: str, exc: AccountForbidden) -> ApiError:
+    """A key asked to make or revoke a key with more than it holds itself: logged, as
+    refusals that name no card are, and answered 403."""
+    log.warning("refused to %s for %s: %s", doing, call.account.name, exc)
+    return ApiError(403, "forbidden", str(exc))
+
+
 async def create_key(runtime: Runtime, call: Call) -> Response:
     body: KeyRequest = call.body
     try:
-        key = await runtime.accounts.create_key(body.name, body.roles, body.sites)
+        key = await runtime.accounts.create_key(body.name, body.roles, body.sites, call.account)
+    except AccountForbidden as exc:
+        raise beyond_grant(call, f"create the API key {body.name!r}", exc) from None
     except AccountError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
     key_id = parse_key_id(key)
     log.info("API key %s (%r, %s) created by %s", key_id, body.name, body.roles, call.account.name)
     roles = sorted(set(body.roles))
     sites = sorted(set(body.sites)) if body.sites is not None else None
-    return ok(201, key=key, key_id=key_id, name=body.name, roles=roles, sites=sites)
+    return ok(
+        201,
+        key=key,
+        key_id=key_id,
+        name=body.name,
+        roles=roles,
+        sites=sites,
+        created_by=call.account.person,
+    )
 
 
 def key_resource(key: KeyInfo) -> dict[str, Any]:
@@ -594,17 +632,23 @@ def key_resource(key: KeyInfo) -> dict[str, Any]:
         "roles": key.roles,
         "sites": key.sites,
         "created_at": iso(key.created_at.timestamp()),
+        "created_by": key.created_by,
         "revoked_at": iso(key.revoked_at.timestamp()) if key.revoked_at else None,
     }
 
 
 async def list_keys(runtime: Runtime, call: Call) -> Response:
-    return ok(keys=[key_resource(key) for key in await runtime.accounts.list_keys()])
+    keys = await runtime.accounts.list_keys(call.account)
+    return ok(keys=[key_resource(key) for key in keys])
 
 
 async def revoke_key(runtime: Runtime, call: Call) -> Response:
     key_id: str = call.request.path_params["key_id"]
-    if not await runtime.accounts.revoke_key(key_id):
+    try:
+        revoked = await runtime.accounts.revoke_key(key_id, call.account)
+    except AccountForbidden as exc:
+        raise beyond_grant(call, f"revoke the API key {key_id}", exc) from None
+    if not revoked:
         raise ApiError(404, "not_found", "no live key with that id")
     log.info("API key %s revoked by %s", key_id, call.account.name)
     return ok(key_id=key_id, revoked=True)
@@ -694,7 +738,7 @@ ENDPOINTS = (
 ERROR_TEXT = {
     400: "The body is not JSON",
     401: "No valid API key",
-    403: "The key lacks the role, or is not for the site asked for",
+    403: "The key lacks the role, is not for the site asked for, or would grant more than it holds",
     404: "Not found",
     409: "Already decided, or expired",
     413: "The body is too large",
