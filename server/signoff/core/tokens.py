@@ -26,6 +26,14 @@ class TokenError(ValueError):
     pass
 
 
+class SessionTooOld(TokenError):
+    """A genuine session token whose session began longer ago than sessions may last,
+    however busy it was: the session is over (``expired``); a new one may start."""
+
+    def __init__(self) -> None:
+        super().__init__("the session has reached its lifetime; start a new one")
+
+
 class UserTokenExpired(TokenError):
     """A genuine user token past its time: good enough to confirm a session's user."""
 
@@ -47,25 +55,44 @@ class SessionClaims:
     session_id: str
     user_id: str
     site: str
+    # When the session began, in seconds since the epoch, signed with the rest: a resumed
+    # session's new token carries its first one's, so its lifetime holds however often it
+    # is resumed. None when signing: now.
+    issued_at: float | None = None
 
 
 def _serializer(secret: str, salt: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=salt)
 
 
-def sign_session_token(secret: str, claims: SessionClaims) -> str:
+def sign_session_token(secret: str, claims: SessionClaims, now: float | None = None) -> str:
+    issued_at = claims.issued_at
+    if issued_at is None:
+        issued_at = time.time() if now is None else now
     return _serializer(secret, SESSION_SALT).dumps(
-        {"sid": claims.session_id, "uid": claims.user_id, "site": claims.site}
+        {"sid": claims.session_id, "uid": claims.user_id, "site": claims.site, "iat": issued_at}
     )
 
 
-def load_session_token(secret: str, token: str) -> SessionClaims:
-    """The claims of a token signed by this server; its session may still have expired."""
+def load_session_token(
+    secret: str, token: str, lifetime: float | None = None, now: float | None = None
+) -> SessionClaims:
+    """The claims of a token signed by this server; its session may still have expired.
+
+    SessionTooOld when the session began ``lifetime`` seconds ago or more (None: no
+    limit), or its token does not say when (one signed before tokens did).
+    """
     try:
         data = _serializer(secret, SESSION_SALT).loads(token)
-        return SessionClaims(str(data["sid"]), str(data["uid"]), str(data["site"]))
-    except (BadSignature, KeyError, TypeError) as exc:
+        sid, uid, site = str(data["sid"]), str(data["uid"]), str(data["site"])
+        issued_at = data.get("iat")
+    except (BadSignature, KeyError, TypeError, AttributeError) as exc:
         raise TokenError("session token is not valid") from exc
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        raise SessionTooOld
+    if lifetime is not None and (time.time() if now is None else now) - issued_at >= lifetime:
+        raise SessionTooOld
+    return SessionClaims(sid, uid, site, float(issued_at))
 
 
 def sign_user_token(
