@@ -6,6 +6,12 @@ Passwords are hashed with argon2id; API keys are long random strings, looked up 
 their public id and checked against a SHA-256 of their secret part in constant time.
 ``SIGNOFF_ADMIN_KEY`` is an admin key that needs no database row: the first key an
 operator has, to create the others.
+
+An account made through another account (a key made with an admin key over the API) can
+hold no role and cover no site its maker does not, and counts as its maker's person for
+four eyes: whoever can mint keys cannot sign off both levels of a card with two of them.
+The command line and ``SIGNOFF_ADMIN_KEY`` are the operator's own: what they make may hold
+any role and site, and counts as itself.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,16 +34,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signoff.audit.schema import api_keys, teammates
 from signoff.config import SITE_PATTERN
+from signoff.core.plain_text import control_character
 from signoff.core.teammates import ADMIN, NAME_PATTERN, Channel, Teammate, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
 MIN_PASSWORD_LENGTH = 10
-SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{1,63}$")  # Slack's user ids: U… or W…
+SLACK_USER_PATTERN = re.compile(r"[UW][A-Z0-9]{1,63}")  # Slack's user ids: U… or W…
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")  # what create_key makes: 16 hex digits
 ADMIN_KEY_ID = "admin"
 
 
 class AccountError(ValueError):
     """A teammate or key cannot be created as asked; the message says why."""
+
+
+class AccountForbidden(AccountError):
+    """The account asking may not make, see or revoke this one: it holds a role or covers
+    a site the asker does not."""
 
 
 @dataclass(frozen=True)
@@ -47,16 +61,38 @@ class Account:
     roles: frozenset[str]
     stamp: str = ""  # of the teammate's password: see _account
     sites: frozenset[str] | None = None  # for keys scoped to sites; None: every site
+    created_by: str | None = None  # the person of the account that made it; None: operator
+    operator: bool = False  # SIGNOFF_ADMIN_KEY: grants anything, as the command line does
+
+    @property
+    def person(self) -> str:
+        """Who this account counts as for four eyes: its maker's person, or itself."""
+        return self.created_by or self.name
 
     def covers(self, site: str) -> bool:
         """Whether this account may see and act on the site's cards and users."""
         return self.sites is None or site in self.sites
 
+    def refusal_to_grant(self, roles: Iterable[str], sites: Iterable[str] | None) -> str | None:
+        """Why this account may not make, see or revoke an account holding ``roles`` for
+        ``sites`` (None: every site); None when it may, because it holds and covers them all."""
+        if self.operator:
+            return None
+        if beyond := sorted(set(roles) - self.roles):
+            return f"you do not hold the role {', '.join(beyond)}, so you cannot grant it"
+        if self.sites is None:
+            return None
+        if sites is None:
+            return "you cover only some sites, so you cannot grant every site"
+        if outside := sorted(set(sites) - self.sites):
+            return f"you do not cover the site {', '.join(outside)}, so you cannot grant it"
+        return None
+
     def teammate(
         self, channel: Channel, ip: str | None = None, user_agent: str | None = None
     ) -> Teammate:
         """The account deciding through ``channel``, from that client."""
-        return Teammate(self.name, self.roles, channel, ip, user_agent, self.sites)
+        return Teammate(self.name, self.roles, channel, ip, user_agent, self.sites, self.person)
 
 
 @dataclass(frozen=True)
@@ -69,6 +105,7 @@ class TeammateInfo:
     sites: list[str] | None
     disabled: bool
     created_at: datetime
+    created_by: str | None  # the person of the account that made it; None: the command line
 
 
 @dataclass(frozen=True)
@@ -81,6 +118,7 @@ class KeyInfo:
     sites: list[str] | None
     created_at: datetime
     revoked_at: datetime | None
+    created_by: str | None  # the person of the account that made it; None: the command line
 
 
 def parse_key_id(presented: str) -> str | None:
@@ -88,7 +126,7 @@ def parse_key_id(presented: str) -> str | None:
     if not presented.startswith(KEY_PREFIX):
         return None
     found, _, secret = presented[len(KEY_PREFIX) :].partition("_")
-    return found if found and secret and len(found) <= 32 else None
+    return found if secret and KEY_ID_PATTERN.fullmatch(found) else None
 
 
 def _roles(roles: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
@@ -106,7 +144,7 @@ def _sites(sites: list[str] | None) -> list[str] | None:
     if not sites:
         raise AccountError("a key scoped to sites needs at least one --site")
     for site in sites:
-        if not SITE_PATTERN.match(site):
+        if not SITE_PATTERN.fullmatch(site):
             raise AccountError(f"site {site!r}: site names are lowercase letters, digits, - and _")
     return sorted(set(sites))
 
@@ -136,11 +174,11 @@ class Accounts:
         slack_user_id: str | None = None,
         sites: list[str] | None = None,
     ) -> None:
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise AccountError(
                 f"name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 characters"
             )
-        if slack_user_id and not SLACK_USER_PATTERN.match(slack_user_id):
+        if slack_user_id and not SLACK_USER_PATTERN.fullmatch(slack_user_id):
             raise AccountError(f"Slack user id {slack_user_id!r}: expected one like U012AB3CD")
         password_hash = await self._hash(password)
         row = {
@@ -221,7 +259,15 @@ class Accounts:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(teammates).order_by(teammates.c.name))
             return [
-                TeammateInfo(r.name, r.roles, r.slack_user_id, r.sites, r.disabled, r.created_at)
+                TeammateInfo(
+                    r.name,
+                    r.roles,
+                    r.slack_user_id,
+                    r.sites,
+                    r.disabled,
+                    r.created_at,
+                    r.created_by,
+                )
                 for r in rows
             ]
 
@@ -231,21 +277,34 @@ class Accounts:
         return dict(row._mapping) if row else None
 
     # API keys -----------------------------------------------------------------------------
-    async def create_key(self, name: str, roles: list[str], sites: list[str] | None = None) -> str:
-        """A new key; the only time its full text exists outside the caller is now."""
+    async def create_key(
+        self,
+        name: str,
+        roles: list[str],
+        sites: list[str] | None = None,
+        by: Account | None = None,
+    ) -> str:
+        """A new key, made ``by`` an account (None: by the operator, on the command line);
+        the only time its full text exists outside the caller is now."""
         if not name or len(name) > 200:
             raise AccountError("a key needs a name of 1 to 200 characters (what it is for)")
+        if why := control_character(name):
+            raise AccountError(f"key name {name!r}: {why}")
         if name == ADMIN_KEY_ID:
             raise AccountError(f"the key name {name!r} is kept for SIGNOFF_ADMIN_KEY")
+        checked_roles, checked_sites = _roles(roles), _sites(sites)
+        if by is not None and (why := by.refusal_to_grant(checked_roles, checked_sites)):
+            raise AccountForbidden(why)
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         row = {
             "key_id": key_id,
             "name": name,
             "secret_hash": _digest(secret),
-            "roles": _roles(roles),
-            "sites": _sites(sites),
+            "roles": checked_roles,
+            "sites": checked_sites,
             "created_at": _now(),
+            "created_by": by.person if by is not None else None,
         }
         try:
             async with self.engine.begin() as conn:
@@ -255,28 +314,39 @@ class Accounts:
             raise AccountError(f"a key named {name!r} already exists") from None
         return f"{KEY_PREFIX}{key_id}_{secret}"
 
-    async def revoke_key(self, key_id: str) -> bool:
+    async def revoke_key(self, key_id: str, by: Account | None = None) -> bool:
+        """Revoke a live key; False if there is none with that id. An account ``by`` may
+        revoke only a key it could have made (AccountForbidden otherwise)."""
+        if not KEY_ID_PATTERN.fullmatch(key_id):
+            return False  # no key has such an id
+        live = (api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(api_keys)
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=_now())
-            )
+            if by is not None:
+                row = (await conn.execute(select(api_keys).where(*live))).first()
+                if row is None:
+                    return False
+                if why := by.refusal_to_grant(row.roles, row.sites):
+                    raise AccountForbidden(why)
+            result = await conn.execute(update(api_keys).where(*live).values(revoked_at=_now()))
         return bool(result.rowcount)
 
-    async def list_keys(self) -> list[KeyInfo]:
-        """Every key, revoked ones too (they stay on record), oldest first."""
+    async def list_keys(self, by: Account | None = None) -> list[KeyInfo]:
+        """Every key, revoked ones too (they stay on record), oldest first; for an account
+        ``by``, only those it could have made."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
-            return [
-                KeyInfo(r.key_id, r.name, r.roles, r.sites, r.created_at, r.revoked_at)
+            keys = [
+                KeyInfo(
+                    r.key_id, r.name, r.roles, r.sites, r.created_at, r.revoked_at, r.created_by
+                )
                 for r in rows
             ]
+        return [k for k in keys if by is None or by.refusal_to_grant(k.roles, k.sites) is None]
 
     async def authenticate_key(self, presented: str) -> Account | None:
         """The key's name and roles, or None for anything but a live key."""
         if self.admin_key and hmac.compare_digest(presented.encode(), self.admin_key.encode()):
-            return Account(f"key:{ADMIN_KEY_ID}", frozenset({ADMIN}))
+            return Account(f"key:{ADMIN_KEY_ID}", frozenset({ADMIN}), operator=True)
         found = parse_key_id(presented)
         if found is None:
             return None
@@ -288,7 +358,9 @@ class Accounts:
         if not hmac.compare_digest(_digest(secret), row.secret_hash):
             return None
         sites = frozenset(row.sites) if row.sites is not None else None
-        return Account(f"key:{row.name}", frozenset(row.roles), sites=sites)
+        return Account(
+            f"key:{row.name}", frozenset(row.roles), sites=sites, created_by=row.created_by
+        )
 
 
 def _account(row: dict[str, Any]) -> Account:
@@ -296,4 +368,4 @@ def _account(row: dict[str, Any]) -> Account:
     # no longer matches, so setting one ends every earlier login.
     stamp = _digest(row["password_hash"])[:16]
     sites = frozenset(row["sites"]) if row["sites"] is not None else None
-    return Account(row["name"], frozenset(row["roles"]), stamp, sites)
+    return Account(row["name"], frozenset(row["roles"]), stamp, sites, row["created_by"])

@@ -17,7 +17,7 @@ from signoff.audit import audit_revision, open_audit
 from signoff.audit.commands import add_audit_commands, audit_command
 from signoff.audit.log import AuditError
 from signoff.audit.migrate import head
-from signoff.config import SELF, ConfigError, Settings, Site, load_settings
+from signoff.config import ConfigError, Settings, Site, load_settings, make_site
 from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
 from signoff.logs import install_redaction
@@ -73,9 +73,16 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def demo_site() -> Site:
-    """The demo page's own origin, however it is reached, and local pages on any port."""
-    return Site("demo", (SELF, "http://localhost:*", "http://127.0.0.1:*"))
+def demo_site(host: str, port: int) -> Site:
+    """The demo page's own origin at the address it listens on, and local pages on any port.
+
+    Not ``self``, which trusts the request's Host: a page on a name an attacker points at
+    127.0.0.1 (DNS rebinding) would send its own name as the Host and pass.
+    """
+    address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    return make_site(
+        "demo", [f"http://{address}:{port}", "http://localhost:*", "http://127.0.0.1:*"]
+    )
 
 
 async def demo_teammate(audit_url: str) -> str:
@@ -132,13 +139,14 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
             print(f"teammate {args.name} {args.verb}d")
         elif args.command == "users":
             print_table(
-                ["NAME", "ROLES", "SLACK", "SITES", "CREATED", "DISABLED"],
+                ["NAME", "ROLES", "SLACK", "SITES", "BY", "CREATED", "DISABLED"],
                 [
                     [
                         t.name,
                         ",".join(t.roles),
                         t.slack_user_id or "-",
                         ",".join(t.sites) if t.sites is not None else "*",
+                        t.created_by or "-",
                         iso(t.created_at.timestamp()),
                         "yes" if t.disabled else "no",
                     ]
@@ -154,13 +162,14 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
             print(f"key {args.key_id} revoked")
         else:
             print_table(
-                ["KEY_ID", "NAME", "ROLES", "SITES", "CREATED", "REVOKED"],
+                ["KEY_ID", "NAME", "ROLES", "SITES", "BY", "CREATED", "REVOKED"],
                 [
                     [
                         k.key_id,
                         k.name,
                         ",".join(k.roles),
                         ",".join(k.sites) if k.sites is not None else "*",
+                        k.created_by or "-",
                         iso(k.created_at.timestamp()),
                         iso(k.revoked_at.timestamp()) if k.revoked_at else "-",
                     ]
@@ -186,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     token_cmd = commands.add_parser("token", help="sign a user token for a host page")
     token_cmd.add_argument("user_id")
-    token_cmd.add_argument("--ttl", type=float, default=300.0, help="seconds it stays valid")
+    token_cmd.add_argument(
+        "--ttl", type=float, default=300.0, help="seconds it stays valid (at most 3600)"
+    )
     token_cmd.add_argument("--site", help="only valid for this site")
     token_cmd.add_argument("--config", help="a TOML settings file (for the secret)")
 
@@ -261,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from signoff.bots.demo import demo_app
 
             settings = load_settings(args.config, demo=True)
-            settings.sites.setdefault("demo", demo_site())
+            settings.sites.setdefault("demo", demo_site(args.host, args.port))
             bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
             password = asyncio.run(demo_teammate(settings.audit))
             base = f"http://{args.host}:{args.port}"

@@ -21,6 +21,7 @@ from signoff.engine.notify import EventType
 
 MIN_SECRET_LENGTH = 16
 DEFAULT_SESSION_TTL = 1800.0
+DEFAULT_SESSION_LIFETIME = 24 * 3600.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TABLES = {"sites", "llm", "slack", "webhooks"}
@@ -29,6 +30,7 @@ KNOWN_KEYS = {
     "store",
     "audit",
     "session_ttl",
+    "session_lifetime",
     "admin_key",
     "sweep_interval",
     "lease_margin",
@@ -80,6 +82,9 @@ class Settings:
     store: str = "memory://"
     audit: str = "sqlite:///signoff.db"
     session_ttl: float = DEFAULT_SESSION_TTL
+    # How long a session may be resumed from its start, however busy: a stolen token is
+    # not good for ever.
+    session_lifetime: float = DEFAULT_SESSION_LIFETIME
     admin_key: str | None = None
     sweep_interval: float = 1.0
     # How long past its calls' run timeouts a claimed card is presumed abandoned.
@@ -170,12 +175,12 @@ def _whole_days(name: str, value: Any) -> int:
 
 def make_site(name: str, origins: Any) -> Site:
     """A checked site: a valid name and a list of origins (``:*`` for any port)."""
-    if not isinstance(name, str) or not SITE_PATTERN.match(name):
+    if not isinstance(name, str) or not SITE_PATTERN.fullmatch(name):
         raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
     if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
         raise ConfigError(f"sites.{name}.origins: expected a list of origins")
     for origin in origins:
-        if origin != SELF and not _ORIGIN.match(origin):
+        if origin != SELF and not _ORIGIN.fullmatch(origin):
             raise ConfigError(
                 f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
             )
@@ -221,6 +226,9 @@ def load_settings(
         audit=str(values.get("audit", "sqlite:///signoff.db")),
         session_ttl=_positive(
             "SIGNOFF_SESSION_TTL", values.get("session_ttl", DEFAULT_SESSION_TTL)
+        ),
+        session_lifetime=_positive(
+            "SIGNOFF_SESSION_LIFETIME", values.get("session_lifetime", DEFAULT_SESSION_LIFETIME)
         ),
         admin_key=_admin_key(values.get("admin_key")),
         sweep_interval=_positive("SIGNOFF_SWEEP_INTERVAL", values.get("sweep_interval", 1.0)),

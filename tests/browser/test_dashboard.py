@@ -68,6 +68,9 @@ async def test_a_teammate_approves_and_the_visitor_sees_it_done_without_reloadin
 ) -> None:
     await add_teammate(demo, "lena", "support-lead")
     visitor, page = await wait_and_open(browser, demo, "lena")
+    # The pages' CSP runs this server's files only: htmx must need nothing it blocks.
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Security Policy" in m.text else None)
     await expect(page.locator("code.arg")).to_have_text(["1002", "250.0"])
 
     await page.get_by_role("button", name="Approve").click()
@@ -91,6 +94,7 @@ async def test_a_teammate_approves_and_the_visitor_sees_it_done_without_reloadin
     await page.get_by_role("link", name="All cards").click()
     decided = page.locator('.card[data-status="done"]')
     await expect(decided).to_contain_text("Level 1 · support-lead: approved by lena")
+    assert refused == []
 
 
 async def test_a_teammate_rejects_with_a_reason_and_the_visitor_sees_it_rejected(

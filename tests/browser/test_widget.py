@@ -78,6 +78,41 @@ async def test_confirm_a_card_and_reload_brings_everything_back(
     )
 
 
+async def test_the_demo_works_under_its_strict_csp_and_no_page_can_frame_it(
+    browser: Browser, demo: Server
+) -> None:
+    page = await browser.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Security Policy" in m.text else None)
+    answer = await page.goto(demo.url + "/demo")
+    assert answer is not None
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert "unsafe-inline" not in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+    await expect(page.locator(".signoff-panel")).to_have_attribute("data-open", "true")
+    await page.get_by_role("button", name="cancel order 1001").click()  # the page's own script
+    card = page.locator(".signoff-card")
+    await expect(card).to_have_attribute("data-status", "pending")  # over the WebSocket
+    await card.locator(".signoff-confirm").click()
+    await expect(card).to_have_attribute("data-status", "done")
+    assert refused == []
+
+    # Another origin framing the demo, to make its visitor click Confirm unawares, gets no
+    # demo in the frame.
+    framing = f'<iframe id="shop" src="http://localhost:{demo.port}/demo"></iframe>'
+
+    async def framer(request: Request) -> HTMLResponse:
+        return HTMLResponse(framing)
+
+    demo.app.router.routes.insert(0, Route("/framer", framer))
+    attacker = await browser.new_page()
+    await attacker.goto(demo.url + "/framer")
+    framed = attacker.frame_locator("#shop")
+    await expect(framed.locator("body")).to_be_attached()
+    assert await framed.locator(".logo").count() == 0
+    assert await framed.locator("#signoff-root").count() == 0
+
+
 async def test_a_second_tab_shares_the_conversation_and_sees_the_outcome(
     browser: Browser, demo: Server
 ) -> None:

@@ -235,6 +235,18 @@ REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
         "key",
     ),
     "not JSON": ({"content": "decision=approve", "headers": JSON}, 400, "invalid_json", "key"),
+    "repeated key": (
+        {"content": '{"decision": "reject", "decision": "approve"}'},
+        422,
+        "invalid_body",
+        "key",
+    ),
+    "nested too deeply": (
+        {"content": '{"decision": "approve", "reason": ' + "[" * 8000 + "]" * 8000 + "}"},
+        422,
+        "invalid_body",
+        "key",
+    ),
     "form body": (
         {
             "content": "decision=approve",
@@ -459,6 +471,7 @@ async def test_host_keys_sign_user_tokens_the_widget_accepts(demo: Server, api: 
         {"user_id": "alice", "site": "elsewhere"},
         {"user_id": "alice", "ttl": 0},
         {"user_id": "alice", "ttl": 86400 * 30},
+        {"user_id": "alice", "ttl": 3600.5},
         {"user_id": "alice", "ttl": "60"},
         {"user_id": ""},
         {"user_id": "anon_x"},
@@ -507,6 +520,116 @@ async def test_a_key_scoped_to_a_site_sees_and_signs_for_that_site_only(
         async with widget(server) as on_blog:
             welcome = await on_blog.hello(site="blog", user_token=token.json()["user_token"])
             assert (welcome["type"], welcome["user_id"]) == ("welcome", "alice")
+
+
+async def test_a_key_grants_and_manages_only_roles_it_holds_on_sites_it_covers(
+    tmp_path: Any, each_store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sites = {name: Site(name, ("http://127.0.0.1:*",)) for name in ("demo", "blog")}
+    async with (
+        running(demo_app(), settings(tmp_path, sites=sites)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        api = Api(http)
+        accounts = server.app.state.runtime.accounts
+        blog_admin = await accounts.create_key("blog admin", ["admin", "host"], ["blog"])
+        demo_lead = await accounts.create_key("demo lead", ["support-lead"], ["demo"])
+        any_host = await accounts.create_key("any host", ["host"])
+        blog_lead = await accounts.create_key("blog lead", ["support-lead"], ["blog"])
+        for body, says in [
+            ({"roles": ["admin", "host"]}, "cannot grant every site"),  # no sites: every site
+            ({"roles": ["host"], "sites": ["demo"]}, "site demo"),
+            ({"roles": ["host"], "sites": ["blog", "demo"]}, "site demo"),
+            ({"roles": ["support-lead"], "sites": ["blog"]}, "role support-lead"),
+            ({"roles": ["metrics", "host"], "sites": ["blog"]}, "role metrics"),
+        ]:
+            answer = await api.call("POST", "/keys", blog_admin, {"name": "escape", **body})
+            assert (answer.status_code, error_code(answer)) == (403, "forbidden"), body
+            assert says in answer.json()["error"]["message"]
+        refusals = [r.getMessage() for r in caplog.records if r.name == "signoff.api"]
+        assert len([m for m in refusals if m.startswith("refused to create")]) == 5
+
+        made = await api.call(
+            "POST",
+            "/keys",
+            blog_admin,
+            {"name": "blog backend", "roles": ["host"], "sites": ["blog"]},
+        )
+        assert made.status_code == 201
+        assert made.json()["created_by"] == "key:blog admin"
+        listed = await api.call("GET", "/keys", blog_admin)
+        assert [(k["name"], k["created_by"]) for k in listed.json()["keys"]] == [
+            ("blog admin", None),
+            ("blog backend", "key:blog admin"),
+        ]
+        all_keys = {k.name: k.key_id for k in await accounts.list_keys()}
+        for name, key in [
+            ("demo lead", demo_lead),
+            ("any host", any_host),
+            ("blog lead", blog_lead),
+        ]:
+            refused = await api.call("DELETE", "/keys/{key_id}", blog_admin, key_id=all_keys[name])
+            assert (refused.status_code, error_code(refused)) == (403, "forbidden"), name
+            assert await accounts.authenticate_key(key) is not None  # still live
+        revoked = await api.call(
+            "DELETE", "/keys/{key_id}", blog_admin, key_id=made.json()["key_id"]
+        )
+        assert revoked.status_code == 200
+        assert len(await accounts.list_keys()) == 5  # nothing else was made
+
+
+async def test_keys_made_by_one_person_are_that_person_for_four_eyes(
+    tmp_path: Any, each_store: str
+) -> None:
+    """An admin who mints a support-lead key and a finance key cannot sign off both levels
+    of a card with them: both count as the admin, however many keys deep."""
+    runs: list[dict[str, Any]] = []
+    async with (
+        running(chain_app(runs), settings(tmp_path, admin_key=ADMIN_KEY)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+        widget(server) as w,
+    ):
+        api = Api(http)
+
+        async def mint(by: str, name: str, *roles: str) -> str:
+            made = await api.call("POST", "/keys", by, {"name": name, "roles": list(roles)})
+            assert made.status_code == 201, made.text
+            return str(made.json()["key"])
+
+        lead = await mint(ADMIN_KEY, "lead-bot", "support-lead")
+        finance = await mint(ADMIN_KEY, "finance-bot", "finance")
+        deputy = await mint(ADMIN_KEY, "deputy", "admin", "finance")
+        deputys_finance = await mint(deputy, "deputy-finance", "finance")
+        await w.hello()
+        await w.say("refund 250")
+        card = await w.card("waiting")
+        first = await api.resume(card["card_id"], lead, decision="approve")
+        assert first.json()["card"]["level"] == 2
+        for key in (finance, deputy, deputys_finance):
+            again = await api.resume(card["card_id"], key, decision="approve")
+            assert (again.status_code, error_code(again)) == (403, "forbidden")
+            assert "four eyes need two people" in again.json()["error"]["message"]
+        assert runs == []
+
+        # Another admin, made on the command line, is a person of their own.
+        other_admin = await server.app.state.runtime.accounts.create_key(
+            "other admin", ["admin", "finance"]
+        )
+        others_finance = await mint(other_admin, "other-finance", "finance")
+        last = await api.resume(card["card_id"], others_finance, decision="approve")
+        assert last.json()["card"]["status"] == "approved"
+        assert [(a["by"], a["principal"]) for a in last.json()["card"]["approvals"]] == [
+            ("teammate:key:lead-bot", "teammate:key:admin"),
+            ("teammate:key:other-finance", "teammate:key:other admin"),
+        ]
+        await w.update(card["card_id"], "done")
+    assert runs == [{"amount": "250", "decided_by": "teammate:key:other-finance"}]
+    refused = await server.engine.audit.rows(action="refund", status="refused")
+    assert [r["decided_by"] for r in refused] == [
+        "teammate:key:finance-bot",
+        "teammate:key:deputy",
+        "teammate:key:deputy-finance",
+    ]
 
 
 async def test_unknown_routes_and_methods_answer_in_the_same_shape(demo: Server) -> None:

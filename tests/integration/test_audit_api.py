@@ -144,11 +144,15 @@ async def test_a_key_for_one_site_reads_that_sites_rows_only(server: Server, api
     assert [json.loads(r["params"])["n"] for r in exported] == [7, 9]
 
 
-async def test_a_host_backends_key_cannot_read_the_audit_log(server: Server, api: Api) -> None:
+async def test_a_host_backends_key_cannot_read_the_audit_log_or_cards(
+    server: Server, api: Api
+) -> None:
     host = await server.app.state.runtime.accounts.create_key("shop backend", ["host"])
     for params in ({}, {"format": "csv"}):
         refused = await api.call("GET", "/audit", host, params=params)
         assert (refused.status_code, error_code(refused)) == (403, "forbidden")
+    cards = await api.call("GET", "/cards", host)
+    assert (cards.status_code, error_code(cards)) == (403, "forbidden")
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:

@@ -129,6 +129,16 @@ def test_token_signs_a_user_token_the_server_accepts(tmp_path: Path) -> None:
     assert load_user_token(SECRET, result.stdout.strip(), "shop") == "alice"
 
 
+@pytest.mark.parametrize("ttl", ["nan", "inf", "-inf", "0", "3601", "1e308"])
+def test_token_refuses_a_ttl_that_is_not_a_short_time(
+    ttl: str, command: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNOFF_SECRET", SECRET)
+    status, out, err = command("token", "alice", f"--ttl={ttl}")
+    assert (status, out) == (2, "")
+    assert err.startswith("signoff: ttl must be a number of seconds above 0 and at most 3600")
+
+
 @pytest.fixture
 def command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """``signoff ...`` run in this process: (exit status, stdout, stderr)."""
@@ -211,8 +221,9 @@ def test_users_create_migrates_first_and_lists_teammates(audit_url: str, command
     status, out, _ = command("users", "list")
     assert status == 0
     header, row = out.splitlines()
-    assert header.split() == ["NAME", "ROLES", "SLACK", "SITES", "CREATED", "DISABLED"]
-    assert row.split()[:4] == ["lena", "finance,support-lead", "U012AB3CD", "*"]
+    assert header.split() == ["NAME", "ROLES", "SLACK", "SITES", "BY", "CREATED", "DISABLED"]
+    # Made on the command line: by the operator, counting as herself for four eyes.
+    assert row.split()[:5] == ["lena", "finance,support-lead", "U012AB3CD", "*", "-"]
     assert PASSWORD not in out
     lena = accounts_of(audit_url, lambda accounts: accounts.login("lena", PASSWORD))
     assert lena.roles == {"support-lead", "finance"}
@@ -239,6 +250,11 @@ def test_users_create_asks_for_the_password_twice(
         (["bad name", "--role", "finance"], PASSWORD, "name 'bad name'"),
         (["omar", "--role", "finance"], "short", "at least 10 characters"),
         (["omar", "--role", "finance", "--slack-user", "lena@slack"], PASSWORD, "Slack user id"),
+        # A pattern's $ also matches before a final line break: names are matched whole.
+        (["omar\n", "--role", "finance"], PASSWORD, "name 'omar\\n'"),
+        (["omar", "--role", "finance\n"], PASSWORD, "role 'finance\\n'"),
+        (["omar", "--role", "finance", "--site", "shop\n"], PASSWORD, "site 'shop\\n'"),
+        (["omar", "--role", "finance", "--slack-user", "U0OMAR\n"], PASSWORD, "Slack user id"),
     ],
 )
 def test_users_create_refuses_bad_input_and_creates_nothing(
@@ -325,6 +341,19 @@ def test_keys_and_teammates_can_be_scoped_to_sites(tmp_path: Path, command: Any)
     teammate = accounts_of(audit, lambda accounts: accounts.login("bo", PASSWORD))
     assert teammate.sites == {"blog"}
     assert command("users", "list")[1].splitlines()[1].split()[3] == "blog"
+
+
+def test_names_and_user_ids_with_control_characters_are_refused(
+    tmp_path: Path, command: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    status, out, err = command("keys", "create", "desk\x1b[2J", "--role", "host", audit=audit)
+    assert (status, out) == (2, "")
+    assert "control characters such as '\\x1b'" in err
+    assert accounts_of(audit, lambda accounts: accounts.list_keys()) == []
+    monkeypatch.setenv("SIGNOFF_SECRET", SECRET)
+    token = command("token", "al\x07ice")
+    assert token[0] == 2 and "user id: control characters such as '\\x07'" in token[2]
 
 
 def test_keys_create_refuses_bad_roles(tmp_path: Path, command: Any) -> None:

@@ -133,6 +133,7 @@ async def test_login_gives_a_strict_http_only_cookie_and_logout_ends_it(server: 
         assert "lena" in home.text and "support-lead" in home.text
         assert home.headers["cache-control"] == "no-store"
         assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+        assert home.headers["x-frame-options"] == "DENY"
         stolen = lena.http.cookies["signoff_dashboard"]
 
         no_token = await lena.http.post("/dashboard/logout", data={})
@@ -183,6 +184,32 @@ async def test_failed_logins_are_throttled_per_name_and_address(server: Server) 
         assert throttled.status_code == 429
         assert "Too many failed logins" in throttled.text
         assert (await guesser.log_in("omar")).status_code == 303
+
+
+async def test_one_account_from_many_addresses_is_throttled_across_them(server: Server) -> None:
+    """Addresses rotated through X-Forwarded-For (trusted from 127.0.0.1, as from a proxy):
+    each stays under its own limit, and the account's limit holds them all."""
+    async with teammate(server) as guesser:
+        for i in range(logins.ACCOUNT_TRIES):
+            guesser.http.headers["X-Forwarded-For"] = f"203.0.113.{i}"
+            assert (await guesser.log_in("lena", "guess-guess")).status_code == 401
+        guesser.http.headers["X-Forwarded-For"] = "198.51.100.7"
+        throttled = await guesser.log_in("lena")  # the right password, too late
+        assert throttled.status_code == 429
+        assert "signoff_dashboard" not in guesser.http.cookies
+        assert (await guesser.log_in("omar")).status_code == 303  # other accounts are open
+
+
+async def test_many_accounts_from_one_address_are_throttled_together(server: Server) -> None:
+    """One password sprayed over many names: each name under its own limit, the address's
+    limit holds them all."""
+    async with teammate(server) as guesser:
+        for i in range(logins.ADDRESS_TRIES):
+            assert (await guesser.log_in(f"guess-{i}", "Summer2024!")).status_code == 401
+        assert (await guesser.log_in("lena")).status_code == 429
+    async with teammate(server) as elsewhere:
+        elsewhere.http.headers["X-Forwarded-For"] = "198.51.100.7"
+        assert (await elsewhere.log_in("lena")).status_code == 303
 
 
 async def test_parallel_guesses_are_held_to_the_same_few(server: Server) -> None:

@@ -276,6 +276,33 @@ async def test_each_malformed_frame_gets_an_error_and_the_socket_stays_up(
     assert shop.runs == []
 
 
+async def test_frames_read_two_ways_or_nested_too_deeply_are_bad_frames_and_run_nothing(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    """A decision whose repeated key would read as cancel to one parser and confirm to
+    another, and a decision nested deeper than a parser follows (the malformed-decision
+    path reads it twice): each is a bad_frame on a socket that stays up."""
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        card = await w.open_card()
+        head = f'{{"type": "decision", "card_id": "{card["card_id"]}", '
+        tail = f'"args_hash": "{card["args_hash"]}"}}'
+        deep = "[" * 30_000 + "]" * 30_000
+        for raw in (
+            head + '"decision": "cancel", "decision": "confirm", ' + tail,
+            head + f'"decision": "confirm", "x": {deep}, ' + tail,
+            '{"type": "ping", "type": "ping"}',
+        ):
+            await w.send(raw)
+            assert (await w.error())["code"] == "bad_frame", raw[:80]
+        await w.send({"type": "ping"})
+        await w.expect(lambda f: f["type"] == "pong")
+        assert shop.runs == []
+        assert (await server.engine.store.get_card(card["card_id"])).status == "pending"
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+    assert shop.runs == [("wipe", {"target": "disk"})]
+
+
 async def test_oversized_frame_closes_with_1009_and_the_server_stays_healthy(
     shop: CountingShop, tmp_path: Any
 ) -> None:

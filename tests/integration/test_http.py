@@ -1,4 +1,4 @@
-"""The plain HTTP routes: widget, demo page, health and metrics."""
+"""The plain HTTP routes: widget, demo page, health and metrics (for a metrics key only)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,41 @@ async def test_widget_demo_health_and_metrics(demo: Server) -> None:
             page = await http.get("/demo")
             assert '<script src="/widget.js" data-site="demo"' in page.text
             assert (await http.get("/healthz")).json() == {"status": "ok"}
-            metrics = (await http.get("/metrics")).text
+            metrics = (await http.get("/metrics", headers=await monitor(demo))).text
             assert "signoff_websocket_connections" in metrics
             assert 'signoff_frames_received_total{type="ping"}' in metrics
+
+
+async def monitor(server: Server) -> dict[str, str]:
+    """The headers of a monitoring system holding a key with the metrics role."""
+    key = await server.app.state.runtime.accounts.create_key("prometheus", ["metrics"])
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_metrics_are_for_a_metrics_key_and_that_key_reads_nothing_else(
+    demo: Server,
+) -> None:
+    accounts = demo.app.state.runtime.accounts
+    lead = await accounts.create_key("refund desk", ["support-lead"])
+    scraper = await monitor(demo)
+    async with httpx.AsyncClient(base_url=demo.url) as http:
+        anyone = await http.get("/metrics")
+        assert (anyone.status_code, anyone.headers["www-authenticate"]) == (
+            401,
+            'Bearer realm="signoff"',
+        )
+        assert "signoff_" not in anyone.text
+        forged = await http.get("/metrics", headers={"Authorization": "Bearer sok_0_nope"})
+        assert forged.status_code == 401
+        wrong_role = await http.get("/metrics", headers={"Authorization": f"Bearer {lead}"})
+        assert (wrong_role.status_code, wrong_role.text) == (
+            403,
+            "this needs a key with the role metrics",
+        )
+        assert (await http.get("/metrics", headers=scraper)).status_code == 200
+        for path in ("/api/v1/cards", "/api/v1/cards/c_1", "/api/v1/audit", "/api/v1/keys"):
+            answer = await http.get(path, headers=scraper)
+            assert answer.status_code == 403, path
 
 
 async def test_no_demo_page_without_a_demo_site(tmp_path: Any) -> None:
@@ -43,10 +75,11 @@ def _sample(metrics: str, name: str) -> float:
 
 async def test_metrics_count_cards_opened_and_closed(tmp_path: Any) -> None:
     async with running(CountingShop().app, settings(tmp_path)) as server:
+        headers = await monitor(server)
 
         async def samples() -> list[float]:
             async with httpx.AsyncClient() as http:
-                text = (await http.get(server.url + "/metrics")).text
+                text = (await http.get(server.url + "/metrics", headers=headers)).text
             return [_sample(text, name) for name in (OPENED, DONE, CANCELLED)]
 
         before = await samples()

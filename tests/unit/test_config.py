@@ -9,6 +9,7 @@ import pytest
 from signoff.config import (
     DEFAULT_LLM_RETRIES,
     DEFAULT_LLM_TIMEOUT,
+    DEFAULT_SESSION_LIFETIME,
     DEFAULT_SESSION_TTL,
     MIN_ADMIN_KEY_LENGTH,
     MIN_SECRET_LENGTH,
@@ -152,6 +153,18 @@ def test_bad_session_ttl_from_toml_is_an_error(tmp_path: Path, value: str) -> No
 @pytest.mark.parametrize("value", ["1", "0.5", "86400", "1e3"])
 def test_good_session_ttl(value: str) -> None:
     assert load_settings(env={**ENV, "SIGNOFF_SESSION_TTL": value}).session_ttl == float(value)
+
+
+def test_a_session_lasts_a_day_from_its_start_unless_set() -> None:
+    assert load_settings(env=ENV).session_lifetime == DEFAULT_SESSION_LIFETIME == 86400
+    env = {**ENV, "SIGNOFF_SESSION_LIFETIME": "3600"}
+    assert load_settings(env=env).session_lifetime == 3600
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf"])
+def test_bad_session_lifetime_is_an_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_SESSION_LIFETIME"):
+        load_settings(env={**ENV, "SIGNOFF_SESSION_LIFETIME": value})
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1"])

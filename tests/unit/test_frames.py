@@ -10,6 +10,7 @@ import pytest
 from signoff.core.canonical import Call, args_hash
 from signoff.core.cards import Card, Status
 from signoff.core.frames import (
+    MAX_FRAME_BYTES,
     MAX_TEXT_CHARS,
     Decision,
     ErrorCode,
@@ -22,6 +23,7 @@ from signoff.core.frames import (
     error_frame,
     iso,
     parse_client_frame,
+    refused_decision_card,
     snapshot_frame,
 )
 from signoff.core.redact import REDACTED
@@ -70,6 +72,8 @@ def test_message_is_accepted() -> None:
     frame = parse(MESSAGE)
     assert isinstance(frame, Message)
     assert (frame.client_id, frame.text) == ("c-1", "cancel order 1001")
+    lines = parse({**MESSAGE, "text": "cancel\torder\r\n1001"})
+    assert lines.text == "cancel\torder\r\n1001"
 
 
 @pytest.mark.parametrize("decision", ["confirm", "cancel"])
@@ -128,6 +132,8 @@ def test_decision_cannot_carry_new_args() -> None:
         {**MESSAGE, "text": 5},
         {**MESSAGE, "text": ""},
         {**MESSAGE, "text": None},
+        {**MESSAGE, "text": "cancel\x00 order 1001"},
+        {**MESSAGE, "text": "\x1b[2J"},
         {**MESSAGE, "client_id": 1},
         {**MESSAGE, "client_id": ""},
         {**MESSAGE, "client_id": "a b"},
@@ -187,6 +193,53 @@ def test_invalid_json_is_a_bad_frame(raw: str) -> None:
 
 def test_binary_is_a_bad_frame() -> None:
     assert refused(b"\x00\x01\x02").code is ErrorCode.BAD_FRAME
+
+
+# A key given twice: one reader would act on the first value, another on the last.
+REPEATED_KEYS = [
+    '{"type": "ping", "type": "ping"}',
+    '{"type": "decision", "card_id": "card_1", "decision": "cancel", "decision": "confirm", '
+    f'"args_hash": "{HASH}"}}',
+    '{"type": "hello", "site": "demo", "site": "shop", "user_token": null, '
+    '"session_token": null, "last_seq": 0}',
+]
+
+
+@pytest.mark.parametrize("raw", REPEATED_KEYS)
+def test_a_repeated_key_is_a_bad_frame(raw: str) -> None:
+    error = refused(raw)
+    assert error.code is ErrorCode.BAD_FRAME
+    assert "more than once" in error.message
+
+
+# Deeper than any parser follows, well within the frame limit.
+DEEP = "[" * 30_000 + "]" * 30_000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        DEEP,
+        f'{{"type": "ping", "x": {DEEP}}}',
+        f'{{"type": "decision", "card_id": "card_1", "decision": "confirm", '
+        f'"args_hash": "{HASH}", "x": {DEEP}}}',
+        '{"type": "hello", "site": "demo", "user_token": null, "session_token": null, '
+        '"last_seq": 1e400}',
+        '{"type": "hello", "site": "demo", "user_token": null, "session_token": null, '
+        '"last_seq": NaN}',
+    ],
+)
+def test_deep_nesting_and_numbers_no_reader_agrees_on_are_bad_frames(raw: str) -> None:
+    assert len(raw.encode()) < MAX_FRAME_BYTES
+    assert refused(raw).code is ErrorCode.BAD_FRAME
+    assert refused_decision_card(raw) is None  # the malformed-decision path reads it too
+
+
+def test_a_malformed_decision_names_its_card_for_the_audit_log() -> None:
+    assert refused_decision_card(json.dumps({**DECISION, "args": {"amount": 1}})) == "card_1"
+    assert refused_decision_card(json.dumps({**DECISION, "card_id": "c1\n"})) is None
+    assert refused_decision_card(json.dumps(PING)) is None
+    assert refused_decision_card(REPEATED_KEYS[1]) is None
 
 
 def test_message_text_at_the_limit_is_accepted() -> None:

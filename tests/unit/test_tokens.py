@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from itsdangerous import URLSafeSerializer
 
 from signoff.core.tokens import (
     MAX_USER_ID,
+    MAX_USER_TOKEN_TTL,
     SESSION_SALT,
     USER_SALT,
     SessionClaims,
+    SessionTooOld,
     TokenError,
     load_session_token,
     load_user_token,
@@ -39,8 +43,41 @@ def tamper(token: str) -> list[str]:
 
 
 def test_session_token_round_trip() -> None:
-    token = sign_session_token(SECRET, CLAIMS)
-    assert load_session_token(SECRET, token) == CLAIMS
+    token = sign_session_token(SECRET, CLAIMS, now=NOW)
+    assert load_session_token(SECRET, token) == replace(CLAIMS, issued_at=NOW)
+
+
+DAY = 86400.0
+
+
+def test_a_session_token_lasts_its_lifetime_from_the_start_however_often_resumed() -> None:
+    first = load_session_token(SECRET, sign_session_token(SECRET, CLAIMS, now=NOW))
+    # Each resume re-signs the claims it loaded: the start travels with them, signed.
+    token = sign_session_token(SECRET, first, now=NOW + DAY - 1)
+    resumed = load_session_token(SECRET, token, lifetime=DAY, now=NOW + DAY - 1)
+    assert resumed.issued_at == NOW
+    again = sign_session_token(SECRET, resumed, now=NOW + DAY)
+    with pytest.raises(SessionTooOld):
+        load_session_token(SECRET, again, lifetime=DAY, now=NOW + DAY)
+    assert load_session_token(SECRET, again).issued_at == NOW  # no lifetime asked: no limit
+
+
+def test_the_start_of_a_session_cannot_be_moved() -> None:
+    token = sign_session_token(SECRET, CLAIMS, now=NOW)
+    payload = URLSafeSerializer(SECRET, salt=SESSION_SALT).loads(token)
+    forged = URLSafeSerializer(OTHER, salt=SESSION_SALT).dumps({**payload, "iat": NOW + DAY})
+    with pytest.raises(TokenError):
+        load_session_token(SECRET, forged[: forged.rindex(".")] + token[token.rindex(".") :])
+
+
+@pytest.mark.parametrize("iat", [None, "1700000000", True])
+def test_a_session_token_without_a_start_time_is_over(iat: object) -> None:
+    claims: dict[str, object] = {"sid": "s-1", "uid": "u-1", "site": "demo"}
+    if iat is not None:
+        claims["iat"] = iat
+    old = URLSafeSerializer(SECRET, salt=SESSION_SALT).dumps(claims)
+    with pytest.raises(SessionTooOld, match="lifetime"):
+        load_session_token(SECRET, old)
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -142,10 +179,18 @@ def test_longest_user_id_is_accepted() -> None:
     assert load_user_token(SECRET, token, "demo", now=NOW) == user_id
 
 
-@pytest.mark.parametrize("ttl", [0, -1])
-def test_ttl_must_be_positive(ttl: float) -> None:
-    with pytest.raises(TokenError, match="ttl"):
+@pytest.mark.parametrize(
+    "ttl",
+    [0, -1, float("nan"), float("inf"), -float("inf"), MAX_USER_TOKEN_TTL + 1, 86400 * 365],
+)
+def test_ttl_must_be_positive_finite_and_short(ttl: float) -> None:
+    with pytest.raises(TokenError, match="ttl must be a number of seconds above 0 and at most"):
         sign_user_token(SECRET, "user-42", ttl=ttl)
+
+
+def test_the_longest_ttl_is_accepted() -> None:
+    token = sign_user_token(SECRET, "user-42", ttl=MAX_USER_TOKEN_TTL, now=NOW)
+    assert load_user_token(SECRET, token, "demo", now=NOW + MAX_USER_TOKEN_TTL - 1) == "user-42"
 
 
 def test_user_token_missing_expiry_is_refused() -> None:

@@ -133,6 +133,9 @@ teammates = Table(
     Column("sites", DOCUMENT),  # the sites whose cards they see and decide; NULL: all
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Who made it, as the person they count as for four eyes (signoff.accounts); NULL: the
+    # operator, on the command line. Likewise for keys.
+    Column("created_by", Text),
 )
 
 api_keys = Table(
@@ -149,4 +152,5 @@ api_keys = Table(
     Column("sites", DOCUMENT),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    Column("created_by", Text),
 )

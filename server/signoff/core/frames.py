@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from signoff.core import strict_json
 from signoff.core.cards import Card
+from signoff.core.plain_text import FREE_TEXT
 from signoff.core.redact import REDACTED, is_sensitive_name
 from signoff.core.teammates import TEAMMATE_PREFIX, shown_to_visitor
 
@@ -77,7 +79,7 @@ class Message(_Frame):
     type: Literal["message"]
     client_id: Identifier
     # The length limit is checked separately so it can answer `too_large`.
-    text: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1), FREE_TEXT]
 
 
 class Decision(_Frame):
@@ -102,7 +104,9 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
     if isinstance(raw, bytes):
         raise ProtocolError(ErrorCode.BAD_FRAME, "frames must be JSON text, not binary")
     try:
-        frame = _adapter.validate_json(raw)
+        frame = _adapter.validate_python(strict_json.loads(raw))
+    except strict_json.JSONRefused as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, str(exc)) from None
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, describe_invalid(exc, skip=1)) from None
     if isinstance(frame, Message) and len(frame.text) > MAX_TEXT_CHARS:
@@ -118,13 +122,15 @@ def refused_decision_card(raw: str | bytes) -> str | None:
     """The card a frame refused as malformed names, if it is a ``decision`` frame that
     names one: such an attempt is audited on that card, like any refused decision."""
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = strict_json.loads(raw)
+    except strict_json.JSONRefused:  # not JSON, or not JSON that names one card for sure
         return None
     if not isinstance(data, dict) or data.get("type") != "decision":
         return None
     card_id = data.get("card_id")
-    return card_id if isinstance(card_id, str) and re.match(IDENTIFIER_PATTERN, card_id) else None
+    if isinstance(card_id, str) and re.fullmatch(IDENTIFIER_PATTERN, card_id):
+        return card_id
+    return None
 
 
 def describe_invalid(exc: ValidationError, skip: int = 0, whole: str = "frame") -> str:

@@ -19,7 +19,9 @@ from signoff.core.deciders import Decider
 # actions, as in ``team("support-lead", "finance")``.
 ADMIN = "admin"  # manages API keys and teammates; decides nothing by itself
 HOST = "host"  # a host site's backend: signs user tokens for its pages
-RESERVED_ROLES = frozenset({ADMIN, HOST})
+METRICS = "metrics"  # a monitoring system: reads /metrics
+RESERVED_ROLES = frozenset({ADMIN, HOST, METRICS})
+MACHINE_ROLES = frozenset({HOST, METRICS})  # a program's: reads no cards, decides nothing
 ROLE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 TEAMMATE_PREFIX = "teammate:"
@@ -52,6 +54,9 @@ class Teammate:
     ip: str | None = None
     user_agent: str | None = None
     sites: frozenset[str] | None = None  # the sites whose cards they decide; None: all
+    # Who they count as for four eyes: the person of the account that made this one (a key
+    # made with an admin key), or None for themselves.
+    principal: str | None = None
 
     def covers(self, site: str) -> bool:
         return self.sites is None or site in self.sites
@@ -60,6 +65,11 @@ class Teammate:
     def signature(self) -> str:
         """How this teammate's decisions are signed in cards and the audit log."""
         return TEAMMATE_PREFIX + self.name
+
+    @property
+    def person(self) -> str:
+        """The person this teammate's decisions count as, signed like a decision."""
+        return TEAMMATE_PREFIX + (self.principal or self.name)
 
     def decider(self, level: int | None) -> Decider:
         """This teammate as the audit log records a decision of theirs on ``level``."""
@@ -71,7 +81,7 @@ class Teammate:
 
 
 def check_role_name(role: str) -> str:
-    if not ROLE_PATTERN.match(role):
+    if not ROLE_PATTERN.fullmatch(role):
         raise ValueError(
             f"role {role!r}: use lowercase letters, digits, '-', '_' and '.', up to 64 characters"
         )
@@ -82,7 +92,8 @@ def refusal(card: Card, teammate: Teammate) -> str | None:
     """Why ``teammate`` may not decide the card's current level; None if they may.
 
     One person decides one level only: the levels of a chain are separate sign-offs
-    (four eyes), so a teammate who approved level 1 cannot also approve level 2.
+    (four eyes), so a teammate who approved level 1 cannot also approve level 2, nor can a
+    key made by them, nor two keys made by one admin.
     """
     if card.approver != "team":
         return "this card is the visitor's to decide"
@@ -90,8 +101,15 @@ def refusal(card: Card, teammate: Teammate) -> str | None:
         return f"this card is for the site {card.site!r}, which you do not cover"
     if card.role not in teammate.roles:
         return f"level {card.level} needs the role {card.role}, which you do not have"
-    if any(a["by"] == teammate.signature for a in card.approvals):
-        return "you already decided an earlier level of this card"
+    for earlier in card.approvals:
+        if earlier["by"] == teammate.signature:
+            return "you already decided an earlier level of this card"
+        # Records from before principals were kept count as whoever signed them.
+        if earlier.get("principal", earlier["by"]) == teammate.person:
+            return (
+                f"level {earlier['level']} was decided by {earlier['by']}, who counts as the same "
+                f"person as you ({teammate.person}): four eyes need two people"
+            )
     return None
 
 
@@ -111,6 +129,7 @@ def approval(
         "role": card.role,
         "decision": str(verdict),
         "by": teammate.signature,
+        "principal": teammate.person,
         "channel": str(teammate.channel),
         "timestamp": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
         "reason": reason or None,

@@ -36,10 +36,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from signoff import __version__
-from signoff.accounts import Account, AccountError, KeyInfo, parse_key_id
+from signoff.accounts import (
+    Account,
+    AccountError,
+    AccountForbidden,
+    Accounts,
+    KeyInfo,
+    parse_key_id,
+)
 from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
+from signoff.core import strict_json
 from signoff.core.cards import Status
 from signoff.core.deciders import Decider
 from signoff.core.frames import (
@@ -49,8 +57,17 @@ from signoff.core.frames import (
     describe_invalid,
     iso,
 )
-from signoff.core.teammates import ADMIN, HOST, ROLE_PATTERN, Channel, Teammate, Verdict
-from signoff.core.tokens import MAX_USER_ID, TokenError, sign_user_token
+from signoff.core.plain_text import FREE_TEXT, NAME
+from signoff.core.teammates import (
+    ADMIN,
+    HOST,
+    MACHINE_ROLES,
+    ROLE_PATTERN,
+    Channel,
+    Teammate,
+    Verdict,
+)
+from signoff.core.tokens import MAX_USER_ID, MAX_USER_TOKEN_TTL, TokenError, sign_user_token
 from signoff.web.incoming import capped_body, client_of
 from signoff.web.outages import OUTAGES
 
@@ -63,7 +80,6 @@ PREFIX = "/api/v1"
 MAX_BODY_BYTES = 16 * 1024
 MAX_KEY_CHARS = 512  # far longer than any key signoff makes
 MAX_REASON_CHARS = 1000
-MAX_USER_TOKEN_TTL = 3600.0  # a user token only has to last until the widget's hello
 UNAUTHENTICATED = "api:unauthenticated"  # who refused attempts without a valid key were by
 CARD_ID = re.compile(IDENTIFIER_PATTERN)
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="signoff"'}
@@ -82,8 +98,9 @@ SiteName = Annotated[str, Field(pattern=SITE_PATTERN.pattern)]
 class ResumeRequest(_Body):
     """A decision on the level of the card that waits now."""
 
-    decision: Verdict
-    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = Field(
+    # Not strict: bodies are validated as parsed, and a strict enum takes only its members.
+    decision: Annotated[Verdict, Field(strict=False)]
+    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS), FREE_TEXT] | None = Field(
         None, description="Why; kept with the decision, shown to teammates, not to the visitor."
     )
 
@@ -91,17 +108,17 @@ class ResumeRequest(_Body):
 class UserTokenRequest(_Body):
     """A user token for a host page, so the widget acts as that user."""
 
-    user_id: Annotated[str, Field(min_length=1, max_length=MAX_USER_ID)]
+    user_id: Annotated[str, Field(min_length=1, max_length=MAX_USER_ID), NAME]
     ttl: Annotated[float, Field(gt=0, le=MAX_USER_TOKEN_TTL)] = Field(
         300.0, description="Seconds it stays valid."
     )
-    site: str | None = Field(None, description="Only valid for this configured site.")
+    site: SiteName | None = Field(None, description="Only valid for this configured site.")
 
 
 class KeyRequest(_Body):
     """A new API key: what it is for, and the roles it holds."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200), NAME]
     roles: Annotated[list[Role], Field(min_length=1, max_length=32)]
     sites: Annotated[list[SiteName], Field(min_length=1, max_length=64)] | None = Field(
         None, description="Only these sites' cards and users; every site if left out."
@@ -118,7 +135,7 @@ class CardsQuery(BaseModel):
 
 AUDIT_STATUSES = tuple(str(s) for s in AuditStatus)
 MAX_FILTER_CHARS = 200  # ids are 64 at most; action and decider names are short
-FilterText = Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS)]
+FilterText = Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS), NAME]
 
 
 class AuditQuery(BaseModel):
@@ -221,6 +238,11 @@ class Approval(_Out):
     role: str
     decision: Verdict
     by: str
+    principal: str | None = Field(
+        None,
+        description="Who the decision counts as for four eyes: by, or for a key made through "
+        "another account, whoever made it. No two levels of a card have the same one.",
+    )
     channel: Channel
     timestamp: str
     reason: str | None
@@ -277,12 +299,20 @@ class UserTokenResponse(_Out):
     expires_at: str
 
 
+CREATED_BY = (
+    "Who the key counts as for four eyes: the key or account that made it (through whoever "
+    "made that one), e.g. key:admin; null for a key made on the command line, which counts "
+    "as itself."
+)
+
+
 class KeyResource(_Out):
     key_id: str
     name: str
     roles: list[str]
     sites: list[str] | None
     created_at: str
+    created_by: str | None = Field(description=CREATED_BY)
     revoked_at: str | None
 
 
@@ -293,6 +323,7 @@ class KeyCreatedResponse(_Out):
     name: str
     roles: list[str]
     sites: list[str] | None
+    created_by: str = Field(description=CREATED_BY)
 
 
 class KeysResponse(_Out):
@@ -412,10 +443,13 @@ async def read_body(request: Request, model: type[M]) -> M:
     if raw is None:
         raise ApiError(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        return model.model_validate_json(raw)
+        # Parsed once, by the reader that refuses repeated keys, and validated as parsed.
+        return model.model_validate(strict_json.loads(raw))
+    except strict_json.NotJSON:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    except strict_json.JSONRefused as exc:
+        raise ApiError(422, "invalid_body", f"body: {exc}") from None
     except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
         raise ApiError(422, "invalid_body", describe_invalid(exc, whole="body")) from None
 
 
@@ -443,7 +477,7 @@ class Call:
     @property
     def card_id(self) -> str:
         card_id: str = self.request.path_params["card_id"]
-        if not CARD_ID.match(card_id):
+        if not CARD_ID.fullmatch(card_id):
             raise ApiError(404, "not_found", "no such card")
         return card_id
 
@@ -464,6 +498,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()  # beyond those every endpoint of its sort can answer
     status: int = 200
     decides: bool = False  # refusals at the door are audited on the card it names
+    reads: bool = False  # shows cards or audit rows: not to keys with only machine roles
     csv: bool = False  # also answers text/csv (format=csv)
 
 
@@ -496,10 +531,6 @@ def audit_row(row: dict[str, Any]) -> dict[str, Any]:
 
 async def read_audit(runtime: Runtime, call: Call) -> Response:
     query: AuditQuery = call.query
-    if call.account.roles <= {HOST}:
-        # A host backend's key only signs user tokens; it is not to read visitors'
-        # addresses and what was done for them.
-        raise ApiError(403, "forbidden", "a key with only the host role cannot read the audit log")
     where = query.audit_filter(call.account.sites)
     if query.format == "csv":
         return await audit_csv(runtime, where)
@@ -564,17 +595,34 @@ async def user_token(runtime: Runtime, call: Call) -> Response:
     return ok(user_token=token, expires_at=iso(now + body.ttl))
 
 
+def beyond_grant(call: Call, doing: str, exc: AccountForbidden) -> ApiError:
+    """A key asked to make or revoke a key with more than it holds itself: logged, as
+    refusals that name no card are, and answered 403."""
+    log.warning("refused to %s for %s: %s", doing, call.account.name, exc)
+    return ApiError(403, "forbidden", str(exc))
+
+
 async def create_key(runtime: Runtime, call: Call) -> Response:
     body: KeyRequest = call.body
     try:
-        key = await runtime.accounts.create_key(body.name, body.roles, body.sites)
+        key = await runtime.accounts.create_key(body.name, body.roles, body.sites, call.account)
+    except AccountForbidden as exc:
+        raise beyond_grant(call, f"create the API key {body.name!r}", exc) from None
     except AccountError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
     key_id = parse_key_id(key)
     log.info("API key %s (%r, %s) created by %s", key_id, body.name, body.roles, call.account.name)
     roles = sorted(set(body.roles))
     sites = sorted(set(body.sites)) if body.sites is not None else None
-    return ok(201, key=key, key_id=key_id, name=body.name, roles=roles, sites=sites)
+    return ok(
+        201,
+        key=key,
+        key_id=key_id,
+        name=body.name,
+        roles=roles,
+        sites=sites,
+        created_by=call.account.person,
+    )
 
 
 def key_resource(key: KeyInfo) -> dict[str, Any]:
@@ -584,17 +632,23 @@ def key_resource(key: KeyInfo) -> dict[str, Any]:
         "roles": key.roles,
         "sites": key.sites,
         "created_at": iso(key.created_at.timestamp()),
+        "created_by": key.created_by,
         "revoked_at": iso(key.revoked_at.timestamp()) if key.revoked_at else None,
     }
 
 
 async def list_keys(runtime: Runtime, call: Call) -> Response:
-    return ok(keys=[key_resource(key) for key in await runtime.accounts.list_keys()])
+    keys = await runtime.accounts.list_keys(call.account)
+    return ok(keys=[key_resource(key) for key in keys])
 
 
 async def revoke_key(runtime: Runtime, call: Call) -> Response:
     key_id: str = call.request.path_params["key_id"]
-    if not await runtime.accounts.revoke_key(key_id):
+    try:
+        revoked = await runtime.accounts.revoke_key(key_id, call.account)
+    except AccountForbidden as exc:
+        raise beyond_grant(call, f"revoke the API key {key_id}", exc) from None
+    if not revoked:
         raise ApiError(404, "not_found", "no live key with that id")
     log.info("API key %s revoked by %s", key_id, call.account.name)
     return ok(key_id=key_id, revoked=True)
@@ -608,6 +662,8 @@ ENDPOINTS = (
         "Cards that wait or waited on teammates, newest first",
         CardsResponse,
         query=CardsQuery,
+        errors=(403,),
+        reads=True,
     ),
     Endpoint(
         "GET",
@@ -615,7 +671,8 @@ ENDPOINTS = (
         get_card,
         "One card that waits or waited on teammates",
         CardResponse,
-        errors=(404,),
+        errors=(403, 404),
+        reads=True,
     ),
     Endpoint(
         "POST",
@@ -635,6 +692,7 @@ ENDPOINTS = (
         AuditResponse,
         query=AuditQuery,
         errors=(403,),
+        reads=True,
         csv=True,
     ),
     Endpoint(
@@ -680,7 +738,7 @@ ENDPOINTS = (
 ERROR_TEXT = {
     400: "The body is not JSON",
     401: "No valid API key",
-    403: "The key lacks the role, or is not for the site asked for",
+    403: "The key lacks the role, is not for the site asked for, or would grant more than it holds",
     404: "Not found",
     409: "Already decided, or expired",
     413: "The body is too large",
@@ -788,38 +846,44 @@ def openapi_document() -> dict[str, Any]:
 
 
 # Serving ----------------------------------------------------------------------------------
+async def key_holder(accounts: Accounts, request: Request) -> Account:
+    """The account of the API key in the request's ``Authorization: Bearer`` header;
+    ApiError 401 without a live one."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>", CHALLENGE)
+    account = None
+    if len(presented) <= MAX_KEY_CHARS:
+        account = await accounts.authenticate_key(presented)
+    if account is None:
+        raise ApiError(401, "unauthorized", "the API key is not valid or was revoked", CHALLENGE)
+    return account
+
+
 class Api:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def authenticate(self, request: Request) -> Account:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        presented = presented.strip()
-        if scheme.lower() != "bearer" or not presented:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>", CHALLENGE)
-        account = None
-        if len(presented) <= MAX_KEY_CHARS:
-            account = await self.runtime.accounts.authenticate_key(presented)
-        if account is None:
-            raise ApiError(
-                401, "unauthorized", "the API key is not valid or was revoked", CHALLENGE
-            )
-        return account
-
     async def serve(self, endpoint: Endpoint, request: Request) -> Response:
         by = UNAUTHENTICATED
         try:
-            account = await self.authenticate(request)
+            account = await key_holder(self.runtime.accounts, request)
             teammate = account.teammate(Channel.API, *client_of(request))
             by = teammate.signature
             if endpoint.roles and not endpoint.roles & account.roles:
                 needed = " or ".join(sorted(endpoint.roles))
                 raise ApiError(403, "forbidden", f"this needs a key with the role {needed}")
+            if endpoint.reads and account.roles <= MACHINE_ROLES:
+                # A host backend signs user tokens, a monitor reads /metrics: neither is to
+                # read visitors' cards, addresses and what was done for them.
+                roles = " and ".join(sorted(account.roles))
+                raise ApiError(403, "forbidden", f"a key with only the role {roles} reads no cards")
             body = await read_body(request, endpoint.body) if endpoint.body else None
             query = read_query(request, endpoint.query) if endpoint.query else None
         except ApiError as exc:
             card_id = request.path_params.get("card_id", "")
-            if endpoint.decides and CARD_ID.match(card_id):
+            if endpoint.decides and CARD_ID.fullmatch(card_id):
                 decider = Decider.at(by, client_of(request))
                 await self.runtime.engine.refuse_attempt(card_id, decider, f"api: {exc.message}")
             raise

@@ -29,15 +29,18 @@ from signoff.assets import asset_dir
 from signoff.audit import AuditLog, open_audit
 from signoff.audit.upkeep import purge
 from signoff.config import ConfigError, Settings, Site
+from signoff.core.teammates import METRICS
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.slack import SlackNotifier
 from signoff.integrations.webhooks import WebhookNotifier
 from signoff.logs import withheld
 from signoff.store import StoreUnavailable, open_store
-from signoff.web.api import api_mount
+from signoff.web.api import ApiError, api_mount, key_holder
 from signoff.web.dashboard import Dashboard
 from signoff.web.limits import VisitorLimits
+from signoff.web.outages import OUTAGES
+from signoff.web.pages import PAGE_HEADERS
 from signoff.web.slack import slack_routes
 from signoff.web.templating import page_templates
 from signoff.web.ws import websocket_endpoint
@@ -156,7 +159,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         if "demo" not in runtime.sites:
             return PlainTextResponse("no demo site is configured", status_code=404)
         page = templates.get_template("demo.html").render(site="demo")
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -167,6 +170,16 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
+        """The Prometheus metrics, for an API key with the metrics role: they tell how busy
+        the server is and what fails, which is no one else's business."""
+        try:
+            account = await key_holder(runtime.accounts, request)
+        except ApiError as exc:
+            return PlainTextResponse(exc.message, exc.status, headers=exc.headers)
+        except OUTAGES:
+            return PlainTextResponse("the audit database is unavailable", 503)
+        if METRICS not in account.roles:
+            return PlainTextResponse(f"this needs a key with the role {METRICS}", 403)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

@@ -27,6 +27,7 @@ from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
 from signoff.core.deciders import Decider
 from signoff.core.frames import ErrorCode, ProtocolError, displayed
+from signoff.core.plain_text import control_character
 from signoff.core.teammates import TEAMMATE_PREFIX, Channel, Teammate, Verdict, refusal
 from signoff.store import StoreUnavailable
 from signoff.web.api import audit_csv
@@ -42,6 +43,7 @@ from signoff.web.csrf import (
 from signoff.web.incoming import capped_body, client_of
 from signoff.web.logins import COOKIE, LOGIN_TTL, Login, Logins, LoginThrottle
 from signoff.web.outages import OUTAGES
+from signoff.web.pages import PAGE_HEADERS
 
 log = logging.getLogger("signoff.dashboard")
 
@@ -62,15 +64,9 @@ UNAVAILABLE_LIST = Markup(
     '<p class="notice refused" role="alert">The store is unreachable for now; '
     "this list comes back by itself.</p>"
 )
-HEADERS = {
-    # Nothing but this server's own files; htmx is told not to inject styles or eval.
-    "Content-Security-Policy": (
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-    ),
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-}
+# Nothing but this server's own files (htmx is told not to inject styles or eval), and
+# nothing kept: pages show visitors' ids and addresses.
+HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store"}
 # How each refusal of Engine.team_decide is answered, page and status.
 OUTCOMES = {
     ErrorCode.NOT_FOUND: 404,
@@ -303,6 +299,8 @@ class Dashboard:
                 "Open the login page again and log in from there.",
             )
         name = form["name"].strip()
+        if why := control_character(name):
+            return self.login_page(request, 400, f"That is not a name: {why}.")
         client = client_of(request)[0] or "?"
         if not await self.throttle.attempt(name, client):
             return self.login_page(
@@ -472,6 +470,8 @@ class Dashboard:
             return await refuse(
                 400, "Decision refused", f"the reason is longer than {MAX_REASON} characters"
             )
+        if reason is not None and (why := control_character(reason, free_text=True)):
+            return await refuse(400, "Decision refused", f"in the reason, {why}")
         fragment = "hx-request" in request.headers
         try:
             card = await self.engine.team_decide(card_id, verdict, teammate, reason, level)
@@ -570,7 +570,7 @@ class Dashboard:
             return self.to_login(request)
         login, teammate = who
         conversation_id = request.path_params["conversation_id"]
-        if len(conversation_id) > MAX_ID:
+        if len(conversation_id) > MAX_ID or control_character(conversation_id):
             return self.message(request, 404, "No such conversation", "No audit row names it.")
         where = AuditFilter(conversation=conversation_id, sites=teammate.sites)
         found: list[dict[str, Any]] = []

@@ -20,6 +20,9 @@ from signoff.store import Store
 LOGIN_TTL = 12 * 3600.0
 LOGIN_TRIES = 5  # per name and address, in each LOGIN_WINDOW seconds
 LOGIN_WINDOW = 300.0
+ACCOUNT_TRIES = 10  # per name, from any addresses, in each ACCOUNT_WINDOW seconds
+ACCOUNT_WINDOW = 900.0
+ADDRESS_TRIES = 20  # per address, for any names, in each LOGIN_WINDOW seconds
 COOKIE = "signoff_dashboard"
 RECORD_PREFIX = "dashboard:"
 MAX_COOKIE_LENGTH = 100
@@ -64,25 +67,40 @@ class Logins:
 
 
 class LoginThrottle:
-    """Logins per name and client address: a few tries, then none until the window that
-    the first of them opened has passed.
+    """Login tries, counted three ways, each a few tries and then none until the window
+    that the first of them opened has passed: per name and client address (a teammate who
+    mistypes), per name from any address (one account guessed at from many addresses, or
+    one address claiming to be many through X-Forwarded-For), and per address for any
+    names (one password tried on many accounts).
 
     Counted in the store, so every instance behind a load balancer counts the same tries,
-    and before the password is checked, so tries sent in parallel count too. A
-    successful login starts the count afresh.
+    and before the password is checked, so tries sent in parallel count too. A successful
+    login starts only its own name and address afresh: the other two counts are what an
+    attacker with an account of their own could otherwise reset.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     @staticmethod
-    def _record(name: str, address: str) -> str:
-        return "login-tries:" + hashlib.sha256(f"{name}\n{address}".encode()).hexdigest()
+    def _record(kind: str, *parts: str) -> str:
+        return f"login-tries{kind}:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     async def attempt(self, name: str, address: str) -> bool:
-        """Whether a login may be tried now; counts it."""
-        count = await self.store.count_record(self._record(name, address), LOGIN_WINDOW)
-        return count <= LOGIN_TRIES
+        """Whether a login may be tried now; counts it, narrowest count first.
+
+        A try refused by one count is not counted by the wider ones, so tries sent at once
+        for one name from one address are held to that pair's limit, not fewer.
+        """
+        limits = [
+            (self._record("", name, address), LOGIN_WINDOW, LOGIN_TRIES),
+            (self._record("-name", name), ACCOUNT_WINDOW, ACCOUNT_TRIES),
+            (self._record("-address", address), LOGIN_WINDOW, ADDRESS_TRIES),
+        ]
+        for record, window, tries in limits:
+            if await self.store.count_record(record, window) > tries:
+                return False
+        return True
 
     async def succeeded(self, name: str, address: str) -> None:
-        await self.store.delete_record(self._record(name, address))
+        await self.store.delete_record(self._record("", name, address))

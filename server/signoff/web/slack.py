@@ -1,10 +1,12 @@
 """``POST /slack/interactions``: Approve / Reject clicks on signoff's Slack messages.
 
 Slack signs every request with the app's signing secret over its timestamp and body.
-Nothing in a request is acted on before that signature checks out and the timestamp
-is within five minutes; a forged or stale request gets 401 and, when it names a real
-card, a refused row in the audit log. A genuine click decides as the teammate linked
-to the clicking Slack user, through the same exactly-once claim as the dashboard.
+The signature is checked on the raw bytes before anything else: a forged or stale request
+gets 401 and is logged, its body never parsed (so no payload, however built, reaches a
+parser unsigned). A signed request that is not a click signoff asked for gets 400 and,
+when it names a real card, a refused row in the audit log. A genuine click decides as the
+teammate linked to the clicking Slack user, through the same exactly-once claim as the
+dashboard.
 Slack wants an answer within 3 seconds: the decision is answered once claimed, and
 the channel message is edited by the Slack notifier as the card moves on.
 """
@@ -23,7 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from signoff.config import SlackSettings
-from signoff.core.deciders import Client, Decider
+from signoff.core.deciders import Decider
 from signoff.core.frames import ErrorCode, ProtocolError
 from signoff.core.teammates import Channel
 from signoff.engine import Engine
@@ -38,7 +40,7 @@ UNAVAILABLE = "signoff cannot reach its store or database; try again in a moment
 # Interaction payloads carry the whole message clicked on; signoff's stay well below this.
 MAX_BODY = 256 * 1024
 # Seconds a signed request stays acceptable, as Slack advises. slack_sdk's verifier checks the
-# same window; it is checked here first so a stale request is audited as stale, not forged.
+# same window; it is checked here first so a stale request is logged as stale, not forged.
 REPLAY_WINDOW = 5 * 60
 _TIMESTAMP = re.compile(r"\d{1,12}", re.ASCII)
 
@@ -67,18 +69,16 @@ class SlackInteractions:
         if body is None:
             return PlainTextResponse("request body too large", status_code=413)
         refused = self._unverified(body, request.headers)
+        if refused is not None:
+            log.warning("refused a Slack request from %s: %s", client_of(request)[0], refused)
+            return PlainTextResponse(refused, status_code=401)
         try:
             click = parse_click(body)
         except BadClick as bad:
-            why = refused or str(bad)
-            client = client_of(request)
-            return await _turn_away(
-                engine, bad.card_id, bad.user_id, why, client, signed=not refused
-            )
-        if refused is not None:
-            return await _turn_away(
-                engine, click.card_id, click.user_id, refused, client_of(request), signed=False
-            )
+            if bad.card_id is not None:
+                who = Decider.at(f"slack:{bad.user_id or 'unknown'}", client_of(request))
+                await _refuse(engine, bad.card_id, who, str(bad))
+            return PlainTextResponse(str(bad), status_code=400)
         return await self._decide(request, click)
 
     def _unverified(self, body: bytes, headers: Headers) -> str | None:
@@ -129,23 +129,6 @@ class SlackInteractions:
             )
         except Exception:  # the decision stands either way; only the note is lost
             log.exception("could not tell Slack user %s: %s", click.user_id, text)
-
-
-async def _turn_away(
-    engine: Engine,
-    card_id: str | None,
-    user_id: str | None,
-    why: str,
-    client: Client,
-    *,
-    signed: bool,
-) -> Response:
-    """401 for a request Slack did not sign, 400 for a signed one signoff never asked for;
-    audited when it names a real card. Its payload is read only to name that card."""
-    who = f"slack:{user_id or 'unknown'}" + ("" if signed else " (unverified)")
-    if card_id is not None:
-        await _refuse(engine, card_id, Decider.at(who, client), why)
-    return PlainTextResponse(why, status_code=400 if signed else 401)
 
 
 async def _refuse(engine: Engine, card_id: str, by: Decider, why: str) -> None:
