@@ -576,3 +576,26 @@ async def test_a_reconnect_from_before_trimmed_history_gets_a_snapshot(
             await back.decide(pending)
             await back.update(pending["card_id"], "done")
     assert shop.runs == [("wipe", {"target": "disk"}), ("wipe", {"target": "tape"})]
+
+
+async def test_a_session_is_resumed_only_within_its_lifetime_from_its_start(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    from signoff.core.tokens import SessionClaims, load_session_token, sign_session_token
+    from tests.support import SECRET
+
+    lifetime = 3600.0
+    async with running(shop.app, settings(tmp_path, session_lifetime=lifetime)) as server:
+        async with widget(server) as w:
+            first = await w.hello()
+        start = load_session_token(SECRET, first["session_token"]).issued_at
+        assert start is not None
+        async with widget(server) as w:
+            again = await w.hello(session_token=first["session_token"])
+            assert again["session_id"] == first["session_id"]
+            assert load_session_token(SECRET, again["session_token"]).issued_at == start
+        old = SessionClaims(first["session_id"], first["user_id"], "demo", start - lifetime)
+        async with widget(server) as w:
+            refused = await w.hello(session_token=sign_session_token(SECRET, old))
+            assert (refused["type"], refused["code"]) == ("error", "expired")
+            assert (await w.hello())["session_id"] != first["session_id"]

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from signoff.core import strict_json
 from signoff.core.display import shown, visible
 from signoff.core.frames import IDENTIFIER_PATTERN, Identifier, describe_invalid
 from signoff.core.teammates import TEAMMATE_PREFIX, Verdict
@@ -296,7 +297,7 @@ def _payload(body: bytes) -> Any:
     if list(form) != ["payload"] or len(form["payload"]) != 1:
         raise BadClick("expected one form field, payload")
     try:
-        return json.loads(form["payload"][0])
+        return strict_json.loads(form["payload"][0])
     except ValueError:
         raise BadClick("payload is not JSON") from None
 
@@ -309,7 +310,7 @@ def _named(data: Any) -> tuple[str | None, str | None]:
     card_id = None
     if isinstance(actions, list) and actions and isinstance(actions[0], dict):
         try:
-            value = json.loads(actions[0].get("value") or "")
+            value = strict_json.loads(actions[0].get("value") or "")
         except (TypeError, ValueError):
             value = None
         card_id = value.get("card_id") if isinstance(value, dict) else None

@@ -36,6 +36,7 @@ from signoff.core.frames import (
 from signoff.core.ratelimit import TokenBucket
 from signoff.core.tokens import (
     SessionClaims,
+    SessionTooOld,
     TokenError,
     UserTokenExpired,
     is_anonymous,
@@ -349,7 +350,9 @@ class Connection:
         self._joined = session.session_id
         last = await self.engine.store.last_seq(session.session_id)
         token = sign_session_token(
-            secret, SessionClaims(session.session_id, session.user_id, session.site)
+            secret,
+            # Signed with when the session began, so its lifetime holds across resumes.
+            SessionClaims(session.session_id, session.user_id, session.site, session.created_at),
         )
         self.send(
             {
@@ -382,7 +385,10 @@ class Connection:
 
     async def _resume(self, token: str, site: str, user_id: str | None) -> SessionRecord:
         try:
-            claims = load_session_token(self.runtime.settings.secret, token)
+            settings = self.runtime.settings
+            claims = load_session_token(settings.secret, token, settings.session_lifetime)
+        except SessionTooOld as exc:
+            raise ProtocolError(ErrorCode.EXPIRED, str(exc)) from None
         except TokenError as exc:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, str(exc)) from None
         if claims.site != site:
