@@ -37,6 +37,7 @@ from signoff.core.turns import MAX_CALLS_PER_STEP, MAX_STEPS, CardPlan, PlannedC
 from signoff.engine.calls import Calls
 from signoff.engine.executor import Outcome
 from signoff.engine.records import Records
+from signoff.engine.stream import MessageStream
 from signoff.logs import withheld
 from signoff.store import SessionRecord, Store
 
@@ -237,54 +238,35 @@ class Turns:
         self, session: SessionRecord, conversation: Conversation
     ) -> list[ToolCall] | None:
         """One call of the bot, its text streamed; returns its tool calls, None on failure."""
-        message_id: str | None = None
-        parts: list[str] = []
+        stream: MessageStream | None = None
         calls: list[ToolCall] = []
         try:
             async with asyncio.timeout(BOT_STEP_TIMEOUT):
                 async for item in self.bot.respond(list(conversation)):
                     if isinstance(item, Text) and item.text:
-                        if message_id is None:
-                            message_id = await self._start_message(session.session_id)
-                        parts.append(item.text)
-                        await self.store.append_frame(
-                            session.session_id,
-                            {"type": "message.delta", "message_id": message_id, "text": item.text},
-                        )
+                        if stream is None:
+                            stream = MessageStream(self.store, session.session_id, new_id("m"))
+                        await stream.add(item.text)
                     elif isinstance(item, ToolCall):
                         calls.append(
                             replace(item, args=dict(item.args), id=item.id or new_id("call"))
                         )
         except Exception as exc:
             log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
-            if message_id is not None:
-                await self._end_message(session.session_id, message_id, "".join(parts))
+            if stream is not None:
+                await stream.end()
             await self.say(session, conversation, SORRY)
             return None
-        text = "".join(parts)
-        if message_id is not None:
-            await self._end_message(session.session_id, message_id, text)
-        conversation.append(assistant_message(text, calls))
+        if stream is not None:
+            await stream.end()
+        conversation.append(assistant_message(stream.text if stream else "", calls))
         return calls
-
-    async def _start_message(self, session_id: str) -> str:
-        message_id = new_id("m")
-        await self.store.append_frame(
-            session_id, {"type": "message.start", "message_id": message_id, "role": "bot"}
-        )
-        return message_id
-
-    async def _end_message(self, session_id: str, message_id: str, text: str) -> None:
-        await self.store.append_frame(
-            session_id, {"type": "message.end", "message_id": message_id, "text": text}
-        )
 
     async def say(
         self, session: SessionRecord, conversation: Conversation | None, text: str
     ) -> None:
         """A whole bot message from the engine itself; kept in the conversation if given."""
-        message_id = await self._start_message(session.session_id)
-        await self._end_message(session.session_id, message_id, text)
+        await MessageStream(self.store, session.session_id, new_id("m")).whole(text)
         if conversation is not None:
             conversation.append(assistant_message(text, []))
 

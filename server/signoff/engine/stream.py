@@ -1,0 +1,100 @@
+"""A bot message on its way to the widgets, its pieces gathered on the wire.
+
+A model streams dozens to hundreds of pieces per answer; a frame per piece costs a store
+write and a socket send each. So the first piece goes out at once (the visitor sees the
+bot start), and later pieces are gathered and sent together at most every
+``GATHER_SECONDS``, or as soon as one arrives after a quiet spell. ``message.end`` carries
+the whole text, so pieces still gathered when the message ends need no frame of their
+own: the widget shows the same text, in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from signoff.store import Store
+
+GATHER_SECONDS = 0.025
+
+
+class MessageStream:
+    def __init__(self, store: Store, session_id: str, message_id: str) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.message_id = message_id
+        self.parts: list[str] = []
+        self._sent = 0  # how many of ``parts`` are in frames already
+        self._started = False
+        self._last_send = 0.0
+        self._sending = asyncio.Lock()  # one write at a time, so frames keep their order
+        self._timer: asyncio.TimerHandle | None = None
+        self._late: set[asyncio.Task[None]] = set()  # sends the timer started
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def add(self, piece: str) -> None:
+        self.parts.append(piece)
+        wait = self._last_send + GATHER_SECONDS - time.monotonic()
+        if not self._started or (wait <= 0 and not self._sending.locked()):
+            await self._send()
+        elif self._timer is None:
+            # Gathered pieces go out even if the bot falls quiet after them.
+            delay = max(wait, 0.0)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._send_late)
+
+    def _send_late(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self._send())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _send(self) -> None:
+        async with self._sending:
+            if self._sent == len(self.parts) and self._started:
+                return
+            frames: list[dict[str, Any]] = []
+            if not self._started:
+                frames.append(
+                    {"type": "message.start", "message_id": self.message_id, "role": "bot"}
+                )
+                self._started = True
+            text = "".join(self.parts[self._sent :])
+            self._sent = len(self.parts)
+            if text:
+                frames.append(
+                    {"type": "message.delta", "message_id": self.message_id, "text": text}
+                )
+            self._last_send = time.monotonic()
+            for frame in frames:
+                await self.store.append_frame(self.session_id, frame)
+
+    async def whole(self, text: str) -> None:
+        """A message written whole at once (the engine's own words): start and end."""
+        self.parts.append(text)
+        await self.end()
+
+    async def end(self) -> None:
+        """The message is whole: ``message.end`` with all its text (a message that never
+        started is started first)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        async with self._sending:
+            if not self._started:
+                await self.store.append_frame(
+                    self.session_id,
+                    {"type": "message.start", "message_id": self.message_id, "role": "bot"},
+                )
+                self._started = True
+            self._sent = len(self.parts)
+            await self.store.append_frame(
+                self.session_id,
+                {"type": "message.end", "message_id": self.message_id, "text": self.text},
+            )
+        # Finished already, or finding nothing left to send; a failure there is the same
+        # store failure this end would have met, and reported by it.
+        await asyncio.gather(*self._late, return_exceptions=True)

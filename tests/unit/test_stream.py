@@ -1,0 +1,65 @@
+"""MessageStream: the first piece at once, later pieces gathered, the whole text at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from signoff.engine import stream as stream_module
+from signoff.engine.stream import MessageStream
+from signoff.store import SessionRecord
+from signoff.store.memory import MemoryStore
+
+
+async def frames_of(store: MemoryStore) -> list[dict[str, object]]:
+    return [json.loads(text) for _, text in await store.frames_after("s1", 0)]
+
+
+async def new_store() -> MemoryStore:
+    store = MemoryStore()
+    await store.create_session(SessionRecord("s1", "u1", "demo", "conv1", 0.0, 1e12))
+    return store
+
+
+async def test_the_first_piece_goes_out_at_once_and_a_fast_stream_is_gathered() -> None:
+    store = await new_store()
+    stream = MessageStream(store, "s1", "m1")
+    await stream.add("Hel")
+    assert [f["type"] for f in await frames_of(store)] == ["message.start", "message.delta"]
+    for piece in ["lo", ", ", "wor", "ld"]:
+        await stream.add(piece)
+    await stream.end()
+    frames = await frames_of(store)
+    assert [f["type"] for f in frames] == ["message.start", "message.delta", "message.end"]
+    assert frames[1]["text"] == "Hel" and frames[2]["text"] == "Hello, world"
+
+
+async def test_pieces_gathered_before_a_quiet_spell_go_out_without_waiting_for_the_end() -> None:
+    store = await new_store()
+    stream = MessageStream(store, "s1", "m1")
+    await stream.add("one ")
+    await stream.add("two ")
+    await stream.add("three ")
+    await asyncio.sleep(stream_module.GATHER_SECONDS * 4)  # the bot falls quiet
+    deltas = [f["text"] for f in await frames_of(store) if f["type"] == "message.delta"]
+    assert deltas == ["one ", "two three "]
+    await stream.add("four")  # after a quiet spell: at once
+    deltas = [f["text"] for f in await frames_of(store) if f["type"] == "message.delta"]
+    assert deltas == ["one ", "two three ", "four"]
+    await stream.end()
+    assert (await frames_of(store))[-1] == {
+        "type": "message.end",
+        "message_id": "m1",
+        "text": "one two three four",
+        "seq": 5,
+    }
+
+
+async def test_a_message_said_whole_is_a_start_and_an_end() -> None:
+    store = await new_store()
+    await MessageStream(store, "s1", "m1").whole("Sorry.")
+    frames = await frames_of(store)
+    assert [(f["type"], f.get("text")) for f in frames] == [
+        ("message.start", None),
+        ("message.end", "Sorry."),
+    ]
