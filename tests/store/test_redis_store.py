@@ -50,7 +50,7 @@ async def test_a_listener_on_one_instance_hears_frames_written_by_another(prefix
     try:
         await one.create_session(session())
         heard: list[str] = []
-        two.subscribe("s1", heard.append)
+        two.subscribe("s1", lambda news: heard.append(news.event))
         await asyncio.sleep(0.1)  # the subscription takes hold
         heard.clear()
         seq = await one.append_frame("s1", {"type": "x"})
@@ -157,7 +157,7 @@ async def test_calls_fail_clearly_while_redis_is_down_and_work_again_after(
             await store.create_session(session())
             await store.add_card(card())
             heard: list[str] = []
-            store.subscribe("s1", heard.append)
+            store.subscribe("s1", lambda news: heard.append(news.event))
             await redis_server.stop()
             with pytest.raises(StoreUnavailable, match="unreachable"):
                 await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)

@@ -204,7 +204,7 @@ async def test_ending_a_session_drops_its_state_and_tells_listeners(store: Store
     await store.add_card(card())
     await store.append_frame("s1", {"type": "x"})
     heard: list[str] = []
-    store.subscribe("s1", heard.append)
+    store.subscribe("s1", lambda news: heard.append(news.event))
     await store.append_frame("s1", {"type": "y"})
     await store.end_session("s1", "expired")
     await asyncio.sleep(0.05)
@@ -223,7 +223,7 @@ async def test_ending_a_session_drops_its_state_and_tells_listeners(store: Store
 async def test_unsubscribed_listeners_hear_nothing(store: Store) -> None:
     await store.create_session(session())
     heard: list[str] = []
-    unsubscribe = store.subscribe("s1", heard.append)
+    unsubscribe = store.subscribe("s1", lambda news: heard.append(news.event))
     unsubscribe()
     await store.append_frame("s1", {"type": "x"})
     await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from signoff.store.base import (
     ClaimOutcome,
+    News,
     SessionRecord,
     Store,
     StoreError,
@@ -30,6 +31,7 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "ClaimOutcome",
+    "News",
     "SessionRecord",
     "Store",
     "StoreError",

@@ -68,8 +68,19 @@ class Transition:
     card: Card | None
 
 
-Listener = Callable[[str], None]
-"""Called with "frames" when a session has new frames, "end" when it ended."""
+@dataclass(frozen=True)
+class News:
+    """What a listener hears of its session: ``"frames"`` (new frames) or ``"end"``.
+
+    ``frames`` are the new frames as (seq, JSON text) when the store has them at hand (it
+    wrote them itself); empty when the listener must read them from the history.
+    """
+
+    event: str
+    frames: tuple[tuple[int, str], ...] = ()
+
+
+Listener = Callable[[News], None]
 
 
 class Store(abc.ABC):

@@ -23,6 +23,7 @@ from signoff.store.base import (
     MAX_FRAMES,
     ClaimOutcome,
     Listener,
+    News,
     SessionRecord,
     Store,
     Transition,
@@ -75,7 +76,7 @@ class MemoryStore(Store):
         self._client_ids.pop(session_id, None)
         for card_id in self._session_cards.pop(session_id, []):
             self._forget_card(card_id)
-        self._notify(session_id, "end")
+        self._notify(session_id, News("end"))
         self._listeners.pop(session_id, None)
 
     # Conversation ---------------------------------------------------------------------
@@ -97,10 +98,11 @@ class MemoryStore(Store):
         frames = self._frames.setdefault(session_id, [])
         seq = frames[-1][0] + 1 if frames else 1
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
-        frames.append((seq, json.dumps({**frame, "seq": seq})))
+        numbered = (seq, json.dumps({**frame, "seq": seq}))
+        frames.append(numbered)
         if len(frames) > self.max_frames:
             del frames[: len(frames) - self.max_frames]
-        self._notify(session_id, "frames")
+        self._notify(session_id, News("frames", (numbered,)))
         return seq
 
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
@@ -269,6 +271,6 @@ class MemoryStore(Store):
 
         return unsubscribe
 
-    def _notify(self, session_id: str, event: str) -> None:
+    def _notify(self, session_id: str, news: News) -> None:
         for listener in list(self._listeners.get(session_id, ())):
-            listener(event)
+            listener(news)

@@ -52,6 +52,7 @@ from signoff.store.base import (
     MAX_FRAMES,
     ClaimOutcome,
     Listener,
+    News,
     SessionRecord,
     Store,
     StoreError,
@@ -437,7 +438,7 @@ class RedisStore(Store):
             args=[session_id, self._key("card", ""), self._key("news", session_id), self.instance],
         )
         if existed:
-            self._notify(session_id, "end")
+            self._notify(session_id, News("end"))
 
     # Conversation -----------------------------------------------------------------------
     @_reachable
@@ -456,6 +457,7 @@ class RedisStore(Store):
     @_reachable
     async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
+        text = json.dumps(frame)
         seq = int(
             await self._scripts["append"](
                 keys=[
@@ -463,16 +465,12 @@ class RedisStore(Store):
                     self._key("seq", session_id),
                     self._key("frames", session_id),
                 ],
-                args=[
-                    json.dumps(frame),
-                    self.max_frames,
-                    self._key("news", session_id),
-                    self.instance,
-                ],
+                args=[text, self.max_frames, self._key("news", session_id), self.instance],
             )
         )
         if seq:
-            self._notify(session_id, "frames")
+            # The frame as the script numbered it: this instance's sockets need not read it back.
+            self._notify(session_id, News("frames", ((seq, f'{text[:-1]},"seq":{seq}}}'),)))
         return seq
 
     @_reachable
@@ -700,9 +698,9 @@ class RedisStore(Store):
 
         return unsubscribe
 
-    def _notify(self, session_id: str, event: str) -> None:
+    def _notify(self, session_id: str, news: News) -> None:
         for listener in list(self._listeners.get(session_id, ())):
-            listener(event)
+            listener(news)
 
     async def _reconcile(self) -> None:
         """Follow the sessions that have listeners here, in batches, one command each way."""
@@ -720,7 +718,7 @@ class RedisStore(Store):
                     self._subscribed.update(wanted)
                     # Frames written elsewhere before the subscription took hold.
                     for session_id in wanted:
-                        self._notify(session_id, "frames")
+                        self._notify(session_id, News("frames"))
                 if unwanted:
                     await self._pubsub.unsubscribe(*(news + s for s in unwanted))
                     self._subscribed.difference_update(unwanted)
@@ -748,9 +746,9 @@ class RedisStore(Store):
                 broken = False
                 log.info("Redis news connection is back")
                 for session_id in list(self._listeners):
-                    self._notify(session_id, "frames")
+                    self._notify(session_id, News("frames"))
             if message is None or message.get("type") != "message":
                 continue
             instance, _, event = message["data"].partition(":")
             if instance != self.instance and message["channel"].startswith(news):
-                self._notify(message["channel"][len(news) :], event)
+                self._notify(message["channel"][len(news) :], News(event))

@@ -45,7 +45,7 @@ from signoff.core.tokens import (
     sign_session_token,
 )
 from signoff.engine.turns import visitor
-from signoff.store import SessionRecord, StoreUnavailable
+from signoff.store import News, SessionRecord, StoreUnavailable
 from signoff.web.incoming import client_of
 from signoff.web.limits import MAX_NEW_SESSIONS_PER_MINUTE, new_sessions_record
 
@@ -62,6 +62,8 @@ INTERNAL_ERROR = 1011
 # How soon a writer that could not read the store tries again.
 STORE_RETRY = 1.0
 MAX_QUEUED_REPLIES = 256
+# Frames held for a socket that has not sent them yet; past it, they are read back instead.
+MAX_HANDED_FRAMES = 512
 # The most history a reconnect is replayed frame by frame; past it, it gets one snapshot
 # of the session instead (bounded by the conversation's window), so a short hello cannot
 # ask for megabytes.
@@ -118,6 +120,10 @@ class Connection:
         self._ended = False
         self._closing: tuple[int, str] | None = None  # the writer closes after the replies
         self._replaying = False
+        # Frames the store handed over as it wrote them, in order; and whether this socket
+        # must read the history instead (after hello, or when one was written elsewhere).
+        self._handed: deque[tuple[int, str]] = deque()
+        self._read_history = False
         self._last_rate_notice = -1.0
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -168,9 +174,14 @@ class Connection:
         metrics.errors_sent.labels(error.code).inc()
         self.send(error.frame())
 
-    def _on_news(self, event: str) -> None:
-        if event == "end":
+    def _on_news(self, news: News) -> None:
+        if news.event == "end":
             self._ended = True
+        elif news.frames and len(self._handed) + len(news.frames) <= MAX_HANDED_FRAMES:
+            self._handed.extend(news.frames)
+        else:  # written elsewhere, or more than a slow reader should hold: read them
+            self._handed.clear()
+            self._read_history = True
         self._wake.set()
 
     async def _write(self) -> None:
@@ -196,6 +207,7 @@ class Connection:
                 except StoreUnavailable:
                     # The socket stays open: what the client sends meanwhile gets
                     # `unavailable` errors, and the history catches up once the store is back.
+                    self._read_history = True
                     asyncio.get_running_loop().call_later(STORE_RETRY, self._wake.set)
         except (WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us; the reader sees it too
@@ -204,7 +216,20 @@ class Connection:
             await self.ws.close(code=INTERNAL_ERROR)
 
     async def _send_history(self, session: SessionRecord) -> None:
-        """The session's history frames after the last one this socket sent."""
+        """The session's history frames after the last one this socket sent: those the
+        store handed over as it wrote them, else read from the history."""
+        while self._handed and not self._read_history:
+            seq, text = self._handed.popleft()
+            if seq == self.sent_seq + 1:
+                await self.ws.send_text(text)
+                self.sent_seq = seq
+            elif seq > self.sent_seq:  # one is missing (written elsewhere): read them
+                self._read_history = True
+        if not self._read_history:
+            return
+        # Cleared before the read: what is handed over meanwhile is kept for the next wake.
+        self._read_history = False
+        self._handed.clear()
         frames = await self.engine.store.frames_after(session.session_id, self.sent_seq)
         if frames and frames[0][0] > self.sent_seq + 1:
             # What this client missed was trimmed: show the session as it is now.
@@ -368,7 +393,7 @@ class Connection:
         # A last_seq past this session's head was seen in another session: replay it all.
         self.sent_seq = hello.last_seq if hello.last_seq <= last else 0
         self._unsubscribe = self.engine.store.subscribe(session.session_id, self._on_news)
-        self._replaying = True
+        self._replaying = self._read_history = True
         self._wake.set()
 
     async def _may_open_session(self) -> None:
