@@ -37,6 +37,8 @@ KNOWN_KEYS = {
     "audit_retention_days",
     "audit_purge_interval",
     "previous_secrets",
+    "address_message_rate",
+    "address_session_rate",
 } | TABLES
 
 
@@ -95,6 +97,10 @@ class Settings:
     webhooks: tuple[WebhookSettings, ...] = ()
     audit_retention_days: int | None = None  # None: audit rows are kept forever
     audit_purge_interval: float = 3600.0
+    # Messages and decisions per second one client address may send over all its sessions
+    # (a burst of six seconds' worth first), and new sessions it may open per minute.
+    address_message_rate: float = 10.0
+    address_session_rate: float = 30.0
 
     def retention(self) -> Callable[[str], int | None]:
         """How many days each site's audit rows are kept (None: for ever): the site's own
@@ -239,6 +245,12 @@ def load_settings(
         webhooks=_webhooks(raw.get("webhooks", []), env),
         audit_purge_interval=_positive(
             "SIGNOFF_AUDIT_PURGE_INTERVAL", values.get("audit_purge_interval", 3600.0)
+        ),
+        address_message_rate=_positive(
+            "SIGNOFF_ADDRESS_MESSAGE_RATE", values.get("address_message_rate", 10.0)
+        ),
+        address_session_rate=_positive(
+            "SIGNOFF_ADDRESS_SESSION_RATE", values.get("address_session_rate", 30.0)
         ),
         audit_retention_days=(
             _whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])

@@ -102,8 +102,8 @@ async def test_a_session_holds_a_bounded_number_of_sockets(tmp_path: Any) -> Non
 
 async def test_an_address_opens_a_bounded_number_of_new_sessions(tmp_path: Any) -> None:
     app = Signoff(bot=EchoCallBot())
-    async with running(app, settings(tmp_path)) as server:
-        for _ in range(limits_module.MAX_NEW_SESSIONS_PER_MINUTE):
+    async with running(app, settings(tmp_path, address_session_rate=5)) as server:
+        for _ in range(5):
             async with widget(server) as w:
                 assert (await w.hello())["type"] == "welcome"
         async with widget(server) as w:
@@ -158,3 +158,21 @@ async def test_a_short_hello_gets_a_bounded_snapshot_not_the_whole_history(
             shown = [f["text"] for f in snapshot["frames"] if f["type"] == "message.end"]
             assert shown[-1].startswith("7 ")  # the newest is there
             assert not [f for f in again.frames if f["type"] == "message.delta"]
+
+
+async def test_sessions_from_one_address_share_the_addresss_limit(tmp_path: Any) -> None:
+    app = Signoff(bot=EchoCallBot())
+    config = settings(tmp_path, address_message_rate=1.0)  # a burst of 6, then 1 a second
+    async with running(app, config) as server, AsyncExitStack() as stack:
+        tabs = [await stack.enter_async_context(widget(server)) for _ in range(3)]
+        for tab in tabs:
+            await tab.hello()
+        for n in range(4):  # each session well under its own limit
+            for tab in tabs:
+                await tab.say(f"say {n}")
+        await settle(*tabs)
+        refused = [f for tab in tabs for f in tab.frames if f["type"] == "error"]
+        accepted = sum(len(user_echoes(tab)) for tab in tabs)
+        assert {f["code"] for f in refused} == {"rate_limited"}
+        assert "too many messages from this visitor" in {f["message"] for f in refused}
+        assert accepted <= 8 and accepted + len(refused) == 12

@@ -635,3 +635,18 @@ def test_a_bad_site_retention_is_named(tmp_path: Path, value: str) -> None:
     )
     with pytest.raises(ConfigError, match=r"sites\.shop\.audit_retention_days"):
         load_settings(config, ENV)
+
+
+def test_limits_per_client_address_have_defaults_and_can_be_set() -> None:
+    settings = load_settings(env=ENV)
+    assert (settings.address_message_rate, settings.address_session_rate) == (10.0, 30.0)
+    env = {**ENV, "SIGNOFF_ADDRESS_MESSAGE_RATE": "50", "SIGNOFF_ADDRESS_SESSION_RATE": "600"}
+    settings = load_settings(env=env)
+    assert (settings.address_message_rate, settings.address_session_rate) == (50.0, 600.0)
+
+
+@pytest.mark.parametrize("name", ["SIGNOFF_ADDRESS_MESSAGE_RATE", "SIGNOFF_ADDRESS_SESSION_RATE"])
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf"])
+def test_bad_address_limits_are_errors(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env={**ENV, name: value})

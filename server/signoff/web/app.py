@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from jinja2 import Environment
@@ -58,7 +58,7 @@ class Runtime:
     audit: AuditLog
     accounts: Accounts
     templates: Environment
-    limits: VisitorLimits = field(default_factory=VisitorLimits)
+    limits: VisitorLimits
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         return any(site.allows(origin, host) for site in self.sites.values())
@@ -101,6 +101,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         audit,
         Accounts(audit.engine, settings.admin_key),
         templates,
+        VisitorLimits(settings.address_message_rate, settings.address_session_rate),
     )
     widget = asset_dir("widget")
 

@@ -14,21 +14,22 @@ from signoff.core.ratelimit import KeyedLimiter
 # Messages and decisions per session, over all its sockets: a burst, then this rate.
 SESSION_RATE = 2.0
 SESSION_BURST = 20
-# The same per client address, over all its sessions (an office behind one address has
-# several visitors).
-ADDRESS_RATE = 10.0
-ADDRESS_BURST = 60
+# The same per client address, over all its sessions, come from the settings
+# (``address_message_rate``: an office behind one address has several visitors), with a
+# burst of this many seconds' worth.
+ADDRESS_BURST_SECONDS = 6
 # Sockets (tabs) one session may hold open on this instance.
 MAX_SOCKETS_PER_SESSION = 8
-# New sessions one address may open per minute, over every instance (counted in the store).
-MAX_NEW_SESSIONS_PER_MINUTE = 30
 
 
 class VisitorLimits:
-    def __init__(self) -> None:
+    def __init__(self, address_message_rate: float, address_session_rate: float) -> None:
         self._sessions = KeyedLimiter(SESSION_RATE, SESSION_BURST)
-        self._addresses = KeyedLimiter(ADDRESS_RATE, ADDRESS_BURST)
+        burst = max(int(address_message_rate * ADDRESS_BURST_SECONDS), 1)
+        self._addresses = KeyedLimiter(address_message_rate, burst)
         self._sockets: Counter[str] = Counter()
+        # New sessions an address may open per minute, over every instance (in the store).
+        self.new_sessions_per_minute = address_session_rate
 
     def take(self, session_id: str, address: str | None, now: float) -> bool:
         """Spend one message or decision of the session's and the address's allowance."""

@@ -47,7 +47,7 @@ from signoff.core.tokens import (
 from signoff.engine.turns import visitor
 from signoff.store import News, SessionRecord, StoreUnavailable
 from signoff.web.incoming import client_of
-from signoff.web.limits import MAX_NEW_SESSIONS_PER_MINUTE, new_sessions_record
+from signoff.web.limits import new_sessions_record
 
 if TYPE_CHECKING:
     from signoff.web.app import Runtime
@@ -403,7 +403,7 @@ class Connection:
         if address is None:
             return
         opened = await self.engine.store.count_record(new_sessions_record(address), 60.0)
-        if opened > MAX_NEW_SESSIONS_PER_MINUTE:
+        if opened > self.limits.new_sessions_per_minute:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many new sessions from this address; try later"
             )
