@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from benchmarks.peers import loop_factory, raise_open_files
+from benchmarks.peers import STREAM_PREFIX, loop_factory, raise_open_files, stream_pieces
 
 ORIGIN = "http://127.0.0.1"
 SITE = "bench"
@@ -178,11 +178,11 @@ class SignoffSession(Session):
     async def round_trip(self, op: str) -> None:
         self.sent += 1
         client_id = f"c-{self.sent}"
-        if op == "message":
-            text = f"{MESSAGE_TEXT} {self.sent}"
+        if op in {"message", "stream"}:
+            text, answer = _said(op, self.sent)
             message = {"type": "message", "client_id": client_id, "text": text}
             end = await self._send_until_accepted(message, _expect("message.end", client_id))
-            if end["text"] != text:
+            if end["text"] != answer:
                 raise BenchError("the bot answered with other text")
             return
         message = {"type": "message", "client_id": client_id, "text": CANCEL_TEXT}
@@ -200,6 +200,15 @@ class SignoffSession(Session):
         )
         if update["status"] != "done":
             raise BenchError(f"card ended {update['status']}")
+
+
+def _said(op: str, n: int) -> tuple[str, str]:
+    """What a session says for a ``message`` or ``stream`` round trip, and the answer."""
+    if op == "stream":
+        text = f"{STREAM_PREFIX}{n}"
+        return text, "".join(stream_pieces(text))
+    text = f"{MESSAGE_TEXT} {n}"
+    return text, text
 
 
 def _expect(kind: str, ref: str, card_id: str | None = None) -> Any:
@@ -234,9 +243,16 @@ class EchoSession(Session):
 
     async def round_trip(self, op: str) -> None:
         self.sent += 1
-        said = f"{MESSAGE_TEXT} {self.sent}"
+        said, answer = _said(op, self.sent)
         text = json.dumps({"type": "message", "client_id": f"c-{self.sent}", "text": said})
-        await self.request(text, lambda raw: raw if raw == text else None)
+
+        def want(raw: str) -> Any:
+            frame = json.loads(raw)
+            return frame if frame.get("type") == "message.end" else None
+
+        end = await self.request(text, want)
+        if end["text"] != answer:
+            raise BenchError("the server answered with other text")
 
 
 class SocketIOSession(Session):

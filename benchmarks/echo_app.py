@@ -1,19 +1,22 @@
 """The Signoff app the benchmarks serve: ``signoff serve benchmarks.echo_app:app``.
 
 Its bot answers every message with the message's own text (one bot step, one
-streamed reply), except ``cancel order N``, which it hands to the demo bot: a
-read step that looks the order up, then a destructive card, then "Done" after
-the confirm. That is the demo's card flow frame for frame, but the shop here
-keeps no state, so the same order can be cancelled again and again and every
-confirmed card ends ``done``.
+streamed reply); ``stream ...`` with fifty pieces, each arriving on its own as a
+model's would; and ``cancel order N`` it hands to the demo bot: a read step that
+looks the order up, then a destructive card, then "Done" after the confirm. That
+is the demo's card flow frame for frame, but the shop here keeps no state, so
+the same order can be cancelled again and again and every confirmed card ends
+``done``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from benchmarks.peers import STREAM_PREFIX, stream_pieces
 from signoff import Signoff
 from signoff.bots.demo import ORDERS, DemoBot
 from signoff.core.conversation import Conversation, Text, ToolCall
@@ -34,6 +37,11 @@ class EchoBot:
         if CANCEL.match(said):
             async for item in self.demo.respond(conversation):
                 yield item
+        elif said.startswith(STREAM_PREFIX):
+            # A model's stream: pieces that each arrive on their own (a network read).
+            for piece in stream_pieces(said):
+                yield Text(piece)
+                await asyncio.sleep(0)
         else:
             yield Text(said)
 

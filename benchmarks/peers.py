@@ -1,7 +1,8 @@
 """The servers signoff is compared with, each run as its own process on 127.0.0.1.
 
-- ``ws-echo``: a bare ``websockets`` server that sends every text frame straight
-  back. Nothing a chat server does can be faster: it is the ceiling.
+- ``ws-echo``: a bare ``websockets`` server that answers every message with the frames
+  signoff sends for it (the echo, ``message.start``, the deltas, ``message.end``), doing
+  nothing else. Nothing a chat server does can be faster: it is the ceiling.
 - ``socketio``: a python-socketio ``AsyncServer`` (ASGI, under uvicorn with the
   settings ``signoff serve`` uses) whose ``message`` handler emits the event
   back to its sender: the same message round trip in a peer framework.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 from collections.abc import Callable
 from typing import Any
@@ -37,15 +39,44 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+# Pieces of a streamed answer: the bench bot (benchmarks/echo_app.py) streams as many.
+STREAM_PIECES = 50
+STREAM_PREFIX = "stream "
+
+
+def answer_frames(message: str, seq: int) -> list[str]:
+    """The frames signoff sends for a visitor's message to the bench bot: the echo, then
+    the bot's answer (a streamed one as a delta per piece), each with its seq."""
+    frame = json.loads(message)
+    text, client_id = frame.get("text", ""), frame.get("client_id")
+    said = {"type": "message", "message_id": "m", "role": "user", "text": text}
+    frames: list[dict[str, Any]] = [{**said, "client_id": client_id}]
+    frames.append({"type": "message.start", "message_id": "b", "role": "bot"})
+    pieces = stream_pieces(text) if text.startswith(STREAM_PREFIX) else [text]
+    frames += [{"type": "message.delta", "message_id": "b", "text": p} for p in pieces]
+    frames.append({"type": "message.end", "message_id": "b", "text": "".join(pieces)})
+    return [json.dumps({**f, "seq": seq + n}) for n, f in enumerate(frames)]
+
+
+def stream_pieces(text: str) -> list[str]:
+    """A streamed answer: the text after ``stream``, cut into ``STREAM_PIECES`` pieces."""
+    words = text[len(STREAM_PREFIX) :]
+    return [f"{words} {n}. " for n in range(STREAM_PIECES)]
+
+
 async def ws_echo(port: int) -> None:
     from websockets.asyncio.server import ServerConnection, serve
 
-    async def echo(ws: ServerConnection) -> None:
+    async def answer(ws: ServerConnection) -> None:
+        seq = 1
         async for message in ws:
-            await ws.send(message)
+            frames = answer_frames(str(message), seq)
+            seq += len(frames)
+            for frame in frames:
+                await ws.send(frame)
 
     async with serve(
-        echo, "127.0.0.1", port, compression=None, max_size=MAX_FRAME_BYTES, backlog=2048
+        answer, "127.0.0.1", port, compression=None, max_size=MAX_FRAME_BYTES, backlog=2048
     ) as server:
         await server.serve_forever()
 

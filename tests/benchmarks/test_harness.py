@@ -46,12 +46,17 @@ def test_every_row_and_phase_is_measured(results: list[Result]) -> None:
     assert [(p.op, p.mode) for p in signoff.phases] == [
         ("message", "closed"),
         ("message", "paced"),
+        ("stream", "closed"),
         ("card", "closed"),
         ("card", "paced"),
         ("card", "paced"),
     ]
     assert [p.offered for p in signoff.phases if p.op == "card"] == [None, 4.0, 6.0]
-    assert [(p.op, p.mode) for p in echo.phases] == [("message", "closed"), ("message", "paced")]
+    assert [(p.op, p.mode) for p in echo.phases] == [
+        ("message", "closed"),
+        ("message", "paced"),
+        ("stream", "closed"),
+    ]
 
 
 def test_idle_sessions_are_all_held_and_weighed(results: list[Result]) -> None:

@@ -11,8 +11,9 @@ from collections import Counter
 
 from signoff.core.ratelimit import KeyedLimiter
 
-# Messages and decisions per session, over all its sockets: a burst, then this rate.
-SESSION_RATE = 2.0
+# Messages and decisions per session, over all its sockets: what one socket may send
+# (a burst, then this rate), however many the session opens.
+SESSION_RATE = 5.0
 SESSION_BURST = 20
 # The same per client address, over all its sessions, come from the settings
 # (``address_message_rate``: an office behind one address has several visitors), with a
