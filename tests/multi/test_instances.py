@@ -193,3 +193,26 @@ async def test_redis_restarted_mid_session(cluster: Cluster, tmp_path: Path) -> 
                 await on_b.error("already_decided")
         await cluster.stop()
     assert cluster.runs() == ["wipe disk"]
+
+
+async def test_a_dead_instances_claimed_card_is_settled_in_seconds_not_at_its_lease(
+    cluster: Cluster,
+) -> None:
+    """The lease here is five minutes; the other instance sees the claimer stop beating."""
+    long_lease = {"SIGNOFF_LEASE_MARGIN": "300"}
+    a, b = await cluster.start(**long_lease), await cluster.start(**long_lease)
+    async with widget(a) as on_a:  # type: ignore[arg-type]
+        card = await on_a.open_card("hang disk")
+        async with resumed(b, on_a.welcome["session_token"]) as watcher:
+            await on_a.decide(card)
+            await eventually(lambda: cluster.runs() == ["hang disk"])
+            await a.kill()
+            killed = asyncio.get_running_loop().time()
+            update = await watcher.expect(
+                lambda f: f["type"] == "card.update" and f["status"] == "interrupted", within=20
+            )
+            assert asyncio.get_running_loop().time() - killed < 10
+            assert update["card_id"] == card["card_id"]
+            await watcher.bot_says("result")
+    assert cluster.runs() == ["hang disk"]  # never run again
+    assert (await cluster.audit()) == [("hang", "pending_confirmation"), ("hang", "interrupted")]

@@ -46,7 +46,7 @@ log = logging.getLogger("signoff.engine")
 BOT_STEP_TIMEOUT = 60.0
 # The store renews the turn lock while its holder works, so this is only how long a
 # dead instance's lock keeps the session's next turn waiting.
-TURN_LOCK_TTL = 10.0
+TURN_LOCK_TTL = 6.0
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
 WAITING_FOR_TEAMMATE = (

@@ -189,7 +189,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def due_cards(self, now: float) -> list[Card]:
-        """Open cards past their deadline, and claimed cards whose lease ran out."""
+        """Open cards past their deadline, and claimed cards whose lease ran out or (in a
+        store shared by several instances) whose claiming instance has stopped."""
 
     @abc.abstractmethod
     async def team_cards(self, limit: int) -> list[Card]:

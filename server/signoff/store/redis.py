@@ -19,6 +19,8 @@ the stream). Keys, under one prefix per deployment (``?prefix=``, default
     {p}:waiting             zset    card id -> created_at, for those waiting on them now
     {p}:record:{name}       string  a small value with a TTL (dashboard logins, Slack ids)
     {p}:lock:{name}         string  a turn lock, renewed while held
+    {p}:alive:{instance}    string  this instance's heartbeat, lapsing ALIVE_FOR seconds after
+                                    its last beat; a card hash's ``_by`` names who claimed it
     {p}:news:{sid}          channel "<instance>:frames" or "<instance>:end"
 
 Every per-session key expires ``KEY_GRACE`` seconds after the session's idle
@@ -67,6 +69,12 @@ log = logging.getLogger("signoff.store")
 # cards and audit them. Past that, Redis drops the keys by itself.
 KEY_GRACE = 3600.0
 LOCK_POLL = 0.005
+# Each instance beats this often while it runs; one silent for ALIVE_FOR seconds has
+# stopped, and the cards it had claimed are settled as interrupted by another.
+HEARTBEAT = 1.0
+ALIVE_FOR = 5.0
+# How often the sweepers look in on a claimed card's instance.
+CLAIM_CHECK = 2.0
 # Connections per instance. A turn sends its commands one after another, so the pool
 # bounds how many turns talk to Redis at once; waiting past POOL_WAIT is an outage.
 POOL_SIZE = 512
@@ -172,8 +180,9 @@ return 1
 
 # The claim. ARGV: now, new status, check deadline, session key prefix, where the card
 # goes in the due index (open | claimed | final), lease end or '', card id, the level the
-# card must be at or ''; then the expected statuses, the statuses that may move to the
-# new one (each list after its length), then field/value pairs to set.
+# card must be at or '', this instance's id, how soon a claim's instance is checked on;
+# then the expected statuses, the statuses that may move to the new one (each list after
+# its length), then field/value pairs to set.
 _TRANSITION = """
 local card = KEYS[1]
 local status = redis.call('HGET', card, 'status')
@@ -184,7 +193,7 @@ if ARGV[8] ~= '' then
   if not level then level = cjson.decode(redis.call('HGET', card, 'body'))['level'] end
   if tonumber(level) ~= tonumber(ARGV[8]) then return {'conflict', redis.call('HGETALL', card)} end
 end
-local i = 9
+local i = 11
 local expected, movable = false, false
 for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then expected = true end end
 i = i + tonumber(ARGV[i]) + 1
@@ -213,7 +222,12 @@ elseif ARGV[5] == 'claimed' then
   local lease = ARGV[6]
   if lease == '' then lease = redis.call('HGET', card, 'lease_until') end
   if not tonumber(lease) then lease = '0' end
-  redis.call('ZADD', KEYS[2], lease, id)
+  -- The claiming instance is checked on well before its lease ends: one that stopped
+  -- beating leaves its claims to be settled at once.
+  redis.call('HSET', card, '_by', ARGV[9])
+  local check = now + tonumber(ARGV[10])
+  if tonumber(lease) < check then check = tonumber(lease) end
+  redis.call('ZADD', KEYS[2], check, id)
 else
   redis.call('ZREM', KEYS[2], id)
 end
@@ -352,8 +366,13 @@ class RedisStore(Store):
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         # Listening needs one channel from the start; this instance's own serves.
         await self._pubsub.subscribe(self._key("instance", self.instance))
+        await self._beat()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._reconcile())]
+        self._tasks = [
+            loop.create_task(self._listen()),
+            loop.create_task(self._reconcile()),
+            loop.create_task(self._heartbeat()),
+        ]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -367,6 +386,32 @@ class RedisStore(Store):
                 await self._pubsub.aclose()
             self._pubsub = None
         await self.redis.aclose()
+
+    async def _beat(self) -> None:
+        await self.redis.set(self._key("alive", self.instance), "1", px=int(ALIVE_FOR * 1000))
+
+    async def _heartbeat(self) -> None:
+        """Say this instance is alive, so others leave its claimed cards to it."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self._beat()
+            except _UNAVAILABLE as exc:
+                log.warning("cannot beat in Redis (%s); retrying", exc)
+
+    async def _stopped(self, card_ids: list[str]) -> set[str]:
+        """Those of the claimed ``card_ids`` whose claiming instance has stopped beating."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in card_ids:
+                pipe.hget(self._key("card", card_id), "_by")
+            owners = await pipe.execute()
+        # A claim that names no instance (made before claims did) waits for its lease.
+        named = [(card_id, owner) for card_id, owner in zip(card_ids, owners, strict=True) if owner]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, owner in named:
+                pipe.exists(self._key("alive", owner))
+            alive = await pipe.execute()
+        return {card_id for (card_id, _), up in zip(named, alive, strict=True) if not up}
 
     @_reachable
     async def ping(self) -> None:
@@ -572,6 +617,8 @@ class RedisStore(Store):
             repr(float(lease)) if lease is not None else "",
             card_id,
             str(level) if level is not None else "",
+            self.instance,
+            repr(CLAIM_CHECK),
         ]
         movable = [s for s in expected if can_move(s, new)]
         for statuses in (list(expected), movable):
@@ -594,7 +641,7 @@ class RedisStore(Store):
         ended = set(await self.expired_sessions(now))
         for session_id in ended:
             card_ids += await self._card_ids(session_id)
-        due = []
+        due, running = [], []
         for card_id, card in (await self._cards(list(dict.fromkeys(card_ids)))).items():
             if card is None:
                 # Its session's keys expired with no sweeper running: nothing left to settle.
@@ -605,6 +652,14 @@ class RedisStore(Store):
             lease_over = card.status in CLAIMED and (card.lease_until or 0) <= now
             if open_and_late or lease_over:
                 due.append(card)
+            elif card.status in CLAIMED:
+                running.append(card)
+        if running:
+            stopped = await self._stopped([card.card_id for card in running])
+            due += [card for card in running if card.card_id in stopped]
+            # Those whose instance still beats are checked on again a little later.
+            later = {c.card_id: min(now + CLAIM_CHECK, c.lease_until or 0.0) for c in running}
+            await self.redis.zadd(self._key("due"), later, xx=True)
         return due
 
     @_reachable
