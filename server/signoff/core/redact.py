@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -25,6 +25,9 @@ _SENSITIVE_NAME = re.compile(
 # more than the card (an expiry date after it, a quantity before it).
 _DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 _SEPARATOR = re.compile(r"([ -])")
+_WORD_CHAR = re.compile(r"\w")
+# Where a message's parts end: after a clause or sentence, and at line breaks.
+_PART_BREAK = re.compile(r"([.;]\s+|\n)")
 # ``name=value``, ``name: value``, ``"name": "value"`` and the like in free text (a log
 # line, an HTTP body that is not JSON, a URL's query): the value is masked when the name
 # is sensitive. A quoted value runs to its closing quote; a bare one to a delimiter.
@@ -98,31 +101,61 @@ def redact(
     freeform: Collection[str] = (),
     quoted: Collection[str] = (),
     key: bytes,
+    all_freeform: bool = False,
 ) -> Any:
     """A copy of ``value`` with sensitive fields masked and freeform fields digested; in
-    every string, card numbers and the ``quoted`` texts (a call's own secrets and free
-    text, echoed back under another name) are masked."""
+    every other string, card numbers are masked, and a string that quotes one of the
+    ``quoted`` texts (a call's own secrets and free text, echoed back under another name)
+    is masked whole. ``all_freeform``: every string is digested as freeform text, for
+    a call never checked against its action, whose free text may be under any name."""
+    quotes = quote_finder(quoted)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            out: dict[str, Any] = {}
+            for name, inner in item.items():
+                if is_sensitive_name(str(name), sensitive):
+                    out[name] = REDACTED
+                elif name in freeform and inner is not None:
+                    text = inner if isinstance(inner, str) else json.dumps(inner, sort_keys=True)
+                    out[name] = freeform_digest(key, text)
+                else:
+                    out[name] = walk(inner)
+            return out
+        if isinstance(item, list | tuple):
+            return [walk(inner) for inner in item]
+        if isinstance(item, str):
+            if all_freeform:
+                return freeform_digest(key, item)
+            return REDACTED if quotes(item) else mask_card_numbers(item)
+        return item
+
+    return walk(value)
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string in a JSON value, at any depth (not its keys)."""
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for name, item in value.items():
-            if is_sensitive_name(str(name), sensitive):
-                out[name] = REDACTED
-            elif name in freeform and item is not None:
-                text = item if isinstance(item, str) else json.dumps(item, sort_keys=True)
-                out[name] = freeform_digest(key, text)
-            else:
-                out[name] = redact(
-                    item, sensitive=sensitive, freeform=freeform, quoted=quoted, key=key
-                )
-        return out
+        return [text for inner in value.values() for text in strings_in(inner)]
     if isinstance(value, list | tuple):
-        return [
-            redact(item, sensitive=sensitive, freeform=freeform, quoted=quoted, key=key)
-            for item in value
-        ]
-    if isinstance(value, str):
-        return scrub_text(value, quoted)
-    return value
+        return [text for inner in value for text in strings_in(inner)]
+    return [value] if isinstance(value, str) else []
+
+
+def quote_finder(values: Collection[str]) -> Callable[[str], bool]:
+    """Whether a text quotes one of ``values``: holds it, not glued to a letter or digit
+    on a side where the value begins or ends with one, so a short value inside a word
+    ("x" in "Extra") is not taken for a quote of it."""
+    alternatives = [
+        (r"(?<!\w)" if _WORD_CHAR.match(v[0]) else "")
+        + re.escape(v)
+        + (r"(?!\w)" if _WORD_CHAR.match(v[-1]) else "")
+        for v in sorted({v for v in values if v}, key=len, reverse=True)
+    ]
+    if not alternatives:
+        return lambda text: False
+    pattern = re.compile("|".join(alternatives))
+    return lambda text: pattern.search(text) is not None
 
 
 def mask_sensitive_pairs(text: str, extra: Collection[str] = ()) -> str:
@@ -139,9 +172,15 @@ def mask_sensitive_pairs(text: str, extra: Collection[str] = ()) -> str:
     return _PAIR.sub(mask, text)
 
 
-def scrub_text(text: str, freeform_values: Collection[str]) -> str:
-    """Free text (an error message) with card numbers and a person's own words masked."""
-    for value in sorted(freeform_values, key=len, reverse=True):
-        if value:
-            text = text.replace(value, REDACTED)
-    return mask_card_numbers(text)
+def scrub_text(text: str, private: Collection[str]) -> str:
+    """Free text (an error message, a text body) with card numbers masked and each part
+    that quotes a private value (a person's own words, a secret) replaced whole.
+
+    A part is a sentence or clause (the text is cut after ``;`` and ``.`` and at line
+    breaks). Masking the value alone would show where it was, and so what a short one
+    was; only whole parts go.
+    """
+    quotes = quote_finder(private)
+    parts = _PART_BREAK.split(text)  # parts at even indexes, the breaks between them
+    kept = [REDACTED if i % 2 == 0 and quotes(part) else part for i, part in enumerate(parts)]
+    return mask_card_numbers("".join(kept))
