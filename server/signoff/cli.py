@@ -51,7 +51,7 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     asgi = signoff.asgi(settings)
     # Before the port opens, so an audit database that cannot be reached or migrated
     # stops start-up with its setting named (the app's own start-up only logs it).
-    asyncio.run(audit_revision(settings.audit, upgrade=True))
+    asyncio.run(audit_revision(settings.audit, upgrade=True, secret=settings.secret))
     config = uvicorn.Config(
         asgi,
         host=host,
@@ -254,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "db":
             settings = load_settings(args.config, need_secret=False)
             upgrade = args.db_command == "upgrade"
-            revision = asyncio.run(audit_revision(settings.audit, upgrade=upgrade))
+            # A migration may sign audit rows, with the server's secret if it is set.
+            secret = settings.secret if settings.secret_given else None
+            revision = asyncio.run(audit_revision(settings.audit, upgrade=upgrade, secret=secret))
             newest = " (newest)" if revision == head() else ""
             print(f"audit database: revision {revision or 'none'}{newest}")
         elif args.command == "demo":

@@ -74,6 +74,9 @@ def origin_matches(pattern: str, origin: str) -> bool:
 @dataclass
 class Settings:
     secret: str
+    # False when a command that needs no secret was given none, and ``secret`` was made
+    # up for this run: nothing lasting may be signed with it.
+    secret_given: bool = True
     # Secrets used before the current one: `signoff audit verify` checks rows chained
     # under them too, so a rotated secret does not break the chain's evidence.
     previous_secrets: tuple[str, ...] = ()
@@ -206,6 +209,7 @@ def load_settings(
             values[key] = env[name]
 
     secret = values.get("secret")
+    secret_given = bool(secret)
     if not secret:
         if not demo and need_secret:
             raise ConfigError("SIGNOFF_SECRET: required; set it to a long random string")
@@ -216,6 +220,7 @@ def load_settings(
     # The store and audit URLs are checked where they are opened, before serving.
     return Settings(
         secret=secret,
+        secret_given=secret_given,
         previous_secrets=_previous_secrets(values.get("previous_secrets", ())),
         store=str(values.get("store", "memory://")),
         audit=str(values.get("audit", "sqlite:///signoff.db")),

@@ -46,7 +46,7 @@ VISITOR_PREFIX = "user:"
 DECIDER_KINDS = {"visitor": VISITOR_PREFIX, "teammate": TEAMMATE_PREFIX}
 
 # The CSV's columns, in order: every column of the table, documents as JSON text.
-CSV_COLUMNS = ("id", *CHAINED, "row_hash")
+CSV_COLUMNS = ("id", *CHAINED, "chain_version", "row_hash")
 DOCUMENTS = frozenset({"params", "result", "response"})
 # Cells of text that visitors, bots and clients chose (user agents, forwarded addresses,
 # action names, errors); documents are JSON, which never begins like a formula.

@@ -332,6 +332,9 @@ class AuditRow(_Out):
     prev_hash: str | None
     row_hash: str | None
     key_id: str | None
+    chain_version: int = Field(
+        description="Which fields row_hash covers: 2 adds the row's id to version 1's."
+    )
 
 
 class AuditResponse(_Out):
