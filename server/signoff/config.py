@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 from signoff.engine.notify import EventType
 
 MIN_SECRET_LENGTH = 16
+DEFAULT_AUDIT_EXPORTS = 4
+MAX_AUDIT_EXPORTS = 64  # each holds a database connection while it streams
+DEFAULT_EXPORT_IDLE_TIMEOUT = 30.0
 DEFAULT_SESSION_TTL = 1800.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -34,6 +37,8 @@ KNOWN_KEYS = {
     "lease_margin",
     "audit_retention_days",
     "audit_purge_interval",
+    "audit_exports",
+    "audit_export_idle_timeout",
     "previous_secrets",
 } | TABLES
 
@@ -93,6 +98,10 @@ class Settings:
     webhooks: tuple[WebhookSettings, ...] = ()
     audit_retention_days: int | None = None  # None: audit rows are kept forever
     audit_purge_interval: float = 3600.0
+    # CSV exports running at once on one server, each on a connection of their own pool;
+    # and how long an export's client may read nothing before it is cut off.
+    audit_exports: int = DEFAULT_AUDIT_EXPORTS
+    audit_export_idle_timeout: float = DEFAULT_EXPORT_IDLE_TIMEOUT
 
     def retention(self) -> Callable[[str], int | None]:
         """How many days each site's audit rows are kept (None: for ever): the site's own
@@ -241,6 +250,16 @@ def load_settings(
             _whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
             if "audit_retention_days" in values
             else None
+        ),
+        audit_exports=_whole(
+            "SIGNOFF_AUDIT_EXPORTS",
+            values.get("audit_exports", DEFAULT_AUDIT_EXPORTS),
+            1,
+            MAX_AUDIT_EXPORTS,
+        ),
+        audit_export_idle_timeout=_positive(
+            "SIGNOFF_AUDIT_EXPORT_IDLE_TIMEOUT",
+            values.get("audit_export_idle_timeout", DEFAULT_EXPORT_IDLE_TIMEOUT),
         ),
     )
 

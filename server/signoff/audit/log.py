@@ -24,11 +24,12 @@ from alembic.util import CommandError
 from sqlalchemy import ColumnElement, event, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from signoff.audit import migrate
+from signoff.audit.exports import Exports
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.core.canonical import canonical_json
 from signoff.core.chain import GENESIS, chain_key, link
@@ -82,10 +83,12 @@ class AuditLog:
 
     Each row is linked into its site's hash chain as it is written (signoff.core.chain);
     that needs the server's secret. Opened without one, the log reads but cannot write.
+    CSV exports read through ``exports``, a pool of their own.
     """
 
-    def __init__(self, engine: AsyncEngine, secret: str | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, secret: str | None, exports: Exports) -> None:
         self.engine = engine
+        self.exports = exports
         self.key = chain_key(secret) if secret else None
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
@@ -140,6 +143,7 @@ class AuditLog:
             await self._writer
             self._writer = None
         await self.engine.dispose()
+        await self.exports.engine.dispose()
 
     async def record(self, *entries: AuditEntry) -> None:
         """Write the rows; returns once they are committed."""
@@ -266,39 +270,43 @@ def shown(count: int, ids: list[int]) -> str:
     return listed if count <= len(ids) else f"{listed} and {count - len(ids)} more"
 
 
-def open_audit(url: str, secret: str | None = None) -> AuditLog:
+def open_audit(url: str, secret: str | None = None, exports: int = 1) -> AuditLog:
     """The audit log for a ``SIGNOFF_AUDIT`` URL: ``sqlite:///path`` or
     ``postgresql://user@host:port/db`` (``postgresql+asyncpg://`` too). Only a log opened
-    with the server's ``secret`` can write rows, as only it can chain them."""
+    with the server's ``secret`` can write rows, as only it can chain them. At most
+    ``exports`` CSV downloads run at once, on a pool of their own (signoff.audit.exports):
+    the server's setting; a command that exports reads through ``engine`` instead."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise AuditError(f"SIGNOFF_AUDIT: not a database URL: {url!r}") from exc
-    # Documents are written as one text per value (sorted keys, no spaces): SQLite keeps
-    # that text, and verify checks it is the text the hash was made from.
     if parsed.drivername in {"sqlite", "sqlite+aiosqlite"}:
-        engine = create_async_engine(
-            parsed.set(drivername="sqlite+aiosqlite"), json_serializer=canonical_json
-        )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return AuditLog(engine, secret)
-    if parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
         if "sslmode" in parsed.query:  # libpq's name, as hosting providers hand out URLs
             parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
                 {"ssl": parsed.query["sslmode"]}
             )
-        # A connection the server restarted under is found out before a commit uses it.
-        engine = create_async_engine(
-            parsed.set(drivername="postgresql+asyncpg"),
-            pool_pre_ping=True,
-            json_serializer=canonical_json,
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        named = parsed.render_as_string(hide_password=True)
+        raise AuditError(
+            f"SIGNOFF_AUDIT: unsupported database {named!r}; "
+            "use sqlite:///path or postgresql://user@host:port/db"
         )
-        return AuditLog(engine, secret)
-    shown = parsed.render_as_string(hide_password=True)
-    raise AuditError(
-        f"SIGNOFF_AUDIT: unsupported database {shown!r}; "
-        "use sqlite:///path or postgresql://user@host:port/db"
-    )
+    exporting = _engine(parsed, pool_size=exports, max_overflow=0)
+    return AuditLog(_engine(parsed), secret, Exports(exporting, exports))
+
+
+def _engine(url: URL, **pool: Any) -> AsyncEngine:
+    # Documents are written as one text per value (sorted keys, no spaces): SQLite keeps
+    # that text, and verify checks it is the text the hash was made from.
+    if url.drivername == "sqlite+aiosqlite":
+        engine = create_async_engine(url, json_serializer=canonical_json, **pool)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    # A connection the server restarted under is found out before a commit uses it.
+    return create_async_engine(url, json_serializer=canonical_json, pool_pre_ping=True, **pool)
 
 
 async def audit_revision(
