@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import ColumnElement, event, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Row, event, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -37,6 +37,7 @@ from signoff.core.chain import GENESIS, chain_key, link
 log = logging.getLogger("signoff.audit")
 
 SHOWN_IDS = 20  # rows named in a report of rows outside every chain
+OutsideRow = Row[int, str, int | None]  # a row outside every chain: its id, site and seq
 
 
 class AuditStatus(StrEnum):
@@ -103,13 +104,13 @@ class AuditLog:
         would make it verify."""
         await self.upgrade()
         async with self.engine.connect() as conn:
-            count, ids = await rows_outside_chains(conn, audit_events.c.seq.is_(None))
+            count, first = await rows_outside_chains(conn, audit_events.c.seq.is_(None))
         if count:
             log.error(
                 "audit log: %d row(s) in no hash chain, not written by signoff (ids %s); "
                 "`signoff audit verify` reports them",
                 count,
-                shown(count, ids),
+                shown(count, first),
             )
 
     async def upgrade(self) -> None:
@@ -253,21 +254,21 @@ async def new_ids(conn: AsyncConnection, count: int) -> list[int]:
 
 async def rows_outside_chains(
     conn: AsyncConnection, where: ColumnElement[bool]
-) -> tuple[int, list[int]]:
-    """How many rows match ``where`` (rows in no chain), and the ids of the first few."""
+) -> tuple[int, Sequence[OutsideRow]]:
+    """How many rows match ``where`` (rows in no chain), and the first few of them (their
+    id, site and seq)."""
     count = (await conn.execute(select(func.count()).where(where))).scalar_one()
-    if not count:
-        return 0, []
+    c = audit_events.c
     first = await conn.execute(
-        select(audit_events.c.id).where(where).order_by(audit_events.c.id).limit(SHOWN_IDS)
+        select(c.id, c.site, c.seq).where(where).order_by(c.id).limit(SHOWN_IDS)
     )
-    return int(count), list(first.scalars())
+    return int(count), first.all()
 
 
-def shown(count: int, ids: list[int]) -> str:
-    """Ids as a report lists them: the first few, and how many more."""
-    listed = ", ".join(str(i) for i in ids)
-    return listed if count <= len(ids) else f"{listed} and {count - len(ids)} more"
+def shown(count: int, rows: Sequence[OutsideRow]) -> str:
+    """Rows' ids as a report lists them: the first few, and how many more."""
+    listed = ", ".join(str(row.id) for row in rows)
+    return listed if count <= len(rows) else f"{listed} and {count - len(rows)} more"
 
 
 def open_audit(url: str, secret: str | None = None, exports: int = 1) -> AuditLog:

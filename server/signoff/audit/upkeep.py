@@ -52,7 +52,7 @@ async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification
         ]
         # Rows outside every chain: no place in one, or a site no chain was begun for.
         # signoff chains every row it writes, so they were put in behind its back.
-        count, ids = await rows_outside_chains(
+        count, first = await rows_outside_chains(
             conn,
             or_(
                 audit_events.c.seq.is_(None),
@@ -60,15 +60,9 @@ async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification
             ),
         )
         if count:
-            first = (
-                await conn.execute(
-                    select(audit_events.c.site, audit_events.c.seq).where(
-                        audit_events.c.id == ids[0]
-                    )
-                )
-            ).one()
-            detail = f"it is in no chain ({count} row(s) in none: ids {shown(count, ids)})"
-            report.problems.append(Problem(first.site, Fault.INSERTED, first.seq, ids[0], detail))
+            row = first[0]
+            detail = f"it is in no chain ({count} row(s) in none: ids {shown(count, first)})"
+            report.problems.append(Problem(row.site, Fault.INSERTED, row.seq, row.id, detail))
         for anchor in anchors:
             report.sites += 1
             check = ChainCheck(keys, anchor)
