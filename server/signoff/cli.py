@@ -78,10 +78,11 @@ def demo_site() -> Site:
     return Site("demo", (SELF, "http://localhost:*", "http://127.0.0.1:*"))
 
 
-async def demo_teammate(audit_url: str) -> str:
+async def demo_teammate(audit_url: str, secret: str) -> str:
     """The demo's teammate ``lead`` (role ``support-lead``: approves big refunds), in the
-    demo's audit database, with a new password, returned, at each start."""
-    audit = open_audit(audit_url)
+    demo's audit database, with a new password, returned, at each start. The database is
+    brought up to date first, with the demo's secret, as the demo server would."""
+    audit = open_audit(audit_url, secret)
     try:
         await audit.upgrade()
         accounts = Accounts(audit.engine)
@@ -265,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config, demo=True)
             settings.sites.setdefault("demo", demo_site())
             bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
-            password = asyncio.run(demo_teammate(settings.audit))
+            password = asyncio.run(demo_teammate(settings.audit, settings.secret))
             base = f"http://{args.host}:{args.port}"
             print(f"signoff demo: open {base}/demo ({bot})", flush=True)
             print(
