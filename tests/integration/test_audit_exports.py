@@ -24,7 +24,7 @@ from tests.support import Server, running, settings, widget
 
 ADMIN_KEY = "bootstrap-admin-key-0123456789abcdef"
 EXPORTS = 2
-IDLE = 1.0  # seconds an export may go unread
+IDLE = 3.0  # seconds an export may go unread: longer than asking for all the downloads
 # Rows of about 1 KB: more than the sockets' buffers hold between the two ends, and more
 # than one read from the database, so a download stalls while it holds a connection.
 ROWS = 6000
@@ -133,12 +133,12 @@ async def test_the_dashboards_export_is_refused_with_a_retry_after_when_all_run(
     server: Server,
 ) -> None:
     await server.app.state.runtime.accounts.create_teammate("lena", PASSWORD, ["support-lead"])
-    downloads = [await Download.start(server) for _ in range(EXPORTS)]
-    try:
-        async with teammate(server, "lena") as lena:
+    async with teammate(server, "lena") as lena:
+        downloads = [await Download.start(server) for _ in range(EXPORTS)]
+        try:
             busy = await lena.http.get("/dashboard/audit.csv")
-        assert (busy.status_code, busy.headers["retry-after"]) == (503, "10")
-        assert f"{EXPORTS} audit exports are running" in busy.text
-    finally:
-        for download in downloads:
-            download.close()
+        finally:
+            for download in downloads:
+                download.close()
+    assert (busy.status_code, busy.headers["retry-after"]) == (503, "10")
+    assert f"{EXPORTS} audit exports are running" in busy.text
