@@ -215,6 +215,12 @@ def test_a_message_part_that_quotes_a_private_value_goes_whole() -> None:
     assert scrub_text("first line\nhunter2 was wrong", ["hunter2"]) == f"first line\n{REDACTED}"
 
 
+def test_a_value_quoted_across_sentences_takes_them_all() -> None:
+    message = "note was Leave it. Thanks; try again. Later"
+    assert scrub_text(message, ["Leave it. Thanks"]) == f"{REDACTED}; try again. Later"
+    assert scrub_text("a x. b x. c", ["x"]) == f"{REDACTED}. {REDACTED}. c"
+
+
 def test_a_short_value_is_not_found_inside_words_so_nothing_shows_where_it_was() -> None:
     message = "refund: mood: Extra inputs are not permitted"
     assert scrub_text(message, ["x", "in", "e"]) == message

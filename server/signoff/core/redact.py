@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -127,7 +127,9 @@ def redact(
         if isinstance(item, str):
             if all_freeform:
                 return freeform_digest(key, item)
-            return REDACTED if quotes(item) else mask_card_numbers(item)
+            if quotes is not None and quotes.search(item):
+                return REDACTED
+            return mask_card_numbers(item)
         return item
 
     return walk(value)
@@ -142,20 +144,17 @@ def strings_in(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def quote_finder(values: Collection[str]) -> Callable[[str], bool]:
-    """Whether a text quotes one of ``values``: holds it, not glued to a letter or digit
-    on a side where the value begins or ends with one, so a short value inside a word
-    ("x" in "Extra") is not taken for a quote of it."""
+def quote_finder(values: Collection[str]) -> re.Pattern[str] | None:
+    """What finds ``values`` quoted in a text (None if there are none): each one not
+    glued to a letter or digit on a side where it begins or ends with one, so a short
+    value inside a word ("x" in "Extra") is not taken for a quote of it."""
     alternatives = [
         (r"(?<!\w)" if _WORD_CHAR.match(v[0]) else "")
         + re.escape(v)
         + (r"(?!\w)" if _WORD_CHAR.match(v[-1]) else "")
         for v in sorted({v for v in values if v}, key=len, reverse=True)
     ]
-    if not alternatives:
-        return lambda text: False
-    pattern = re.compile("|".join(alternatives))
-    return lambda text: pattern.search(text) is not None
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def mask_sensitive_pairs(text: str, extra: Collection[str] = ()) -> str:
@@ -177,10 +176,23 @@ def scrub_text(text: str, private: Collection[str]) -> str:
     that quotes a private value (a person's own words, a secret) replaced whole.
 
     A part is a sentence or clause (the text is cut after ``;`` and ``.`` and at line
-    breaks). Masking the value alone would show where it was, and so what a short one
-    was; only whole parts go.
+    breaks); a value quoted across parts takes all of them, breaks included. Masking the
+    value alone would show where it was, and so what a short one was.
     """
     quotes = quote_finder(private)
-    parts = _PART_BREAK.split(text)  # parts at even indexes, the breaks between them
-    kept = [REDACTED if i % 2 == 0 and quotes(part) else part for i, part in enumerate(parts)]
-    return mask_card_numbers("".join(kept))
+    found = [] if quotes is None else [m.span() for m in quotes.finditer(text)]
+    if found:
+        breaks = list(_PART_BREAK.finditer(text))
+        starts = [0, *(b.end() for b in breaks)]
+        ends = [*(b.start() for b in breaks), len(text)]
+        spans: list[tuple[int, int]] = []
+        for start, end in found:  # in order of their starts
+            start = max(s for s in starts if s <= start)
+            end = min(e for e in ends if e >= end)
+            if spans and start <= spans[-1][1]:
+                start = spans[-1][0]
+                end = max(end, spans.pop()[1])
+            spans.append((start, end))
+        for start, end in reversed(spans):
+            text = text[:start] + REDACTED + text[end:]
+    return mask_card_numbers(text)
