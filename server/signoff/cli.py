@@ -51,7 +51,7 @@ def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
     asgi = signoff.asgi(settings)
     # Before the port opens, so an audit database that cannot be reached or migrated
     # stops start-up with its setting named (the app's own start-up only logs it).
-    asyncio.run(audit_revision(settings.audit, upgrade=True))
+    asyncio.run(audit_revision(settings.audit, upgrade=True, secret=settings.secret))
     config = uvicorn.Config(
         asgi,
         host=host,
@@ -85,10 +85,11 @@ def demo_site(host: str, port: int) -> Site:
     )
 
 
-async def demo_teammate(audit_url: str) -> str:
+async def demo_teammate(audit_url: str, secret: str) -> str:
     """The demo's teammate ``lead`` (role ``support-lead``: approves big refunds), in the
-    demo's audit database, with a new password, returned, at each start."""
-    audit = open_audit(audit_url)
+    demo's audit database, with a new password, returned, at each start. The database is
+    brought up to date first, with the demo's secret, as the demo server would."""
+    audit = open_audit(audit_url, secret)
     try:
         await audit.upgrade()
         accounts = Accounts(audit.engine)
@@ -265,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "db":
             settings = load_settings(args.config, need_secret=False)
             upgrade = args.db_command == "upgrade"
-            revision = asyncio.run(audit_revision(settings.audit, upgrade=upgrade))
+            # A migration may sign audit rows, with the server's secret if it is set.
+            secret = settings.secret if settings.secret_given else None
+            revision = asyncio.run(audit_revision(settings.audit, upgrade=upgrade, secret=secret))
             newest = " (newest)" if revision == head() else ""
             print(f"audit database: revision {revision or 'none'}{newest}")
         elif args.command == "demo":
@@ -274,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config, demo=True)
             settings.sites.setdefault("demo", demo_site(args.host, args.port))
             bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
-            password = asyncio.run(demo_teammate(settings.audit))
+            password = asyncio.run(demo_teammate(settings.audit, settings.secret))
             base = f"http://{args.host}:{args.port}"
             print(f"signoff demo: open {base}/demo ({bot})", flush=True)
             print(

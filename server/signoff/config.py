@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 from signoff.engine.notify import EventType
 
 MIN_SECRET_LENGTH = 16
+DEFAULT_AUDIT_EXPORTS = 4
+MAX_AUDIT_EXPORTS = 64  # each holds a database connection while it streams
+DEFAULT_EXPORT_IDLE_TIMEOUT = 30.0
 DEFAULT_SESSION_TTL = 1800.0
 DEFAULT_SESSION_LIFETIME = 24 * 3600.0
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
@@ -36,6 +39,8 @@ KNOWN_KEYS = {
     "lease_margin",
     "audit_retention_days",
     "audit_purge_interval",
+    "audit_exports",
+    "audit_export_idle_timeout",
     "previous_secrets",
     "address_message_rate",
     "address_session_rate",
@@ -78,6 +83,9 @@ def origin_matches(pattern: str, origin: str) -> bool:
 @dataclass
 class Settings:
     secret: str
+    # False when a command that needs no secret was given none, and ``secret`` was made
+    # up for this run: nothing lasting may be signed with it.
+    secret_given: bool = True
     # Secrets used before the current one: `signoff audit verify` checks rows chained
     # under them too, so a rotated secret does not break the chain's evidence.
     previous_secrets: tuple[str, ...] = ()
@@ -101,6 +109,10 @@ class Settings:
     # (a burst of six seconds' worth first), and new sessions it may open per minute.
     address_message_rate: float = 10.0
     address_session_rate: float = 30.0
+    # CSV exports running at once on one server, each on a connection of their own pool;
+    # and how long an export's client may read nothing before it is cut off.
+    audit_exports: int = DEFAULT_AUDIT_EXPORTS
+    audit_export_idle_timeout: float = DEFAULT_EXPORT_IDLE_TIMEOUT
 
     def retention(self) -> Callable[[str], int | None]:
         """How many days each site's audit rows are kept (None: for ever): the site's own
@@ -217,6 +229,7 @@ def load_settings(
             values[key] = env[name]
 
     secret = values.get("secret")
+    secret_given = bool(secret)
     if not secret:
         if not demo and need_secret:
             raise ConfigError("SIGNOFF_SECRET: required; set it to a long random string")
@@ -227,6 +240,7 @@ def load_settings(
     # The store and audit URLs are checked where they are opened, before serving.
     return Settings(
         secret=secret,
+        secret_given=secret_given,
         previous_secrets=_previous_secrets(values.get("previous_secrets", ())),
         store=str(values.get("store", "memory://")),
         audit=str(values.get("audit", "sqlite:///signoff.db")),
@@ -256,6 +270,16 @@ def load_settings(
             _whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
             if "audit_retention_days" in values
             else None
+        ),
+        audit_exports=_whole(
+            "SIGNOFF_AUDIT_EXPORTS",
+            values.get("audit_exports", DEFAULT_AUDIT_EXPORTS),
+            1,
+            MAX_AUDIT_EXPORTS,
+        ),
+        audit_export_idle_timeout=_positive(
+            "SIGNOFF_AUDIT_EXPORT_IDLE_TIMEOUT",
+            values.get("audit_export_idle_timeout", DEFAULT_EXPORT_IDLE_TIMEOUT),
         ),
     )
 

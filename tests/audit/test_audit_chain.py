@@ -7,15 +7,22 @@ table, behind signoff's back. ``verify`` must name the first row it touched.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from alembic import command
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from signoff.audit import AuditLog, open_audit
+from signoff.audit import AuditLog, audit_revision, open_audit
+from signoff.audit.log import AuditError
+from signoff.audit.migrate import alembic_config, head
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.audit.upkeep import Verification, purge, verify
-from signoff.core.chain import GENESIS, Fault, chain_key, key_id
+from signoff.core.chain import GENESIS, Fault, chain_key, key_id, row_hash
 from tests.audit.test_audit_contract import entry
 from tests.support import SECRET
 
@@ -185,35 +192,203 @@ async def test_rows_written_under_another_secret_are_named(audit_url: str) -> No
         await other.close()
 
 
-async def test_rows_from_before_the_chain_are_chained_at_start(audit: AuditLog) -> None:
-    """A log written before revision 0003 has rows without a place in a chain."""
+def old_row(action: str, site: str = "demo", **changes: Any) -> dict[str, Any]:
+    """A row as signoff wrote it before revision 0003: no place in a chain."""
+    row: dict[str, Any] = {
+        "ts": datetime(2024, 5, 1, 12, tzinfo=UTC),
+        "site": site,
+        "session_id": "s",
+        "conversation_id": "c",
+        "user_id": "u",
+        "action": action,
+        "kind": "write",
+        "status": "success",
+        "params": {"b": 1.0, "a": "é"},
+    }
+    return {**row, **changes}
+
+
+async def old_database(audit_url: str, revision: str, *rows: dict[str, Any]) -> None:
+    """The database as an older signoff left it: at ``revision``, holding ``rows`` with
+    their JSON written as that signoff wrote it (SQLAlchemy's default json.dumps)."""
+    url = make_url(audit_url)
+    driver = "sqlite+aiosqlite" if url.drivername.startswith("sqlite") else "postgresql+asyncpg"
+    engine = create_async_engine(url.set(drivername=driver))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+            for row in rows:
+                await conn.execute(insert(audit_events).values(row))
+    finally:
+        await engine.dispose()
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_rows_from_before_the_chain_are_chained_once_by_the_migration(
+    audit_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await old_database(
+        audit_url, "0002", old_row("old0"), old_row("old1", site="shop"), old_row("old2")
+    )
+    audit = open_audit(audit_url, SECRET)
+    try:
+        await audit.start()
+        await audit.record(entry("new"))
+        assert [
+            (r["action"], r["seq"], r["chain_version"]) for r in await audit.rows(site="demo")
+        ] == [("old0", 1, 2), ("old2", 2, 2), ("new", 3, 2)]
+        assert (await check(audit)).intact
+        assert errors(caplog) == []
+    finally:
+        await audit.close()
+
+
+async def test_the_migration_that_chains_old_rows_needs_the_secret(audit_url: str) -> None:
+    await old_database(audit_url, "0002", old_row("old0"), old_row("old1"))
+    with pytest.raises(AuditError, match="SIGNOFF_SECRET: revision 0004 chains the 2 audit rows"):
+        await audit_revision(audit_url, upgrade=True)
+    assert await audit_revision(audit_url) == "0002"  # nothing of the upgrade was kept
+    assert await audit_revision(audit_url, upgrade=True, secret=SECRET) == head()
+
+
+async def test_a_forged_row_in_no_chain_is_never_signed_and_is_named_at_each_start(
+    audit_url: str, audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Write access to the database without the secret: a refund a teammate never
+    approved, dated three days back, with empty chain fields."""
+    await audit.record(entry("a"), entry("b"))
+    forged = old_row(
+        "refund",
+        ts=datetime.now(UTC) - timedelta(days=3),
+        decided_by="teammate:lena",
+        params={"order_id": 1002, "amount": 250_000.0},
+    )
+    await execute(audit, insert(audit_events).values(forged))
+    [forged_id] = [r["id"] for r in await audit.rows(action="refund")]
+    for _ in range(2):  # a restart signs nothing
+        restarted = open_audit(audit_url, SECRET)
+        await restarted.start()
+        await restarted.record(entry("later"))
+        await restarted.close()
+        [problem] = (await check(audit)).problems
+        assert (problem.fault, problem.row_id) == (Fault.INSERTED, forged_id)
+        assert f"1 row(s) in none: ids {forged_id}" in problem.detail
+        assert [r["seq"] for r in await audit.rows(action="refund")] == [None]
+    assert (
+        errors(caplog)
+        == [
+            f"audit log: 1 row(s) in no hash chain, not written by signoff (ids {forged_id}); "
+            "`signoff audit verify` reports them"
+        ]
+        * 2
+    )
+
+
+async def test_a_rewritten_tail_stays_outside_the_chain(
+    audit_url: str, audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The chain fields of the last rows emptied, the rows edited, the chain's end
+    rewound to the row before them, the server restarted: they stay in no chain."""
+    await audit.record(*(entry(f"a{i}") for i in range(5)))
+    rows = await audit.rows()
+    tail = [r["id"] for r in rows[3:]]
     await execute(
         audit,
-        insert(audit_events).values(
-            [
-                {
-                    "ts": datetime.now(UTC),
-                    "site": site,
-                    "session_id": "s",
-                    "conversation_id": "c",
-                    "user_id": "u",
-                    "action": f"old{i}",
-                    "kind": "write",
-                    "status": "success",
-                    "params": {"n": i, "amount": 1.0},
-                }
-                for i, site in enumerate(["demo", "shop", "demo"])
-            ]
-        ),
+        update(audit_events)
+        .where(audit_events.c.id.in_(tail))
+        .values(seq=None, prev_hash=None, row_hash=None, key_id=None, status="rejected"),
+        update(audit_chains)
+        .where(audit_chains.c.site == "demo")
+        .values(seq=3, row_hash=rows[2]["row_hash"]),
     )
-    assert not (await check(audit)).intact
-    await audit.start()
-    await audit.record(entry("new"))
-    assert [(r["action"], r["seq"]) for r in await audit.rows(site="demo")] == [
-        ("old0", 1),
-        ("old2", 2),
-        ("new", 3),
-    ]
+    restarted = open_audit(audit_url, SECRET)
+    await restarted.start()
+    await restarted.close()
+    [problem] = (await check(audit)).problems
+    assert (problem.fault, problem.row_id) == (Fault.INSERTED, tail[0])
+    assert f"2 row(s) in none: ids {tail[0]}, {tail[1]}" in problem.detail
+    assert f"(ids {tail[0]}, {tail[1]})" in errors(caplog)[0]
+
+
+async def test_an_upgrade_leaves_a_row_outside_a_begun_chain_where_it_is(
+    audit_url: str,
+) -> None:
+    """At revision 0003 a server had chained its rows (hashes of version 1); a row
+    without chain fields put in beside them is not chained by the upgrade."""
+    chained = old_row("chained", seq=1, prev_hash=GENESIS, key_id=key_id(KEY))
+    chained["row_hash"] = row_hash(KEY, chained)
+    await old_database(audit_url, "0003", chained, old_row("forged"))
+    audit = open_audit(audit_url, SECRET)
+    try:
+        await execute(
+            audit,
+            insert(audit_chains).values(
+                site="demo",
+                seq=1,
+                row_hash=chained["row_hash"],
+                purged_seq=0,
+                purged_hash=GENESIS,
+            ),
+        )
+        await audit.start()
+        assert [(r["action"], r["seq"], r["chain_version"]) for r in await audit.rows()] == [
+            ("chained", 1, 1),
+            ("forged", None, 1),
+        ]
+        [problem] = (await check(audit)).problems
+        assert problem.fault is Fault.INSERTED and problem.row_id == 2
+        await execute(audit, delete(audit_events).where(audit_events.c.seq.is_(None)))
+        await audit.record(entry("new"))
+        assert (await check(audit)).intact  # version 1 and 2 rows, one chain
+    finally:
+        await audit.close()
+
+
+async def test_the_hash_covers_the_id_so_listings_cannot_be_reordered(audit: AuditLog) -> None:
+    await audit.record(*(entry(f"a{i}") for i in range(3)))
+    first, second, _ = await ids(audit)
+    await execute(
+        audit,
+        update(audit_events).where(audit_events.c.id == first).values(id=-1),
+        update(audit_events).where(audit_events.c.id == second).values(id=first),
+        update(audit_events).where(audit_events.c.id == -1).values(id=second),
+    )
+    [problem] = (await check(audit)).problems
+    assert problem.fault is Fault.MODIFIED and problem.seq == 1
+
+
+async def test_a_row_that_reads_one_way_and_hashes_another_is_reported(audit: AuditLog) -> None:
+    """The same instant at another offset, a key given twice: SQLite keeps the text, so
+    verify names the row; PostgreSQL keeps the value, so there is nothing to read two ways."""
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    await audit.record(entry("refund", ts=at, params={"amount": 500.0, "note": "é"}))
+    [row] = await audit.rows()
+    sqlite = audit.engine.dialect.name == "sqlite"
+    where = f"WHERE id = {row['id']}"
+    tampering = {
+        "ts": f"UPDATE audit_events SET ts = '2026-05-01 14:00:00.000000+02:00' {where}",
+        "params": "UPDATE audit_events SET params = "
+        f"""'{{"amount": 999999.0, "amount": 500.0, "note": "\u00e9"}}' {where}""",
+    }
+    for column, statement in tampering.items():
+        async with audit.engine.begin() as conn:
+            await conn.exec_driver_sql(statement)
+            amount = "json_extract(params, '$.amount')" if sqlite else "params->>'amount'"
+            read = await conn.exec_driver_sql(
+                f"SELECT {amount}, ts < '2026-05-01 13:00:00+00:00' FROM audit_events"
+            )
+            sql_reads = tuple(read.one())
+        report = await check(audit)
+        if sqlite:
+            [problem] = report.problems
+            assert (problem.fault, problem.row_id) == (Fault.NONCANONICAL, row["id"])
+            assert f"its {column} is not stored as the one text" in problem.detail
+            await execute(audit, update(audit_events).values({column: row[column]}))
+        else:
+            assert report.intact and sql_reads == ("500.0", True)
     assert (await check(audit)).intact
 
 

@@ -123,3 +123,42 @@ async def test_a_reader_that_stops_early_leaves_the_database_usable(audit: Audit
     text = await export(audit, AuditFilter(session="s7"))
     assert len(text.splitlines()) == 2
     assert len(await audit.rows(session_id="s7")) == 1
+
+
+async def test_cells_a_spreadsheet_would_run_as_formulas_are_marked_as_text(
+    audit: AuditLog,
+) -> None:
+    """OWASP's CSV injection: a text cell that begins with = + - @, a tab or a carriage
+    return is written after an apostrophe, the same on both backends; JSON is left as it
+    is (it can begin with - only as a number)."""
+    await audit.record(
+        entry(
+            0,
+            conversation_id="\r=1+1",
+            user_id="-2+3",
+            card_id="+1",
+            action='=HYPERLINK("http://evil.example","open")',
+            decided_by="@SUM(A1)",
+            ip="=cmd|' /C calc'!A0",
+            user_agent="\t=1",
+            error="-not a formula- but marked all the same",
+            result=-5,
+        ),
+        entry(1, user_agent="Mozilla/5.0 (=inside is fine)", error="a-b+c"),
+    )
+    records = list(csv.reader(io.StringIO(await export(audit), newline="")))[1:]
+    cells = [dict(zip(CSV_COLUMNS, r, strict=True)) for r in records]
+    assert {k: cells[0][k] for k in ("conversation_id", "user_id", "card_id", "action")} == {
+        "conversation_id": "'\r=1+1",
+        "user_id": "'-2+3",
+        "card_id": "'+1",
+        "action": '\'=HYPERLINK("http://evil.example","open")',
+    }
+    assert {k: cells[0][k] for k in ("decided_by", "ip", "user_agent", "error")} == {
+        "decided_by": "'@SUM(A1)",
+        "ip": "'=cmd|' /C calc'!A0",
+        "user_agent": "'\t=1",
+        "error": "'-not a formula- but marked all the same",
+    }
+    assert cells[0]["result"] == "-5"
+    assert (cells[1]["user_agent"], cells[1]["error"]) == ("Mozilla/5.0 (=inside is fine)", "a-b+c")

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from signoff.audit import AuditLog, AuditStatus, open_audit
 from signoff.audit.query import CSV_COLUMNS
 from signoff.audit.schema import audit_events
+from tests.audit.test_audit_chain import old_database, old_row
 from tests.audit.test_audit_contract import entry
 from tests.integration.test_cli import command  # noqa: F401  (a fixture)
 from tests.support import SECRET
@@ -172,3 +173,19 @@ def test_the_audit_commands_do_not_migrate_the_database(audit_cmd: Any) -> None:
         status, out, err = audit_cmd(verb)
         assert (status, out) == (2, "")
         assert "revision none" in err and "signoff db upgrade" in err
+
+
+def test_db_upgrade_chains_rows_from_before_the_chain_only_with_the_secret(
+    audit_url: str,
+    command: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asyncio.run(old_database(audit_url, "0002", old_row("old0"), old_row("old1", site="shop")))
+    status, _, err = command("db", "upgrade", audit=audit_url)
+    assert status == 2
+    assert err.startswith("signoff: SIGNOFF_SECRET: revision 0004 chains the 2 audit rows")
+    assert command("db", "current") == (0, "audit database: revision 0002\n", "")
+    monkeypatch.setenv("SIGNOFF_SECRET", SECRET)
+    assert command("db", "upgrade")[0] == 0
+    status, out, _ = command("audit", "verify")
+    assert (status, out) == (0, "audit log: 2 rows checked in 2 site(s): intact\n")

@@ -180,17 +180,16 @@ def assert_rows(rows: list[dict[str, Any]]) -> None:
     summary = ok["response"]["body"]
     assert len(summary) <= 200
     assert '"token": "[redacted]"' in summary
-    assert "card [redacted] charged; note: [redacted]" in summary
-    assert ok["result"]["echo"] == "[redacted] / [redacted]"
+    # A string or a message part that quotes the call's secrets or free text goes whole:
+    # where a masked value stood would tell what a short one was.
+    assert '"receipt": "[redacted]"' in summary
+    assert ok["result"]["echo"] == "[redacted]"
     assert failed["response"] == {
         "status": 402,
         "body": '{"error": "declined", "card_number": "[redacted]"}',
     }
-    assert failed["error"] == "card [redacted] declined; note was [redacted]"
-    assert text["response"] == {
-        "status": 200,
-        "body": "ok token=[redacted] password=[redacted] card [redacted]",
-    }
+    assert failed["error"] == "[redacted]; [redacted]"
+    assert text["response"] == {"status": 200, "body": "[redacted]"}
     assert all(r["duration_ms"] > 0 for r in (ok, failed, text))
 
 
@@ -245,3 +244,47 @@ async def test_calls_share_the_engines_client(tmp_path: Any, payments_url: str) 
         client = server.engine.calls.http
         await charge(w, 43.0, "done")
         assert client is not None and server.engine.calls.http is client
+
+
+class MisnamingBot:
+    """Misnames the free text, then calls an action that does not exist, then passes an
+    extra argument beside a one-letter note: calls refused before any card."""
+
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        if conversation[-1]["role"] == "tool":
+            yield Text("sorry")
+            return
+        yield ToolCall("remark", {"order_id": 7, "notes": NOTE})
+        yield ToolCall("remarks", {"order_id": 7, "text": NOTE, "card": {"number": CARD}})
+        yield ToolCall("remark", {"order_id": 7, "note": "x", "mood": "fine"})
+
+
+async def test_every_string_of_a_refused_call_is_digested_and_errors_are_not_masked_in_words(
+    tmp_path: Any, audit_url: str
+) -> None:
+    app = Signoff(bot=MisnamingBot())
+
+    @app.action(kind="write", freeform=["note"])
+    async def remark(ctx: ActionContext, order_id: int, note: str) -> None:
+        """Add a remark to an order."""
+
+    async with running(app, settings(tmp_path, audit=audit_url)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            await w.say("leave a remark")
+            await w.bot_says("sorry")
+        await server.engine.drain()
+        rows = await server.engine.audit.rows(status="refused")
+        on_disk = await asyncio.to_thread(database_bytes, audit_url)
+    assert leaked(on_disk) == [] and leaked(str(rows)) == []
+    misnamed, unknown, extra = rows
+    assert misnamed["params"]["order_id"] == 7
+    assert set(misnamed["params"]["notes"]) == {"length", "hmac"}
+    assert misnamed["params"]["notes"]["length"] == len(NOTE)
+    assert unknown["kind"] == "unknown" and unknown["error"] == "unknown action 'remarks'"
+    assert unknown["params"]["text"]["length"] == len(NOTE)
+    assert unknown["params"]["card"]["number"]["length"] == len(CARD)
+    assert extra["params"]["note"]["length"] == 1
+    assert extra["params"]["mood"]["length"] == len("fine")
+    # The one-letter note is not "found" inside the words of the message.
+    assert extra["error"] == "remark: mood: Extra inputs are not permitted"

@@ -7,12 +7,14 @@ from typing import Any
 
 from signoff.core.chain import (
     CHAINED,
+    COVERED,
     GENESIS,
     Anchor,
     ChainCheck,
     Fault,
     chain_key,
     key_id,
+    link,
     row_hash,
 )
 
@@ -21,18 +23,26 @@ KEYS = {key_id(KEY): KEY}
 
 
 def chain(count: int, site: str = "shop") -> list[dict[str, Any]]:
-    rows, prev = [], GENESIS
-    for seq in range(1, count + 1):
-        row = {
+    rows: list[dict[str, Any]] = [
+        {
             "id": seq * 10,
             "ts": datetime(2026, 12, 1, tzinfo=UTC) + timedelta(seconds=seq),
             "site": site,
             "action": f"a{seq}",
             "params": {"n": seq},
-            "seq": seq,
-            "prev_hash": prev,
-            "key_id": key_id(KEY),
         }
+        for seq in range(1, count + 1)
+    ]
+    link(KEY, rows, {site: (0, GENESIS)})
+    return rows
+
+
+def version_1_chain(count: int) -> list[dict[str, Any]]:
+    """Rows as signoff chained them before revision 0004: the hash leaves out the id."""
+    rows, prev = [], GENESIS
+    for row in chain(count):
+        del row["chain_version"]
+        row["prev_hash"] = prev
         row["row_hash"] = prev = row_hash(KEY, row)
         rows.append(row)
     return rows
@@ -87,10 +97,29 @@ def test_the_recorded_end_catches_rows_cut_from_the_tail() -> None:
     assert "2 rows (seq 3 to 4) missing at the end" in str(problem)
 
 
-def test_the_hash_covers_every_column_of_the_table_but_the_id_and_itself() -> None:
+def test_the_hash_covers_every_column_of_the_table_but_itself() -> None:
     from signoff.audit.query import CSV_COLUMNS
     from signoff.audit.schema import audit_events
 
     columns = {c.name for c in audit_events.columns}
-    assert set(CHAINED) == columns - {"id", "row_hash"}
+    assert set(COVERED[2]) == columns - {"row_hash"}
+    assert set(CHAINED) == columns - {"id", "chain_version", "row_hash"}  # version 1
     assert sorted(CSV_COLUMNS) == sorted(columns)  # an export carries all of them
+
+
+def test_a_rows_id_and_version_are_covered_since_version_2() -> None:
+    rows = chain(2)
+    assert [r["chain_version"] for r in rows] == [2, 2]
+    assert rows[1]["prev_hash"] == rows[0]["row_hash"]
+    for changed in ({"id": 11}, {"chain_version": 1}, {"chain_version": 3}):
+        problem = first_problem([{**rows[0], **changed}, rows[1]], (2, rows[1]["row_hash"]))
+        assert (problem.fault, problem.row_id) == (Fault.MODIFIED, changed.get("id", 10))
+
+
+def test_rows_chained_before_version_2_still_check_and_a_version_2_row_follows_them() -> None:
+    old = version_1_chain(2)
+    assert first_problem([{**old[0], "id": 99}, old[1]], (2, old[1]["row_hash"])) is None
+    [new] = chain(1)
+    new.update(id=30)
+    link(KEY, [new], ends := {"shop": (2, old[1]["row_hash"])})
+    assert first_problem([*old, new], ends["shop"]) is None

@@ -621,6 +621,28 @@ def test_audit_retention_is_per_site_with_a_server_wide_default(tmp_path: Path) 
     assert (settings.retention()("any"), settings.audit_purge_interval) == (30, 60.0)
 
 
+def test_audit_exports_and_their_idle_timeout(tmp_path: Path) -> None:
+    defaults = load_settings(env=ENV)
+    assert (defaults.audit_exports, defaults.audit_export_idle_timeout) == (4, 30.0)
+    config = write(tmp_path, "audit_exports = 2\naudit_export_idle_timeout = 5\n")
+    settings = load_settings(config, {**ENV, "SIGNOFF_AUDIT_EXPORT_IDLE_TIMEOUT": "0.5"})
+    assert (settings.audit_exports, settings.audit_export_idle_timeout) == (2, 0.5)
+    for name, value in (
+        ("SIGNOFF_AUDIT_EXPORTS", "0"),
+        ("SIGNOFF_AUDIT_EXPORTS", "65"),
+        ("SIGNOFF_AUDIT_EXPORTS", "two"),
+        ("SIGNOFF_AUDIT_EXPORT_IDLE_TIMEOUT", "0"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(env={**ENV, name: value})
+
+
+def test_a_secret_made_up_for_a_command_is_not_taken_for_the_servers() -> None:
+    given = load_settings(env=ENV, need_secret=False)
+    made_up = load_settings(env={}, need_secret=False)
+    assert given.secret_given and not made_up.secret_given and made_up.secret
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "forever"])
 def test_a_bad_retention_from_env_is_named(value: str) -> None:
     with pytest.raises(ConfigError, match="SIGNOFF_AUDIT_RETENTION_DAYS"):

@@ -15,6 +15,8 @@ from signoff.core.redact import (
     is_sensitive_name,
     mask_card_numbers,
     redact,
+    scrub_text,
+    strings_in,
 )
 
 KEY = b"k" * 32
@@ -202,3 +204,42 @@ def test_card_numbers_in_string_values_are_masked_by_redact() -> None:
     value: dict[str, Any] = {"comment": f"use {VISA}", "list": [f"x {AMEX}"]}
     out = redact(value, key=KEY)
     assert out == {"comment": f"use {REDACTED}", "list": [f"x {REDACTED}"]}
+
+
+def test_a_message_part_that_quotes_a_private_value_goes_whole() -> None:
+    message = f"card {VISA} declined; note was leave it at the door. Try again"
+    assert (
+        scrub_text(message, ["leave it at the door"])
+        == f"card {REDACTED} declined; {REDACTED}. Try again"
+    )
+    assert scrub_text("first line\nhunter2 was wrong", ["hunter2"]) == f"first line\n{REDACTED}"
+
+
+def test_a_value_quoted_across_sentences_takes_them_all() -> None:
+    message = "note was Leave it. Thanks; try again. Later"
+    assert scrub_text(message, ["Leave it. Thanks"]) == f"{REDACTED}; try again. Later"
+    assert scrub_text("a x. b x. c", ["x"]) == f"{REDACTED}. {REDACTED}. c"
+
+
+def test_a_short_value_is_not_found_inside_words_so_nothing_shows_where_it_was() -> None:
+    message = "refund: mood: Extra inputs are not permitted"
+    assert scrub_text(message, ["x", "in", "e"]) == message
+    assert scrub_text("note 'x' is too short", ["x"]) == REDACTED
+    assert redact({"echo": "Extra"}, quoted=["x"], key=KEY) == {"echo": "Extra"}
+
+
+def test_a_string_that_quotes_a_private_value_is_masked_whole() -> None:
+    out = redact({"echo": "note: x!", "list": ["said x", "ok"]}, quoted=["x"], key=KEY)
+    assert out == {"echo": REDACTED, "list": [REDACTED, "ok"]}
+
+
+def test_all_freeform_digests_every_string_at_any_depth() -> None:
+    args = {"notes": "x", "n": 7, "deep": [{"text": "hello"}], "password": "hunter2"}
+    out = redact(args, key=KEY, all_freeform=True)
+    assert out == {
+        "notes": freeform_digest(KEY, "x"),
+        "n": 7,
+        "deep": [{"text": freeform_digest(KEY, "hello")}],
+        "password": REDACTED,
+    }
+    assert strings_in(args) == ["x", "hello", "hunter2"]

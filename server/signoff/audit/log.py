@@ -8,10 +8,12 @@ cannot keep (see ``_storable``).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import math
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -19,19 +21,23 @@ from enum import StrEnum
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import ColumnElement, Row, event, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from signoff.audit import migrate
+from signoff.audit.exports import Exports
 from signoff.audit.schema import audit_chains, audit_events
-from signoff.core.chain import GENESIS, chain_key, key_id, row_hash
+from signoff.core.canonical import canonical_json
+from signoff.core.chain import GENESIS, chain_key, link
 
-ADOPT_BATCH = 1000
-CHAIN_COLUMNS = ("seq", "prev_hash", "row_hash", "key_id")
+log = logging.getLogger("signoff.audit")
+
+SHOWN_IDS = 20  # rows named in a report of rows outside every chain
+OutsideRow = Row[int, str, int | None]  # a row outside every chain: its id, site and seq
 
 
 class AuditStatus(StrEnum):
@@ -78,10 +84,12 @@ class AuditLog:
 
     Each row is linked into its site's hash chain as it is written (signoff.core.chain);
     that needs the server's secret. Opened without one, the log reads but cannot write.
+    CSV exports read through ``exports``, a pool of their own.
     """
 
-    def __init__(self, engine: AsyncEngine, secret: str | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, secret: str | None, exports: Exports) -> None:
         self.engine = engine
+        self.exports = exports
         self.key = chain_key(secret) if secret else None
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
@@ -89,15 +97,27 @@ class AuditLog:
         self._closing = False
 
     async def start(self) -> None:
-        """At server start-up: the schema is brought to the newest revision, and rows
-        written before the chain existed are chained."""
+        """At server start-up: the schema is brought to the newest revision, and rows in
+        no chain are named in the server's log. They are never chained from here: every
+        row is chained as it is written (and rows from before the chain by the migration
+        that chains them), so such a row was put in behind signoff's back, and signing it
+        would make it verify."""
         await self.upgrade()
-        await self._chain_unchained()
+        async with self.engine.connect() as conn:
+            count, first = await rows_outside_chains(conn, audit_events.c.seq.is_(None))
+        if count:
+            log.error(
+                "audit log: %d row(s) in no hash chain, not written by signoff (ids %s); "
+                "`signoff audit verify` reports them",
+                count,
+                shown(count, first),
+            )
 
     async def upgrade(self) -> None:
-        """Bring the schema to the newest revision; several instances may do it at once."""
+        """Bring the schema to the newest revision; several instances may do it at once.
+        A migration that signs rows uses this log's secret (see migrate.upgrade)."""
         with self._database_errors():
-            await migrate.upgrade(self.engine)
+            await migrate.upgrade(self.engine, self.key)
 
     async def revision(self) -> str | None:
         """The schema revision the database is at; ``None`` if it has none yet."""
@@ -124,6 +144,7 @@ class AuditLog:
             await self._writer
             self._writer = None
         await self.engine.dispose()
+        await self.exports.engine.dispose()
 
     async def record(self, *entries: AuditEntry) -> None:
         """Write the rows; returns once they are committed."""
@@ -163,60 +184,20 @@ class AuditLog:
             if not done.done():
                 done.set_result(None)
 
-    async def _link(
-        self, conn: AsyncConnection, rows: list[dict[str, Any]], relock: bool = True
-    ) -> None:
-        """Give each row its place in its site's chain. The chain ends stay locked until
-        the transaction ends, so writers on other instances take turns."""
+    async def _link(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Give each row its id and its place in its site's chain. The chain ends stay
+        locked until the transaction ends, so writers on other instances take turns."""
         assert self.key is not None
-        ids = key_id(self.key)
-        ends = await lock_chains(conn, {row["site"] for row in rows}, begin=relock)
-        for row in rows:
-            seq, prev = ends[row["site"]]
-            row.update(seq=seq + 1, prev_hash=prev, key_id=ids)
-            row["row_hash"] = row_hash(self.key, row)
-            ends[row["site"]] = (seq + 1, row["row_hash"])
+        ends = await lock_chains(conn, {row["site"] for row in rows})
+        for row, row_id in zip(rows, await new_ids(conn, len(rows)), strict=True):
+            row["id"] = row_id  # before the hash, which covers it
+        link(self.key, rows, ends)
         for site, (seq, last) in ends.items():
             await conn.execute(
                 update(audit_chains)
                 .where(audit_chains.c.site == site)
                 .values(seq=seq, row_hash=last)
             )
-
-    async def _chain_unchained(self) -> None:
-        """Chain rows written before the chain existed (revision 0003), oldest first.
-        Their sites' chains are locked before the rows are read, so instances starting
-        together chain each row once."""
-        if self.key is None:
-            return
-        unchained = audit_events.c.seq.is_(None)
-        async with self.engine.connect() as conn:
-            sites = set(
-                (
-                    await conn.execute(select(audit_events.c.site).where(unchained).distinct())
-                ).scalars()
-            )
-        for site in sorted(sites):
-            while True:
-                async with self.engine.begin() as conn:
-                    await lock_chains(conn, {site})
-                    found = await conn.execute(
-                        select(audit_events)
-                        .where(unchained, audit_events.c.site == site)
-                        .order_by(audit_events.c.id)
-                        .limit(ADOPT_BATCH)
-                    )
-                    rows = [dict(r._mapping) for r in found]
-                    if not rows:
-                        break
-                    await self._link(conn, rows, relock=False)
-                    # One statement for the batch (executemany), not a round trip per row.
-                    await conn.execute(
-                        update(audit_events)
-                        .where(audit_events.c.id == bindparam("row_id"))
-                        .values({k: bindparam(k) for k in CHAIN_COLUMNS}),
-                        [{"row_id": r["id"], **{k: r[k] for k in CHAIN_COLUMNS}} for r in rows],
-                    )
 
     async def rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Rows matching equality filters (column=value), oldest first."""
@@ -228,13 +209,11 @@ class AuditLog:
             return [dict(row._mapping) for row in result]
 
 
-async def lock_chains(
-    conn: AsyncConnection, sites: set[str], begin: bool = True
-) -> dict[str, tuple[int, str]]:
-    """Each site's chain end (last seq, last hash), locked for this transaction; a site's
-    chain is begun if it has none. Sites are locked in one order, so writers never
-    deadlock. ``begin=False`` when this transaction locked already."""
-    if begin and conn.dialect.name == "sqlite":
+async def lock_chains(conn: AsyncConnection, sites: set[str]) -> dict[str, tuple[int, str]]:
+    """Each site's chain end (last seq, last hash), locked for this transaction, which
+    this begins; a site's chain is begun if it has none. Sites are locked in one order,
+    so writers never deadlock."""
+    if conn.dialect.name == "sqlite":
         # The file's write lock, taken now rather than at the first write: two writers
         # must not both read the same chain end.
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -255,39 +234,89 @@ async def lock_chains(
     return {site: (seq, last) for site, seq, last in ends}
 
 
-def open_audit(url: str, secret: str | None = None) -> AuditLog:
+async def new_ids(conn: AsyncConnection, count: int) -> list[int]:
+    """Ids for ``count`` new rows, in increasing order, taken inside the transaction that
+    holds the chain lock, so a site's rows are numbered in their chain's order."""
+    if conn.dialect.name == "postgresql":
+        found = await conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"count": count},
+        )
+        return sorted(found.scalars())
+    # SQLite: this transaction holds the file's write lock (lock_chains), so no other
+    # writer can take these.
+    last = (await conn.execute(select(func.max(audit_events.c.id)))).scalar() or 0
+    return list(range(last + 1, last + 1 + count))
+
+
+async def rows_outside_chains(
+    conn: AsyncConnection, where: ColumnElement[bool]
+) -> tuple[int, Sequence[OutsideRow]]:
+    """How many rows match ``where`` (rows in no chain), and the first few of them (their
+    id, site and seq)."""
+    count = (await conn.execute(select(func.count()).where(where))).scalar_one()
+    c = audit_events.c
+    first = await conn.execute(
+        select(c.id, c.site, c.seq).where(where).order_by(c.id).limit(SHOWN_IDS)
+    )
+    return int(count), first.all()
+
+
+def shown(count: int, rows: Sequence[OutsideRow]) -> str:
+    """Rows' ids as a report lists them: the first few, and how many more."""
+    listed = ", ".join(str(row.id) for row in rows)
+    return listed if count <= len(rows) else f"{listed} and {count - len(rows)} more"
+
+
+def open_audit(url: str, secret: str | None = None, exports: int = 1) -> AuditLog:
     """The audit log for a ``SIGNOFF_AUDIT`` URL: ``sqlite:///path`` or
     ``postgresql://user@host:port/db`` (``postgresql+asyncpg://`` too). Only a log opened
-    with the server's ``secret`` can write rows, as only it can chain them."""
+    with the server's ``secret`` can write rows, as only it can chain them. At most
+    ``exports`` CSV downloads run at once, on a pool of their own (signoff.audit.exports):
+    the server's setting; a command that exports reads through ``engine`` instead."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise AuditError(f"SIGNOFF_AUDIT: not a database URL: {url!r}") from exc
     if parsed.drivername in {"sqlite", "sqlite+aiosqlite"}:
-        engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return AuditLog(engine, secret)
-    if parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
         if "sslmode" in parsed.query:  # libpq's name, as hosting providers hand out URLs
             parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
                 {"ssl": parsed.query["sslmode"]}
             )
-        # A connection the server restarted under is found out before a commit uses it.
-        engine = create_async_engine(
-            parsed.set(drivername="postgresql+asyncpg"), pool_pre_ping=True
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        named = parsed.render_as_string(hide_password=True)
+        raise AuditError(
+            f"SIGNOFF_AUDIT: unsupported database {named!r}; "
+            "use sqlite:///path or postgresql://user@host:port/db"
         )
-        return AuditLog(engine, secret)
-    shown = parsed.render_as_string(hide_password=True)
-    raise AuditError(
-        f"SIGNOFF_AUDIT: unsupported database {shown!r}; "
-        "use sqlite:///path or postgresql://user@host:port/db"
-    )
+    exporting = _engine(parsed, pool_size=exports, max_overflow=0)
+    return AuditLog(_engine(parsed), secret, Exports(exporting, exports))
 
 
-async def audit_revision(url: str, *, upgrade: bool = False) -> str | None:
+def _engine(url: URL, **pool: Any) -> AsyncEngine:
+    # Documents are written as one text per value (sorted keys, no spaces): SQLite keeps
+    # that text, and verify checks it is the text the hash was made from.
+    if url.drivername == "sqlite+aiosqlite":
+        engine = create_async_engine(url, json_serializer=canonical_json, **pool)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    # A connection the server restarted under is found out before a commit uses it.
+    return create_async_engine(url, json_serializer=canonical_json, pool_pre_ping=True, **pool)
+
+
+async def audit_revision(
+    url: str, *, upgrade: bool = False, secret: str | None = None
+) -> str | None:
     """The schema revision of the audit database at ``url``, brought to the newest first
-    if ``upgrade``: ``signoff db``, and ``signoff serve`` before it opens its port."""
-    audit = open_audit(url)
+    if ``upgrade``: ``signoff db``, and ``signoff serve`` before it opens its port. The
+    server's ``secret``, if given, lets a migration sign rows."""
+    audit = open_audit(url, secret)
     try:
         if upgrade:
             await audit.upgrade()
@@ -336,7 +365,11 @@ def _storable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
+        # Keys as JSON writes them ("1", "true"), so they sort as the text they become.
+        return {
+            _storable(k if isinstance(k, str) else json.dumps(k)): _storable(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_storable(v) for v in value]
     return value

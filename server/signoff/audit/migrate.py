@@ -25,12 +25,15 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LOCK_KEY = 0x5167_6E6F_6666_A0D1
 
 
-def alembic_config(connection: Connection) -> Config:
-    """Alembic's configuration for running its commands on ``connection``."""
+def alembic_config(connection: Connection, chain_key: bytes | None = None) -> Config:
+    """Alembic's configuration for running its commands on ``connection``. A migration
+    that signs audit rows finds the chain's key (signoff.core.chain) as the attribute
+    ``chain_key``; None when whoever runs it was not given the server's secret."""
     config = Config()
     # Config values go through configparser, which reads "%" as interpolation.
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.attributes["connection"] = connection
+    config.attributes["chain_key"] = chain_key
     return config
 
 
@@ -39,14 +42,15 @@ def head() -> str | None:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision; safe to run from several instances."""
+async def upgrade(engine: AsyncEngine, chain_key: bytes | None = None) -> None:
+    """Bring the schema to the newest revision; safe to run from several instances.
+    ``chain_key`` lets a migration sign rows (see ``alembic_config``)."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         else:  # SQLite's driver has begun nothing yet, so this is the transaction's start
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
+        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync, chain_key), "head"))
 
 
 async def revision(engine: AsyncEngine) -> str | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
+    String,
     Text,
     and_,
     case,
@@ -45,8 +46,25 @@ VISITOR_PREFIX = "user:"
 DECIDER_KINDS = {"visitor": VISITOR_PREFIX, "teammate": TEAMMATE_PREFIX}
 
 # The CSV's columns, in order: every column of the table, documents as JSON text.
-CSV_COLUMNS = ("id", *CHAINED, "row_hash")
+CSV_COLUMNS = ("id", *CHAINED, "chain_version", "row_hash")
 DOCUMENTS = frozenset({"params", "result", "response"})
+# Cells of text that visitors, bots and clients chose (user agents, forwarded addresses,
+# action names, errors); documents are JSON, which never begins like a formula.
+TEXT_COLUMNS = frozenset(
+    name
+    for name in CSV_COLUMNS
+    if name not in DOCUMENTS and isinstance(audit_events.c[name].type, String)
+)
+# A cell beginning with one of these is a formula to a spreadsheet (OWASP's list for CSV
+# injection). Such a text cell is written with an apostrophe before it, which spreadsheets
+# take to mean text; the apostrophe shows in the cell, so the value reads as it was.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TEXT_MARK = "'"
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell as the CSV writes it: marked as text if it would start a formula."""
+    return TEXT_MARK + text if text.startswith(FORMULA_STARTS) else text
 
 
 def as_utc(text: str) -> datetime:
@@ -216,8 +234,12 @@ def copy_query(where: AuditFilter) -> Select[Any]:
             cell = column  # the same digits either way
         else:
             # COPY quotes an empty string to tell it from NULL; Python writes both as an
-            # empty cell.
-            cell = func.nullif(column, "")
+            # empty cell. A cell that would start a formula is marked as text, as
+            # spreadsheet_safe() marks it.
+            cell = case(
+                (func.left(column, 1).in_(FORMULA_STARTS), literal(TEXT_MARK) + column),
+                else_=func.nullif(column, ""),
+            )
         columns.append(cell.label(name))
     return select(*columns).where(where.where()).order_by(c.id)
 
@@ -332,8 +354,10 @@ class _Lines:
 
 
 def _csv_values(row: Sequence[Any]) -> Iterable[Any]:
-    for value in row:
+    for name, value in zip(CSV_COLUMNS, row, strict=True):
         if isinstance(value, datetime):
             yield value.isoformat(timespec="microseconds")
+        elif name in TEXT_COLUMNS and value is not None:
+            yield spreadsheet_safe(value)
         else:
             yield value

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -40,8 +41,9 @@ DOCUMENT = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postg
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware instant, stored in UTC and read back aware on every backend.
 
-    PostgreSQL keeps ``timestamp with time zone``; SQLite keeps text without an offset,
-    so the value is turned to UTC before it is written and marked UTC when it is read.
+    PostgreSQL keeps ``timestamp with time zone``; SQLite keeps text without an offset
+    (``sqlite_text``), so the value is turned to UTC before it is written and marked UTC
+    when it is read.
     """
 
     impl = DateTime(timezone=True)
@@ -58,6 +60,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_text(instant: datetime) -> str:
+    """The one text SQLite holds for an instant: UTC, to the microsecond, no offset
+    (``2026-05-01 12:00:00.000000``, as SQLAlchemy writes it). SQLite compares times as
+    text, so a row holding the same instant in another spelling would slip past filters."""
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 metadata = MetaData()
@@ -88,17 +97,20 @@ audit_events = Table(
     Column("user_agent", Text),
     Column("response", DOCUMENT),  # HTTP-backed actions: status code and a body summary
     # The hash chain (signoff.core.chain): the row's place in its site's chain, the
-    # previous row's hash, its own, and which secret's key made them.
+    # previous row's hash, its own, which secret's key made them, and which fields the
+    # hash covers (1 for rows chained before revision 0004).
     Column("seq", BigInteger),
     Column("prev_hash", String(64)),
     Column("row_hash", String(64)),
     Column("key_id", String(16)),
+    Column("chain_version", SmallInteger, nullable=False, server_default=text("1")),
     Index("ix_audit_events_ts", "ts"),
     Index("ix_audit_events_conversation", "conversation_id"),
     Index("ix_audit_events_status_ts", "status", "ts"),
     Index("ix_audit_events_site_seq", "site", "seq", unique=True),
     Index("ix_audit_events_site_id", "site", "id"),
-    # Rows not chained yet (written before revision 0003): empty once a server started.
+    # Rows in no chain: none but those put in behind signoff's back, which the server
+    # names at each start by reading this index.
     Index(
         "ix_audit_events_unchained",
         "id",

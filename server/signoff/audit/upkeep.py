@@ -8,16 +8,19 @@ batch moving the chain's recorded start so what remains still verifies.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Text, delete, func, or_, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signoff.audit.log import lock_chains
+from signoff.audit.log import lock_chains, rows_outside_chains, shown
 from signoff.audit.query import stream_rows
-from signoff.audit.schema import audit_chains, audit_events
+from signoff.audit.schema import audit_chains, audit_events, sqlite_text
+from signoff.core.canonical import canonical_json
 from signoff.core.chain import Anchor, ChainCheck, Fault, Problem
 
 PURGE_BATCH = 5000  # rows deleted per transaction: short locks on a busy log
@@ -47,24 +50,19 @@ async def verify(engine: AsyncEngine, keys: Mapping[str, bytes]) -> Verification
             Anchor(r.site, r.purged_seq, r.purged_hash, r.seq, r.row_hash)
             for r in await conn.execute(select(audit_chains).order_by(audit_chains.c.site))
         ]
-        # A row outside every chain: no place in one, or a site no chain was begun for.
-        stray = (
-            await conn.execute(
-                select(audit_events.c.id, audit_events.c.site, audit_events.c.seq)
-                .where(
-                    or_(
-                        audit_events.c.seq.is_(None),
-                        audit_events.c.site.not_in(select(audit_chains.c.site)),
-                    )
-                )
-                .order_by(audit_events.c.id)
-                .limit(1)
-            )
-        ).first()
-        if stray is not None:
-            report.problems.append(
-                Problem(stray.site, Fault.INSERTED, stray.seq, stray.id, "it is in no chain")
-            )
+        # Rows outside every chain: no place in one, or a site no chain was begun for.
+        # signoff chains every row it writes, so they were put in behind its back.
+        count, first = await rows_outside_chains(
+            conn,
+            or_(
+                audit_events.c.seq.is_(None),
+                audit_events.c.site.not_in(select(audit_chains.c.site)),
+            ),
+        )
+        if count:
+            row = first[0]
+            detail = f"it is in no chain ({count} row(s) in none: ids {shown(count, first)})"
+            report.problems.append(Problem(row.site, Fault.INSERTED, row.seq, row.id, detail))
         for anchor in anchors:
             report.sites += 1
             check = ChainCheck(keys, anchor)
@@ -85,8 +83,12 @@ async def _snapshot(conn: AsyncConnection) -> None:
 
 async def _walk(conn: AsyncConnection, anchor: Anchor, check: ChainCheck) -> Problem | None:
     """Feed one site's rows to ``check`` in chain order; the first problem, if any."""
+    as_text = STORED_AS_TEXT if conn.dialect.name == "sqlite" else ()
     query = (
-        select(audit_events)
+        select(
+            audit_events,
+            *(type_coerce(audit_events.c[name], Text).label(_text(name)) for name in as_text),
+        )
         .where(audit_events.c.site == anchor.site, audit_events.c.seq.is_not(None))
         .order_by(audit_events.c.seq, audit_events.c.id)
     )
@@ -94,9 +96,44 @@ async def _walk(conn: AsyncConnection, anchor: Anchor, check: ChainCheck) -> Pro
     async with contextlib.aclosing(stream_rows(conn, query)) as chunks:
         async for rows in chunks:
             for row in rows:
-                if (problem := check.feed(row._mapping)) is not None:
+                values = row._mapping
+                if (unlike := _not_as_written(values, as_text)) is not None:
+                    detail = f"its {unlike} is not stored as the one text signoff writes for it"
+                    return Problem(
+                        anchor.site, Fault.NONCANONICAL, values["seq"], values["id"], detail
+                    )
+                if (problem := check.feed(values)) is not None:
                     return problem
     return check.end()
+
+
+# SQLite stores times and JSON as text, and more than one text reads back as the same
+# value: an instant at another offset, a document with a key twice (the hash reads the
+# last, SQL's json_extract the first) or other spacing. The hash covers the value read
+# back, so each stored text must be the one signoff writes for that value. PostgreSQL's
+# timestamptz and jsonb keep values, not texts.
+STORED_AS_TEXT = ("ts", "params", "result", "response")
+
+
+def _text(name: str) -> str:
+    return f"{name}_as_stored"
+
+
+def _not_as_written(row: Mapping[str, Any], names: Iterable[str]) -> str | None:
+    """The first of ``names`` whose stored text is not the one written for its value."""
+    for name in names:
+        stored, value = row[_text(name)], row[name]
+        if stored is None:
+            continue
+        if name == "ts":
+            written = sqlite_text(value)
+        elif row["chain_version"] >= 2:
+            written = canonical_json(value)
+        else:  # chained before revision 0004: SQLAlchemy's own json.dumps
+            written = json.dumps(value)
+        if stored != written:
+            return name
+    return None
 
 
 async def purge(

@@ -18,11 +18,17 @@ class Call(TypedDict):
     args: dict[str, Any]
 
 
-def canonical_bytes(calls: Sequence[Call]) -> bytes:
-    """JSON with sorted keys, no whitespace, no ASCII escaping, UTF-8 encoded."""
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys, no whitespace, no ASCII escaping: one text for one value.
+    The audit log stores its documents so too (signoff.audit.schema)."""
     return json.dumps(
-        list(calls), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def canonical_bytes(calls: Sequence[Call]) -> bytes:
+    """The calls' canonical JSON, UTF-8 encoded."""
+    return canonical_json(list(calls)).encode("utf-8")
 
 
 def args_hash(calls: Sequence[Call]) -> str:

@@ -8,6 +8,16 @@ from dataclasses import dataclass
 Client = tuple[str | None, str | None]
 NO_CLIENT: Client = (None, None)
 
+# Enough for any real browser's; a longer header is cut, since anyone can send one and
+# every refused attempt copies it into a row.
+MAX_USER_AGENT = 256
+
+
+def bounded_user_agent(user_agent: str | None) -> str | None:
+    """A User-Agent header as the audit log keeps it: its first ``MAX_USER_AGENT``
+    characters."""
+    return None if user_agent is None else user_agent[:MAX_USER_AGENT]
+
 
 @dataclass(frozen=True)
 class Decider:
@@ -21,6 +31,10 @@ class Decider:
     ip: str | None = None
     user_agent: str | None = None
     level: int | None = None  # the approval level of a team card this decision was on
+
+    def __post_init__(self) -> None:
+        # Whoever built it, the row gets a bounded header.
+        object.__setattr__(self, "user_agent", bounded_user_agent(self.user_agent))
 
     @classmethod
     def at(cls, signature: str, client: Client, level: int | None = None) -> Decider:

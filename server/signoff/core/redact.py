@@ -25,6 +25,9 @@ _SENSITIVE_NAME = re.compile(
 # more than the card (an expiry date after it, a quantity before it).
 _DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 _SEPARATOR = re.compile(r"([ -])")
+_WORD_CHAR = re.compile(r"\w")
+# Where a message's parts end: after a clause or sentence, and at line breaks.
+_PART_BREAK = re.compile(r"([.;]\s+|\n)")
 # ``name=value``, ``name: value``, ``"name": "value"`` and the like in free text (a log
 # line, an HTTP body that is not JSON, a URL's query): the value is masked when the name
 # is sensitive. A quoted value runs to its closing quote; a bare one to a delimiter.
@@ -98,31 +101,60 @@ def redact(
     freeform: Collection[str] = (),
     quoted: Collection[str] = (),
     key: bytes,
+    all_freeform: bool = False,
 ) -> Any:
     """A copy of ``value`` with sensitive fields masked and freeform fields digested; in
-    every string, card numbers and the ``quoted`` texts (a call's own secrets and free
-    text, echoed back under another name) are masked."""
+    every other string, card numbers are masked, and a string that quotes one of the
+    ``quoted`` texts (a call's own secrets and free text, echoed back under another name)
+    is masked whole. ``all_freeform``: every string is digested as freeform text, for
+    a call never checked against its action, whose free text may be under any name."""
+    quotes = quote_finder(quoted)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            out: dict[str, Any] = {}
+            for name, inner in item.items():
+                if is_sensitive_name(str(name), sensitive):
+                    out[name] = REDACTED
+                elif name in freeform and inner is not None:
+                    text = inner if isinstance(inner, str) else json.dumps(inner, sort_keys=True)
+                    out[name] = freeform_digest(key, text)
+                else:
+                    out[name] = walk(inner)
+            return out
+        if isinstance(item, list | tuple):
+            return [walk(inner) for inner in item]
+        if isinstance(item, str):
+            if all_freeform:
+                return freeform_digest(key, item)
+            if quotes is not None and quotes.search(item):
+                return REDACTED
+            return mask_card_numbers(item)
+        return item
+
+    return walk(value)
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string in a JSON value, at any depth (not its keys)."""
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for name, item in value.items():
-            if is_sensitive_name(str(name), sensitive):
-                out[name] = REDACTED
-            elif name in freeform and item is not None:
-                text = item if isinstance(item, str) else json.dumps(item, sort_keys=True)
-                out[name] = freeform_digest(key, text)
-            else:
-                out[name] = redact(
-                    item, sensitive=sensitive, freeform=freeform, quoted=quoted, key=key
-                )
-        return out
+        return [text for inner in value.values() for text in strings_in(inner)]
     if isinstance(value, list | tuple):
-        return [
-            redact(item, sensitive=sensitive, freeform=freeform, quoted=quoted, key=key)
-            for item in value
-        ]
-    if isinstance(value, str):
-        return scrub_text(value, quoted)
-    return value
+        return [text for inner in value for text in strings_in(inner)]
+    return [value] if isinstance(value, str) else []
+
+
+def quote_finder(values: Collection[str]) -> re.Pattern[str] | None:
+    """What finds ``values`` quoted in a text (None if there are none): each one not
+    glued to a letter or digit on a side where it begins or ends with one, so a short
+    value inside a word ("x" in "Extra") is not taken for a quote of it."""
+    alternatives = [
+        (r"(?<!\w)" if _WORD_CHAR.match(v[0]) else "")
+        + re.escape(v)
+        + (r"(?!\w)" if _WORD_CHAR.match(v[-1]) else "")
+        for v in sorted({v for v in values if v}, key=len, reverse=True)
+    ]
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def mask_sensitive_pairs(text: str, extra: Collection[str] = ()) -> str:
@@ -139,9 +171,28 @@ def mask_sensitive_pairs(text: str, extra: Collection[str] = ()) -> str:
     return _PAIR.sub(mask, text)
 
 
-def scrub_text(text: str, freeform_values: Collection[str]) -> str:
-    """Free text (an error message) with card numbers and a person's own words masked."""
-    for value in sorted(freeform_values, key=len, reverse=True):
-        if value:
-            text = text.replace(value, REDACTED)
+def scrub_text(text: str, private: Collection[str]) -> str:
+    """Free text (an error message, a text body) with card numbers masked and each part
+    that quotes a private value (a person's own words, a secret) replaced whole.
+
+    A part is a sentence or clause (the text is cut after ``;`` and ``.`` and at line
+    breaks); a value quoted across parts takes all of them, breaks included. Masking the
+    value alone would show where it was, and so what a short one was.
+    """
+    quotes = quote_finder(private)
+    found = [] if quotes is None else [m.span() for m in quotes.finditer(text)]
+    if found:
+        breaks = list(_PART_BREAK.finditer(text))
+        starts = [0, *(b.end() for b in breaks)]
+        ends = [*(b.start() for b in breaks), len(text)]
+        spans: list[tuple[int, int]] = []
+        for start, end in found:  # in order of their starts
+            start = max(s for s in starts if s <= start)
+            end = min(e for e in ends if e >= end)
+            if spans and start <= spans[-1][1]:
+                start = spans[-1][0]
+                end = max(end, spans.pop()[1])
+            spans.append((start, end))
+        for start, end in reversed(spans):
+            text = text[:start] + REDACTED + text[end:]
     return mask_card_numbers(text)

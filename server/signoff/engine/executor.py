@@ -15,7 +15,13 @@ from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Action
 from signoff.core.cards import Card
 from signoff.core.deciders import Decider
-from signoff.core.redact import is_sensitive_name, mask_sensitive_pairs, redact, scrub_text
+from signoff.core.redact import (
+    is_sensitive_name,
+    mask_sensitive_pairs,
+    redact,
+    scrub_text,
+    strings_in,
+)
 from signoff.engine.context import ActionContext
 from signoff.store import SessionRecord
 
@@ -97,8 +103,14 @@ class Auditor:
         """The row of one call; ``decider`` is None for a card that ended undecided."""
         sensitive = action.sensitive if action else frozenset()
         freeform = action.freeform if action else frozenset()
+        # A call refused before any card held it (unknown action, bad args), or whose
+        # action is gone, was never checked against a signature: the bot may have put a
+        # person's words under any name, so every string is taken for freeform text.
+        unchecked = action is None or (status is AuditStatus.REFUSED and card_id is None)
         # What the call was given in confidence, to be masked wherever it is echoed back.
         private = _texts(args, freeform) + _texts(args, _sensitive_names(args, sensitive))
+        if unchecked:
+            private += strings_in(args)
         result = None
         if outcome is not None and outcome.ok:
             result = bounded(
@@ -127,7 +139,13 @@ class Auditor:
             action=name,
             kind=str(action.kind) if action else "unknown",
             status=status,
-            params=redact(args, sensitive=sensitive, freeform=freeform, key=self._key),
+            params=redact(
+                args,
+                sensitive=sensitive,
+                freeform=freeform,
+                key=self._key,
+                all_freeform=unchecked,
+            ),
             result=result,
             # Exception text is the action author's and may quote the args (or a URL's).
             error=_scrubbed(error, private, sensitive) if error else None,

@@ -32,7 +32,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from signoff import __version__
@@ -44,6 +44,7 @@ from signoff.accounts import (
     KeyInfo,
     parse_key_id,
 )
+from signoff.audit.exports import ExportsBusy
 from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
@@ -68,6 +69,7 @@ from signoff.core.teammates import (
     Verdict,
 )
 from signoff.core.tokens import MAX_USER_ID, MAX_USER_TOKEN_TTL, TokenError, sign_user_token
+from signoff.web.downloads import Download
 from signoff.web.incoming import capped_body, client_of
 from signoff.web.outages import OUTAGES
 
@@ -363,6 +365,9 @@ class AuditRow(_Out):
     prev_hash: str | None
     row_hash: str | None
     key_id: str | None
+    chain_version: int = Field(
+        description="Which fields row_hash covers: 2 adds the row's id to version 1's."
+    )
 
 
 class AuditResponse(_Out):
@@ -533,7 +538,10 @@ async def read_audit(runtime: Runtime, call: Call) -> Response:
     query: AuditQuery = call.query
     where = query.audit_filter(call.account.sites)
     if query.format == "csv":
-        return await audit_csv(runtime, where)
+        try:
+            return await audit_csv(runtime, where)
+        except ExportsBusy as exc:
+            raise ApiError(503, "busy", str(exc), {"Retry-After": str(exc.retry_after)}) from None
     before = int(query.before) if query.before is not None else None
     page = await read_page(runtime.audit.engine, where, query.limit, before)
     cursor = str(page.next_before) if page.next_before is not None else None
@@ -541,18 +549,35 @@ async def read_audit(runtime: Runtime, call: Call) -> Response:
 
 
 async def audit_csv(runtime: Runtime, where: AuditFilter) -> Response:
-    """The rows as a CSV download, streamed chunk by chunk in constant memory. The first
-    chunk of rows is read before the answer starts, so a database that cannot be reached
-    is a 503 rather than a cut-off file."""
-    chunks = csv_chunks(runtime.audit.engine, where)  # closed here if the client goes away
+    """The rows as a CSV download, streamed chunk by chunk in constant memory, on one of
+    the exports' own connections; ExportsBusy when all are in use. The first chunk of rows
+    is read before the answer starts, so a database that cannot be reached is a 503
+    rather than a cut-off file. A client that reads nothing for the idle timeout is cut
+    off, and its connection goes back."""
+    exports = runtime.audit.exports
+    release = exports.claim()
+    chunks = csv_chunks(exports.engine, where)
+
+    async def close() -> None:
+        try:
+            await chunks.aclose()
+        finally:
+            release()
+
     try:
         first = [await anext(chunks)]
         if (rows := await anext(chunks, None)) is not None:
             first.append(rows)
     except BaseException:
-        await chunks.aclose()
+        await close()
         raise
-    return StreamingResponse(_streamed(first, chunks), media_type="text/csv", headers=csv_headers())
+    return Download(
+        _streamed(first, chunks),
+        close=close,
+        idle_timeout=runtime.settings.audit_export_idle_timeout,
+        media_type="text/csv",
+        headers=csv_headers(),
+    )
 
 
 def csv_headers() -> dict[str, str]:
@@ -566,13 +591,10 @@ def csv_headers() -> dict[str, str]:
 
 
 async def _streamed(first: list[str], rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
-    try:
-        for piece in first:
-            yield piece
-        async for piece in rest:
-            yield piece
-    finally:
-        await rest.aclose()
+    for piece in first:
+        yield piece
+    async for piece in rest:
+        yield piece
 
 
 async def user_token(runtime: Runtime, call: Call) -> Response:
@@ -744,7 +766,7 @@ ERROR_TEXT = {
     413: "The body is too large",
     415: "The body is not application/json",
     422: "The body or query does not fit the schema",
-    503: "Storage unavailable; try again",
+    503: "Storage unavailable, or as many audit exports running as allowed; try again",
 }
 
 

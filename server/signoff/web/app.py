@@ -77,7 +77,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         )
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
-    audit = open_audit(settings.audit, settings.secret)
+    audit = open_audit(settings.audit, settings.secret, settings.audit_exports)
     notifiers: list[Notifier] = []
     if settings.slack is not None:
         notifiers.append(SlackNotifier(settings.slack, store))

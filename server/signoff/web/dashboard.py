@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from signoff.audit.exports import ExportsBusy
 from signoff.audit.query import MAX_PAGE, AuditFilter, read_page
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
@@ -539,7 +540,12 @@ class Dashboard:
             where, _ = AuditForm.read(request.query_params).audit_filter(who[1].sites)
         except FilterError as exc:
             return self.message(request, exc.status, "Not a filter", exc.message)
-        return await audit_csv(self.runtime, where)
+        try:
+            return await audit_csv(self.runtime, where)
+        except ExportsBusy as exc:
+            busy = self.message(request, 503, "Exports busy", str(exc))
+            busy.headers["Retry-After"] = str(exc.retry_after)
+            return busy
 
     async def audit_results(
         self, request: Request, teammate: Teammate

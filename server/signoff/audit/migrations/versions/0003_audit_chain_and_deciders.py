@@ -4,8 +4,8 @@ and its per-site anchors.
 Revision ID: 0003
 Revises: 0002
 
-Rows written before this revision have no place in the chain yet; the server chains them,
-oldest first, when it starts with its secret (``AuditLog.start``).
+Rows written before this revision have no place in the chain yet; revision 0004 chains
+them, once, with the server's secret.
 """
 
 from __future__ import annotations

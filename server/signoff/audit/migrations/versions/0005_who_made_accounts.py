@@ -1,7 +1,7 @@
 """Who made each teammate and API key: the person they count as for four eyes.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 
 Accounts made before this revision keep NULL, as those made on the command line do, and
 count as themselves.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
