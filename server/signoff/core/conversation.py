@@ -133,6 +133,13 @@ def ran_calls(conversation: Conversation) -> dict[str, list[dict[str, Any]]]:
     return ran
 
 
+def _chars(conversation: Conversation) -> int:
+    """``_size`` summed, done cheaply: it is asked at every save."""
+    return sum(
+        _size(m) if "tool_calls" in m else len(m.get("content") or "") + 32 for m in conversation
+    )
+
+
 def _size(message: dict[str, Any]) -> int:
     """About how many characters a message takes: its text and its calls' arguments."""
     size = len(message.get("content") or "")
@@ -153,7 +160,7 @@ def window(
     """
     max_messages = MAX_MESSAGES if max_messages is None else max_messages
     max_chars = MAX_CHARS if max_chars is None else max_chars
-    if len(conversation) <= max_messages and sum(map(_size, conversation)) <= max_chars:
+    if len(conversation) <= max_messages and _chars(conversation) <= max_chars:
         return conversation
     keep_from = None
     count = chars = 0

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from signoff.audit import AuditLog, AuditStatus
+from signoff.audit import AuditEntry, AuditLog, AuditStatus
 from signoff.core.actions import Registry
+from signoff.core.canonical import Call
 from signoff.core.cards import Card
 from signoff.core.deciders import AUTO, Decider
 from signoff.core.frames import card_frame
@@ -98,44 +99,44 @@ class Records:
     async def card_rows(
         self,
         card: Card,
-        calls: list[Any],
+        calls: list[Call],
         status: AuditStatus,
         decider: Decider | None,
         error: str,
     ) -> None:
         """One audit row per call of the card that did not run."""
         await self.audit.record(
-            *[
-                self.auditor.entry(
-                    card,
-                    self.registry.get(call["action"]),
-                    call["action"],
-                    call["args"],
-                    status,
-                    card_id=card.card_id,
-                    decider=decider,
-                    error=error,
-                )
-                for call in calls
-            ]
+            *[self._row(card, call, status, decider, error=error) for call in calls]
         )
 
     async def ran(
         self, card: Card, index: int, status: AuditStatus, decider: Decider, outcome: Outcome
     ) -> None:
         """The audit row of one held call of the card that ran (or was skipped)."""
-        call = card.calls[index]
         await self.audit.record(
-            self.auditor.entry(
-                card,
-                self.registry.get(call["action"]),
-                call["action"],
-                call["args"],
-                status,
-                card_id=card.card_id,
-                decider=decider,
-                outcome=outcome,
-            )
+            self._row(card, card.calls[index], status, decider, outcome=outcome)
+        )
+
+    def _row(
+        self,
+        card: Card,
+        call: Call,
+        status: AuditStatus,
+        decider: Decider | None,
+        *,
+        outcome: Outcome | None = None,
+        error: str | None = None,
+    ) -> AuditEntry:
+        return self.auditor.entry(
+            card,
+            self.registry.get(call["action"]),
+            call["action"],
+            call["args"],
+            status,
+            card_id=card.card_id,
+            decider=decider,
+            outcome=outcome,
+            error=error,
         )
 
     async def refused(self, card: Card, by: Decider, why: str) -> None:
