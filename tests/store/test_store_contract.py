@@ -475,3 +475,27 @@ async def test_a_session_keeps_a_bounded_number_of_cards_dropping_the_oldest_end
     assert await store.get_card("open-first") is None
     assert await store.get_card("c0") is None
     assert all(c.card_id != "c0" for c in await store.team_cards(1000))
+
+
+async def test_frames_appended_together_get_consecutive_seqs_and_one_wake(store: Store) -> None:
+    from signoff.store import News
+
+    await store.create_session(session())
+    await store.append_frame("s1", {"type": "first"})
+    heard: list[News] = []
+    store.subscribe("s1", heard.append)
+    last = await store.append_frames("s1", [{"type": "a"}, {"type": "b", "text": "é"}])
+    assert last == 3
+    kept = await store.frames_after("s1", 1)
+    assert [(seq, json.loads(text)) for seq, text in kept] == [
+        (2, {"type": "a", "seq": 2}),
+        (3, {"type": "b", "text": "é", "seq": 3}),
+    ]
+    # This instance's listeners are handed the frames as they were kept.
+    handed = [news for news in heard if news.frames]
+    assert len(handed) == 1
+    assert [(seq, json.loads(text)) for seq, text in handed[0].frames] == [
+        (seq, json.loads(text)) for seq, text in kept
+    ]
+    await store.end_session("s1", "expired")
+    assert await store.append_frames("s1", [{"type": "late"}]) == 0

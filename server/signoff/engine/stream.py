@@ -52,16 +52,18 @@ class MessageStream:
         self._late.add(task)
         task.add_done_callback(self._late.discard)
 
+    def _start(self) -> list[dict[str, Any]]:
+        """``message.start``, if the message has not started yet."""
+        if self._started:
+            return []
+        self._started = True
+        return [{"type": "message.start", "message_id": self.message_id, "role": "bot"}]
+
     async def _send(self) -> None:
         async with self._sending:
             if self._sent == len(self.parts) and self._started:
                 return
-            frames: list[dict[str, Any]] = []
-            if not self._started:
-                frames.append(
-                    {"type": "message.start", "message_id": self.message_id, "role": "bot"}
-                )
-                self._started = True
+            frames = self._start()
             text = "".join(self.parts[self._sent :])
             self._sent = len(self.parts)
             if text:
@@ -69,8 +71,7 @@ class MessageStream:
                     {"type": "message.delta", "message_id": self.message_id, "text": text}
                 )
             self._last_send = time.monotonic()
-            for frame in frames:
-                await self.store.append_frame(self.session_id, frame)
+            await self.store.append_frames(self.session_id, frames)
 
     async def whole(self, text: str) -> None:
         """A message written whole at once (the engine's own words): start and end."""
@@ -84,17 +85,10 @@ class MessageStream:
             self._timer.cancel()
             self._timer = None
         async with self._sending:
-            if not self._started:
-                await self.store.append_frame(
-                    self.session_id,
-                    {"type": "message.start", "message_id": self.message_id, "role": "bot"},
-                )
-                self._started = True
+            frames = self._start()
             self._sent = len(self.parts)
-            await self.store.append_frame(
-                self.session_id,
-                {"type": "message.end", "message_id": self.message_id, "text": self.text},
-            )
+            end = {"type": "message.end", "message_id": self.message_id, "text": self.text}
+            await self.store.append_frames(self.session_id, [*frames, end])
         # Finished already, or finding nothing left to send; a failure there is the same
         # store failure this end would have met, and reported by it.
         await asyncio.gather(*self._late, return_exceptions=True)

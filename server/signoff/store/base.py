@@ -9,7 +9,7 @@ operation here, so the engine never needs its own check-then-act.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -130,11 +130,16 @@ class Store(abc.ABC):
 
     # Frame history --------------------------------------------------------------------
     @abc.abstractmethod
-    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
-        """Give the frame the session's next seq, keep it, wake listeners; returns the seq.
+    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> int:
+        """Give the frames the session's next seqs, in order, keep them and wake listeners,
+        in one step; returns the last seq.
 
         Frames for a session that has ended are dropped (seq 0).
         """
+
+    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+        """One frame: see ``append_frames``."""
+        return await self.append_frames(session_id, (frame,))
 
     @abc.abstractmethod
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:

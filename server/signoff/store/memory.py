@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from itertools import islice
@@ -92,18 +92,20 @@ class MemoryStore(Store):
         self._conversations[session_id] = json.dumps(conversation)
 
     # Frame history --------------------------------------------------------------------
-    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> int:
         if session_id not in self._sessions:
             return 0  # the session ended: nothing of it is kept
-        frames = self._frames.setdefault(session_id, [])
-        seq = frames[-1][0] + 1 if frames else 1
+        kept = self._frames.setdefault(session_id, [])
+        first = kept[-1][0] + 1 if kept else 1
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
-        numbered = (seq, json.dumps({**frame, "seq": seq}))
-        frames.append(numbered)
-        if len(frames) > self.max_frames:
-            del frames[: len(frames) - self.max_frames]
-        self._notify(session_id, News("frames", (numbered,)))
-        return seq
+        numbered = tuple(
+            (seq, json.dumps({**frame, "seq": seq})) for seq, frame in enumerate(frames, first)
+        )
+        kept.extend(numbered)
+        if len(kept) > self.max_frames:
+            del kept[: len(kept) - self.max_frames]
+        self._notify(session_id, News("frames", numbered))
+        return first + len(numbered) - 1
 
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
         frames = self._frames.get(session_id)

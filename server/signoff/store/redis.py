@@ -38,7 +38,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -121,16 +121,20 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 
+# ARGV: max frames kept, news channel, this instance, then the frames' JSON texts.
 _APPEND = """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
-local seq = redis.call('INCR', KEYS[2])
+local last = redis.call('INCRBY', KEYS[2], #ARGV - 3)
 redis.call('PEXPIRE', KEYS[2], ttl)
-local text = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. seq .. '}'
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], seq .. '-0', 'f', text)
+for i = 4, #ARGV do
+  local seq = last - #ARGV + i
+  local text = string.sub(ARGV[i], 1, -2) .. ',"seq":' .. seq .. '}'
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[1], seq .. '-0', 'f', text)
+end
 redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':frames')
-return seq
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':frames')
+return last
 """
 
 _FIRST_USE = """
@@ -500,23 +504,28 @@ class RedisStore(Store):
 
     # Frame history ----------------------------------------------------------------------
     @_reachable
-    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> int:
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
-        text = json.dumps(frame)
-        seq = int(
+        texts = [json.dumps(frame) for frame in frames]
+        last = int(
             await self._scripts["append"](
                 keys=[
                     self._key("session", session_id),
                     self._key("seq", session_id),
                     self._key("frames", session_id),
                 ],
-                args=[text, self.max_frames, self._key("news", session_id), self.instance],
+                args=[self.max_frames, self._key("news", session_id), self.instance, *texts],
             )
         )
-        if seq:
-            # The frame as the script numbered it: this instance's sockets need not read it back.
-            self._notify(session_id, News("frames", ((seq, f'{text[:-1]},"seq":{seq}}}'),)))
-        return seq
+        if last:
+            # The frames as the script numbered them: this instance's sockets need not read
+            # them back.
+            first = last - len(texts) + 1
+            numbered = tuple(
+                (seq, f'{text[:-1]},"seq":{seq}}}') for seq, text in enumerate(texts, first)
+            )
+            self._notify(session_id, News("frames", numbered))
+        return last
 
     @_reachable
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
