@@ -16,8 +16,10 @@ from starlette.responses import Response
 
 from tests.integration.test_webhooks import SECRET, Receiver
 from tests.multi.conftest import Cluster, Instance, eventually
+from tests.multi.test_teammates import signoff_command
 from tests.services import REDIS_URL
-from tests.support import free_port, serving, widget
+from tests.slack_standin import BOT_TOKEN, CHANNEL, standin_slack
+from tests.support import approve_over_api, free_port, serving, widget
 
 # Events of a confirmed ``wipe`` card, in the order they happen.
 WIPE_EVENTS = ["card.decided", "call.executed", "card.closed"]
@@ -55,15 +57,19 @@ class HoldingReceiver(Receiver):
         return response
 
 
-async def waiting_in_outbox(cluster: Cluster) -> int:
-    """Entries in the deployment's outboxes, read from Redis itself."""
+async def outbox_contents(cluster: Cluster) -> list[str]:
+    """Every entry in the deployment's outboxes, read from Redis itself."""
     prefix = parse_qs(urlsplit(cluster.env["SIGNOFF_STORE"]).query)["prefix"][0]
     redis = Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         keys = [key async for key in redis.scan_iter(f"{prefix}:outbox:*")]
-        return sum([await redis.llen(key) for key in keys])  # type: ignore[misc]
+        return [e for key in keys for e in await redis.lrange(key, 0, -1)]  # type: ignore[misc]
     finally:
         await redis.aclose()
+
+
+async def waiting_in_outbox(cluster: Cluster) -> int:
+    return len(await outbox_contents(cluster))
 
 
 async def outbox_holds(cluster: Cluster, entries: int, within: float = 20.0) -> None:
@@ -143,3 +149,49 @@ async def test_an_event_a_killed_instance_was_sending_comes_again_with_its_id(
     assert [d.event["type"] for d in rest] == WIPE_EVENTS
     assert {d.event["data"]["card"]["card_id"] for d in rest} == {card_id}
     assert receiver.forged == 0
+
+
+async def test_slack_updates_queued_by_a_killed_instance_reach_the_message(
+    cluster: Cluster,
+) -> None:
+    """a posts a team card's message and hangs on Slack's answer while the card is decided
+    and runs; a dies; b posts the message as the card now stands, and keeps it updated."""
+    lead = await signoff_command(cluster, "keys", "create", "leads", "--role", "support-lead")
+    finance = await signoff_command(cluster, "keys", "create", "payouts", "--role", "finance")
+    async with standin_slack() as slack:
+        slack_env = {
+            "SIGNOFF_SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SIGNOFF_SLACK_SIGNING_SECRET": "standin-signing-secret",
+            "SIGNOFF_SLACK_CHANNEL": CHANNEL,
+            "SIGNOFF_SLACK_API_URL": slack.api_url,
+        }
+        answer = slack.holding["chat.postMessage"] = asyncio.Event()
+        a = await cluster.start(**slack_env)
+        async with widget(a) as visitor:  # type: ignore[arg-type]
+            await visitor.hello()
+            await visitor.say("refund 250")
+            card_id = (await visitor.card("waiting"))["card_id"]
+            await slack.latest("chat.postMessage", card_id)  # a waits for Slack's answer
+            for key in (lead, finance):
+                assert (await approve_over_api(a.url, card_id, key)).status_code == 200
+            await visitor.update(card_id, "done")
+        # The card's last update is queued behind the post a is still waiting on.
+        closed = f'"card_id":"{card_id}","type":"card.closed"'
+        for _ in range(400):
+            if any(closed in entry for entry in await outbox_contents(cluster)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the card's last update never reached the outbox")
+        b = await cluster.start(**slack_env)
+        await a.kill()
+        answer.set()
+
+        update = await slack.latest("chat.update", "*Done*", within=30)
+        await outbox_holds(cluster, 0)
+        assert await b.health() == 200
+    posts = slack.of("chat.postMessage")
+    # a's post never got its answer; b posted again, as the card stood, and edits that one.
+    assert len(posts) == 2
+    assert "*Done*" in posts[1].text() and not posts[1].buttons()
+    assert not update.buttons()

@@ -143,9 +143,10 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await sending
 
-    def unsent(self) -> int:
-        """Entries not handed to the store yet."""
-        return sum(lane.unsent.qsize() for lane in self.lanes)
+    async def flushed(self) -> None:
+        """Return once every entry offered so far is in the store (or dropped)."""
+        for lane in self.lanes:
+            await lane.unsent.join()
 
     async def waiting(self) -> list[str]:
         """Every entry in this outbox's lanes, oldest first per lane."""
@@ -153,8 +154,9 @@ class Outbox:
 
     async def drained(self, poll: float = 0.05) -> None:
         """Return once nothing waits, here or in the store."""
+        await self.flushed()
         # Polled: other instances empty these lanes too, unseen by this one.
-        while self.unsent() or await self.waiting():  # noqa: ASYNC110
+        while await self.waiting():  # noqa: ASYNC110
             await asyncio.sleep(poll)
 
     async def close(self) -> list[str]:
