@@ -64,6 +64,10 @@ class StandInSlack:
         self.calls: list[Call] = []
         self.rate_limited: dict[str, int] = {}  # method -> how many calls get 429 first
         self.refused = 0  # 429s answered
+        # method -> the next call of it is recorded, then answered only once this is set
+        # (or the stand-in stops)
+        self.holding: dict[str, asyncio.Event] = {}
+        self.held: list[asyncio.Event] = []
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
         self.url = ""
@@ -104,6 +108,9 @@ class StandInSlack:
         async with self._changed:
             self.calls.append(Call(method, body))
             self._changed.notify_all()
+        if (answer := self.holding.pop(method, None)) is not None:
+            self.held.append(answer)
+            await answer.wait()
         if method == "chat.postEphemeral":
             return JSONResponse({"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"})
         ts = body.get("ts") or f"1700000000.{next(self._ts):06d}"
@@ -118,4 +125,8 @@ async def standin_slack() -> AsyncIterator[StandInSlack]:
     slack.url = f"http://127.0.0.1:{port}"
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     async with serving(config):
-        yield slack
+        try:
+            yield slack
+        finally:
+            for answer in slack.held:  # a stopping server waits for its answers
+                answer.set()

@@ -21,6 +21,7 @@ store_unavailable = Counter(
 webhook_deliveries = Counter(
     "signoff_webhook_deliveries_total",
     "Webhook events by outcome: delivered; refused (a 4xx answer, not retried); failed "
-    "(attempts ran out); dropped (the endpoint's queue was full); abandoned (at shutdown)",
+    "(attempts ran out); dropped (the endpoint's queue was full); abandoned (at shutdown, "
+    "with the memory store)",
     ["outcome"],
 )

@@ -398,6 +398,7 @@ async def test_an_update_waits_for_the_message_another_instance_is_still_posting
         card = team_card()
         slack.rate_limited["chat.postMessage"] = 1  # the post takes a second
         posting.notify(CardEvent(EventType.CARD_WAITING, card, resource(card)))
+        await posting.outbox.flushed()  # queued before the card can be decided
         card.status, card.decided_by = Status.REJECTED, "teammate:fred"
         deciding.notify(CardEvent(EventType.CARD_CLOSED, card, resource(card)))
         update = await slack.latest("chat.update", "*Rejected*")

@@ -87,6 +87,22 @@ async def test_claims_racing_on_two_instances_let_exactly_one_win(prefix: str) -
             await store.close()
 
 
+async def test_an_outbox_lane_is_one_for_every_instance(prefix: str) -> None:
+    one, two = await opened(redis_store_url(prefix)), await opened(redis_store_url(prefix))
+    try:
+        assert one.outbox_survives
+        await one.outbox_append("hooks:0", "a", cap=10)
+        assert await one.outbox_lease("hooks:0", "one", ttl=30)
+        assert await two.outbox_head("hooks:0") == "a"
+        assert not await two.outbox_lease("hooks:0", "two", ttl=30)
+        await two.outbox_append("hooks:0", "b", cap=10)
+        assert await one.outbox_done("hooks:0", "one", "a")
+        assert await two.outbox_entries("hooks:0") == ["b"]
+    finally:
+        await one.close()
+        await two.close()
+
+
 async def test_every_session_key_expires_and_ending_leaves_nothing(prefix: str, raw: Redis) -> None:
     store = await opened(redis_store_url(prefix))
     try:

@@ -499,3 +499,46 @@ async def test_frames_appended_together_get_consecutive_seqs_and_one_wake(store:
     ]
     await store.end_session("s1", "expired")
     assert await store.append_frames("s1", [{"type": "late"}]) == 0
+
+
+# Outbox -------------------------------------------------------------------------------
+
+
+async def test_an_outbox_lane_keeps_its_entries_in_order_up_to_its_cap(store: Store) -> None:
+    assert await store.outbox_head("hooks:0") is None
+    assert [await store.outbox_append("hooks:0", e, cap=2) for e in "abc"] == [True, True, False]
+    assert await store.outbox_entries("hooks:0") == ["a", "b"]
+    assert await store.outbox_entries("hooks:1") == []
+    assert await store.outbox_head("hooks:0") == "a"
+    assert await store.outbox_head("hooks:0") == "a"  # looking takes nothing
+
+
+async def test_one_holder_works_a_lane_and_removes_only_the_head_it_sent(store: Store) -> None:
+    for entry in ("a", "b"):
+        await store.outbox_append("hooks:0", entry, cap=10)
+    assert await store.outbox_lease("hooks:0", "one", ttl=30)
+    assert not await store.outbox_lease("hooks:0", "two", ttl=30)
+    assert await store.outbox_lease("hooks:0", "one", ttl=30)  # renewed
+    assert not await store.outbox_done("hooks:0", "two", "a")  # not its lane
+    assert not await store.outbox_done("hooks:0", "one", "b")  # not the head
+    assert await store.outbox_done("hooks:0", "one", "a")
+    assert not await store.outbox_done("hooks:0", "one", "a")  # once
+    assert await store.outbox_entries("hooks:0") == ["b"]
+    # Another lane is another lease.
+    assert await store.outbox_lease("hooks:1", "two", ttl=30)
+
+
+async def test_a_lane_passes_to_another_holder_when_released_or_lapsed(store: Store) -> None:
+    await store.outbox_append("hooks:0", "a", cap=10)
+    assert await store.outbox_lease("hooks:0", "one", ttl=30)
+    await store.outbox_release("hooks:0", "two")  # not its lease: nothing changes
+    assert not await store.outbox_lease("hooks:0", "two", ttl=30)
+    await store.outbox_release("hooks:0", "one")
+    assert await store.outbox_lease("hooks:0", "two", ttl=0.05)
+    # The entry the first holder left is the new holder's head.
+    assert await store.outbox_head("hooks:0") == "a"
+    assert not await store.outbox_done("hooks:0", "one", "a")
+    await asyncio.sleep(0.1)  # the second lease lapses
+    assert await store.outbox_lease("hooks:0", "one", ttl=30)
+    assert not await store.outbox_done("hooks:0", "two", "a")
+    assert await store.outbox_done("hooks:0", "one", "a")

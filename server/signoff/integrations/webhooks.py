@@ -1,17 +1,21 @@
 """Outgoing webhooks: card events, signed per Standard Webhooks, sent with retries.
 
-Each endpoint has its own bounded queue, split into lanes. All events of one card take
-the same lane and a lane sends one event at a time, retries included, so a card's events
-arrive in order; a receiver that keeps failing on one card holds up only its lane. The
-engine only ever queues: a slow or dead receiver never holds up a turn.
+Each endpoint has its own bounded outbox in the store, split into lanes. All events of
+one card take the same lane and a lane sends one event at a time, retries included, so
+a card's events arrive in order; a receiver that keeps failing on one card holds up only
+its lane. The engine only ever queues: a slow or dead receiver never holds up a turn.
+With a shared store (Redis), events queued by an instance that stops are sent by another.
 
-Delivery is at least once: an answer lost on the way back means the event comes again,
-with the same ``webhook-id``, which receivers use to drop repeats.
+Delivery is at least once: an answer lost on the way back, or an instance stopping while
+it sends, means the event comes again, with the same ``webhook-id``, which receivers use
+to drop repeats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import uuid
@@ -36,6 +40,8 @@ from tenacity.wait import wait_base
 from signoff import metrics
 from signoff.config import WebhookSettings
 from signoff.engine.notify import CardEvent
+from signoff.integrations.outbox import Outbox
+from signoff.store import Store, StoreUnavailable
 
 log = logging.getLogger("signoff.webhooks")
 
@@ -53,6 +59,15 @@ class Delivery:
     type: str
     card_id: str
     body: str
+
+    def entry(self) -> str:
+        """As kept in the outbox."""
+        return json.dumps([self.msg_id, self.type, self.card_id, self.body])
+
+    @classmethod
+    def from_entry(cls, entry: str) -> Delivery:
+        msg_id, type_, card_id, body = json.loads(entry)
+        return cls(msg_id, type_, card_id, body)
 
 
 class Retryable(Exception):
@@ -107,20 +122,27 @@ def payload(event: CardEvent, now: datetime) -> str:
 
 
 class Endpoint:
-    """One receiver: its queue, lanes, signing key and retry policy."""
+    """One receiver: its outbox, signing key and retry policy."""
 
     def __init__(
-        self, hook: WebhookSettings, lanes: int = LANES, queue_size: int = QUEUE_SIZE
+        self,
+        hook: WebhookSettings,
+        store: Store,
+        lanes: int = LANES,
+        queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.hook = hook
+        self.client: httpx.AsyncClient | None = None  # given by start()
         self.signer = Webhook(hook.secret)
         url = urlsplit(hook.url)
         # Logged instead of the URL, which may carry a token in its query or userinfo.
         self.name = f"{url.scheme}://{url.netloc.rpartition('@')[2]}{url.path}"
-        self.lanes: list[asyncio.Queue[Delivery]] = [
-            asyncio.Queue(max(1, queue_size // lanes)) for _ in range(lanes)
-        ]
-        self.sending: list[Delivery | None] = [None] * lanes
+        # Named by the URL, so every instance of a deployment works the same lanes; hashed,
+        # so a token in the URL is not kept in the store.
+        box = "webhooks:" + hashlib.sha256(hook.url.encode()).hexdigest()[:16]
+        self.outbox = Outbox(
+            store, box, lanes, max(1, queue_size // lanes), self._send, self._dropped
+        )
         self.policy = AsyncRetrying(
             stop=stop_after_attempt(hook.attempts),
             wait=HonourRetryAfter(
@@ -133,30 +155,27 @@ class Endpoint:
             reraise=True,
         )
 
-    def offer(self, delivery: Delivery) -> None:
-        lane = self.lanes[hash(delivery.card_id) % len(self.lanes)]
-        try:
-            lane.put_nowait(delivery)
-        except asyncio.QueueFull:
-            metrics.webhook_deliveries.labels("dropped").inc()
-            log.error(
-                "webhook %s: queue full, dropped %s %s for card %s",
-                self.name,
-                delivery.type,
-                delivery.msg_id,
-                delivery.card_id,
-            )
+    def start(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.outbox.start()
 
-    async def run_lane(self, index: int, client: httpx.AsyncClient) -> None:
-        lane = self.lanes[index]
-        while True:
-            delivery = await lane.get()
-            self.sending[index] = delivery
-            try:
-                await self.deliver(delivery, client)
-            finally:
-                self.sending[index] = None
-                lane.task_done()
+    def offer(self, delivery: Delivery) -> None:
+        self.outbox.offer(delivery.card_id, delivery.entry())
+
+    def _dropped(self, entry: str) -> None:
+        delivery = Delivery.from_entry(entry)
+        metrics.webhook_deliveries.labels("dropped").inc()
+        log.error(
+            "webhook %s: queue full, dropped %s %s for card %s",
+            self.name,
+            delivery.type,
+            delivery.msg_id,
+            delivery.card_id,
+        )
+
+    async def _send(self, entry: str) -> None:
+        assert self.client is not None, "sent before start()"
+        await self.deliver(Delivery.from_entry(entry), self.client)
 
     async def deliver(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         """Send until accepted, refused or out of attempts; never raises but to cancel."""
@@ -222,34 +241,23 @@ class Endpoint:
             wait,
         )
 
-    def take_undelivered(self) -> list[Delivery]:
-        """What is being sent or waits, emptying the queue; at shutdown."""
-        left = [delivery for delivery in self.sending if delivery is not None]
-        for lane in self.lanes:
-            while not lane.empty():
-                left.append(lane.get_nowait())
-                lane.task_done()
-        return left
-
 
 class WebhookNotifier:
     """A Notifier that posts each card event to every endpoint that asked for its type."""
 
-    # How long close() lets queued events go out before giving up on them.
+    # How long close() lets queued events go out before leaving them.
     grace: float = 5.0
 
-    def __init__(self, hooks: Sequence[WebhookSettings]) -> None:
-        self.endpoints = [Endpoint(hook) for hook in hooks]
+    def __init__(self, hooks: Sequence[WebhookSettings], store: Store) -> None:
+        self.store = store
+        self.endpoints = [Endpoint(hook, store) for hook in hooks]
         self.client: httpx.AsyncClient | None = None
-        self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         # No redirects: a signed event goes only where it was configured to go.
         self.client = httpx.AsyncClient(follow_redirects=False)
         for endpoint in self.endpoints:
-            for index in range(len(endpoint.lanes)):
-                task = asyncio.create_task(endpoint.run_lane(index, self.client))
-                self.tasks.append(task)
+            endpoint.start(self.client)
 
     def notify(self, event: CardEvent) -> None:
         wanted = [e for e in self.endpoints if event.type in e.hook.events]
@@ -266,26 +274,34 @@ class WebhookNotifier:
             endpoint.offer(Delivery(msg_id, str(event.type), event.card.card_id, body))
 
     async def close(self) -> None:
-        lanes = [lane.join() for endpoint in self.endpoints for lane in endpoint.lanes]
-        try:
+        with contextlib.suppress(TimeoutError, StoreUnavailable):
             async with asyncio.timeout(self.grace):
-                await asyncio.gather(*lanes)
-        except TimeoutError:
-            pass  # what is left is logged below
-        # Taken before the lanes stop, while what they were sending is still known.
-        left = [(endpoint, d) for endpoint in self.endpoints for d in endpoint.take_undelivered()]
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks = []
-        for endpoint, delivery in left:
-            metrics.webhook_deliveries.labels("abandoned").inc()
-            log.error(
-                "webhook %s: shutting down; %s %s for card %s not delivered",
-                endpoint.name,
-                delivery.type,
-                delivery.msg_id,
-                delivery.card_id,
-            )
+                await asyncio.gather(*(e.outbox.drained() for e in self.endpoints))
+        for endpoint in self.endpoints:
+            # Never handed to the store: lost with this process.
+            left = await endpoint.outbox.close()
+            try:
+                waiting = await endpoint.outbox.waiting()
+            except StoreUnavailable:
+                waiting = []
+            if self.store.outbox_survives:
+                if waiting:
+                    log.warning(
+                        "webhook %s: shutting down; %d events wait for another instance",
+                        endpoint.name,
+                        len(waiting),
+                    )
+            else:
+                left += waiting
+            for entry in left:
+                delivery = Delivery.from_entry(entry)
+                metrics.webhook_deliveries.labels("abandoned").inc()
+                log.error(
+                    "webhook %s: shutting down; %s %s for card %s not delivered",
+                    endpoint.name,
+                    delivery.type,
+                    delivery.msg_id,
+                    delivery.card_id,
+                )
         if self.client is not None:
             await self.client.aclose()

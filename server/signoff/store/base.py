@@ -224,6 +224,41 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_record(self, name: str) -> None: ...
 
+    # Outbox -------------------------------------------------------------------------
+    # Deliveries to other systems wait in lanes here until sent. A lane keeps its entries
+    # in order and is worked by one holder at a time, under a lease: the holder sends the
+    # head, then removes it; a holder that stops leaves the head for the next one.
+
+    #: Whether entries outlive this process (a shared store) or go with it (memory).
+    outbox_survives: bool = False
+
+    @abc.abstractmethod
+    async def outbox_append(self, lane: str, entry: str, cap: int) -> bool:
+        """Add ``entry`` at the lane's tail; False (and nothing added) when the lane
+        already holds ``cap`` entries."""
+
+    @abc.abstractmethod
+    async def outbox_lease(self, lane: str, holder: str, ttl: float) -> bool:
+        """Take the lane for ``holder`` for ``ttl`` seconds, or renew it if ``holder`` has
+        it; False while another holder's lease runs. Atomic."""
+
+    @abc.abstractmethod
+    async def outbox_release(self, lane: str, holder: str) -> None:
+        """Give up the lane if ``holder`` has it, so another may take it at once."""
+
+    @abc.abstractmethod
+    async def outbox_head(self, lane: str) -> str | None:
+        """The lane's oldest entry, left in place; None when the lane is empty."""
+
+    @abc.abstractmethod
+    async def outbox_done(self, lane: str, holder: str, entry: str) -> bool:
+        """Remove ``entry`` from the lane's head, if ``holder`` has the lane and ``entry``
+        is still its head; False (and nothing removed) otherwise. Atomic."""
+
+    @abc.abstractmethod
+    async def outbox_entries(self, lane: str) -> list[str]:
+        """Every entry waiting in the lane, oldest first."""
+
     # Coordination ---------------------------------------------------------------------
     @abc.abstractmethod
     def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
@@ -48,6 +48,8 @@ class MemoryStore(Store):
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = defaultdict(int)
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
+        self._outbox: dict[str, deque[str]] = defaultdict(deque)
+        self._outbox_leases: dict[str, tuple[str, float]] = {}  # lane -> holder, until
 
     # Sessions -------------------------------------------------------------------------
     async def create_session(self, session: SessionRecord) -> None:
@@ -243,6 +245,43 @@ class MemoryStore(Store):
 
     async def delete_record(self, name: str) -> None:
         self._records.pop(name, None)
+
+    # Outbox ---------------------------------------------------------------------------
+    async def outbox_append(self, lane: str, entry: str, cap: int) -> bool:
+        entries = self._outbox[lane]
+        if len(entries) >= cap:
+            return False
+        entries.append(entry)
+        return True
+
+    async def outbox_lease(self, lane: str, holder: str, ttl: float) -> bool:
+        now = time.monotonic()
+        current = self._outbox_leases.get(lane)
+        if current is not None and current[0] != holder and current[1] > now:
+            return False
+        self._outbox_leases[lane] = (holder, now + ttl)
+        return True
+
+    async def outbox_release(self, lane: str, holder: str) -> None:
+        current = self._outbox_leases.get(lane)
+        if current is not None and current[0] == holder:
+            del self._outbox_leases[lane]
+
+    async def outbox_head(self, lane: str) -> str | None:
+        entries = self._outbox.get(lane)
+        return entries[0] if entries else None
+
+    async def outbox_done(self, lane: str, holder: str, entry: str) -> bool:
+        current = self._outbox_leases.get(lane)
+        entries = self._outbox.get(lane)
+        held = current is not None and current[0] == holder and current[1] > time.monotonic()
+        if not held or not entries or entries[0] != entry:
+            return False
+        entries.popleft()
+        return True
+
+    async def outbox_entries(self, lane: str) -> list[str]:
+        return list(self._outbox.get(lane, ()))
 
     # Coordination ---------------------------------------------------------------------
     @asynccontextmanager

@@ -22,6 +22,8 @@ the stream). Keys, under one prefix per deployment (``?prefix=``, default
     {p}:alive:{instance}    string  this instance's heartbeat, lapsing ALIVE_FOR seconds after
                                     its last beat; a card hash's ``_by`` names who claimed it
     {p}:news:{sid}          channel "<instance>:frames" or "<instance>:end"
+    {p}:outbox:{lane}       list    deliveries waiting to be sent, oldest first, capped
+    {p}:outbox-lease:{lane} string  who works the lane, lapsing unless renewed
 
 Every per-session key expires ``KEY_GRACE`` seconds after the session's idle
 expiry, so nothing outlives a session even when no instance is left to sweep.
@@ -264,6 +266,35 @@ return existed
 _FINAL_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(FINAL))
 
 
+# Outbox: KEYS[1] the lane's list, KEYS[2] its lease.
+_OUTBOX_APPEND = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
+"""
+
+# ARGV: holder, lease in ms.
+_OUTBOX_LEASE = """
+local current = redis.call('GET', KEYS[2])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+_OUTBOX_RELEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# ARGV: holder, entry.
+_OUTBOX_DONE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
+redis.call('LPOP', KEYS[1])
+return 1
+"""
+
+
 def _due_place(status: Status) -> str:
     if status in OPEN:
         return "open"
@@ -313,6 +344,10 @@ class RedisStore(Store):
                 "transition": _TRANSITION,
                 "count": _COUNT,
                 "end": _END,
+                "outbox_append": _OUTBOX_APPEND,
+                "outbox_lease": _OUTBOX_LEASE,
+                "outbox_release": _OUTBOX_RELEASE,
+                "outbox_done": _OUTBOX_DONE,
             }.items()
         }
         self._listeners: dict[str, set[Listener]] = {}
@@ -712,6 +747,41 @@ class RedisStore(Store):
     @_reachable
     async def delete_record(self, name: str) -> None:
         await self.redis.delete(self._key("record", name))
+
+    # Outbox -----------------------------------------------------------------------------
+    outbox_survives = True
+
+    def _outbox_keys(self, lane: str) -> list[str]:
+        return [self._key("outbox", lane), self._key("outbox-lease", lane)]
+
+    @_reachable
+    async def outbox_append(self, lane: str, entry: str, cap: int) -> bool:
+        keys = self._outbox_keys(lane)
+        return bool(await self._scripts["outbox_append"](keys=keys, args=[entry, cap]))
+
+    @_reachable
+    async def outbox_lease(self, lane: str, holder: str, ttl: float) -> bool:
+        keys, ttl_ms = self._outbox_keys(lane), max(int(ttl * 1000), 1)
+        return bool(await self._scripts["outbox_lease"](keys=keys, args=[holder, ttl_ms]))
+
+    @_reachable
+    async def outbox_release(self, lane: str, holder: str) -> None:
+        await self._scripts["outbox_release"](keys=self._outbox_keys(lane), args=[holder])
+
+    @_reachable
+    async def outbox_head(self, lane: str) -> str | None:
+        entry: str | None = await self.redis.lindex(self._key("outbox", lane), 0)  # type: ignore[assignment]
+        return entry
+
+    @_reachable
+    async def outbox_done(self, lane: str, holder: str, entry: str) -> bool:
+        keys = self._outbox_keys(lane)
+        return bool(await self._scripts["outbox_done"](keys=keys, args=[holder, entry]))
+
+    @_reachable
+    async def outbox_entries(self, lane: str) -> list[str]:
+        entries: list[str] = await self.redis.lrange(self._key("outbox", lane), 0, -1)  # type: ignore[assignment]
+        return entries
 
     # Coordination -----------------------------------------------------------------------
     def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:

@@ -82,7 +82,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     if settings.slack is not None:
         notifiers.append(SlackNotifier(settings.slack, store))
     if settings.webhooks:
-        notifiers.append(WebhookNotifier(settings.webhooks))
+        notifiers.append(WebhookNotifier(settings.webhooks, store))
     engine = Engine(
         registry=signoff.registry,
         bot=bot,
