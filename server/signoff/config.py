@@ -126,6 +126,18 @@ class Settings:
         return days
 
 
+# The most a limit per client address may be set to: past it, a limit no longer limits, and
+# its burst would not fit in a number.
+MAX_ADDRESS_RATE = 1_000_000.0
+
+
+def _rate(name: str, value: Any) -> float:
+    rate = _positive(name, value)
+    if rate > MAX_ADDRESS_RATE:
+        raise ConfigError(f"{name}: at most {MAX_ADDRESS_RATE:,.0f}, got {value!r}")
+    return rate
+
+
 def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool):  # TOML `true` is not a number of seconds
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}")
@@ -260,10 +272,10 @@ def load_settings(
         audit_purge_interval=_positive(
             "SIGNOFF_AUDIT_PURGE_INTERVAL", values.get("audit_purge_interval", 3600.0)
         ),
-        address_message_rate=_positive(
+        address_message_rate=_rate(
             "SIGNOFF_ADDRESS_MESSAGE_RATE", values.get("address_message_rate", 10.0)
         ),
-        address_session_rate=_positive(
+        address_session_rate=_rate(
             "SIGNOFF_ADDRESS_SESSION_RATE", values.get("address_session_rate", 30.0)
         ),
         audit_retention_days=(

@@ -668,7 +668,7 @@ def test_limits_per_client_address_have_defaults_and_can_be_set() -> None:
 
 
 @pytest.mark.parametrize("name", ["SIGNOFF_ADDRESS_MESSAGE_RATE", "SIGNOFF_ADDRESS_SESSION_RATE"])
-@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf", "1e308", "1000001"])
 def test_bad_address_limits_are_errors(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings(env={**ENV, name: value})
