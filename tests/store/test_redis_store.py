@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from signoff.core.cards import Status
 from signoff.store import (
     ClaimOutcome,
+    News,
     SessionRecord,
     Store,
     StoreError,
@@ -53,7 +54,8 @@ async def test_a_listener_on_one_instance_hears_frames_written_by_another(prefix
         two.subscribe("s1", lambda news: heard.append(news.event))
         await asyncio.sleep(0.1)  # the subscription takes hold
         heard.clear()
-        seq = await one.append_frame("s1", {"type": "x"})
+        await one.append_frame("s1", {"type": "x"})
+        seq = await one.last_seq("s1")
         for _ in range(100):
             if heard:
                 break
@@ -111,8 +113,8 @@ async def test_every_session_key_expires_and_ending_leaves_nothing(prefix: str, 
         await store.create_session(SessionRecord("s1", "u1", "demo", "conv1", now, now + 60))
         await store.touch_session("s1", ttl=120, now=now)
         await store.append_frame("s1", {"type": "x"})
-        await store.first_use("s1", "c-1")
-        await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
+        async with store.turn("s1", 5, "c-1"):
+            await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
         await store.add_card(card(timeout_at=now + 30))
         per_session = [k async for k in raw.scan_iter(f"{prefix}:*") if not _index(k, prefix)]
         assert len(per_session) == 7  # session, seq, frames, client_ids, conv, cards, card
@@ -199,3 +201,56 @@ async def test_calls_fail_clearly_while_redis_is_down_and_work_again_after(
             assert "frames" in heard
         finally:
             await store.close()
+
+
+async def test_a_card_is_kept_after_the_conversation_that_proposed_it(prefix: str) -> None:
+    """Another instance deciding the card resumes from that conversation."""
+    one, two = await opened(redis_store_url(prefix)), await opened(redis_store_url(prefix))
+    try:
+        await one.create_session(session())
+        async with one.turn("s1", 5) as turn:
+            assert turn is not None
+            await one.save_conversation("s1", [{"role": "assistant", "content": "proposed"}])
+            await one.add_card(card(timeout_at=time.time() + 300))
+            assert await two.load_conversation("s1") == [
+                {"role": "assistant", "content": "proposed"}
+            ]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_quick_turn_is_written_in_one_step_when_it_ends(prefix: str) -> None:
+    store = await opened(redis_store_url(prefix))
+    try:
+        await store.create_session(session())
+        heard: list[News] = []
+        store.subscribe("s1", heard.append)
+        async with store.turn("s1", 5, "c-1") as turn:
+            assert turn is not None
+            for kind in ("message", "message.start", "message.end"):
+                await store.append_frame("s1", {"type": kind})
+            await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
+            assert await store.last_seq("s1") == 0  # held back while the turn runs
+        assert [[seq for seq, _ in news.frames] for news in heard] == [[1, 2, 3]]
+        assert await store.load_conversation("s1") == [{"role": "user", "content": "hi"}]
+    finally:
+        await store.close()
+
+
+async def test_frames_are_announced_only_to_instances_that_follow_the_session(
+    prefix: str, raw: Redis
+) -> None:
+    store = await opened(redis_store_url(prefix))
+    outsider = raw.pubsub()
+    try:
+        await store.create_session(session())
+        store.subscribe("s1", lambda news: None)  # followed here, on the writing instance
+        await asyncio.sleep(0.1)
+        await outsider.subscribe(f"{prefix}:news:s1")
+        await outsider.get_message(timeout=0.2)  # the subscription's confirmation
+        await store.append_frame("s1", {"type": "x"})
+        assert await outsider.get_message(timeout=0.3) is None
+    finally:
+        await outsider.aclose()
+        await store.close()

@@ -92,8 +92,8 @@ async def test_sessions_slide_expire_and_end(store: Store) -> None:
 
 async def test_frames_are_numbered_in_order_and_replayed_after_a_seq(store: Store) -> None:
     await store.create_session(session())
-    seqs = [await store.append_frame("s1", {"type": "message", "n": n}) for n in range(5)]
-    assert seqs == [1, 2, 3, 4, 5]
+    for n in range(5):
+        await store.append_frame("s1", {"type": "message", "n": n})
     assert await store.last_seq("s1") == 5
     after = await store.frames_after("s1", 2)
     assert [seq for seq, _ in after] == [3, 4, 5]
@@ -103,16 +103,56 @@ async def test_frames_are_numbered_in_order_and_replayed_after_a_seq(store: Stor
 
 async def test_concurrent_appends_get_distinct_consecutive_seqs(store: Store) -> None:
     await store.create_session(session())
-    seqs = await asyncio.gather(*(store.append_frame("s1", {"type": "x"}) for _ in range(50)))
-    assert sorted(seqs) == list(range(1, 51))
+    await asyncio.gather(*(store.append_frame("s1", {"type": "x", "n": n}) for n in range(50)))
+    kept = await store.frames_after("s1", 0)
+    assert [seq for seq, _ in kept] == list(range(1, 51))
+    assert sorted(json.loads(text)["n"] for _, text in kept) == list(range(50))
+
+
+async def first_use(store: Store, session_id: str, client_id: str) -> bool:
+    """Whether a turn for ``client_id`` is taken: its first use."""
+    async with store.turn(session_id, 5, client_id) as turn:
+        return turn is not None
 
 
 async def test_a_client_id_is_new_only_once_per_session(store: Store) -> None:
     await store.create_session(session())
     await store.create_session(session("s2"))
-    assert await store.first_use("s1", "c-1") is True
-    assert await store.first_use("s1", "c-1") is False
-    assert await store.first_use("s2", "c-1") is True
+    assert await first_use(store, "s1", "c-1") is True
+    assert await first_use(store, "s1", "c-1") is False
+    assert await first_use(store, "s2", "c-1") is True
+    assert await first_use(store, "s1", "c-2") is True
+
+
+async def test_a_turn_begins_with_the_conversation_and_open_cards(store: Store) -> None:
+    await store.create_session(session())
+    await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
+    await store.add_card(card("done1", status=Status.DONE))
+    await store.add_card(card("open1", timeout_at=NOW + 300))
+    async with store.turn("s1", 5) as turn:
+        assert turn is not None
+        assert turn.conversation == [{"role": "user", "content": "hi"}]
+        assert [c.card_id for c in turn.open_cards] == ["open1"]
+
+
+async def test_what_a_turn_writes_is_kept_in_order_when_it_ends(store: Store) -> None:
+    await store.create_session(session())
+    await store.append_frame("s1", {"type": "before"})
+    heard: list[int] = []
+    store.subscribe("s1", lambda news: heard.extend(seq for seq, _ in news.frames))
+    async with store.turn("s1", 5, "c-1") as turn:
+        assert turn is not None
+        await store.append_frame("s1", {"type": "a"})
+        conversation = await store.load_conversation("s1")
+        conversation.append({"role": "user", "content": "hi"})
+        await store.save_conversation("s1", conversation)
+        assert await store.load_conversation("s1") == conversation  # the turn's own view
+        await asyncio.sleep(0.05)  # a turn that waits shows its frames meanwhile
+        await store.append_frames("s1", [{"type": "b"}, {"type": "c"}])
+    kept = [json.loads(text)["type"] for _, text in await store.frames_after("s1", 0)]
+    assert kept == ["before", "a", "b", "c"]
+    assert heard == [2, 3, 4]
+    assert await store.load_conversation("s1") == [{"role": "user", "content": "hi"}]
 
 
 async def test_conversation_round_trips_and_is_not_shared(store: Store) -> None:
@@ -236,7 +276,7 @@ async def test_the_turn_lock_admits_one_holder_at_a_time(store: Store) -> None:
 
     async def hold() -> None:
         nonlocal inside, most
-        async with store.lock("turn:s1", ttl=5):
+        async with store.turn("s1", ttl=5):
             inside += 1
             most = max(most, inside)
             await asyncio.sleep(0.01)
@@ -249,7 +289,7 @@ async def test_the_turn_lock_admits_one_holder_at_a_time(store: Store) -> None:
 async def test_nothing_is_kept_for_a_session_that_ended(store: Store) -> None:
     await store.create_session(session())
     await store.end_session("s1", "expired")
-    assert await store.first_use("s1", "c-1") is False
+    assert await first_use(store, "s1", "c-1") is False
     await store.add_card(card())
     assert await store.get_card("card1") is None
     assert await store.due_cards(NOW + 1000) == []
@@ -327,14 +367,14 @@ async def test_the_turn_lock_holds_past_its_lease_while_its_holder_works(store: 
     order: list[str] = []
 
     async def first() -> None:
-        async with store.lock("turn:s1", ttl=0.3):
+        async with store.turn("s1", ttl=0.3):
             order.append("first in")
             await asyncio.sleep(1.0)  # three leases long
             order.append("first out")
 
     async def second() -> None:
         await asyncio.sleep(0.05)
-        async with store.lock("turn:s1", ttl=0.3):
+        async with store.turn("s1", ttl=0.3):
             order.append("second in")
 
     await asyncio.gather(first(), second())
@@ -484,8 +524,8 @@ async def test_frames_appended_together_get_consecutive_seqs_and_one_wake(store:
     await store.append_frame("s1", {"type": "first"})
     heard: list[News] = []
     store.subscribe("s1", heard.append)
-    last = await store.append_frames("s1", [{"type": "a"}, {"type": "b", "text": "é"}])
-    assert last == 3
+    await store.append_frames("s1", [{"type": "a"}, {"type": "b", "text": "é"}])
+    assert await store.last_seq("s1") == 3
     kept = await store.frames_after("s1", 1)
     assert [(seq, json.loads(text)) for seq, text in kept] == [
         (2, {"type": "a", "seq": 2}),
@@ -498,7 +538,8 @@ async def test_frames_appended_together_get_consecutive_seqs_and_one_wake(store:
         (seq, json.loads(text)) for seq, text in kept
     ]
     await store.end_session("s1", "expired")
-    assert await store.append_frames("s1", [{"type": "late"}]) == 0
+    await store.append_frames("s1", [{"type": "late"}])
+    assert await store.frames_after("s1", 0) == []
 
 
 # Outbox -------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from signoff.engine.turns import (
     audit_status,
     new_id,
     save,
-    turn_lock,
     visitor,
 )
 from signoff.store import ClaimOutcome, SessionRecord, Store
@@ -134,7 +133,7 @@ class Cards:
                 ErrorCode.HASH_MISMATCH, "args_hash does not match the card", ref=card_id
             )
         new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
-        async with self.store.lock(turn_lock(card.session_id), TURN_LOCK_TTL):
+        async with self.store.turn(card.session_id, TURN_LOCK_TTL):
             card = await self._claim(card, {Status.PENDING}, new, {"decided_by": by.signature})
             return await self._carry_out(card, by)
 
@@ -178,7 +177,7 @@ class Cards:
             # Checked before the turn lock too, so a late decision is answered at once
             # instead of after the winner's whole run (the claim still decides races).
             card = waiting_level(card, card_id, level, teammate)
-            async with self.store.lock(turn_lock(card.session_id), TURN_LOCK_TTL):
+            async with self.store.turn(card.session_id, TURN_LOCK_TTL):
                 card = await self.store.get_card(card_id)
                 card = waiting_level(card, card_id, level, teammate)
                 card = await self._team_claim(card, verdict, teammate, reason)

@@ -7,7 +7,7 @@ from typing import Any
 
 from signoff.core.cards import CLAIMED, OPEN, Card, Status
 from signoff.engine.cards import Cards
-from signoff.engine.turns import TURN_LOCK_TTL, turn_lock
+from signoff.engine.turns import TURN_LOCK_TTL
 from signoff.store import ClaimOutcome, Store
 
 
@@ -46,7 +46,7 @@ class Sweeper:
         """Expire a late open card, or mark an abandoned claimed one interrupted."""
         status = Status.EXPIRED if card.status in OPEN else Status.INTERRUPTED
         try:
-            async with self.store.lock(turn_lock(card.session_id), TURN_LOCK_TTL):
+            async with self.store.turn(card.session_id, TURN_LOCK_TTL):
                 expected = OPEN if card.status in OPEN else CLAIMED
                 moved = await self.store.transition(card.card_id, expected, status, self.clock())
                 if moved.outcome is ClaimOutcome.OK and moved.card is not None:

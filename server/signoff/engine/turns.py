@@ -76,11 +76,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(12)}"
 
 
-def turn_lock(session_id: str) -> str:
-    """The lock that one session's turns and decisions take, one at a time."""
-    return f"turn:{session_id}"
-
-
 async def save(store: Store, session_id: str, conversation: Conversation) -> None:
     """Keep the conversation, in the window a turn loads (``core.conversation.window``)."""
     await store.save_conversation(session_id, window(conversation))
@@ -133,11 +128,10 @@ class Turns:
     async def _handle_message(
         self, session: SessionRecord, text: str, client_id: str, client: Client
     ) -> None:
-        if not await self.store.first_use(session.session_id, client_id):
-            return  # a re-sent message: its frames are already in the history
-        async with self.store.lock(turn_lock(session.session_id), TURN_LOCK_TTL):
-            conversation = await self.store.load_conversation(session.session_id)
-            open_cards = await self.store.open_cards(session.session_id)
+        async with self.store.turn(session.session_id, TURN_LOCK_TTL, client_id) as turn:
+            if turn is None:
+                return  # a re-sent message: its frames are already in the history
+            conversation, open_cards = turn.conversation, turn.open_cards
             if any(card.status is Status.WAITING for card in open_cards):
                 # The turn is paused on a teammate: the visitor's words are shown, and the
                 # bot continues once the teammate has decided.

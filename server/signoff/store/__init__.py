@@ -10,6 +10,7 @@ from signoff.store.base import (
     StoreError,
     StoreUnavailable,
     Transition,
+    TurnStart,
     max_frames_option,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Transition",
+    "TurnStart",
     "open_store",
 ]

@@ -83,6 +83,14 @@ class News:
 Listener = Callable[[News], None]
 
 
+@dataclass(frozen=True)
+class TurnStart:
+    """What a turn begins with: the conversation and the cards still open, oldest first."""
+
+    conversation: Conversation
+    open_cards: list[Card]
+
+
 class Store(abc.ABC):
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect; called once before use."""
@@ -130,16 +138,18 @@ class Store(abc.ABC):
 
     # Frame history --------------------------------------------------------------------
     @abc.abstractmethod
-    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> int:
+    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
         """Give the frames the session's next seqs, in order, keep them and wake listeners,
-        in one step; returns the last seq.
+        in one step. Frames for a session that has ended are dropped.
 
-        Frames for a session that has ended are dropped (seq 0).
+        While this process holds the session's turn (``turn``), the store may hold the
+        frames back briefly and write them together with what follows; they are written
+        in order, and at the latest when the turn ends.
         """
 
-    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> int:
+    async def append_frame(self, session_id: str, frame: dict[str, Any]) -> None:
         """One frame: see ``append_frames``."""
-        return await self.append_frames(session_id, (frame,))
+        await self.append_frames(session_id, (frame,))
 
     @abc.abstractmethod
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
@@ -151,10 +161,6 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def last_seq(self, session_id: str) -> int: ...
-
-    @abc.abstractmethod
-    async def first_use(self, session_id: str, client_id: str) -> bool:
-        """True the first time a session presents this client_id, False after."""
 
     # Cards ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -261,8 +267,23 @@ class Store(abc.ABC):
 
     # Coordination ---------------------------------------------------------------------
     @abc.abstractmethod
-    def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:
-        """Mutual exclusion for one session's turn; a lease of ``ttl`` seconds."""
+    def turn(
+        self, session_id: str, ttl: float, client_id: str | None = None
+    ) -> AbstractAsyncContextManager[TurnStart | None]:
+        """Hold the session's turn: one holder at a time, on a lease of ``ttl`` seconds
+        that is renewed while the holder works (a holder that dies frees the turn when
+        its lease lapses). Yields the session's conversation and open cards as the turn
+        begins.
+
+        With ``client_id``, its first use is taken in the same step: a client_id the
+        session presented before (or a session that has ended) yields None and holds
+        nothing, so a re-sent message is handled once.
+
+        While the turn is held, ``load_conversation`` and ``save_conversation`` of the
+        session may be served by the turn, and the conversation and frames written
+        together when it ends: a turn costs a shared store one round trip to begin and
+        one to end.
+        """
 
     @abc.abstractmethod
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:

@@ -27,6 +27,7 @@ from signoff.store.base import (
     SessionRecord,
     Store,
     Transition,
+    TurnStart,
 )
 
 
@@ -94,9 +95,9 @@ class MemoryStore(Store):
         self._conversations[session_id] = json.dumps(conversation)
 
     # Frame history --------------------------------------------------------------------
-    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> int:
+    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
         if session_id not in self._sessions:
-            return 0  # the session ended: nothing of it is kept
+            return  # the session ended: nothing of it is kept
         kept = self._frames.setdefault(session_id, [])
         first = kept[-1][0] + 1 if kept else 1
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
@@ -107,7 +108,6 @@ class MemoryStore(Store):
         if len(kept) > self.max_frames:
             del kept[: len(kept) - self.max_frames]
         self._notify(session_id, News("frames", numbered))
-        return first + len(numbered) - 1
 
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
         frames = self._frames.get(session_id)
@@ -119,15 +119,6 @@ class MemoryStore(Store):
     async def last_seq(self, session_id: str) -> int:
         frames = self._frames.get(session_id)
         return frames[-1][0] if frames else 0
-
-    async def first_use(self, session_id: str, client_id: str) -> bool:
-        if session_id not in self._sessions:
-            return False  # the session ended: nothing more is handled for it
-        seen = self._client_ids[session_id]
-        if client_id in seen:
-            return False
-        seen.add(client_id)
-        return True
 
     # Cards ----------------------------------------------------------------------------
     async def add_card(self, card: Card) -> None:
@@ -284,21 +275,39 @@ class MemoryStore(Store):
         return list(self._outbox.get(lane, ()))
 
     # Coordination ---------------------------------------------------------------------
+    def _first_use(self, session_id: str, client_id: str) -> bool:
+        if session_id not in self._sessions:
+            return False  # the session ended: nothing more is handled for it
+        seen = self._client_ids[session_id]
+        if client_id in seen:
+            return False
+        seen.add(client_id)
+        return True
+
+    def turn(
+        self, session_id: str, ttl: float, client_id: str | None = None
+    ) -> AbstractAsyncContextManager[TurnStart | None]:
+        return self._turn(session_id, client_id)  # one process: the lease never matters
+
     @asynccontextmanager
-    async def _held(self, name: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        self._lock_users[name] += 1
+    async def _turn(
+        self, session_id: str, client_id: str | None
+    ) -> AsyncIterator[TurnStart | None]:
+        if client_id is not None and not self._first_use(session_id, client_id):
+            yield None
+            return
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        self._lock_users[session_id] += 1
         try:
             async with lock:
-                yield
+                yield TurnStart(
+                    await self.load_conversation(session_id), await self.open_cards(session_id)
+                )
         finally:
-            self._lock_users[name] -= 1
-            if not self._lock_users[name]:
-                del self._lock_users[name]
-                del self._locks[name]
-
-    def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:
-        return self._held(name)  # one process: the lease time never matters
+            self._lock_users[session_id] -= 1
+            if not self._lock_users[session_id]:
+                del self._lock_users[session_id]
+                del self._locks[session_id]
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         self._listeners[session_id].add(listener)

@@ -42,6 +42,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -62,6 +63,7 @@ from signoff.store.base import (
     StoreError,
     StoreUnavailable,
     Transition,
+    TurnStart,
     max_frames_option,
 )
 
@@ -71,6 +73,8 @@ log = logging.getLogger("signoff.store")
 # cards and audit them. Past that, Redis drops the keys by itself.
 KEY_GRACE = 3600.0
 LOCK_POLL = 0.005
+# How long a turn holds its frames back before writing them on its own (see append_frames).
+WRITE_BEHIND = 0.01
 # Each instance beats this often while it runs; one silent for ALIVE_FOR seconds has
 # stopped, and the cards it had claimed are settled as interrupted by another.
 HEARTBEAT = 1.0
@@ -123,35 +127,73 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 
-# ARGV: max frames kept, news channel, this instance, then the frames' JSON texts.
-_APPEND = """
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-local last = redis.call('INCRBY', KEYS[2], #ARGV - 3)
-redis.call('PEXPIRE', KEYS[2], ttl)
-for i = 4, #ARGV do
-  local seq = last - #ARGV + i
-  local text = string.sub(ARGV[i], 1, -2) .. ',"seq":' .. seq .. '}'
-  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[1], seq .. '-0', 'f', text)
+# A turn begins: the client_id's first use (when given), the turn's lock, and what the
+# turn reads. KEYS: session, client_ids, lock, conversation, cards. ARGV: client_id or '',
+# the holder's token, the lease in ms, the card key prefix, the open statuses as stored.
+_BEGIN = """
+if ARGV[1] ~= '' then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl <= 0 or redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {'seen'} end
+  redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':frames')
-return last
+if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'busy'} end
+local reply = {'held', redis.call('GET', KEYS[4]) or ''}
+for _, id in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+  local status = redis.call('HGET', ARGV[4] .. id, 'status')
+  if status and ARGV[5]:find(status, 1, true) then
+    reply[#reply + 1] = redis.call('HGETALL', ARGV[4] .. id)
+  end
+end
+return reply
 """
 
-_FIRST_USE = """
+# Frames, the conversation, and the turn's lock let go, as one step; each part optional.
+# KEYS: session, seq, frames, conversation, lock, listeners. ARGV: max frames kept, news
+# channel, this instance, the conversation or '', the holder's token or '', then the
+# frames' JSON texts. Returns the last seq written (0 for none) and whether the lock was
+# still this holder's.
+_WRITE = """
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-local added = redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ttl)
-return added
+local last = 0
+if ttl > 0 then
+  local count = #ARGV - 5
+  if count > 0 then
+    last = redis.call('INCRBY', KEYS[2], count)
+    redis.call('PEXPIRE', KEYS[2], ttl)
+    for i = 6, #ARGV do
+      local seq = last - #ARGV + i
+      local text = string.sub(ARGV[i], 1, -2) .. ',"seq":' .. seq .. '}'
+      redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[1], seq .. '-0', 'f', text)
+    end
+    redis.call('PEXPIRE', KEYS[3], ttl)
+    -- Only instances following the session hear of it; this one hands its own frames.
+    local others = redis.call('SCARD', KEYS[6])
+    if others > 0 and redis.call('SISMEMBER', KEYS[6], ARGV[3]) == 1 then others = others - 1 end
+    if others > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':frames') end
+  end
+  if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ttl) end
+end
+local held = 1
+if ARGV[5] ~= '' then
+  if redis.call('GET', KEYS[5]) == ARGV[5] then redis.call('DEL', KEYS[5]) else held = 0 end
+end
+return {last, held}
 """
 
-_SAVE = """
+# KEYS: lock. ARGV: the holder's token, the lease in ms.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# This instance follows a session, or stops. KEYS: session, listeners. ARGV: instance,
+# '1' to follow or '' to stop.
+_FOLLOW = """
+if ARGV[2] == '' then return redis.call('SREM', KEYS[2], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
-return 1
+redis.call('SADD', KEYS[2], ARGV[1])
+return redis.call('PEXPIRE', KEYS[2], ttl)
 """
 
 _ADD_CARD = """
@@ -255,7 +297,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[10], id)
 end
 local existed = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[11])
 redis.call('ZREM', KEYS[7], ARGV[1])
 if existed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':end') end
 return existed
@@ -293,6 +335,27 @@ if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[1])
 return 1
 """
+
+
+# The turn the current task holds (tasks it starts inherit it): its conversation is served
+# from the turn, and saved with the turn's end.
+_HOLDING: ContextVar[_HeldTurn | None] = ContextVar("signoff_redis_turn", default=None)
+
+# The open statuses as stored, for ``_BEGIN`` to find one in.
+_OPEN_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(OPEN))
+
+
+class _HeldTurn:
+    """A turn this instance holds: what it holds back, written together when it ends."""
+
+    def __init__(self, token: str, conversation: str | None) -> None:
+        self.token = token
+        self.conversation = conversation  # the latest, as JSON text
+        self.unsaved = False
+        self.frames: list[str] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.soon: asyncio.TimerHandle | None = None
+        self.renewal: asyncio.TimerHandle | None = None
 
 
 def _due_place(status: Status) -> str:
@@ -337,9 +400,10 @@ class RedisStore(Store):
             name: redis.register_script(source)
             for name, source in {
                 "touch": _TOUCH,
-                "append": _APPEND,
-                "first_use": _FIRST_USE,
-                "save": _SAVE,
+                "begin": _BEGIN,
+                "write": _WRITE,
+                "renew": _RENEW,
+                "follow": _FOLLOW,
                 "add_card": _ADD_CARD,
                 "transition": _TRANSITION,
                 "count": _COUNT,
@@ -356,6 +420,10 @@ class RedisStore(Store):
         self._dirty: set[str] = set()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # The turns this instance holds, by session.
+        self._turns: dict[str, _HeldTurn] = {}
+        self._renewals: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -394,6 +462,26 @@ class RedisStore(Store):
             self._key("seq", session_id),
             self._key("frames", session_id),
             self._key("client_ids", session_id),
+            self._key("listeners", session_id),
+        ]
+
+    def _holding(self, session_id: str) -> _HeldTurn | None:
+        """The session's turn, if the caller is its holder (or works for it)."""
+        held = self._turns.get(session_id)
+        return held if held is not None and held is _HOLDING.get() else None
+
+    def _turn_key(self, session_id: str) -> str:
+        return self._key("lock", f"turn:{session_id}")
+
+    def _write_keys(self, session_id: str) -> list[str]:
+        """The keys of ``_WRITE``, in its order."""
+        return [
+            self._key("session", session_id),
+            self._key("seq", session_id),
+            self._key("frames", session_id),
+            self._key("conversation", session_id),
+            self._turn_key(session_id),
+            self._key("listeners", session_id),
         ]
 
     # Lifecycle --------------------------------------------------------------------------
@@ -414,6 +502,8 @@ class RedisStore(Store):
         ]
 
     async def close(self) -> None:
+        self._closing = True
+        self._changed.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -516,6 +606,7 @@ class RedisStore(Store):
         ordered = [
             *(keys[0], keys[3], keys[4], keys[5], keys[6], keys[2], keys[1]),
             *(self._key("due"), self._key("team"), self._key("waiting")),
+            keys[7],
         ]
         existed = await self._scripts["end"](
             keys=ordered,
@@ -527,40 +618,101 @@ class RedisStore(Store):
     # Conversation -----------------------------------------------------------------------
     @_reachable
     async def load_conversation(self, session_id: str) -> Conversation:
-        text = await self.redis.get(self._key("conversation", session_id))
+        held = self._holding(session_id)
+        if held is not None:
+            text = held.conversation
+        else:
+            text = await self.redis.get(self._key("conversation", session_id))  # type: ignore[assignment]
         return json.loads(text) if text else []
 
     @_reachable
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
-        await self._scripts["save"](
-            keys=[self._key("session", session_id), self._key("conversation", session_id)],
-            args=[json.dumps(conversation)],
-        )
+        held = self._holding(session_id)
+        if held is not None:
+            held.conversation, held.unsaved = json.dumps(conversation), True
+            return  # written when the turn ends, or with what must be written before that
+        await self._write(session_id, conversation=json.dumps(conversation))
 
     # Frame history ----------------------------------------------------------------------
     @_reachable
-    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> int:
+    async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
         texts = [json.dumps(frame) for frame in frames]
-        last = int(
-            await self._scripts["append"](
-                keys=[
-                    self._key("session", session_id),
-                    self._key("seq", session_id),
-                    self._key("frames", session_id),
-                ],
-                args=[self.max_frames, self._key("news", session_id), self.instance, *texts],
+        held = self._turns.get(session_id)
+        if held is None:
+            await self._write(session_id, texts)
+            return
+        # The turn's frames go out together: those of one step of the event loop in one
+        # write, the rest with the turn's end.
+        held.frames.extend(texts)
+        if held.writer is None and held.soon is None:
+            # Soon, not at once: a turn that ends first (most do) writes all its frames
+            # with its end; one that waits on a model or an action shows them meanwhile.
+            held.soon = asyncio.get_running_loop().call_later(
+                WRITE_BEHIND, self._write_soon, session_id, held
             )
+
+    def _write_soon(self, session_id: str, held: _HeldTurn) -> None:
+        held.soon = None
+        if held.writer is None and self._turns.get(session_id) is held:
+            held.writer = asyncio.create_task(self._write_behind(session_id, held))
+
+    async def _write_behind(self, session_id: str, held: _HeldTurn) -> None:
+        try:
+            while held.frames:
+                texts, held.frames = held.frames, []
+                try:
+                    await self._write(session_id, texts)
+                except _UNAVAILABLE as exc:
+                    # Kept for the turn's end, which tries again and reports the outage.
+                    held.frames[:0] = texts
+                    log.warning("frames of session %s not written yet: %s", session_id, exc)
+                    return
+        finally:
+            held.writer = None
+
+    async def _write(
+        self,
+        session_id: str,
+        texts: Sequence[str] = (),
+        conversation: str = "",
+        token: str = "",
+    ) -> bool:
+        """One ``_WRITE``: frames, conversation, the turn's release. False when ``token``
+        no longer held the turn."""
+        last, held = await self._scripts["write"](
+            keys=self._write_keys(session_id),
+            args=[
+                self.max_frames,
+                self._key("news", session_id),
+                self.instance,
+                conversation,
+                token,
+                *texts,
+            ],
         )
         if last:
             # The frames as the script numbered them: this instance's sockets need not read
             # them back.
-            first = last - len(texts) + 1
+            first = int(last) - len(texts) + 1
             numbered = tuple(
                 (seq, f'{text[:-1]},"seq":{seq}}}') for seq, text in enumerate(texts, first)
             )
             self._notify(session_id, News("frames", numbered))
-        return last
+        return bool(held)
+
+    async def _catch_up(self, session_id: str) -> None:
+        """Write what the session's turn holds back, before a write that must follow it."""
+        held = self._turns.get(session_id)
+        if held is None:
+            return
+        if held.writer is not None:
+            await asyncio.shield(held.writer)
+        if held.frames or held.unsaved:
+            texts, held.frames = held.frames, []
+            conversation = held.conversation if held.unsaved else None
+            held.unsaved = False
+            await self._write(session_id, texts, conversation or "")
 
     @_reachable
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
@@ -573,17 +725,12 @@ class RedisStore(Store):
     async def last_seq(self, session_id: str) -> int:
         return int(await self.redis.get(self._key("seq", session_id)) or 0)
 
-    @_reachable
-    async def first_use(self, session_id: str, client_id: str) -> bool:
-        added = await self._scripts["first_use"](
-            keys=[self._key("session", session_id), self._key("client_ids", session_id)],
-            args=[client_id],
-        )
-        return bool(added)
-
     # Cards ------------------------------------------------------------------------------
     @_reachable
     async def add_card(self, card: Card) -> None:
+        # A card is kept after the conversation that proposed it: a decision taken on
+        # another instance resumes from that conversation.
+        await self._catch_up(card.session_id)
         place = _due_place(card.status)
         score = {"open": repr(card.timeout_at), "claimed": repr(card.lease_until or 0.0)}
         await self._scripts["add_card"](
@@ -784,37 +931,93 @@ class RedisStore(Store):
         return entries
 
     # Coordination -----------------------------------------------------------------------
-    def lock(self, name: str, ttl: float) -> AbstractAsyncContextManager[None]:
-        return self._held(name, ttl)
+    def turn(
+        self, session_id: str, ttl: float, client_id: str | None = None
+    ) -> AbstractAsyncContextManager[TurnStart | None]:
+        return self._turn(session_id, ttl, client_id)
 
     @asynccontextmanager
-    async def _held(self, name: str, ttl: float) -> AsyncIterator[None]:
-        lock = self.redis.lock(self._key("lock", name), timeout=ttl, sleep=LOCK_POLL)
+    async def _turn(
+        self, session_id: str, ttl: float, client_id: str | None
+    ) -> AsyncIterator[TurnStart | None]:
+        token = secrets.token_hex(8)
+        keys = [
+            self._key("session", session_id),
+            self._key("client_ids", session_id),
+            self._turn_key(session_id),
+            self._key("conversation", session_id),
+            self._key("cards", session_id),
+        ]
+        lease = str(int(ttl * 1000))
+        first_use = client_id or ""
         try:
-            await lock.acquire()
+            while True:
+                reply = await self._scripts["begin"](
+                    keys=keys,
+                    args=[first_use, token, lease, self._key("card", ""), _OPEN_STATUSES],
+                )
+                if reply[0] != "busy":
+                    break
+                first_use = ""  # taken already: only the lock is waited for
+                await asyncio.sleep(LOCK_POLL)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
-        renewal = asyncio.create_task(self._renew(lock, ttl))
+        if reply[0] == "seen":
+            yield None
+            return
+        held = _HeldTurn(token, reply[1] or None)
+        self._turns[session_id] = held
+        holding = _HOLDING.set(held)
+        loop = asyncio.get_running_loop()
+        held.renewal = loop.call_later(ttl / 3, self._renew, session_id, held, ttl)
+        cards = [_decode_card(_decode_pairs(flat)) for flat in reply[2:]]
         try:
-            yield
+            yield TurnStart(
+                json.loads(reply[1]) if reply[1] else [],
+                [card for card in cards if card is not None],
+            )
         finally:
-            renewal.cancel()
-            try:
-                await lock.release()
-            except redis_errors.LockError:
-                log.warning("lock %s was lost before its holder finished", name)
-            except _UNAVAILABLE:
-                log.warning("lock %s not released: Redis unreachable; it lapses by itself", name)
+            _HOLDING.reset(holding)
+            await self._end_turn(session_id, held)
 
-    @staticmethod
-    async def _renew(lock: Any, ttl: float) -> None:
+    async def _end_turn(self, session_id: str, held: _HeldTurn) -> None:
+        """Write what the turn held back and let the turn go, in one step."""
+        for handle in (held.renewal, held.soon):
+            if handle is not None:
+                handle.cancel()
+        if held.writer is not None:
+            await asyncio.shield(held.writer)
+        del self._turns[session_id]
+        conversation = held.conversation if held.unsaved else None
+        try:
+            kept = await self._write(session_id, held.frames, conversation or "", held.token)
+        except _UNAVAILABLE as exc:
+            log.warning("turn of session %s not ended in Redis: it lapses by itself", session_id)
+            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
+        if not kept:
+            log.warning("the turn of session %s was lost before its holder finished", session_id)
+
+    def _renew(self, session_id: str, held: _HeldTurn, ttl: float) -> None:
         """Keep the lease while the holder works: a turn may run longer than one lease."""
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                await lock.reacquire()
-            except (redis_errors.LockError, *_UNAVAILABLE) as exc:
-                log.warning("cannot renew lock %s: %s", lock.name, exc)
+        if self._turns.get(session_id) is not held:
+            return
+        task = asyncio.ensure_future(self._extend(session_id, held, ttl))
+        self._renewals.add(task)
+        task.add_done_callback(self._renewals.discard)
+        held.renewal = asyncio.get_running_loop().call_later(
+            ttl / 3, self._renew, session_id, held, ttl
+        )
+
+    async def _extend(self, session_id: str, held: _HeldTurn, ttl: float) -> None:
+        try:
+            kept = await self._scripts["renew"](
+                keys=[self._turn_key(session_id)], args=[held.token, int(ttl * 1000)]
+            )
+        except _UNAVAILABLE as exc:
+            log.warning("cannot renew the turn of session %s: %s", session_id, exc)
+            return
+        if not kept:
+            log.warning("the turn of session %s was lost before its holder finished", session_id)
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         self._listeners.setdefault(session_id, set()).add(listener)
@@ -840,7 +1043,8 @@ class RedisStore(Store):
         """Follow the sessions that have listeners here, in batches, one command each way."""
         assert self._pubsub is not None
         news = self._key("news", "")
-        while True:
+        # Not only cancelled: redis-py may swallow a cancellation that lands mid-command.
+        while not self._closing:
             await self._changed.wait()
             self._changed.clear()
             dirty, self._dirty = self._dirty, set()
@@ -849,18 +1053,32 @@ class RedisStore(Store):
             try:
                 if wanted:
                     await self._pubsub.subscribe(*(news + s for s in wanted))
+                    await self._follow(wanted, True)
                     self._subscribed.update(wanted)
                     # Frames written elsewhere before the subscription took hold.
                     for session_id in wanted:
                         self._notify(session_id, News("frames"))
                 if unwanted:
                     await self._pubsub.unsubscribe(*(news + s for s in unwanted))
+                    await self._follow(unwanted, False)
                     self._subscribed.difference_update(unwanted)
             except _UNAVAILABLE as exc:
                 log.warning("cannot follow sessions in Redis (%s); retrying", exc)
                 self._dirty |= dirty
                 await asyncio.sleep(0.5)
                 self._changed.set()
+
+    async def _follow(self, session_ids: list[str], follow: bool) -> None:
+        """Say in the sessions' listener sets that this instance follows them (or not), so
+        frames written elsewhere are announced to it, and only to instances that listen."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                await self._scripts["follow"](
+                    keys=[self._key("session", session_id), self._key("listeners", session_id)],
+                    args=[self.instance, "1" if follow else ""],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def _listen(self) -> None:
         assert self._pubsub is not None
