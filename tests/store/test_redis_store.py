@@ -22,7 +22,7 @@ from signoff.store import (
 )
 from signoff.store.redis import KEY_GRACE, RedisStore
 from tests.services import REDIS_URL, private_redis, redis_prefix, redis_store_url
-from tests.store.test_store_contract import NOW, card, session
+from tests.store.test_store_contract import NOW, card, cid, session
 from tests.support import free_port
 
 
@@ -76,7 +76,7 @@ async def test_claims_racing_on_two_instances_let_exactly_one_win(prefix: str) -
         results = await asyncio.gather(
             *(
                 stores[i % 2].transition(
-                    "card1", {Status.PENDING}, Status.APPROVED, NOW, check_deadline=True
+                    cid("card1"), {Status.PENDING}, Status.APPROVED, NOW, check_deadline=True
                 )
                 for i in range(20)
             )
@@ -181,15 +181,15 @@ async def test_calls_fail_clearly_while_redis_is_down_and_work_again_after(
             store.subscribe("s1", lambda news: heard.append(news.event))
             await redis_server.stop()
             with pytest.raises(StoreUnavailable, match="unreachable"):
-                await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+                await store.transition(cid("card1"), {Status.PENDING}, Status.APPROVED, NOW)
             with pytest.raises(StoreUnavailable):
                 await store.ping()
             heard.clear()
             await redis_server.start()
             # The data was kept (append-only file); the claim works once, as before.
-            moved = await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            moved = await store.transition(cid("card1"), {Status.PENDING}, Status.APPROVED, NOW)
             assert moved.outcome is ClaimOutcome.OK
-            again = await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            again = await store.transition(cid("card1"), {Status.PENDING}, Status.APPROVED, NOW)
             assert again.outcome is ClaimOutcome.CONFLICT
             # Listeners are woken once the news connection is back, to catch up.
             for _ in range(300):
