@@ -272,7 +272,7 @@ def redis_cluster_missing() -> str | None:
 @asynccontextmanager
 async def redis_cluster_prefix(url: str) -> AsyncIterator[str]:
     """A fresh key prefix on the test run's Redis Cluster; its keys are deleted afterwards."""
-    client = RedisCluster.from_url(url.replace("redis-cluster://", "redis://").split(",")[0])
+    client = redis_client(url)
     prefix = f"signoff-test-{secrets.token_hex(4)}"
     try:
         yield prefix
@@ -281,6 +281,16 @@ async def redis_cluster_prefix(url: str) -> AsyncIterator[str]:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+def redis_client(store_url: str) -> Redis | RedisCluster:
+    """A client of the Redis (or Redis Cluster) of a ``redis://`` (``redis-cluster://``)
+    store URL, its options left out."""
+    url = store_url.partition("?")[0]
+    if url.startswith("redis-cluster://"):
+        seed = url.removeprefix("redis-cluster://").split(",")[0]
+        return RedisCluster.from_url(f"redis://{seed}", decode_responses=True)
+    return Redis.from_url(url, decode_responses=True)
 
 
 def cluster_store_url(cluster_url: str, prefix: str, **options: object) -> str:
