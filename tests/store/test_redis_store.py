@@ -270,3 +270,31 @@ async def test_a_card_id_not_made_for_its_session_is_refused(prefix: str) -> Non
         assert missing.outcome is ClaimOutcome.MISSING
     finally:
         await store.close()
+
+
+async def test_cards_added_while_the_session_is_touched_all_slide_with_it(
+    any_redis_url: str,
+) -> None:
+    """Touching reaches each card of the session, as the script was told them: a card
+    added meanwhile makes it run again with the new list, so none is left behind."""
+    store = await opened(any_redis_url)
+    client = redis_client(any_redis_url)
+    prefix = any_redis_url.partition("prefix=")[2]
+    try:
+        now = time.time()
+        await store.create_session(SessionRecord("s1", "u1", "demo", "conv1", now, now + 60))
+        await asyncio.gather(
+            *(store.add_card(card(f"c{n}", timeout_at=now + 30)) for n in range(10)),
+            *(store.touch_session("s1", ttl=600 + 10 * n, now=now) for n in range(10)),
+        )
+        assert len(await store.session_cards("s1")) == 10
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*:s1")]
+        keys += [key async for key in client.scan_iter(match=f"{prefix}:card:*")]
+        lifetimes = [await client.pttl(key) / 1000 for key in keys]
+        assert len(lifetimes) == 12  # session, cards list, ten cards
+        # Every key slid to the last expiry; one a touch missed would be 10 s behind.
+        assert max(lifetimes) - min(lifetimes) < 5, lifetimes
+        assert min(lifetimes) > 690 + KEY_GRACE - 5, lifetimes
+    finally:
+        await store.close()
+        await client.aclose()

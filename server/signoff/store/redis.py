@@ -135,17 +135,19 @@ def _reachable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
 # one slot; the global indexes are written by the caller next to the script.
 
 # For the scripts that reach each card of a session: the card keys follow the fixed
-# KEYS and their ids the fixed ARGV, as the caller read them from the session's list.
-# Cards added or dropped meanwhile make the script answer 'stale', and the caller reads
-# the list again (no WATCH needed).
+# KEYS and their ids the fixed ARGV, as the caller believes them to be. When the
+# session's list holds other ids the script does nothing and answers 'stale' and the
+# ids, and the caller runs it again with those (no WATCH needed).
 _SAME_CARDS = """
-local function same_cards(list, fixed_keys, fixed_args)
+local function stale_cards(list, fixed_keys, fixed_args)
   local ids = redis.call('LRANGE', list, 0, -1)
-  if #ids ~= #KEYS - fixed_keys or #ids ~= #ARGV - fixed_args then return false end
+  local same = #ids == #KEYS - fixed_keys and #ids == #ARGV - fixed_args
   for i, id in ipairs(ids) do
-    if ARGV[fixed_args + i] ~= id then return false end
+    if ARGV[fixed_args + i] ~= id then same = false end
   end
-  return true
+  if same then return false end
+  table.insert(ids, 1, 'stale')
+  return ids
 end
 """
 
@@ -162,7 +164,8 @@ _TOUCH = (
 local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
 local now = tonumber(ARGV[1])
 if not expires or expires <= now then return false end
-if not same_cards(KEYS[2], 6, 3) then return 'stale' end
+local stale = stale_cards(KEYS[2], 6, 3)
+if stale then return stale end
 local new = ARGV[2]
 if tonumber(new) < expires then new = redis.call('HGET', KEYS[1], 'expires_at') end
 redis.call('HSET', KEYS[1], 'expires_at', new)
@@ -205,14 +208,15 @@ return 1
 
 # KEYS: session, cards, the new card, then the session's cards. ARGV: card id, body,
 # status, updated_at, lease_until, timeout, session id, level, cards kept, the ended
-# statuses, then the session's card ids. Answers 0 (the session has ended), 'stale', or
+# statuses, then the session's card ids. Answers 0 (the session has ended), the stale ids, or
 # 'added' and the ids of the cards dropped to make room.
 _ADD_CARD = (
     _SAME_CARDS
     + """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
-if not same_cards(KEYS[2], 3, 10) then return 'stale' end
+local stale = stale_cards(KEYS[2], 3, 10)
+if stale then return stale end
 redis.call('HSET', KEYS[3], 'body', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[4],
   'lease_until', ARGV[5], 'level', ARGV[8], '_timeout_at', ARGV[6], '_sid', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ttl)
@@ -290,7 +294,8 @@ return count
 _END = (
     _SAME_CARDS
     + """
-if not same_cards(KEYS[2], 6, 2) then return 'stale' end
+local stale = stale_cards(KEYS[2], 6, 2)
+if stale then return stale end
 local existed = redis.call('DEL', KEYS[1])
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 if existed == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':end') end
@@ -637,16 +642,18 @@ class RedisStore(Store):
 
     async def _with_cards(
         self, script: str, session_id: str, keys: list[str], args: list[Any]
-    ) -> Any:
-        """Run a script that reaches each card of the session: see ``_SAME_CARDS``."""
+    ) -> tuple[Any, list[str]]:
+        """Run a script that reaches each card of the session (see ``_SAME_CARDS``): its
+        reply, and the card ids it was run with."""
+        card_ids: list[str] = []  # first guess: most sessions have no card
         for _ in range(STALE_RETRIES):
-            card_ids = await self._card_ids(session_id)
             reply = await self._scripts[script](
                 keys=[*keys, *(self._card_key(card_id) for card_id in card_ids)],
                 args=[*args, *card_ids],
             )
-            if reply != "stale":
+            if not (isinstance(reply, list) and reply[:1] == ["stale"]):
                 return reply, card_ids
+            card_ids = reply[1:]
         raise StoreError(f"the cards of session {session_id} kept changing under {script}")
 
     # Sessions ---------------------------------------------------------------------------
@@ -697,11 +704,9 @@ class RedisStore(Store):
             self._session_keys(session_id),
             [repr(now), repr(now + ttl), repr(KEY_GRACE)],
         )
-        if not flat:
-            return None
-        session = _session(session_id, _decode_pairs(flat))
-        await self.redis.zadd(self._key("sessions"), {session_id: session.expires_at})
-        return session
+        # Not indexed anew: the entry, now earlier than the session's expiry, is put right
+        # when it comes due (``expired_sessions``), once per idle period at most.
+        return _session(session_id, _decode_pairs(flat)) if flat else None
 
     @_reachable
     async def expired_sessions(self, now: float) -> list[str]:
