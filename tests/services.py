@@ -3,6 +3,10 @@
 Redis: each test gets its own key prefix (``redis_prefix()``), whose keys are deleted
 afterwards; ``PrivateRedis`` is a Redis server of a test's own that it can stop and start.
 
+Redis Cluster: the ``redis_cluster`` fixture (tests/conftest.py) starts three primaries on
+free ports once per test run (``LocalRedisCluster``) and stops them at its end; tests take
+a key prefix on it with ``redis_cluster_prefix()``.
+
 PostgreSQL: tests take the ``postgres_url`` fixture (tests/conftest.py), the URL of a
 database that is empty when the test starts. One database is created per test run (its
 name is unique, so runs in other checkouts do not meet) and dropped at the end; between

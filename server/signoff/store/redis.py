@@ -3,10 +3,12 @@
 Any instance can serve any request: a session's state lives in Redis, each step
 that must happen once is one Lua script, and pub/sub only wakes the instance
 holding a session's sockets (it never carries data; the frames are read from
-the stream). One Redis (``redis://``, with a replica and Sentinel for failover) or a
-Redis Cluster (``redis-cluster://host:port,host:port``). Keys, under one prefix per
-deployment (``?prefix=``, default ``signoff``); ``{T}`` is the session's hash tag
-(``core.cards.session_tag``), which a card's id carries too::
+the stream). One Redis (``redis://``) or a Redis Cluster
+(``redis-cluster://host:port,host:port``); docs/deploying.md says how each fails over.
+Keys, under one prefix per deployment (``?prefix=``, default ``signoff``). ``{T}`` is the
+session's tag (``core.cards.session_tag``) in braces, as in
+``signoff:session:{3fa0c1d2}:s_Xy``; a card's id carries the tag too. ``{L}`` is an
+outbox lane's name in braces::
 
     {p}:session:{T}:{sid}       hash    user_id, site, conversation_id, created_at, expires_at
     {p}:conversation:{T}:{sid}  string  the conversation, as JSON
@@ -26,8 +28,8 @@ deployment (``?prefix=``, default ``signoff``); ``{T}`` is the session's hash ta
                                         after its last beat; a card hash's ``_by`` names who
                                         claimed it
     {p}:news:{sid}              channel "<instance>:frames" or "<instance>:end"
-    {p}:outbox:{lane}           list    deliveries waiting to be sent, oldest first, capped
-    {p}:outbox-lease:{lane}     string  who works the lane, lapsing unless renewed
+    {p}:outbox:{L}              list    deliveries waiting to be sent, oldest first, capped
+    {p}:outbox-lease:{L}        string  who works the lane, lapsing unless renewed
 
 The braces are Redis hash tags: a Redis Cluster keeps every key of a session and its
 cards in one slot, and a lane's two keys in one, so each script's keys are on one node.
@@ -99,7 +101,7 @@ CLAIM_CHECK = 2.0
 POOL_SIZE = 512
 POOL_WAIT = 10.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-# A cluster that lost a primary answers with these until a replica takes over.
+# A lost connection; on a cluster also a slot without a primary, until a replica takes over.
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -138,7 +140,7 @@ def _reachable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
 # KEYS and their ids the fixed ARGV, as the caller believes them to be. When the
 # session's list holds other ids the script does nothing and answers 'stale' and the
 # ids, and the caller runs it again with those (no WATCH needed).
-_SAME_CARDS = """
+_STALE_CARDS = """
 local function stale_cards(list, fixed_keys, fixed_args)
   local ids = redis.call('LRANGE', list, 0, -1)
   local same = #ids == #KEYS - fixed_keys and #ids == #ARGV - fixed_args
@@ -159,7 +161,7 @@ return 1
 
 # KEYS: the session's keys, then its cards'. ARGV: now, new expiry, grace, card ids.
 _TOUCH = (
-    _SAME_CARDS
+    _STALE_CARDS
     + """
 local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
 local now = tonumber(ARGV[1])
@@ -211,7 +213,7 @@ return 1
 # statuses, then the session's card ids. Answers 0 (the session has ended), the stale ids, or
 # 'added' and the ids of the cards dropped to make room.
 _ADD_CARD = (
-    _SAME_CARDS
+    _STALE_CARDS
     + """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
@@ -292,7 +294,7 @@ return count
 
 # KEYS: the session's keys, then its cards'. ARGV: news channel, this instance, card ids.
 _END = (
-    _SAME_CARDS
+    _STALE_CARDS
     + """
 local stale = stale_cards(KEYS[2], 6, 2)
 if stale then return stale end
@@ -643,7 +645,7 @@ class RedisStore(Store):
     async def _with_cards(
         self, script: str, session_id: str, keys: list[str], args: list[Any]
     ) -> tuple[Any, list[str]]:
-        """Run a script that reaches each card of the session (see ``_SAME_CARDS``): its
+        """Run a script that reaches each card of the session (see ``_STALE_CARDS``): its
         reply, and the card ids it was run with."""
         card_ids: list[str] = []  # first guess: most sessions have no card
         for _ in range(STALE_RETRIES):
