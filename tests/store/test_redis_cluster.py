@@ -3,6 +3,7 @@ bad or unreachable cluster is reported by name. (The contract tests run on it to
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -82,3 +83,29 @@ async def test_an_unreachable_cluster_stops_start_up_with_a_clear_error() -> Non
     with pytest.raises(StoreError, match="SIGNOFF_STORE: cannot reach Redis"):
         await store.start()
     await store.close()
+
+
+async def test_news_come_through_the_next_node_when_the_first_does_not_answer(
+    cluster_url: str,
+) -> None:
+    dead_first = cluster_url.replace(
+        "redis-cluster://", f"redis-cluster://127.0.0.1:{free_port()},"
+    )
+    one, two = await opened(dead_first), await opened(cluster_url)
+    try:
+        await two.create_session(
+            SessionRecord("s1", "u1", "demo", "conv1", time.time(), time.time() + 60)
+        )
+        heard: list[str] = []
+        one.subscribe("s1", lambda news: heard.append(news.event))
+        await asyncio.sleep(0.1)  # the subscription takes hold
+        heard.clear()
+        await two.append_frame("s1", {"type": "x"})
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == ["frames"]
+    finally:
+        await one.close()
+        await two.close()

@@ -553,9 +553,10 @@ class RedisStore(Store):
             await self.redis.ping()
         except (*_UNAVAILABLE, redis_errors.RedisClusterException) as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
-        self._pubsub = self._news_pubsub()
-        # Listening needs one channel from the start; this instance's own serves.
-        await self._pubsub.subscribe(self._key("instance", self.instance))
+        try:
+            self._pubsub = await self._subscribe_news([])
+        except _UNAVAILABLE as exc:
+            raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
         await self._beat()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -571,6 +572,27 @@ class RedisStore(Store):
             return self.redis.pubsub(ignore_subscribe_messages=True)
         client = self._news_clients[self._news_node % len(self._news_clients)]
         return client.pubsub(ignore_subscribe_messages=True)
+
+    async def _subscribe_news(self, channels: list[str]) -> PubSub:
+        """A subscription to ``channels`` through the current node, or else the next ones
+        in turn. Listening needs a channel from the start: this instance's own serves."""
+        channels = [self._key("instance", self.instance), *channels]
+        for _ in range(len(self._news_clients) - 1):
+            try:
+                return await self._pubsub_on_node(channels)
+            except _UNAVAILABLE:
+                self._news_node += 1
+        return await self._pubsub_on_node(channels)
+
+    async def _pubsub_on_node(self, channels: list[str]) -> PubSub:
+        pubsub = self._news_pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+        except _UNAVAILABLE:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await pubsub.aclose()
+            raise
+        return pubsub
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -1127,15 +1149,11 @@ class RedisStore(Store):
         """The cluster node news came through stopped answering: listen through the next
         one, to every channel this instance follows."""
         self._news_node += 1
-        pubsub = self._news_pubsub()
         following = set(self._listeners)
-        channels = [self._news_channel(session_id) for session_id in following]
         try:
-            await pubsub.subscribe(self._key("instance", self.instance), *channels)
+            pubsub = await self._subscribe_news([self._news_channel(s) for s in following])
         except _UNAVAILABLE:
-            with contextlib.suppress(*_UNAVAILABLE):
-                await pubsub.aclose()
-            return  # the next failure tries the node after
+            return  # none answers now; the next failure tries again
         old, self._pubsub, self._subscribed = self._pubsub, pubsub, following
         if old is not None:
             with contextlib.suppress(*_UNAVAILABLE):
