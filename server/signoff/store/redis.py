@@ -641,9 +641,10 @@ class RedisStore(Store):
 
     # Global indexes -----------------------------------------------------------------------
     # {p}:sessions, {p}:due, {p}:team and {p}:waiting are one key each, so on a cluster no
-    # session script can write them: each method writes them right after its script. An
-    # entry is a hint, never the truth: whoever reads one reads the session or card too,
-    # decides from that, and corrects the entry. Nothing exactly-once depends on them.
+    # session script can write them: each method writes them beside its script (after it;
+    # a new session's entry before it). An entry is a hint, never the truth: whoever reads
+    # one reads the session or card too, decides from that, and corrects the entry.
+    # Nothing exactly-once depends on them.
 
     async def _scored(self, index: str, up_to: float) -> dict[str, float]:
         """Members of an index with a score up to ``up_to``, with their scores."""
