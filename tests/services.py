@@ -3,6 +3,10 @@
 Redis: each test gets its own key prefix (``redis_prefix()``), whose keys are deleted
 afterwards; ``PrivateRedis`` is a Redis server of a test's own that it can stop and start.
 
+Redis Cluster: the ``redis_cluster`` fixture (tests/conftest.py) starts three primaries on
+free ports once per test run (``LocalRedisCluster``) and stops them at its end; tests take
+a key prefix on it with ``redis_cluster_prefix()``.
+
 PostgreSQL: tests take the ``postgres_url`` fixture (tests/conftest.py), the URL of a
 database that is empty when the test starts. One database is created per test run (its
 name is unique, so runs in other checkouts do not meet) and dropped at the end; between
@@ -18,13 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
-from collections.abc import AsyncIterator
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 from sqlalchemy.engine import URL, make_url
 
@@ -166,3 +176,127 @@ async def private_redis(directory: str, port: int) -> AsyncIterator[PrivateRedis
         yield server
     finally:
         await server.stop()
+
+
+# Redis Cluster: three primaries of the test run's own, started once per run.
+CLUSTER_NODES = 3
+CLUSTER_START_TIMEOUT = 20.0
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 39999)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class LocalRedisCluster:
+    """Three ``redis-server --cluster-enabled yes`` on free ports in ``directory``, made
+    one cluster with ``redis-cli --cluster create`` and no replicas."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ports: list[int] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """The ``redis-cluster://`` URL of every node, without options."""
+        return "redis-cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self) -> None:
+        try:
+            for _ in range(CLUSTER_NODES):
+                self._start_node(_cluster_port())
+            addresses = [f"127.0.0.1:{port}" for port in self.ports]
+            command = ["redis-cli", "--cluster", "create", *addresses]
+            command += ["--cluster-replicas", "0", "--cluster-yes"]
+            created = subprocess.run(command, capture_output=True, timeout=30, check=False)
+            if created.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout!r}")
+            self._wait(lambda port: "cluster_state:ok" in self._cli(port, "cluster", "info"))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_node(self, port: int) -> None:
+        self._processes.append(
+            subprocess.Popen(
+                [
+                    "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                    "--save", "", "--appendonly", "no", "--daemonize", "no",
+                    "--dir", str(self.directory),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        self.ports.append(port)
+        self._wait(lambda port: self._cli(port, "ping") == "PONG", [port])
+
+    def _cli(self, port: int, *command: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *command], capture_output=True, timeout=5, check=False
+        )
+        return done.stdout.decode().strip()
+
+    def _wait(self, ready: Callable[[int], bool], ports: list[int] | None = None) -> None:
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+        for port in ports or self.ports:
+            while not ready(port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Redis Cluster node on port {port} did not get ready")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes = []
+
+
+def redis_cluster_missing() -> str | None:
+    """Why a Redis Cluster cannot be started here, or None."""
+    missing = [tool for tool in ("redis-server", "redis-cli") if shutil.which(tool) is None]
+    return f"{' and '.join(missing)} not found on PATH" if missing else None
+
+
+@asynccontextmanager
+async def redis_cluster_prefix(url: str) -> AsyncIterator[str]:
+    """A fresh key prefix on the test run's Redis Cluster; its keys are deleted afterwards."""
+    client = redis_client(url)
+    prefix = f"signoff-test-{secrets.token_hex(4)}"
+    try:
+        yield prefix
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def redis_client(store_url: str) -> Redis | RedisCluster:
+    """A client of the Redis (or Redis Cluster) of a ``redis://`` (``redis-cluster://``)
+    store URL, its options left out."""
+    url = store_url.partition("?")[0]
+    if url.startswith("redis-cluster://"):
+        seed = url.removeprefix("redis-cluster://").split(",")[0]
+        return RedisCluster.from_url(f"redis://{seed}", decode_responses=True)
+    return Redis.from_url(url, decode_responses=True)
+
+
+def cluster_store_url(cluster_url: str, prefix: str, **options: object) -> str:
+    query = "&".join([f"prefix={prefix}", *(f"{k}={v}" for k, v in options.items())])
+    return f"{cluster_url}?{query}"

@@ -20,8 +20,11 @@ from tests.support import (
     widget,
 )
 
-# Every guarantee holds on each store.
-pytestmark = pytest.mark.usefixtures("each_store")
+# Every guarantee holds on each store, a Redis Cluster included.
+pytestmark = [
+    pytest.mark.usefixtures("each_store"),
+    pytest.mark.parametrize("each_store", ["memory", "redis", "redis-cluster"], indirect=True),
+]
 
 
 @pytest.fixture

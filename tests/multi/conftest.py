@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,12 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.services import redis_prefix, redis_store_url
+from tests.services import (
+    cluster_store_url,
+    redis_cluster_prefix,
+    redis_prefix,
+    redis_store_url,
+)
 from tests.support import SECRET, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,11 +124,25 @@ class Cluster:
             await instance.stop()
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The store the deployment's instances share: one Redis, or a Redis Cluster."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def cluster(tmp_path: Path, postgres_url: str) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp_path: Path, postgres_url: str, store_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Cluster]:
     """A deployment on Redis for live state and PostgreSQL for the audit log."""
-    async with redis_prefix() as prefix:
-        cluster = Cluster(tmp_path, redis_store_url(prefix), postgres_url)
+    async with AsyncExitStack() as stack:
+        if store_kind == "redis-cluster":
+            cluster_url = request.getfixturevalue("redis_cluster")
+            prefix = await stack.enter_async_context(redis_cluster_prefix(cluster_url))
+            store = cluster_store_url(cluster_url, prefix)
+        else:
+            store = redis_store_url(await stack.enter_async_context(redis_prefix()))
+        cluster = Cluster(tmp_path, store, postgres_url)
         try:
             yield cluster
         finally:

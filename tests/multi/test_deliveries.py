@@ -10,14 +10,13 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import uvicorn
-from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.integration.test_webhooks import SECRET, Receiver
 from tests.multi.conftest import Cluster, Instance, eventually
 from tests.multi.test_teammates import signoff_command
-from tests.services import REDIS_URL
+from tests.services import redis_client
 from tests.slack_standin import BOT_TOKEN, CHANNEL, standin_slack
 from tests.support import approve_over_api, free_port, serving, widget
 
@@ -60,7 +59,7 @@ class HoldingReceiver(Receiver):
 async def outbox_contents(cluster: Cluster) -> list[str]:
     """Every entry in the deployment's outboxes, read from Redis itself."""
     prefix = parse_qs(urlsplit(cluster.env["SIGNOFF_STORE"]).query)["prefix"][0]
-    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    redis = redis_client(cluster.env["SIGNOFF_STORE"])
     try:
         keys = [key async for key in redis.scan_iter(f"{prefix}:outbox:*")]
         return [e for key in keys for e in await redis.lrange(key, 0, -1)]  # type: ignore[misc]

@@ -9,6 +9,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.multi.conftest import Cluster, Instance, eventually
 from tests.services import private_redis
 from tests.support import Widget, free_port, widget
@@ -161,6 +163,8 @@ async def test_every_instance_sweeps_but_each_card_expires_once(cluster: Cluster
     assert cluster.runs() == []
 
 
+# On a Redis of its own, whatever store the other tests share.
+@pytest.mark.parametrize("store_kind", ["redis"])
 async def test_redis_restarted_mid_session(cluster: Cluster, tmp_path: Path) -> None:
     data = tmp_path / "redis"
     data.mkdir()

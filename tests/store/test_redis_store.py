@@ -4,6 +4,7 @@ hygiene, and what happens when Redis goes away and comes back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,8 +23,16 @@ from signoff.store import (
     open_store,
 )
 from signoff.store.redis import KEY_GRACE, RedisStore
-from tests.services import REDIS_URL, private_redis, redis_prefix, redis_store_url
-from tests.store.test_store_contract import NOW, card, session
+from tests.services import (
+    REDIS_URL,
+    cluster_store_url,
+    private_redis,
+    redis_client,
+    redis_cluster_prefix,
+    redis_prefix,
+    redis_store_url,
+)
+from tests.store.test_store_contract import NOW, card, cid, session
 from tests.support import free_port
 
 
@@ -78,7 +87,7 @@ async def test_claims_racing_on_two_instances_let_exactly_one_win(prefix: str) -
         results = await asyncio.gather(
             *(
                 stores[i % 2].transition(
-                    "card1", {Status.PENDING}, Status.APPROVED, NOW, check_deadline=True
+                    cid("card1"), {Status.PENDING}, Status.APPROVED, NOW, check_deadline=True
                 )
                 for i in range(20)
             )
@@ -183,15 +192,15 @@ async def test_calls_fail_clearly_while_redis_is_down_and_work_again_after(
             store.subscribe("s1", lambda news: heard.append(news.event))
             await redis_server.stop()
             with pytest.raises(StoreUnavailable, match="unreachable"):
-                await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+                await store.transition(cid("card1"), {Status.PENDING}, Status.APPROVED, NOW)
             with pytest.raises(StoreUnavailable):
                 await store.ping()
             heard.clear()
             await redis_server.start()
             # The data was kept (append-only file); the claim works once, as before.
-            moved = await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            moved = await store.transition(cid("card1"), {Status.PENDING}, Status.APPROVED, NOW)
             assert moved.outcome is ClaimOutcome.OK
-            again = await store.transition("card1", {Status.PENDING}, Status.APPROVED, NOW)
+            again = await store.transition(cid("card1"), {Status.PENDING}, Status.APPROVED, NOW)
             assert again.outcome is ClaimOutcome.CONFLICT
             # Listeners are woken once the news connection is back, to catch up.
             for _ in range(300):
@@ -201,6 +210,96 @@ async def test_calls_fail_clearly_while_redis_is_down_and_work_again_after(
             assert "frames" in heard
         finally:
             await store.close()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def any_redis_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A store URL with a fresh prefix on one Redis, then on the Redis Cluster."""
+    if request.param == "redis":
+        async with redis_prefix() as prefix:
+            yield redis_store_url(prefix)
+        return
+    cluster_url = request.getfixturevalue("redis_cluster")
+    async with redis_cluster_prefix(cluster_url) as prefix:
+        yield cluster_store_url(cluster_url, prefix)
+
+
+async def test_index_entries_are_hints_that_readers_check_and_put_right(
+    any_redis_url: str,
+) -> None:
+    """The global indexes are written beside the scripts, so one may be left behind the
+    truth (a late write, a crash between the two); readers go by the session or card."""
+    store = await opened(any_redis_url)
+    client = redis_client(any_redis_url)
+    prefix = any_redis_url.partition("prefix=")[2]
+    try:
+        await store.create_session(session(expires_at=NOW + 60))
+        await store.add_card(card(timeout_at=NOW + 30))
+        await store.add_card(card("done", status=Status.DONE))
+        gone = cid("gone")
+        # Entries earlier than the truth, and entries for what is no longer there.
+        await client.zadd(f"{prefix}:sessions", {"s1": NOW, "ended": NOW})
+        await client.zadd(f"{prefix}:due", {cid("card1"): NOW, cid("done"): NOW, gone: NOW})
+        await client.zadd(f"{prefix}:waiting", {cid("card1"): NOW, gone: NOW})
+        assert await store.expired_sessions(NOW + 1) == []
+        assert await store.due_cards(NOW + 1) == []
+        assert await store.waiting_cards(10) == []
+        assert await client.zrange(f"{prefix}:sessions", 0, -1, withscores=True) == [
+            ("s1", NOW + 60)
+        ]
+        assert await client.zrange(f"{prefix}:due", 0, -1, withscores=True) == [
+            (cid("card1"), NOW + 30)
+        ]
+        assert await client.zrange(f"{prefix}:waiting", 0, -1) == []
+        # And the card is still due at its own deadline.
+        assert [c.card_id for c in await store.due_cards(NOW + 30)] == [cid("card1")]
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_a_card_id_not_made_for_its_session_is_refused(prefix: str) -> None:
+    store = await opened(redis_store_url(prefix))
+    try:
+        await store.create_session(session())
+        with pytest.raises(ValueError, match="not made for its session"):
+            await store.add_card(card(card_id="card_1"))
+        with pytest.raises(ValueError, match="not made for its session"):
+            await store.add_card(dataclasses.replace(card(sid="s2"), session_id="s1"))
+        # Such an id names no card: looking one up finds nothing.
+        assert await store.get_card("card_1") is None
+        missing = await store.transition("card_1", {Status.PENDING}, Status.APPROVED, NOW)
+        assert missing.outcome is ClaimOutcome.MISSING
+    finally:
+        await store.close()
+
+
+async def test_cards_added_while_the_session_is_touched_all_slide_with_it(
+    any_redis_url: str,
+) -> None:
+    """Touching reaches each card of the session, as the script was told them: a card
+    added meanwhile makes it run again with the new list, so none is left behind."""
+    store = await opened(any_redis_url)
+    client = redis_client(any_redis_url)
+    prefix = any_redis_url.partition("prefix=")[2]
+    try:
+        now = time.time()
+        await store.create_session(SessionRecord("s1", "u1", "demo", "conv1", now, now + 60))
+        await asyncio.gather(
+            *(store.add_card(card(f"c{n}", timeout_at=now + 30)) for n in range(10)),
+            *(store.touch_session("s1", ttl=600 + 10 * n, now=now) for n in range(10)),
+        )
+        assert len(await store.session_cards("s1")) == 10
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*:s1")]
+        keys += [key async for key in client.scan_iter(match=f"{prefix}:card:*")]
+        lifetimes = [await client.pttl(key) / 1000 for key in keys]
+        assert len(lifetimes) == 12  # session, cards list, ten cards
+        # Every key slid to the last expiry; one a touch missed would be 10 s behind.
+        assert max(lifetimes) - min(lifetimes) < 5, lifetimes
+        assert min(lifetimes) > 690 + KEY_GRACE - 5, lifetimes
+    finally:
+        await store.close()
+        await client.aclose()
 
 
 async def test_a_card_is_kept_after_the_conversation_that_proposed_it(prefix: str) -> None:

@@ -15,25 +15,35 @@ from urllib.parse import urlencode
 
 import pytest
 
-from signoff.core.cards import Card, Status
+from signoff.core.cards import Card, Status, card_id_for
 from signoff.store import ClaimOutcome, SessionRecord, Store, open_store
-from tests.services import redis_prefix, redis_store_url
+from tests.services import (
+    cluster_store_url,
+    redis_cluster_prefix,
+    redis_prefix,
+    redis_store_url,
+)
 
 NOW = 1_000_000.0
 
 StoreFactory = Callable[..., Any]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     """Opens stores of one kind; for Redis, all on one fresh key prefix (one deployment)."""
     async with AsyncExitStack() as stack:
         if request.param == "redis":
             prefix = await stack.enter_async_context(redis_prefix())
+        elif request.param == "redis-cluster":
+            cluster_url = request.getfixturevalue("redis_cluster")
+            prefix = await stack.enter_async_context(redis_cluster_prefix(cluster_url))
 
         async def make(**options: Any) -> Store:
             if request.param == "redis":
                 store = open_store(redis_store_url(prefix, **options))
+            elif request.param == "redis-cluster":
+                store = open_store(cluster_store_url(cluster_url, prefix, **options))
             else:
                 store = open_store("memory://?" + urlencode(options))
             await store.start()
@@ -52,9 +62,20 @@ def session(sid: str = "s1", expires_at: float = NOW + 60) -> SessionRecord:
     return SessionRecord(sid, "u1", "demo", "conv1", NOW, expires_at)
 
 
-def card(card_id: str = "card1", sid: str = "s1", **changes: Any) -> Card:
+def cid(name: str, sid: str = "s1") -> str:
+    """The id of the card of session ``sid`` that a test calls ``name``."""
+    return card_id_for(sid, name)
+
+
+def name_of(card: Card) -> str:
+    """What the test called the card: its id without the session's tag."""
+    return card.card_id.removeprefix(card_id_for(card.session_id, ""))
+
+
+def card(card_name: str = "card1", sid: str = "s1", **changes: Any) -> Card:
+    sid = changes.pop("session_id", sid)
     values: dict[str, Any] = {
-        "card_id": card_id,
+        "card_id": cid(card_name, sid),
         "session_id": sid,
         "conversation_id": "conv1",
         "user_id": "u1",
@@ -132,7 +153,7 @@ async def test_a_turn_begins_with_the_conversation_and_open_cards(store: Store) 
     async with store.turn("s1", 5) as turn:
         assert turn is not None
         assert turn.conversation == [{"role": "user", "content": "hi"}]
-        assert [c.card_id for c in turn.open_cards] == ["open1"]
+        assert [c.card_id for c in turn.open_cards] == [cid("open1")]
 
 
 async def test_what_a_turn_writes_is_kept_in_order_when_it_ends(store: Store) -> None:
@@ -172,7 +193,7 @@ async def test_of_many_racing_claims_exactly_one_wins(store: Store) -> None:
     results = await asyncio.gather(
         *(
             store.transition(
-                "card1",
+                cid("card1"),
                 {Status.PENDING},
                 Status.APPROVED,
                 NOW,
@@ -186,7 +207,7 @@ async def test_of_many_racing_claims_exactly_one_wins(store: Store) -> None:
     assert outcomes.count(ClaimOutcome.OK) == 1
     assert outcomes.count(ClaimOutcome.CONFLICT) == 19
     winner = next(r.card for r in results if r.outcome is ClaimOutcome.OK)
-    stored = await store.get_card("card1")
+    stored = await store.get_card(cid("card1"))
     assert (stored.status, stored.decided_by) == (Status.APPROVED, winner.decided_by)
 
 
@@ -195,11 +216,11 @@ async def test_a_claim_past_the_deadline_expires_the_card_once(store: Store) -> 
     await store.add_card(card(timeout_at=NOW + 30))
     # The session's expiry (NOW + 10) comes before the card's own timeout.
     late = await store.transition(
-        "card1", {Status.PENDING}, Status.APPROVED, NOW + 11, check_deadline=True
+        cid("card1"), {Status.PENDING}, Status.APPROVED, NOW + 11, check_deadline=True
     )
     assert (late.outcome, late.card.status) == (ClaimOutcome.EXPIRED, Status.EXPIRED)
     again = await store.transition(
-        "card1", {Status.PENDING}, Status.APPROVED, NOW + 12, check_deadline=True
+        cid("card1"), {Status.PENDING}, Status.APPROVED, NOW + 12, check_deadline=True
     )
     assert again.outcome is ClaimOutcome.CONFLICT
 
@@ -208,23 +229,23 @@ async def test_a_claim_past_the_cards_own_timeout_expires_it(store: Store) -> No
     await store.create_session(session(expires_at=NOW + 600))
     await store.add_card(card(timeout_at=NOW + 30))
     on_time = await store.transition(
-        "card1", {Status.PENDING}, Status.CANCELLED, NOW + 29, check_deadline=True
+        cid("card1"), {Status.PENDING}, Status.CANCELLED, NOW + 29, check_deadline=True
     )
     assert on_time.outcome is ClaimOutcome.OK
     await store.add_card(card("card2", timeout_at=NOW + 30))
     late = await store.transition(
-        "card2", {Status.PENDING}, Status.APPROVED, NOW + 30, check_deadline=True
+        cid("card2"), {Status.PENDING}, Status.APPROVED, NOW + 30, check_deadline=True
     )
     assert late.outcome is ClaimOutcome.EXPIRED
 
 
 async def test_transitions_report_missing_cards_and_refuse_impossible_moves(store: Store) -> None:
     await store.create_session(session())
-    missing = await store.transition("nope", {Status.PENDING}, Status.APPROVED, NOW)
+    missing = await store.transition(cid("nope"), {Status.PENDING}, Status.APPROVED, NOW)
     assert (missing.outcome, missing.card) == (ClaimOutcome.MISSING, None)
     await store.add_card(card())
     with pytest.raises(ValueError, match="cannot move from pending to done"):
-        await store.transition("card1", {Status.PENDING}, Status.DONE, NOW)
+        await store.transition(cid("card1"), {Status.PENDING}, Status.DONE, NOW)
 
 
 async def test_open_and_due_cards(store: Store) -> None:
@@ -234,8 +255,8 @@ async def test_open_and_due_cards(store: Store) -> None:
     await store.add_card(card("claimed", status=Status.RUNNING, lease_until=NOW + 5))
     await store.add_card(card("leased", status=Status.RUNNING, lease_until=NOW + 50))
     await store.add_card(card("done", status=Status.DONE))
-    assert sorted(c.card_id for c in await store.open_cards("s1")) == ["late", "open"]
-    due = sorted(c.card_id for c in await store.due_cards(NOW + 10))
+    assert sorted(name_of(c) for c in await store.open_cards("s1")) == ["late", "open"]
+    due = sorted(name_of(c) for c in await store.due_cards(NOW + 10))
     assert due == ["claimed", "late"]
 
 
@@ -250,7 +271,7 @@ async def test_ending_a_session_drops_its_state_and_tells_listeners(store: Store
     await asyncio.sleep(0.05)
     # A listener may be woken more often than needed, never less, and hears the end once.
     assert "frames" in heard[: heard.index("end")] and heard.count("end") == 1
-    assert await store.get_card("card1") is None
+    assert await store.get_card(cid("card1")) is None
     assert await store.frames_after("s1", 0) == []
     assert await store.load_conversation("s1") == []
     # Late writes for an ended session keep nothing.
@@ -291,7 +312,7 @@ async def test_nothing_is_kept_for_a_session_that_ended(store: Store) -> None:
     await store.end_session("s1", "expired")
     assert await first_use(store, "s1", "c-1") is False
     await store.add_card(card())
-    assert await store.get_card("card1") is None
+    assert await store.get_card(cid("card1")) is None
     assert await store.due_cards(NOW + 1000) == []
 
 
@@ -310,9 +331,9 @@ async def test_session_cards_are_listed_oldest_first_with_their_status(store: St
     await store.create_session(session())
     for name in ("c1", "c2", "c3"):
         await store.add_card(card(name))
-    await store.transition("c2", {Status.PENDING}, Status.CANCELLED, NOW)
+    await store.transition(cid("c2"), {Status.PENDING}, Status.CANCELLED, NOW)
     listed = await store.session_cards("s1")
-    assert [(c.card_id, c.status) for c in listed] == [
+    assert [(name_of(c), c.status) for c in listed] == [
         ("c1", Status.PENDING),
         ("c2", Status.CANCELLED),
         ("c3", Status.PENDING),
@@ -325,15 +346,15 @@ async def test_a_card_round_trips_exactly(store: Store) -> None:
     args = {"n": 2**70, "x": 0.1 + 0.2, "text": "Grüße \u2028 <b>", "nested": [{"a": None}]}
     original = card(calls=[{"action": "wipe", "args": args}])
     await store.add_card(original)
-    assert await store.get_card("card1") == original
+    assert await store.get_card(cid("card1")) == original
     moved = await store.transition(
-        "card1",
+        cid("card1"),
         {Status.PENDING},
         Status.APPROVED,
         NOW + 0.123456789,
         {"decided_by": "visitor:u1", "lease_until": NOW + 40.5},
     )
-    stored = await store.get_card("card1")
+    stored = await store.get_card(cid("card1"))
     assert stored == moved.card
     assert (stored.status, stored.updated_at, stored.lease_until) == (
         Status.APPROVED,
@@ -347,12 +368,14 @@ async def test_a_claimed_card_is_due_once_its_lease_is_over(store: Store) -> Non
     await store.create_session(session(expires_at=NOW + 600))
     await store.add_card(card())
     await store.transition(
-        "card1", {Status.PENDING}, Status.APPROVED, NOW, {"lease_until": NOW + 20}
+        cid("card1"), {Status.PENDING}, Status.APPROVED, NOW, {"lease_until": NOW + 20}
     )
-    await store.transition("card1", {Status.APPROVED}, Status.RUNNING, NOW + 1)
+    await store.transition(cid("card1"), {Status.APPROVED}, Status.RUNNING, NOW + 1)
     assert await store.due_cards(NOW + 19) == []
-    assert [c.card_id for c in await store.due_cards(NOW + 20)] == ["card1"]
-    await store.transition("card1", {Status.RUNNING}, Status.DONE, NOW + 2, {"lease_until": None})
+    assert [name_of(c) for c in await store.due_cards(NOW + 20)] == ["card1"]
+    await store.transition(
+        cid("card1"), {Status.RUNNING}, Status.DONE, NOW + 2, {"lease_until": None}
+    )
     assert await store.due_cards(NOW + 1000) == []
 
 
@@ -360,7 +383,7 @@ async def test_open_cards_of_an_expired_session_are_due(store: Store) -> None:
     await store.create_session(session(expires_at=NOW + 10))
     await store.add_card(card(timeout_at=NOW + 300))
     assert await store.due_cards(NOW + 9) == []
-    assert [c.card_id for c in await store.due_cards(NOW + 10)] == ["card1"]
+    assert [name_of(c) for c in await store.due_cards(NOW + 10)] == ["card1"]
 
 
 async def test_the_turn_lock_holds_past_its_lease_while_its_holder_works(store: Store) -> None:
@@ -381,9 +404,9 @@ async def test_the_turn_lock_holds_past_its_lease_while_its_holder_works(store: 
     assert order == ["first in", "first out", "second in"]
 
 
-def team_card(card_id: str, created_at: float = NOW, **changes: Any) -> Card:
+def team_card(card_name: str, created_at: float = NOW, **changes: Any) -> Card:
     return card(
-        card_id,
+        card_name,
         approver="team",
         levels=["support-lead", "finance"],
         status=Status.WAITING,
@@ -399,7 +422,7 @@ async def test_of_many_racing_level_decisions_exactly_one_moves_the_level(store:
     async def approve_level_one(n: int) -> ClaimOutcome:
         approvals = [{"level": 1, "by": f"teammate:t{n}"}]
         moved = await store.transition(
-            "card1",
+            cid("card1"),
             {Status.WAITING},
             Status.WAITING,
             NOW,
@@ -412,15 +435,15 @@ async def test_of_many_racing_level_decisions_exactly_one_moves_the_level(store:
     outcomes = await asyncio.gather(*(approve_level_one(n) for n in range(20)))
     assert outcomes.count(ClaimOutcome.OK) == 1
     assert outcomes.count(ClaimOutcome.CONFLICT) == 19
-    stored = await store.get_card("card1")
+    stored = await store.get_card(cid("card1"))
     assert stored is not None
     assert (stored.status, stored.level, len(stored.approvals)) == (Status.WAITING, 2, 1)
     # The next level is claimed on its own level number, and only once.
     final = await store.transition(
-        "card1", {Status.WAITING}, Status.APPROVED, NOW, {"decided_by": "t"}, level=2
+        cid("card1"), {Status.WAITING}, Status.APPROVED, NOW, {"decided_by": "t"}, level=2
     )
     assert final.outcome is ClaimOutcome.OK
-    stale = await store.transition("card1", {Status.WAITING}, Status.REJECTED, NOW, level=1)
+    stale = await store.transition(cid("card1"), {Status.WAITING}, Status.REJECTED, NOW, level=1)
     assert stale.outcome is ClaimOutcome.CONFLICT
 
 
@@ -430,15 +453,15 @@ async def test_team_cards_are_listed_newest_first_until_their_session_ends(store
     await store.add_card(team_card("old", NOW))
     await store.add_card(card("visitor", created_at=NOW + 1))
     await store.add_card(team_card("new", NOW + 2, session_id="s2"))
-    assert [c.card_id for c in await store.team_cards(10)] == ["new", "old"]
-    assert [c.card_id for c in await store.team_cards(1)] == ["new"]
-    await store.transition("old", {Status.WAITING}, Status.REJECTED, NOW)
-    assert [(c.card_id, c.status) for c in await store.team_cards(10)] == [
+    assert [name_of(c) for c in await store.team_cards(10)] == ["new", "old"]
+    assert [name_of(c) for c in await store.team_cards(1)] == ["new"]
+    await store.transition(cid("old"), {Status.WAITING}, Status.REJECTED, NOW)
+    assert [(name_of(c), c.status) for c in await store.team_cards(10)] == [
         ("new", Status.WAITING),
         ("old", Status.REJECTED),
     ]
     await store.end_session("s2", "expired")
-    assert [c.card_id for c in await store.team_cards(10)] == ["old"]
+    assert [name_of(c) for c in await store.team_cards(10)] == ["old"]
 
 
 async def test_records_keep_a_value_until_their_ttl_or_deletion(store: Store) -> None:
@@ -463,17 +486,19 @@ async def test_waiting_cards_are_listed_longest_waiting_first_while_they_wait(
     await store.add_card(team_card("second", NOW + 1, session_id="s2"))
     await store.add_card(team_card("third", NOW + 2))
     await store.add_card(card("visitor", created_at=NOW + 3))
-    assert [c.card_id for c in await store.waiting_cards(10)] == ["first", "second", "third"]
-    assert [c.card_id for c in await store.waiting_cards(2)] == ["first", "second"]
+    assert [name_of(c) for c in await store.waiting_cards(10)] == ["first", "second", "third"]
+    assert [name_of(c) for c in await store.waiting_cards(2)] == ["first", "second"]
     # A level moving on keeps a card waiting; a decision or expiry takes it off.
-    await store.transition("first", {Status.WAITING}, Status.WAITING, NOW, {"level": 2}, level=1)
-    await store.transition("third", {Status.WAITING}, Status.REJECTED, NOW)
-    assert [c.card_id for c in await store.waiting_cards(10)] == ["first", "second"]
+    await store.transition(
+        cid("first"), {Status.WAITING}, Status.WAITING, NOW, {"level": 2}, level=1
+    )
+    await store.transition(cid("third"), {Status.WAITING}, Status.REJECTED, NOW)
+    assert [name_of(c) for c in await store.waiting_cards(10)] == ["first", "second"]
     late = await store.transition(
-        "first", {Status.WAITING}, Status.APPROVED, NOW + 100, check_deadline=True
+        cid("first"), {Status.WAITING}, Status.APPROVED, NOW + 100, check_deadline=True
     )
     assert late.outcome is ClaimOutcome.EXPIRED
-    assert [c.card_id for c in await store.waiting_cards(10)] == ["second"]
+    assert [name_of(c) for c in await store.waiting_cards(10)] == ["second"]
     await store.end_session("s2", "expired")
     assert await store.waiting_cards(10) == []
 
@@ -504,17 +529,17 @@ async def test_a_session_keeps_a_bounded_number_of_cards_dropping_the_oldest_end
     await store.add_card(card("open-first"))  # still open: never dropped
     for n in range(MAX_CARDS + 5):
         await store.add_card(card(f"c{n}", status=Status.DONE, approver="team", levels=["x"]))
-    kept = [c.card_id for c in await store.session_cards("s1")]
+    kept = [name_of(c) for c in await store.session_cards("s1")]
     assert kept[0] == "open-first"  # the oldest, still open, stays...
     assert len(kept) == MAX_CARDS
-    await store.transition("open-first", {Status.PENDING}, Status.CANCELLED, NOW)
+    await store.transition(cid("open-first"), {Status.PENDING}, Status.CANCELLED, NOW)
     await store.add_card(card("last", status=Status.DONE))
-    kept = [c.card_id for c in await store.session_cards("s1")]
+    kept = [name_of(c) for c in await store.session_cards("s1")]
     assert "open-first" not in kept  # ...until it has ended, and the oldest ended go
     assert len(kept) == MAX_CARDS and kept[-1] == "last"
-    assert await store.get_card("open-first") is None
-    assert await store.get_card("c0") is None
-    assert all(c.card_id != "c0" for c in await store.team_cards(1000))
+    assert await store.get_card(cid("open-first")) is None
+    assert await store.get_card(cid("c0")) is None
+    assert all(name_of(c) != "c0" for c in await store.team_cards(1000))
 
 
 async def test_frames_appended_together_get_consecutive_seqs_and_one_wake(store: Store) -> None:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from signoff.core.canonical import Call, args_hash
-from signoff.core.cards import CLAIMED, FINAL, OPEN, TRANSITIONS, Card, Status, can_move
+from signoff.core.cards import (
+    CLAIMED,
+    FINAL,
+    OPEN,
+    TRANSITIONS,
+    Card,
+    Status,
+    can_move,
+    card_tag,
+    new_card_id,
+    session_tag,
+)
+from signoff.core.frames import IDENTIFIER_PATTERN
 
 
 def make_card(**overrides: Any) -> Card:
@@ -134,3 +147,18 @@ def test_from_dict_rejects_unknown_status() -> None:
     data["status"] = "maybe"
     with pytest.raises(ValueError):
         Card.from_dict(data)
+
+
+def test_a_card_id_carries_its_sessions_tag_and_nothing_else_of_it() -> None:
+    one, other = new_card_id("s_abc"), new_card_id("s_abc")
+    assert one != other
+    assert card_tag(one) == card_tag(other) == session_tag("s_abc")
+    assert card_tag(new_card_id("s_abd")) != session_tag("s_abc")
+    assert "s_abc" not in one
+    # Card ids travel in frames and REST paths.
+    assert re.fullmatch(IDENTIFIER_PATTERN, one) and len(one) < 40
+
+
+@pytest.mark.parametrize("card_id", ["card1", "card_", "card_0123abcd", "card_XYZ0abcdrest"])
+def test_an_id_not_made_for_a_session_carries_no_tag(card_id: str) -> None:
+    assert card_tag(card_id) is None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -51,6 +54,34 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 
 def can_move(current: Status, new: Status) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
+
+
+# Card ids start with a tag hashed from their session's id: a store sharded by key (a
+# Redis Cluster) then keeps a card with its session knowing only the card's id. The tag
+# is a hash, so a card id tells nothing about its session that the card does not.
+_CARD_ID_PREFIX = "card_"
+_TAG_LENGTH = 8
+_TAG = re.compile(f"^{_CARD_ID_PREFIX}([0-9a-f]{{{_TAG_LENGTH}}})[A-Za-z0-9_-]+$")
+
+
+def session_tag(session_id: str) -> str:
+    """The tag shared by a session and its cards: fixed length, lowercase hex."""
+    return hashlib.blake2b(session_id.encode(), digest_size=_TAG_LENGTH // 2).hexdigest()
+
+
+def card_id_for(session_id: str, unique: str) -> str:
+    """The id of the session's card that ``unique`` (URL-safe) tells apart."""
+    return f"{_CARD_ID_PREFIX}{session_tag(session_id)}{unique}"
+
+
+def new_card_id(session_id: str) -> str:
+    return card_id_for(session_id, secrets.token_urlsafe(12))
+
+
+def card_tag(card_id: str) -> str | None:
+    """The session tag a card id carries; None for an id not made by ``card_id_for``."""
+    match = _TAG.match(card_id)
+    return match.group(1) if match else None
 
 
 @dataclass

@@ -11,7 +11,7 @@ from signoff import metrics
 from signoff.audit import AuditStatus
 from signoff.core.actions import Registry
 from signoff.core.canonical import args_hash
-from signoff.core.cards import OPEN, Card, Status
+from signoff.core.cards import OPEN, Card, Status, new_card_id
 from signoff.core.closing import audit_reason, told_to_bot
 from signoff.core.conversation import Conversation, tool_message
 from signoff.core.deciders import NO_CLIENT, Client, Decider
@@ -25,7 +25,6 @@ from signoff.engine.records import Records
 from signoff.engine.turns import (
     TURN_LOCK_TTL,
     audit_status,
-    new_id,
     save,
     visitor,
 )
@@ -69,7 +68,7 @@ class Cards:
         now = self.clock()
         actions = [c.action for c in plan.calls if c.action is not None]
         card = Card(
-            card_id=new_id("card"),
+            card_id=new_card_id(session.session_id),
             session_id=session.session_id,
             conversation_id=session.conversation_id,
             user_id=session.user_id,

@@ -21,12 +21,13 @@ def open_store(url: str) -> Store:
         from signoff.store.memory import MemoryStore
 
         return MemoryStore(max_frames_option(dict(parse_qsl(urlsplit(url).query))))
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis-cluster://")):
         from signoff.store.redis import RedisStore
 
         return RedisStore.from_url(url)
     raise StoreError(
-        f"SIGNOFF_STORE: unknown store URL {url!r}; use memory:// or redis://host:port/db"
+        f"SIGNOFF_STORE: unknown store URL {url!r}; use memory://, redis://host:port/db"
+        " or redis-cluster://host:port,host:port"
     )
 
 

@@ -3,32 +3,41 @@
 Any instance can serve any request: a session's state lives in Redis, each step
 that must happen once is one Lua script, and pub/sub only wakes the instance
 holding a session's sockets (it never carries data; the frames are read from
-the stream). Keys, under one prefix per deployment (``?prefix=``, default
-``signoff``)::
+the stream). One Redis (``redis://``) or a Redis Cluster
+(``redis-cluster://host:port,host:port``); docs/deploying.md says how each fails over.
+Keys, under one prefix per deployment (``?prefix=``, default ``signoff``). ``{T}`` is the
+session's tag (``core.cards.session_tag``) in braces, as in
+``signoff:session:{3fa0c1d2}:s_Xy``; a card's id carries the tag too. ``{L}`` is an
+outbox lane's name in braces::
 
-    {p}:session:{sid}       hash    user_id, site, conversation_id, created_at, expires_at
-    {p}:conversation:{sid}  string  the conversation, as JSON
-    {p}:seq:{sid}           string  the last frame seq handed out
-    {p}:frames:{sid}        stream  frame history, entry id "<seq>-0", newest max_frames kept
-    {p}:client_ids:{sid}    set     client_ids already handled
-    {p}:cards:{sid}         list    the session's card ids, oldest first
-    {p}:card:{card_id}      hash    body (the card as JSON) and each field changed since
-    {p}:sessions            zset    session id -> expires_at: what the sweepers end
-    {p}:due                 zset    card id -> deadline while open, lease end while claimed
-    {p}:team                zset    card id -> created_at, for cards that wait on teammates
-    {p}:waiting             zset    card id -> created_at, for those waiting on them now
-    {p}:record:{name}       string  a small value with a TTL (dashboard logins, Slack ids)
-    {p}:lock:{name}         string  a turn lock, renewed while held
-    {p}:alive:{instance}    string  this instance's heartbeat, lapsing ALIVE_FOR seconds after
-                                    its last beat; a card hash's ``_by`` names who claimed it
-    {p}:news:{sid}          channel "<instance>:frames" or "<instance>:end"
-    {p}:outbox:{lane}       list    deliveries waiting to be sent, oldest first, capped
-    {p}:outbox-lease:{lane} string  who works the lane, lapsing unless renewed
+    {p}:session:{T}:{sid}       hash    user_id, site, conversation_id, created_at, expires_at
+    {p}:conversation:{T}:{sid}  string  the conversation, as JSON
+    {p}:seq:{T}:{sid}           string  the last frame seq handed out
+    {p}:frames:{T}:{sid}        stream  frame history, entry id "<seq>-0", newest max_frames kept
+    {p}:client_ids:{T}:{sid}    set     client_ids already handled
+    {p}:cards:{T}:{sid}         list    the session's card ids, oldest first
+    {p}:card:{T}:{card_id}      hash    body (the card as JSON) and each field changed since
+    {p}:turn-lock:{T}:{sid}     string  the session's turn lock, renewed while held
+    {p}:sessions                zset    session id -> expires_at: what the sweepers end
+    {p}:due                     zset    card id -> deadline while open, next check while claimed
+    {p}:team                    zset    card id -> created_at, for cards that wait on teammates
+    {p}:waiting                 zset    card id -> created_at, for those waiting on them now
+    {p}:record:{name}           string  a small value with a TTL (dashboard logins, Slack ids)
+    {p}:lock:{name}             string  any other lock, renewed while held
+    {p}:alive:{instance}        string  this instance's heartbeat, lapsing ALIVE_FOR seconds
+                                        after its last beat; a card hash's ``_by`` names who
+                                        claimed it
+    {p}:news:{sid}              channel "<instance>:frames" or "<instance>:end"
+    {p}:outbox:{L}              list    deliveries waiting to be sent, oldest first, capped
+    {p}:outbox-lease:{L}        string  who works the lane, lapsing unless renewed
 
-Every per-session key expires ``KEY_GRACE`` seconds after the session's idle
-expiry, so nothing outlives a session even when no instance is left to sweep.
-Scripts build key names from the prefix, so a Redis Cluster is not supported;
-use one Redis (with a replica and Sentinel for failover).
+The braces are Redis hash tags: a Redis Cluster keeps every key of a session and its
+cards in one slot, and a lane's two keys in one, so each script's keys are on one node.
+Every key a script uses is given to it in KEYS. The four global indexes (sessions, due,
+team, waiting) are written next to the scripts, not in them, so they are hints that
+whoever reads them checks against the session or card; exactly-once rests on the card
+scripts alone. Every per-session key expires ``KEY_GRACE`` seconds after the session's
+idle expiry, so nothing outlives a session even when no instance is left to sweep.
 """
 
 from __future__ import annotations
@@ -44,13 +53,23 @@ from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequ
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from signoff.core.cards import CLAIMED, FINAL, OPEN, Card, Status, can_move
+from signoff.core.cards import (
+    CLAIMED,
+    FINAL,
+    OPEN,
+    Card,
+    Status,
+    can_move,
+    card_tag,
+    session_tag,
+)
 from signoff.core.conversation import Conversation
 from signoff.store.base import (
     MAX_CARDS,
@@ -86,7 +105,19 @@ CLAIM_CHECK = 2.0
 POOL_SIZE = 512
 POOL_WAIT = 10.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+# A lost connection; on a cluster also a slot without a primary, until a replica takes over.
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+)
+# How often a script that reaches each card of a session is run again when the session's
+# cards change under it; a turn adds cards one at a time, so this is never reached.
+STALE_RETRIES = 20
+# Sessions whose card ids an instance remembers, to pass the right ones the first time.
+KNOWN_CARDS_KEPT = 10_000
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -107,30 +138,60 @@ def _reachable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
 
 # Scripts ------------------------------------------------------------------------------
 # Each runs atomically in Redis. Numbers go in as Python-formatted strings and are
-# stored as given: Lua would print them with 14 digits only.
+# stored as given: Lua would print them with 14 digits only. Every key a script uses
+# comes in KEYS and is one session's (or one lane's), so on a Redis Cluster all are in
+# one slot; the global indexes are written by the caller next to the script.
 
-_TOUCH = """
+# For the scripts that reach each card of a session: the card keys follow the fixed
+# KEYS and their ids the fixed ARGV, as the caller believes them to be. When the
+# session's list holds other ids the script does nothing and answers 'stale' and the
+# ids, and the caller runs it again with those (no WATCH needed).
+_STALE_CARDS = """
+local function stale_cards(list, fixed_keys, fixed_args)
+  local ids = redis.call('LRANGE', list, 0, -1)
+  local same = #ids == #KEYS - fixed_keys and #ids == #ARGV - fixed_args
+  for i, id in ipairs(ids) do
+    if ARGV[fixed_args + i] ~= id then same = false end
+  end
+  if same then return false end
+  table.insert(ids, 1, 'stale')
+  return ids
+end
+"""
+
+_CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: the session's keys, then its cards'. ARGV: now, new expiry, grace, card ids.
+_TOUCH = (
+    _STALE_CARDS
+    + """
 local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
 local now = tonumber(ARGV[1])
 if not expires or expires <= now then return false end
+local stale = stale_cards(KEYS[2], 7, 3)
+if stale then return stale end
 local new = ARGV[2]
 if tonumber(new) < expires then new = redis.call('HGET', KEYS[1], 'expires_at') end
 redis.call('HSET', KEYS[1], 'expires_at', new)
-redis.call('ZADD', KEYS[2], new, ARGV[4])
 local ttl = math.floor((tonumber(new) - now + tonumber(ARGV[3])) * 1000)
-for i = 1, #KEYS do
-  if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-for _, id in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-  redis.call('PEXPIRE', ARGV[5] .. id, ttl)
-end
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 return redis.call('HGETALL', KEYS[1])
 """
+)
 
 # A turn begins: the client_id's first use (when given), the turn's lock, and what the
-# turn reads. KEYS: session, client_ids, lock, conversation, cards. ARGV: client_id or '',
-# the holder's token, the lease in ms, the card key prefix, the open statuses as stored.
-_BEGIN = """
+# turn reads. KEYS: session, client_ids, lock, conversation, cards, then the session's
+# cards. ARGV: client_id or '', the holder's token, the lease in ms, the open statuses as
+# stored, then the session's card ids.
+_BEGIN = (
+    _STALE_CARDS
+    + """
+local stale = stale_cards(KEYS[5], 5, 4)
+if stale then return stale end
 if ARGV[1] ~= '' then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl <= 0 or redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {'seen'} end
@@ -138,14 +199,15 @@ if ARGV[1] ~= '' then
 end
 if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'busy'} end
 local reply = {'held', redis.call('GET', KEYS[4]) or ''}
-for _, id in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
-  local status = redis.call('HGET', ARGV[4] .. id, 'status')
-  if status and ARGV[5]:find(status, 1, true) then
-    reply[#reply + 1] = redis.call('HGETALL', ARGV[4] .. id)
+for i = 6, #KEYS do
+  local status = redis.call('HGET', KEYS[i], 'status')
+  if status and ARGV[4]:find(status, 1, true) then
+    reply[#reply + 1] = redis.call('HGETALL', KEYS[i])
   end
 end
 return reply
 """
+)
 
 # Frames, the conversation, and the turn's lock let go, as one step; each part optional.
 # KEYS: session, seq, frames, conversation, lock, listeners. ARGV: max frames kept, news
@@ -196,52 +258,58 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return redis.call('PEXPIRE', KEYS[2], ttl)
 """
 
-_ADD_CARD = """
+# KEYS: session, cards, the new card, then the session's cards. ARGV: card id, body,
+# status, updated_at, lease_until, timeout, session id, level, cards kept, the ended
+# statuses, then the session's card ids. Answers 0 (the session has ended), the stale ids, or
+# 'added' and the ids of the cards dropped to make room.
+_ADD_CARD = (
+    _STALE_CARDS
+    + """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
+local stale = stale_cards(KEYS[2], 3, 10)
+if stale then return stale end
 redis.call('HSET', KEYS[3], 'body', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[4],
-  'lease_until', ARGV[5], 'level', ARGV[10], '_timeout_at', ARGV[6], '_sid', ARGV[7])
+  'lease_until', ARGV[5], 'level', ARGV[8], '_timeout_at', ARGV[6], '_sid', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl)
-if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1]) end
-if ARGV[9] ~= '' then redis.call('ZADD', KEYS[5], ARGV[9], ARGV[1]) end
-if ARGV[3] == '"waiting"' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1]) end
 -- Past the cards a session keeps, the oldest that have ended go.
-local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[11])
-if over > 0 then
-  for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-    if over <= 0 then break end
-    local status = redis.call('HGET', ARGV[12] .. id, 'status')
-    if not status or ARGV[13]:find(status, 1, true) then
-      redis.call('LREM', KEYS[2], 1, id)
-      redis.call('DEL', ARGV[12] .. id)
-      redis.call('ZREM', KEYS[4], id)
-      redis.call('ZREM', KEYS[5], id)
-      redis.call('ZREM', KEYS[6], id)
-      over = over - 1
-    end
+local reply = {'added'}
+local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[9])
+local keys, ids = {unpack(KEYS, 4)}, {unpack(ARGV, 11)}
+table.insert(keys, KEYS[3])
+table.insert(ids, ARGV[1])
+for i, key in ipairs(keys) do
+  if over <= 0 then break end
+  local status = redis.call('HGET', key, 'status')
+  if not status or ARGV[10]:find(status, 1, true) then
+    redis.call('LREM', KEYS[2], 1, ids[i])
+    redis.call('DEL', key)
+    table.insert(reply, ids[i])
+    over = over - 1
   end
 end
-return 1
+return reply
 """
+)
 
-# The claim. ARGV: now, new status, check deadline, session key prefix, where the card
-# goes in the due index (open | claimed | final), lease end or '', card id, the level the
-# card must be at or '', this instance's id, how soon a claim's instance is checked on;
-# then the expected statuses, the statuses that may move to the new one (each list after
-# its length), then field/value pairs to set.
+# The claim. KEYS: the card, and its session when the deadline is checked. ARGV: now,
+# new status, check deadline, the card's session id or '', whether the new status is a
+# claim, the level the card must be at or '', this instance's id; then the expected
+# statuses, the statuses that may move to the new one (each list after its length),
+# then field/value pairs to set.
 _TRANSITION = """
 local card = KEYS[1]
 local status = redis.call('HGET', card, 'status')
 if not status then return {'missing'} end
-if ARGV[8] ~= '' then
+if ARGV[6] ~= '' then
   -- A card written before levels were kept as their own field has its level in the body.
   local level = redis.call('HGET', card, 'level')
   if not level then level = cjson.decode(redis.call('HGET', card, 'body'))['level'] end
-  if tonumber(level) ~= tonumber(ARGV[8]) then return {'conflict', redis.call('HGETALL', card)} end
+  if tonumber(level) ~= tonumber(ARGV[6]) then return {'conflict', redis.call('HGETALL', card)} end
 end
-local i = 11
+local i = 8
 local expected, movable = false, false
 for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then expected = true end end
 i = i + tonumber(ARGV[i]) + 1
@@ -249,36 +317,22 @@ for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then movable = true
 i = i + tonumber(ARGV[i]) + 1
 if not expected then return {'conflict', redis.call('HGETALL', card)} end
 if not movable then return {'badmove', status} end
-local now, id = tonumber(ARGV[1]), ARGV[7]
+local now = tonumber(ARGV[1])
 if ARGV[3] == '1' then
   local timeout = tonumber(redis.call('HGET', card, '_timeout_at'))
-  local sid = redis.call('HGET', card, '_sid')
-  local expires = tonumber(redis.call('HGET', ARGV[4] .. sid, 'expires_at'))
+  local expires = false
+  if redis.call('HGET', card, '_sid') == ARGV[4] then
+    expires = tonumber(redis.call('HGET', KEYS[2], 'expires_at'))
+  end
   if now >= timeout or not expires or expires <= now then
     redis.call('HSET', card, 'status', '"expired"', 'updated_at', ARGV[1])
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('ZREM', KEYS[3], id)
     return {'expired', redis.call('HGETALL', card)}
   end
 end
 for j = i, #ARGV, 2 do redis.call('HSET', card, ARGV[j], ARGV[j + 1]) end
 redis.call('HSET', card, 'status', ARGV[2], 'updated_at', ARGV[1])
-if ARGV[2] ~= '"waiting"' then redis.call('ZREM', KEYS[3], id) end
-if ARGV[5] == 'open' then
-  redis.call('ZADD', KEYS[2], redis.call('HGET', card, '_timeout_at'), id)
-elseif ARGV[5] == 'claimed' then
-  local lease = ARGV[6]
-  if lease == '' then lease = redis.call('HGET', card, 'lease_until') end
-  if not tonumber(lease) then lease = '0' end
-  -- The claiming instance is checked on well before its lease ends: one that stopped
-  -- beating leaves its claims to be settled at once.
-  redis.call('HSET', card, '_by', ARGV[9])
-  local check = now + tonumber(ARGV[10])
-  if tonumber(lease) < check then check = tonumber(lease) end
-  redis.call('ZADD', KEYS[2], check, id)
-else
-  redis.call('ZREM', KEYS[2], id)
-end
+-- The claiming instance is named: one that stops beating leaves its claims to others.
+if ARGV[5] == '1' then redis.call('HSET', card, '_by', ARGV[7]) end
 return {'ok', redis.call('HGETALL', card)}
 """
 
@@ -288,19 +342,35 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
 
-_END = """
-local ids = redis.call('LRANGE', KEYS[6], 0, -1)
-for _, id in ipairs(ids) do
-  redis.call('DEL', ARGV[2] .. id)
-  redis.call('ZREM', KEYS[8], id)
-  redis.call('ZREM', KEYS[9], id)
-  redis.call('ZREM', KEYS[10], id)
-end
+# KEYS: the session's keys, then its cards'. ARGV: news channel, this instance, card ids.
+_END = (
+    _STALE_CARDS
+    + """
+local stale = stale_cards(KEYS[2], 7, 2)
+if stale then return stale end
 local existed = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[11])
-redis.call('ZREM', KEYS[7], ARGV[1])
-if existed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':end') end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+if existed == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':end') end
 return existed
+"""
+)
+
+# A global index's entries are hints written next to the scripts, so a late write can
+# leave one stale; readers correct them with this. KEYS[1]: the index. ARGV: triples of
+# member, the score it was read with, its new score or '' to remove it. An entry whose
+# score changed since it was read was written anew meanwhile, and is left alone.
+_REINDEX = """
+for i = 1, #ARGV, 3 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then
+      redis.call('ZREM', KEYS[1], ARGV[i])
+    else
+      redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
+    end
+  end
+end
+return 1
 """
 
 
@@ -358,10 +428,28 @@ class _HeldTurn:
         self.renewal: asyncio.TimerHandle | None = None
 
 
-def _due_place(status: Status) -> str:
-    if status in OPEN:
-        return "open"
-    return "claimed" if status in CLAIMED else "final"
+def _due_score(card: Card, check_by: float | None) -> float | None:
+    """The card's place in the due index: its deadline while open; while claimed, its lease
+    end, or ``check_by`` if sooner (when its claiming instance is looked in on); none
+    once ended."""
+    if card.status in OPEN:
+        return card.timeout_at
+    if card.status in CLAIMED:
+        lease = card.lease_until or 0.0
+        return lease if check_by is None else min(check_by, lease)
+    return None
+
+
+def _seed_node(url: str, seed: str) -> tuple[str, int]:
+    """``host:port`` of one seed node of a ``redis-cluster://`` URL."""
+    host, _, port = seed.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StoreError(
+            f"SIGNOFF_STORE: bad Redis Cluster URL {url!r}: seed node {seed!r} is not"
+            " host:port (give one or more, comma-separated)"
+        )
+    return host, int(port)
 
 
 def _decode_card(fields: dict[str, str]) -> Card | None:
@@ -390,7 +478,15 @@ def _session(session_id: str, fields: dict[str, str]) -> SessionRecord:
 
 
 class RedisStore(Store):
-    def __init__(self, redis: Redis, prefix: str = "signoff", max_frames: int = MAX_FRAMES):
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        prefix: str = "signoff",
+        max_frames: int = MAX_FRAMES,
+        news: Sequence[Redis] = (),
+    ):
+        """``news``: for a cluster, a plain client per node to hear news through (any node
+        relays every PUBLISH), tried in turn; without, news comes through ``redis``."""
         self.redis = redis
         self.prefix = prefix
         self.max_frames = max_frames
@@ -399,6 +495,7 @@ class RedisStore(Store):
         self._scripts = {
             name: redis.register_script(source)
             for name, source in {
+                "create": _CREATE,
                 "touch": _TOUCH,
                 "begin": _BEGIN,
                 "write": _WRITE,
@@ -408,12 +505,15 @@ class RedisStore(Store):
                 "transition": _TRANSITION,
                 "count": _COUNT,
                 "end": _END,
+                "reindex": _REINDEX,
                 "outbox_append": _OUTBOX_APPEND,
                 "outbox_lease": _OUTBOX_LEASE,
                 "outbox_release": _OUTBOX_RELEASE,
                 "outbox_done": _OUTBOX_DONE,
             }.items()
         }
+        self._news_clients = list(news)
+        self._news_node = 0
         self._listeners: dict[str, set[Listener]] = {}
         self._pubsub: PubSub | None = None
         self._subscribed: set[str] = set()
@@ -424,16 +524,20 @@ class RedisStore(Store):
         self._turns: dict[str, _HeldTurn] = {}
         self._renewals: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._known_cards: dict[str, list[str]] = {}
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        """``redis://host:port/db?prefix=shop&max_frames=2000`` (plus redis-py's options)."""
+        """``redis://host:port/db?prefix=shop&max_frames=2000`` (plus redis-py's options),
+        or ``redis-cluster://host:port,host:port?prefix=shop`` for a Redis Cluster."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         prefix = query.pop("prefix", "signoff")
         if not _PREFIX.match(prefix):
             raise StoreError(f"SIGNOFF_STORE: prefix {prefix!r} must match {_PREFIX.pattern}")
         max_frames = max_frames_option(query)
+        if parts.scheme == "redis-cluster":
+            return cls._cluster(url, parts, query, prefix, max_frames)
         try:
             pool = BlockingConnectionPool.from_url(
                 urlunsplit(parts._replace(query=urlencode(query))),
@@ -448,21 +552,61 @@ class RedisStore(Store):
             raise StoreError(f"SIGNOFF_STORE: bad Redis URL {url!r}: {exc}") from None
         return cls(Redis(connection_pool=pool), prefix, max_frames)
 
+    @classmethod
+    def _cluster(
+        cls, url: str, parts: SplitResult, query: dict[str, str], prefix: str, max_frames: int
+    ) -> RedisStore:
+        """A store on a Redis Cluster, found through its seed nodes."""
+        nodes = [_seed_node(url, seed) for seed in parts.netloc.rpartition("@")[2].split(",")]
+        if query:
+            raise StoreError(
+                f"SIGNOFF_STORE: bad Redis Cluster URL {url!r}: unknown option"
+                f" {', '.join(sorted(query))} (it takes prefix and max_frames)"
+            )
+        options: dict[str, Any] = {
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "decode_responses": True,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        }
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            max_connections=POOL_SIZE,
+            **options,
+        )
+        news = [Redis(host=host, port=port, **options) for host, port in nodes]
+        return cls(cluster, prefix, max_frames, news)
+
+    # Keys ---------------------------------------------------------------------------------
+    # Every key name is made here. A session's keys and its cards' carry the session's
+    # hash tag ({...}), so a Redis Cluster keeps them in one slot and one script can use
+    # them all; a card's tag comes from its id (core.cards.card_id_for).
+
     def _key(self, kind: str, name: str | None = None) -> str:
-        """A key name; with ``name=""``, the prefix that names of this kind share."""
+        """A global key name; with ``name=""``, the prefix that names of this kind share."""
         return f"{self.prefix}:{kind}" if name is None else f"{self.prefix}:{kind}:{name}"
 
+    def _session_key(self, kind: str, session_id: str) -> str:
+        """One of the session's keys, in the session's slot."""
+        return f"{self.prefix}:{kind}:{{{session_tag(session_id)}}}:{session_id}"
+
+    def _card_key(self, card_id: str) -> str:
+        """The card's hash, in its session's slot. An id that carries no tag was not made
+        for any session: it gets a slot of its own, where no card is ever kept."""
+        tag = card_tag(card_id) or session_tag(card_id)
+        return f"{self.prefix}:card:{{{tag}}}:{card_id}"
+
     def _session_keys(self, session_id: str) -> list[str]:
-        """session, sessions index, cards, then the rest of the session's keys."""
+        """session, cards, then the rest of the session's keys (the cards' own not included)."""
         return [
-            self._key("session", session_id),
-            self._key("sessions"),
-            self._key("cards", session_id),
-            self._key("conversation", session_id),
-            self._key("seq", session_id),
-            self._key("frames", session_id),
-            self._key("client_ids", session_id),
-            self._key("listeners", session_id),
+            self._session_key("session", session_id),
+            self._session_key("cards", session_id),
+            self._session_key("conversation", session_id),
+            self._session_key("seq", session_id),
+            self._session_key("frames", session_id),
+            self._session_key("client_ids", session_id),
+            self._session_key("listeners", session_id),
         ]
 
     def _holding(self, session_id: str) -> _HeldTurn | None:
@@ -471,28 +615,37 @@ class RedisStore(Store):
         return held if held is not None and held is _HOLDING.get() else None
 
     def _turn_key(self, session_id: str) -> str:
-        return self._key("lock", f"turn:{session_id}")
+        return self._session_key("turn-lock", session_id)
 
     def _write_keys(self, session_id: str) -> list[str]:
         """The keys of ``_WRITE``, in its order."""
         return [
-            self._key("session", session_id),
-            self._key("seq", session_id),
-            self._key("frames", session_id),
-            self._key("conversation", session_id),
+            self._session_key("session", session_id),
+            self._session_key("seq", session_id),
+            self._session_key("frames", session_id),
+            self._session_key("conversation", session_id),
             self._turn_key(session_id),
-            self._key("listeners", session_id),
+            self._session_key("listeners", session_id),
         ]
+
+    def _news_channel(self, session_id: str) -> str:
+        """Pub/sub channels are not keys: a PUBLISH reaches every node of a cluster."""
+        return self._key("news", session_id)
+
+    def _outbox_keys(self, lane: str) -> list[str]:
+        """The lane's list and its lease, tagged with the lane: one slot per lane."""
+        return [self._key("outbox", f"{{{lane}}}"), self._key("outbox-lease", f"{{{lane}}}")]
 
     # Lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         try:
             await self.redis.ping()
+        except (*_UNAVAILABLE, redis_errors.RedisClusterException) as exc:
+            raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
+        try:
+            self._pubsub = await self._subscribe_news([])
         except _UNAVAILABLE as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        # Listening needs one channel from the start; this instance's own serves.
-        await self._pubsub.subscribe(self._key("instance", self.instance))
         await self._beat()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -500,6 +653,35 @@ class RedisStore(Store):
             loop.create_task(self._reconcile()),
             loop.create_task(self._heartbeat()),
         ]
+
+    def _news_pubsub(self) -> PubSub:
+        """A subscription connection: the store's own, or the current cluster node's."""
+        if not self._news_clients:
+            assert isinstance(self.redis, Redis)
+            return self.redis.pubsub(ignore_subscribe_messages=True)
+        client = self._news_clients[self._news_node % len(self._news_clients)]
+        return client.pubsub(ignore_subscribe_messages=True)
+
+    async def _subscribe_news(self, channels: list[str]) -> PubSub:
+        """A subscription to ``channels`` through the current node, or else the next ones
+        in turn. Listening needs a channel from the start: this instance's own serves."""
+        channels = [self._key("instance", self.instance), *channels]
+        for _ in range(len(self._news_clients) - 1):
+            try:
+                return await self._pubsub_on_node(channels)
+            except _UNAVAILABLE:
+                self._news_node += 1
+        return await self._pubsub_on_node(channels)
+
+    async def _pubsub_on_node(self, channels: list[str]) -> PubSub:
+        pubsub = self._news_pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+        except _UNAVAILABLE:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await pubsub.aclose()
+            raise
+        return pubsub
 
     async def close(self) -> None:
         self._closing = True
@@ -514,6 +696,8 @@ class RedisStore(Store):
             with contextlib.suppress(*_UNAVAILABLE):
                 await self._pubsub.aclose()
             self._pubsub = None
+        for client in self._news_clients:
+            await client.aclose()
         await self.redis.aclose()
 
     async def _beat(self) -> None:
@@ -530,44 +714,95 @@ class RedisStore(Store):
 
     async def _stopped(self, card_ids: list[str]) -> set[str]:
         """Those of the claimed ``card_ids`` whose claiming instance has stopped beating."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for card_id in card_ids:
-                pipe.hget(self._key("card", card_id), "_by")
-            owners = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for card_id in card_ids:
+            pipe.hget(self._card_key(card_id), "_by")
+        owners = await pipe.execute()
         # A claim that names no instance (made before claims did) waits for its lease.
         named = [(card_id, owner) for card_id, owner in zip(card_ids, owners, strict=True) if owner]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for _, owner in named:
-                pipe.exists(self._key("alive", owner))
-            alive = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for _, owner in named:
+            pipe.exists(self._key("alive", owner))
+        alive = await pipe.execute()
         return {card_id for (card_id, _), up in zip(named, alive, strict=True) if not up}
 
     @_reachable
     async def ping(self) -> None:
         await self.redis.ping()
 
+    # Global indexes -----------------------------------------------------------------------
+    # {p}:sessions, {p}:due, {p}:team and {p}:waiting are one key each, so on a cluster no
+    # session script can write them: each method writes them beside its script (after it;
+    # a new session's entry before it). An entry is a hint, never the truth: whoever reads
+    # one reads the session or card too, decides from that, and corrects the entry.
+    # Nothing exactly-once depends on them.
+
+    async def _scored(self, index: str, up_to: float) -> dict[str, float]:
+        """Members of an index with a score up to ``up_to``, with their scores."""
+        found: list[tuple[str, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
+            self._key(index), "-inf", up_to, withscores=True
+        )
+        return dict(found)
+
+    async def _reindex(
+        self, index: str, seen: dict[str, float], fixes: dict[str, float | None]
+    ) -> None:
+        """Set each entry of ``fixes`` to its score (None: remove it), if it still has the
+        score it was ``seen`` with."""
+        args: list[Any] = []
+        for member, score in fixes.items():
+            if member in seen:
+                args += [member, repr(seen[member]), "" if score is None else repr(score)]
+        if args:
+            await self._scripts["reindex"](keys=[self._key(index)], args=args)
+
+    def _know_cards(self, session_id: str, card_ids: list[str]) -> None:
+        """Remember a session's card ids, the next guess of ``_with_cards``; a bounded
+        number of sessions, the most recently used."""
+        self._known_cards.pop(session_id, None)
+        self._known_cards[session_id] = card_ids
+        if len(self._known_cards) > KNOWN_CARDS_KEPT:
+            del self._known_cards[next(iter(self._known_cards))]
+
+    async def _with_cards(
+        self, script: str, session_id: str, keys: list[str], args: list[Any]
+    ) -> tuple[Any, list[str]]:
+        """Run a script that reaches each card of the session (see ``_STALE_CARDS``): its
+        reply, and the card ids it was run with."""
+        # First guess: the ids last seen here, else none (most sessions have no card).
+        card_ids = self._known_cards.get(session_id, [])
+        for _ in range(STALE_RETRIES):
+            reply = await self._scripts[script](
+                keys=[*keys, *(self._card_key(card_id) for card_id in card_ids)],
+                args=[*args, *card_ids],
+            )
+            if not (isinstance(reply, list) and reply[:1] == ["stale"]):
+                self._know_cards(session_id, card_ids)
+                return reply, card_ids
+            card_ids = reply[1:]
+        raise StoreError(f"the cards of session {session_id} kept changing under {script}")
+
     # Sessions ---------------------------------------------------------------------------
     @_reachable
     async def create_session(self, session: SessionRecord) -> None:
-        key = self._key("session", session.session_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "user_id": session.user_id,
-                    "site": session.site,
-                    "conversation_id": session.conversation_id,
-                    "created_at": repr(session.created_at),
-                    "expires_at": repr(session.expires_at),
-                },
-            )
-            pipe.pexpire(key, int((session.expires_at - session.created_at + KEY_GRACE) * 1000))
-            pipe.zadd(self._key("sessions"), {session.session_id: session.expires_at})
-            await pipe.execute()
+        # Indexed first: an entry for a session that was not made is dropped when read.
+        await self.redis.zadd(self._key("sessions"), {session.session_id: session.expires_at})
+        ttl = int((session.expires_at - session.created_at + KEY_GRACE) * 1000)
+        fields = {
+            "user_id": session.user_id,
+            "site": session.site,
+            "conversation_id": session.conversation_id,
+            "created_at": repr(session.created_at),
+            "expires_at": repr(session.expires_at),
+        }
+        await self._scripts["create"](
+            keys=[self._session_key("session", session.session_id)],
+            args=[ttl, *(item for pair in fields.items() for item in pair)],
+        )
 
     @_reachable
     async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
-        fields: dict[str, str] = await self.redis.hgetall(self._key("session", session_id))  # type: ignore[assignment]
+        fields: dict[str, str] = await self.redis.hgetall(self._session_key("session", session_id))  # type: ignore[assignment]
         if not fields or float(fields["expires_at"]) <= now:
             return None
         return _session(session_id, fields)
@@ -577,10 +812,10 @@ class RedisStore(Store):
         self, session_ids: Collection[str], now: float
     ) -> dict[str, SessionRecord]:
         wanted = list(set(session_ids))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in wanted:
-                pipe.hgetall(self._key("session", session_id))
-            found = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for session_id in wanted:
+            pipe.hgetall(self._session_key("session", session_id))
+        found = await pipe.execute()
         return {
             sid: _session(sid, fields)
             for sid, fields in zip(wanted, found, strict=True)
@@ -589,29 +824,50 @@ class RedisStore(Store):
 
     @_reachable
     async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
-        flat = await self._scripts["touch"](
-            keys=self._session_keys(session_id),
-            args=[repr(now), repr(now + ttl), repr(KEY_GRACE), session_id, self._key("card", "")],
+        flat, _ = await self._with_cards(
+            "touch",
+            session_id,
+            self._session_keys(session_id),
+            [repr(now), repr(now + ttl), repr(KEY_GRACE)],
         )
+        # Not indexed anew: the entry, now earlier than the session's expiry, is put right
+        # when it comes due (``expired_sessions``), once per idle period at most.
         return _session(session_id, _decode_pairs(flat)) if flat else None
 
     @_reachable
     async def expired_sessions(self, now: float) -> list[str]:
-        return await self._members("sessions", now)
+        seen = await self._scored("sessions", now)
+        pipe = self.redis.pipeline(transaction=False)
+        for session_id in seen:
+            pipe.hget(self._session_key("session", session_id), "expires_at")
+        found = await pipe.execute()
+        expired: list[str] = []
+        fixes: dict[str, float | None] = {}
+        for session_id, expires in zip(seen, found, strict=True):
+            if expires is None:
+                fixes[session_id] = None  # ended, or its keys lapsed with no sweeper running
+            elif float(expires) <= now:
+                expired.append(session_id)
+            else:
+                fixes[session_id] = float(expires)  # slid later than the entry says
+        await self._reindex("sessions", seen, fixes)
+        return expired
 
     @_reachable
     async def end_session(self, session_id: str, reason: str) -> None:
-        keys = self._session_keys(session_id)
-        # The order the script expects: the six per-session keys, then the indexes.
-        ordered = [
-            *(keys[0], keys[3], keys[4], keys[5], keys[6], keys[2], keys[1]),
-            *(self._key("due"), self._key("team"), self._key("waiting")),
-            keys[7],
-        ]
-        existed = await self._scripts["end"](
-            keys=ordered,
-            args=[session_id, self._key("card", ""), self._key("news", session_id), self.instance],
+        existed, card_ids = await self._with_cards(
+            "end",
+            session_id,
+            self._session_keys(session_id),
+            [self._news_channel(session_id), self.instance],
         )
+        self._known_cards.pop(session_id, None)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self._key("sessions"), session_id)
+        for index in ("due", "team", "waiting"):
+            if card_ids:
+                pipe.zrem(self._key(index), *card_ids)
+        await pipe.execute()
         if existed:
             self._notify(session_id, News("end"))
 
@@ -622,7 +878,7 @@ class RedisStore(Store):
         if held is not None:
             text = held.conversation
         else:
-            text = await self.redis.get(self._key("conversation", session_id))  # type: ignore[assignment]
+            text = await self.redis.get(self._session_key("conversation", session_id))  # type: ignore[assignment]
         return json.loads(text) if text else []
 
     @_reachable
@@ -684,7 +940,7 @@ class RedisStore(Store):
             keys=self._write_keys(session_id),
             args=[
                 self.max_frames,
-                self._key("news", session_id),
+                self._news_channel(session_id),
                 self.instance,
                 conversation,
                 token,
@@ -717,13 +973,13 @@ class RedisStore(Store):
     @_reachable
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
         entries: list[tuple[str, dict[str, str]]] = await self.redis.xrange(  # type: ignore[assignment]
-            self._key("frames", session_id), f"{max(seq, 0) + 1}-0"
+            self._session_key("frames", session_id), f"{max(seq, 0) + 1}-0"
         )
         return [(int(entry_id.partition("-")[0]), fields["f"]) for entry_id, fields in entries]
 
     @_reachable
     async def last_seq(self, session_id: str) -> int:
-        return int(await self.redis.get(self._key("seq", session_id)) or 0)
+        return int(await self.redis.get(self._session_key("seq", session_id)) or 0)
 
     # Cards ------------------------------------------------------------------------------
     @_reachable
@@ -731,18 +987,17 @@ class RedisStore(Store):
         # A card is kept after the conversation that proposed it: a decision taken on
         # another instance resumes from that conversation.
         await self._catch_up(card.session_id)
-        place = _due_place(card.status)
-        score = {"open": repr(card.timeout_at), "claimed": repr(card.lease_until or 0.0)}
-        await self._scripts["add_card"](
-            keys=[
-                self._key("session", card.session_id),
-                self._key("cards", card.session_id),
-                self._key("card", card.card_id),
-                self._key("due"),
-                self._key("team"),
-                self._key("waiting"),
+        if card_tag(card.card_id) != session_tag(card.session_id):
+            raise ValueError(f"card id {card.card_id!r} was not made for its session")
+        reply, card_ids = await self._with_cards(
+            "add_card",
+            card.session_id,
+            [
+                self._session_key("session", card.session_id),
+                self._session_key("cards", card.session_id),
+                self._card_key(card.card_id),
             ],
-            args=[
+            [
                 card.card_id,
                 json.dumps(card.to_dict()),
                 json.dumps(str(card.status)),
@@ -750,34 +1005,44 @@ class RedisStore(Store):
                 json.dumps(card.lease_until),
                 repr(card.timeout_at),
                 card.session_id,
-                score.get(place, ""),
-                repr(card.created_at) if card.approver == "team" else "",
                 json.dumps(card.level),
                 MAX_CARDS,
-                self._key("card", ""),
                 _FINAL_STATUSES,
             ],
         )
+        if not reply:
+            return  # its session has ended
+        dropped = reply[1:]
+        self._know_cards(
+            card.session_id, [i for i in (*card_ids, card.card_id) if i not in dropped]
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        due = _due_score(card, None)
+        if due is not None:
+            pipe.zadd(self._key("due"), {card.card_id: due})
+        if card.approver == "team":
+            pipe.zadd(self._key("team"), {card.card_id: card.created_at})
+        if card.status == Status.WAITING:
+            pipe.zadd(self._key("waiting"), {card.card_id: card.created_at})
+        if dropped:
+            for index in ("due", "team", "waiting"):
+                pipe.zrem(self._key(index), *dropped)
+        await pipe.execute()
 
     @_reachable
     async def get_card(self, card_id: str) -> Card | None:
-        fields: dict[str, str] = await self.redis.hgetall(self._key("card", card_id))  # type: ignore[assignment]
+        fields: dict[str, str] = await self.redis.hgetall(self._card_key(card_id))  # type: ignore[assignment]
         return _decode_card(fields)
 
     async def _card_ids(self, session_id: str) -> list[str]:
-        card_ids: list[str] = await self.redis.lrange(self._key("cards", session_id), 0, -1)  # type: ignore[assignment]
+        card_ids: list[str] = await self.redis.lrange(self._session_key("cards", session_id), 0, -1)  # type: ignore[assignment]
         return card_ids
 
-    async def _members(self, index: str, up_to: float) -> list[str]:
-        """Members of a sorted-set index with a score up to ``up_to``."""
-        members: list[str] = await self.redis.zrangebyscore(self._key(index), "-inf", up_to)  # type: ignore[assignment]
-        return members
-
     async def _cards(self, card_ids: list[str]) -> dict[str, Card | None]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for card_id in card_ids:
-                pipe.hgetall(self._key("card", card_id))
-            found = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for card_id in card_ids:
+            pipe.hgetall(self._card_key(card_id))
+        found = await pipe.execute()
         return {card_id: _decode_card(f) for card_id, f in zip(card_ids, found, strict=True)}
 
     @_reachable
@@ -797,46 +1062,65 @@ class RedisStore(Store):
         level: int | None = None,
     ) -> Transition:
         changes = changes or {}
-        place = _due_place(new)
-        lease = changes.get("lease_until")
+        keys = [self._card_key(card_id)]
+        session_id = ""
+        if check_deadline:
+            # The script reads the session's expiry, so it must be given the session's key.
+            found: str | None = await self.redis.hget(keys[0], "_sid")  # type: ignore[assignment]
+            if not found:
+                return Transition(ClaimOutcome.MISSING, None)
+            session_id = found
+            keys.append(self._session_key("session", session_id))
         args: list[Any] = [
             repr(now),
             json.dumps(str(new)),
             "1" if check_deadline else "0",
-            self._key("session", ""),
-            place,
-            repr(float(lease)) if lease is not None else "",
-            card_id,
+            session_id,
+            "1" if new in CLAIMED else "0",
             str(level) if level is not None else "",
             self.instance,
-            repr(CLAIM_CHECK),
         ]
         movable = [s for s in expected if can_move(s, new)]
         for statuses in (list(expected), movable):
             args += [len(statuses), *(json.dumps(str(s)) for s in statuses)]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
-        reply = await self._scripts["transition"](
-            keys=[self._key("card", card_id), self._key("due"), self._key("waiting")], args=args
-        )
+        reply = await self._scripts["transition"](keys=keys, args=args)
         outcome = reply[0]
         if outcome == "missing":
             return Transition(ClaimOutcome.MISSING, None)
         if outcome == "badmove":
             raise ValueError(f"a card cannot move from {json.loads(reply[1])} to {new}")
-        return Transition(ClaimOutcome(outcome), _decode_card(_decode_pairs(reply[1])))
+        card = _decode_card(_decode_pairs(reply[1]))
+        if outcome != "conflict" and card is not None:
+            await self._index_moved(card, now)
+        return Transition(ClaimOutcome(outcome), card)
+
+    async def _index_moved(self, card: Card, now: float) -> None:
+        """Put a card that moved where its new status has it in the due and waiting indexes."""
+        pipe = self.redis.pipeline(transaction=False)
+        due = _due_score(card, now + CLAIM_CHECK)
+        if due is None:
+            pipe.zrem(self._key("due"), card.card_id)
+        else:
+            pipe.zadd(self._key("due"), {card.card_id: due})
+        if card.status != Status.WAITING:
+            pipe.zrem(self._key("waiting"), card.card_id)
+        await pipe.execute()
 
     @_reachable
     async def due_cards(self, now: float) -> list[Card]:
-        card_ids = await self._members("due", now)
+        seen = await self._scored("due", now)
+        card_ids = list(seen)
         ended = set(await self.expired_sessions(now))
         for session_id in ended:
             card_ids += await self._card_ids(session_id)
         due, running = [], []
+        fixes: dict[str, float | None] = {}
         for card_id, card in (await self._cards(list(dict.fromkeys(card_ids)))).items():
             if card is None:
                 # Its session's keys expired with no sweeper running: nothing left to settle.
-                await self.redis.zrem(self._key("due"), card_id)
+                fixes[card_id] = None
                 continue
             late = now >= card.timeout_at or card.session_id in ended
             open_and_late = card.status in OPEN and late
@@ -845,12 +1129,15 @@ class RedisStore(Store):
                 due.append(card)
             elif card.status in CLAIMED:
                 running.append(card)
+            else:  # indexed earlier than it is due, or ended: put right
+                fixes[card_id] = card.timeout_at if card.status in OPEN else None
         if running:
             stopped = await self._stopped([card.card_id for card in running])
             due += [card for card in running if card.card_id in stopped]
             # Those whose instance still beats are checked on again a little later.
-            later = {c.card_id: min(now + CLAIM_CHECK, c.lease_until or 0.0) for c in running}
-            await self.redis.zadd(self._key("due"), later, xx=True)
+            for card in running:
+                fixes[card.card_id] = _due_score(card, now + CLAIM_CHECK)
+        await self._reindex("due", seen, fixes)
         return due
 
     @_reachable
@@ -862,15 +1149,24 @@ class RedisStore(Store):
     async def _indexed(
         self, index: str, start: int, stop: int, newest_first: bool = False
     ) -> list[Card]:
-        """The cards of a card index between two ranks, dropping ids whose card is gone."""
-        card_ids: list[str] = await self.redis.zrange(self._key(index), start, stop)  # type: ignore[assignment]
+        """The cards of a card index between two ranks, dropping ids whose card is gone
+        (and, from the waiting index, those no longer waiting)."""
+        found_ids: list[tuple[str, float]] = await self.redis.zrange(  # type: ignore[assignment]
+            self._key(index), start, stop, withscores=True
+        )
+        seen = dict(found_ids)
+        card_ids = list(seen)
         if newest_first:
             card_ids.reverse()
         found = await self._cards(card_ids)
-        gone = [card_id for card_id, card in found.items() if card is None]
-        if gone:  # their sessions' keys expired with no sweeper running
-            await self.redis.zrem(self._key(index), *gone)
-        return [card for card in found.values() if card is not None]
+        waiting_only = index == "waiting"
+        gone: dict[str, float | None] = {
+            card_id: None
+            for card_id, card in found.items()
+            if card is None or (waiting_only and card.status != Status.WAITING)
+        }
+        await self._reindex(index, seen, gone)  # their sessions' keys expired, or a late write
+        return [card for card_id, card in found.items() if card is not None and card_id not in gone]
 
     @_reachable
     async def waiting_cards(self, limit: int) -> list[Card]:
@@ -898,9 +1194,6 @@ class RedisStore(Store):
     # Outbox -----------------------------------------------------------------------------
     outbox_survives = True
 
-    def _outbox_keys(self, lane: str) -> list[str]:
-        return [self._key("outbox", lane), self._key("outbox-lease", lane)]
-
     @_reachable
     async def outbox_append(self, lane: str, entry: str, cap: int) -> bool:
         keys = self._outbox_keys(lane)
@@ -917,7 +1210,7 @@ class RedisStore(Store):
 
     @_reachable
     async def outbox_head(self, lane: str) -> str | None:
-        entry: str | None = await self.redis.lindex(self._key("outbox", lane), 0)  # type: ignore[assignment]
+        entry: str | None = await self.redis.lindex(self._outbox_keys(lane)[0], 0)  # type: ignore[assignment]
         return entry
 
     @_reachable
@@ -927,7 +1220,7 @@ class RedisStore(Store):
 
     @_reachable
     async def outbox_entries(self, lane: str) -> list[str]:
-        entries: list[str] = await self.redis.lrange(self._key("outbox", lane), 0, -1)  # type: ignore[assignment]
+        entries: list[str] = await self.redis.lrange(self._outbox_keys(lane)[0], 0, -1)  # type: ignore[assignment]
         return entries
 
     # Coordination -----------------------------------------------------------------------
@@ -942,19 +1235,18 @@ class RedisStore(Store):
     ) -> AsyncIterator[TurnStart | None]:
         token = secrets.token_hex(8)
         keys = [
-            self._key("session", session_id),
-            self._key("client_ids", session_id),
+            self._session_key("session", session_id),
+            self._session_key("client_ids", session_id),
             self._turn_key(session_id),
-            self._key("conversation", session_id),
-            self._key("cards", session_id),
+            self._session_key("conversation", session_id),
+            self._session_key("cards", session_id),
         ]
         lease = str(int(ttl * 1000))
         first_use = client_id or ""
         try:
             while True:
-                reply = await self._scripts["begin"](
-                    keys=keys,
-                    args=[first_use, token, lease, self._key("card", ""), _OPEN_STATUSES],
+                reply, _ = await self._with_cards(
+                    "begin", session_id, keys, [first_use, token, lease, _OPEN_STATUSES]
                 )
                 if reply[0] != "busy":
                     break
@@ -1042,7 +1334,6 @@ class RedisStore(Store):
     async def _reconcile(self) -> None:
         """Follow the sessions that have listeners here, in batches, one command each way."""
         assert self._pubsub is not None
-        news = self._key("news", "")
         # Not only cancelled: redis-py may swallow a cancellation that lands mid-command.
         while not self._closing:
             await self._changed.wait()
@@ -1052,14 +1343,14 @@ class RedisStore(Store):
             unwanted = [s for s in dirty if s not in self._listeners and s in self._subscribed]
             try:
                 if wanted:
-                    await self._pubsub.subscribe(*(news + s for s in wanted))
+                    await self._pubsub.subscribe(*(self._news_channel(s) for s in wanted))
                     await self._follow(wanted, True)
                     self._subscribed.update(wanted)
                     # Frames written elsewhere before the subscription took hold.
                     for session_id in wanted:
                         self._notify(session_id, News("frames"))
                 if unwanted:
-                    await self._pubsub.unsubscribe(*(news + s for s in unwanted))
+                    await self._pubsub.unsubscribe(*(self._news_channel(s) for s in unwanted))
                     await self._follow(unwanted, False)
                     self._subscribed.difference_update(unwanted)
             except _UNAVAILABLE as exc:
@@ -1071,18 +1362,36 @@ class RedisStore(Store):
     async def _follow(self, session_ids: list[str], follow: bool) -> None:
         """Say in the sessions' listener sets that this instance follows them (or not), so
         frames written elsewhere are announced to it, and only to instances that listen."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in session_ids:
-                await self._scripts["follow"](
-                    keys=[self._key("session", session_id), self._key("listeners", session_id)],
+        await asyncio.gather(
+            *(
+                self._scripts["follow"](
+                    keys=[
+                        self._session_key("session", session_id),
+                        self._session_key("listeners", session_id),
+                    ],
                     args=[self.instance, "1" if follow else ""],
-                    client=pipe,
                 )
-            await pipe.execute()
+                for session_id in session_ids
+            )
+        )
+
+    async def _next_news_node(self) -> None:
+        """The cluster node news came through stopped answering: listen through the next
+        one, to every channel this instance follows."""
+        self._news_node += 1
+        following = set(self._listeners)
+        try:
+            pubsub = await self._subscribe_news([self._news_channel(s) for s in following])
+        except _UNAVAILABLE:
+            return  # none answers now; the next failure tries again
+        old, self._pubsub, self._subscribed = self._pubsub, pubsub, following
+        if old is not None:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await old.aclose()
 
     async def _listen(self) -> None:
         assert self._pubsub is not None
-        news = self._key("news", "")
+        news = self._news_channel("")
         broken = False
         while True:
             try:
@@ -1092,6 +1401,8 @@ class RedisStore(Store):
                     log.warning("lost the Redis news connection (%s); reconnecting", exc)
                 broken = True
                 await asyncio.sleep(0.5)
+                if len(self._news_clients) > 1:
+                    await self._next_news_node()
                 continue
             if broken:
                 # Back, and subscribed again: whatever happened meanwhile is in the streams.
