@@ -1,9 +1,13 @@
 """The Redis store: live state shared by every server process of a deployment.
 
 Any instance can serve any request: a session's state lives in Redis, each step
-that must happen once is one Lua script, and pub/sub only wakes the instance
-holding a session's sockets (it never carries data; the frames are read from
-the stream). One Redis (``redis://``) or a Redis Cluster
+that must happen once is one Lua script, and pub/sub only wakes the other instances
+that hold a session's sockets (it never carries data; they read the frames from the
+stream, and the writing instance hands its own sockets the frames it wrote). A turn
+is two scripts: ``_BEGIN`` (first use of the client_id, the turn lock, the
+conversation and the open cards) and ``_WRITE`` (the frames and conversation the turn
+held back, and the lock's release); a turn that waits on a model or an action writes
+its frames meanwhile, within ``WRITE_BEHIND``. One Redis (``redis://``) or a Redis Cluster
 (``redis-cluster://host:port,host:port``); docs/deploying.md says how each fails over.
 Keys, under one prefix per deployment (``?prefix=``, default ``signoff``). ``{T}`` is the
 session's tag (``core.cards.session_tag``) in braces, as in
@@ -18,12 +22,12 @@ outbox lane's name in braces::
     {p}:cards:{T}:{sid}         list    the session's card ids, oldest first
     {p}:card:{T}:{card_id}      hash    body (the card as JSON) and each field changed since
     {p}:turn-lock:{T}:{sid}     string  the session's turn lock, renewed while held
+    {p}:listeners:{T}:{sid}     set     the instances following the session (its sockets)
     {p}:sessions                zset    session id -> expires_at: what the sweepers end
     {p}:due                     zset    card id -> deadline while open, next check while claimed
     {p}:team                    zset    card id -> created_at, for cards that wait on teammates
     {p}:waiting                 zset    card id -> created_at, for those waiting on them now
     {p}:record:{name}           string  a small value with a TTL (dashboard logins, Slack ids)
-    {p}:lock:{name}             string  any other lock, renewed while held
     {p}:alive:{instance}        string  this instance's heartbeat, lapsing ALIVE_FOR seconds
                                         after its last beat; a card hash's ``_by`` names who
                                         claimed it
@@ -116,7 +120,8 @@ _UNAVAILABLE = (
 # How often a script that reaches each card of a session is run again when the session's
 # cards change under it; a turn adds cards one at a time, so this is never reached.
 STALE_RETRIES = 20
-# Sessions whose card ids an instance remembers, to pass the right ones the first time.
+# Sessions whose card ids an instance remembers, to pass the right ones the first time
+# (and cards whose session it remembers).
 KNOWN_CARDS_KEPT = 10_000
 
 P = ParamSpec("P")
@@ -525,6 +530,8 @@ class RedisStore(Store):
         self._renewals: set[asyncio.Task[None]] = set()
         self._closing = False
         self._known_cards: dict[str, list[str]] = {}
+        # The sessions of cards this instance made or read: a card's never changes.
+        self._card_sessions: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -1012,6 +1019,7 @@ class RedisStore(Store):
         )
         if not reply:
             return  # its session has ended
+        self._know_session(card)
         dropped = reply[1:]
         self._know_cards(
             card.session_id, [i for i in (*card_ids, card.card_id) if i not in dropped]
@@ -1032,7 +1040,15 @@ class RedisStore(Store):
     @_reachable
     async def get_card(self, card_id: str) -> Card | None:
         fields: dict[str, str] = await self.redis.hgetall(self._card_key(card_id))  # type: ignore[assignment]
-        return _decode_card(fields)
+        card = _decode_card(fields)
+        if card is not None:
+            self._know_session(card)
+        return card
+
+    def _know_session(self, card: Card) -> None:
+        self._card_sessions[card.card_id] = card.session_id
+        if len(self._card_sessions) > KNOWN_CARDS_KEPT:
+            del self._card_sessions[next(iter(self._card_sessions))]
 
     async def _card_ids(self, session_id: str) -> list[str]:
         card_ids: list[str] = await self.redis.lrange(self._session_key("cards", session_id), 0, -1)  # type: ignore[assignment]
@@ -1066,7 +1082,9 @@ class RedisStore(Store):
         session_id = ""
         if check_deadline:
             # The script reads the session's expiry, so it must be given the session's key.
-            found: str | None = await self.redis.hget(keys[0], "_sid")  # type: ignore[assignment]
+            found = self._card_sessions.get(card_id)
+            if found is None:
+                found = await self.redis.hget(keys[0], "_sid")  # type: ignore[assignment]
             if not found:
                 return Transition(ClaimOutcome.MISSING, None)
             session_id = found
