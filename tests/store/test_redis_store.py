@@ -22,7 +22,7 @@ from signoff.store import (
     StoreUnavailable,
     open_store,
 )
-from signoff.store.redis import KEY_GRACE, RedisStore
+from signoff.store.redis import KEY_GRACE, WRITE_BEHIND, RedisStore
 from tests.services import (
     REDIS_URL,
     cluster_store_url,
@@ -353,3 +353,20 @@ async def test_frames_are_announced_only_to_instances_that_follow_the_session(
     finally:
         await outsider.aclose()
         await store.close()
+
+
+async def test_a_turn_that_waits_shows_its_frames_meanwhile(prefix: str) -> None:
+    """A turn waiting on a slow model: its visitor sees the echo and the first words."""
+    one, two = await opened(redis_store_url(prefix)), await opened(redis_store_url(prefix))
+    try:
+        await one.create_session(session())
+        async with one.turn("s1", 5, "c-1") as turn:
+            assert turn is not None
+            await one.append_frames("s1", [{"type": "message"}, {"type": "message.start"}])
+            await asyncio.sleep(WRITE_BEHIND + 0.2)  # the model thinks
+            assert [s for s, _ in await two.frames_after("s1", 0)] == [1, 2]
+            await one.append_frame("s1", {"type": "message.end"})
+        assert [s for s, _ in await two.frames_after("s1", 0)] == [1, 2, 3]
+    finally:
+        await one.close()
+        await two.close()

@@ -926,8 +926,8 @@ class RedisStore(Store):
                 texts, held.frames = held.frames, []
                 try:
                     await self._write(session_id, texts)
-                except _UNAVAILABLE as exc:
-                    # Kept for the turn's end, which tries again and reports the outage.
+                except redis_errors.RedisError as exc:
+                    # Kept for the turn's end, which tries again and reports a failure.
                     held.frames[:0] = texts
                     log.warning("frames of session %s not written yet: %s", session_id, exc)
                     return
@@ -1296,8 +1296,9 @@ class RedisStore(Store):
             if handle is not None:
                 handle.cancel()
         if held.writer is not None:
-            await asyncio.shield(held.writer)
-        del self._turns[session_id]
+            await asyncio.shield(held.writer)  # it keeps what it could not write
+        if self._turns.get(session_id) is held:  # not if it lapsed and was taken again
+            del self._turns[session_id]
         conversation = held.conversation if held.unsaved else None
         try:
             kept = await self._write(session_id, held.frames, conversation or "", held.token)
