@@ -9,8 +9,10 @@ operation here, so the engine never needs its own check-then-act.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Collection, Sequence
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -89,6 +91,28 @@ class TurnStart:
 
     conversation: Conversation
     open_cards: list[Card]
+
+
+class TurnQueue:
+    """Turns of one session taken in this process queue here, one at a time, in order;
+    a session with none waiting is forgotten."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def held(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        self._users[session_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[session_id] -= 1
+            if not self._users[session_id]:
+                del self._users[session_id]
+                del self._locks[session_id]
 
 
 class Store(abc.ABC):

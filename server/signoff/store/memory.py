@@ -6,7 +6,6 @@ event loop each is atomic, which is all the claim needs here.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import defaultdict, deque
@@ -27,6 +26,7 @@ from signoff.store.base import (
     SessionRecord,
     Store,
     Transition,
+    TurnQueue,
     TurnStart,
 )
 
@@ -46,8 +46,7 @@ class MemoryStore(Store):
         self._records_kept = 64
         # Cards still open or claimed: all the sweeper has to look at.
         self._live: set[str] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._lock_users: dict[str, int] = defaultdict(int)
+        self._queue = TurnQueue()
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._outbox: dict[str, deque[str]] = defaultdict(deque)
         self._outbox_leases: dict[str, tuple[str, float]] = {}  # lane -> holder, until
@@ -296,18 +295,10 @@ class MemoryStore(Store):
         if client_id is not None and not self._first_use(session_id, client_id):
             yield None
             return
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
-        self._lock_users[session_id] += 1
-        try:
-            async with lock:
-                yield TurnStart(
-                    await self.load_conversation(session_id), await self.open_cards(session_id)
-                )
-        finally:
-            self._lock_users[session_id] -= 1
-            if not self._lock_users[session_id]:
-                del self._lock_users[session_id]
-                del self._locks[session_id]
+        async with self._queue.held(session_id):
+            yield TurnStart(
+                await self.load_conversation(session_id), await self.open_cards(session_id)
+            )
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         self._listeners[session_id].add(listener)

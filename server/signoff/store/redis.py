@@ -51,6 +51,7 @@ import contextlib
 import functools
 import json
 import logging
+import random
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
@@ -86,6 +87,7 @@ from signoff.store.base import (
     StoreError,
     StoreUnavailable,
     Transition,
+    TurnQueue,
     TurnStart,
     max_frames_option,
 )
@@ -95,7 +97,9 @@ log = logging.getLogger("signoff.store")
 # How long a session's keys outlive its idle expiry: time for a sweeper to expire its
 # cards and audit them. Past that, Redis drops the keys by itself.
 KEY_GRACE = 3600.0
+# How soon a turn held by another instance is asked for again, at first and at most.
 LOCK_POLL = 0.005
+LOCK_POLL_MAX = 0.1
 # How long a turn holds its frames back before writing them on its own (see append_frames).
 WRITE_BEHIND = 0.01
 # Each instance beats this often while it runs; one silent for ALIVE_FOR seconds has
@@ -529,6 +533,7 @@ class RedisStore(Store):
         self._turns: dict[str, _HeldTurn] = {}
         self._renewals: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._queue = TurnQueue()
         self._known_cards: dict[str, list[str]] = {}
         # The sessions of cards this instance made or read: a card's never changes.
         self._card_sessions: dict[str, str] = {}
@@ -1251,6 +1256,17 @@ class RedisStore(Store):
     async def _turn(
         self, session_id: str, ttl: float, client_id: str | None
     ) -> AsyncIterator[TurnStart | None]:
+        # The session's turns on this instance wait for each other here, not in Redis.
+        async with (
+            self._queue.held(session_id),
+            self._redis_turn(session_id, ttl, client_id) as turn,
+        ):
+            yield turn
+
+    @asynccontextmanager
+    async def _redis_turn(
+        self, session_id: str, ttl: float, client_id: str | None
+    ) -> AsyncIterator[TurnStart | None]:
         token = secrets.token_hex(8)
         keys = [
             self._session_key("session", session_id),
@@ -1261,6 +1277,7 @@ class RedisStore(Store):
         ]
         lease = str(int(ttl * 1000))
         first_use = client_id or ""
+        poll = LOCK_POLL
         try:
             while True:
                 reply, _ = await self._with_cards(
@@ -1268,8 +1285,11 @@ class RedisStore(Store):
                 )
                 if reply[0] != "busy":
                     break
+                # Held by another instance. Asked again less and less often: a busy
+                # server must not spend itself asking.
                 first_use = ""  # taken already: only the lock is waited for
-                await asyncio.sleep(LOCK_POLL)
+                await asyncio.sleep(poll * (0.5 + random.random()))
+                poll = min(poll * 2, LOCK_POLL_MAX)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
         if reply[0] == "seen":

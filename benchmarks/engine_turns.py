@@ -1,0 +1,162 @@
+"""The engine's turns without sockets: server CPU and store round trips per turn.
+
+The load benchmarks (``benchmarks.run``) measure whole round trips through sockets; this
+one takes the sockets away, so what a store costs a turn stands out. One process runs the
+benchmark app's bot (``benchmarks.echo_app``) over the memory store and over Redis, side
+by side: N sessions (each with a listener, as a socket would be) take turns together,
+a few of warm-up, then T turns each that count. Per turn it prints the process's CPU time,
+and on Redis the commands the instance sent (each one a round trip) by name.
+
+Three kinds of turn, as in the load benchmarks: ``message`` (a message answered with one
+piece: four frames), ``stream`` (fifty pieces, each arriving on its own) and ``card``
+(``cancel order 1001``: a read, a card, the visitor's confirm, the call, the bot's
+closing words).
+
+To compare with another version of signoff, run it with that version first on the path:
+``PYTHONPATH=/path/to/old/server:. python -m benchmarks.engine_turns``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from benchmarks.echo_app import build
+from signoff.audit import open_audit
+from signoff.core.cards import Status
+from signoff.engine import Engine
+from signoff.store import SessionRecord, Store, open_store
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+KINDS = ("message", "stream", "card")
+SECRET = "benchmark-secret-" + "x" * 32
+
+
+class CommandCounter:
+    """Counts the commands redis-py sends (a pipeline counts once: one round trip)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._originals: list[tuple[type, str, Any]] = []
+
+    def __enter__(self) -> CommandCounter:
+        counts = self.counts
+        execute = Redis.execute_command
+        pipeline = Pipeline.execute
+
+        async def counted(client: Redis, *args: Any, **options: Any) -> Any:
+            counts[str(args[0])] += 1
+            return await execute(client, *args, **options)
+
+        async def counted_pipeline(pipe: Pipeline, *args: Any, **options: Any) -> Any:
+            counts["PIPELINE"] += 1
+            return await pipeline(pipe, *args, **options)
+
+        self._originals = [(Redis, "execute_command", execute), (Pipeline, "execute", pipeline)]
+        Redis.execute_command = counted  # type: ignore[method-assign]
+        Pipeline.execute = counted_pipeline  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in self._originals:
+            setattr(owner, name, original)
+
+
+async def measure(store_url: str, kind: str, sessions: int, turns: int) -> dict[str, Any]:
+    app = build()
+    with tempfile.TemporaryDirectory() as tmp:
+        audit = open_audit(f"sqlite:///{tmp}/audit.db", SECRET)
+        await audit.start()
+        store = open_store(store_url)
+        await store.start()
+        engine = Engine(
+            registry=app.registry,
+            bot=app.bot,
+            store=store,
+            audit=audit,
+            secret=SECRET,
+            session_ttl=600,
+        )
+        try:
+            opened = [await engine.open_session("bench", "u") for _ in range(sessions)]
+            for session in opened:
+                store.subscribe(session.session_id, lambda news: None)
+            one = turn_of(kind, engine, store)
+
+            async def round_of(n: int) -> None:
+                await asyncio.gather(*(one(session, n) for session in opened))
+
+            for n in range(3):
+                await round_of(n)
+            with CommandCounter() as counter:
+                started = time.process_time()
+                for n in range(3, 3 + turns):
+                    await round_of(n)
+                cpu = time.process_time() - started
+        finally:
+            await engine.drain()
+            await store.close()
+            await audit.close()
+    total = sessions * turns
+    return {
+        "cpu_us": cpu / total * 1e6,
+        "commands": {name: count / total for name, count in counter.counts.most_common()},
+    }
+
+
+def turn_of(
+    kind: str, engine: Engine, store: Store
+) -> Callable[[SessionRecord, int], Awaitable[None]]:
+    async def message(session: SessionRecord, n: int) -> None:
+        await engine.handle_message(session, f"hello {n}", f"c{n}")
+
+    async def stream(session: SessionRecord, n: int) -> None:
+        await engine.handle_message(session, f"stream {n}", f"c{n}")
+
+    async def card(session: SessionRecord, n: int) -> None:
+        await engine.handle_message(session, "cancel order 1001", f"c{n}")
+        pending = [
+            c for c in await store.session_cards(session.session_id) if c.status is Status.PENDING
+        ]
+        await engine.decide(session, pending[-1].card_id, "confirm", pending[-1].args_hash)
+        await engine.drain()
+
+    return {"message": message, "stream": stream, "card": card}[kind]
+
+
+async def main(options: argparse.Namespace) -> None:
+    prefix = f"bench-engine-{secrets.token_hex(4)}"
+    rows = [("memory", "memory://"), ("redis", f"{options.redis_url}?prefix={prefix}")]
+    print(f"{'turn':8} {'store':7} {'CPU µs/turn':>12}  Redis commands per turn")
+    for kind in options.kinds.split(","):
+        for name, url in rows:
+            figures = await measure(url, kind, options.sessions, options.turns)
+            commands = ", ".join(f"{c} {n:.2f}" for c, n in figures["commands"].items() if n)
+            print(f"{kind:8} {name:7} {figures['cpu_us']:>12,.0f}  {commands or '-'}")
+    client = Redis.from_url(options.redis_url)
+    keys = [key async for key in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("--sessions", type=int, default=100, help="sessions (100)")
+    parser.add_argument("--turns", type=int, default=10, help="counted turns each (10)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="message,stream,card")
+    parser.add_argument("--redis", dest="redis_url", default=REDIS_URL, help=REDIS_URL)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
