@@ -100,8 +100,11 @@ KEY_GRACE = 3600.0
 # How soon a turn held by another instance is asked for again, at first and at most.
 LOCK_POLL = 0.005
 LOCK_POLL_MAX = 0.1
-# How long a turn holds its frames back before writing them on its own (see append_frames).
+# How long a turn holds its frames back before writing them on its own (see append_frames),
+# and how long after one such write the next one is made: a model's stream reaches Redis
+# in a write every WRITE_GAP at most.
 WRITE_BEHIND = 0.01
+WRITE_GAP = 0.05
 # Each instance beats this often while it runs; one silent for ALIVE_FOR seconds has
 # stopped, and the cards it had claimed are settled as interrupted by another.
 HEARTBEAT = 1.0
@@ -926,18 +929,21 @@ class RedisStore(Store):
             held.writer = asyncio.create_task(self._write_behind(session_id, held))
 
     async def _write_behind(self, session_id: str, held: _HeldTurn) -> None:
+        texts, held.frames = held.frames, []
         try:
-            while held.frames:
-                texts, held.frames = held.frames, []
-                try:
-                    await self._write(session_id, texts)
-                except redis_errors.RedisError as exc:
-                    # Kept for the turn's end, which tries again and reports a failure.
-                    held.frames[:0] = texts
-                    log.warning("frames of session %s not written yet: %s", session_id, exc)
-                    return
+            await self._write(session_id, texts)
+        except redis_errors.RedisError as exc:
+            # Kept for the turn's end, which tries again and reports a failure.
+            held.frames[:0] = texts
+            log.warning("frames of session %s not written yet: %s", session_id, exc)
+            return
         finally:
             held.writer = None
+        if held.frames and held.soon is None and self._turns.get(session_id) is held:
+            # More came meanwhile (a model streaming): written together, WRITE_GAP on.
+            held.soon = asyncio.get_running_loop().call_later(
+                WRITE_GAP, self._write_soon, session_id, held
+            )
 
     async def _write(
         self,
