@@ -370,3 +370,33 @@ async def test_a_turn_that_waits_shows_its_frames_meanwhile(prefix: str) -> None
     finally:
         await one.close()
         await two.close()
+
+
+async def test_turns_of_a_session_on_one_instance_wait_in_the_process(prefix: str) -> None:
+    """A turn waiting for another on the same instance does not ask Redis over and over:
+    a thousand sessions doing so spent a server on asking."""
+    store = await opened(redis_store_url(prefix))
+    assert isinstance(store, RedisStore)
+    begun = 0
+    begin = store._scripts["begin"]
+
+    async def counted(**arguments: Any) -> Any:
+        nonlocal begun
+        begun += 1
+        return await begin(**arguments)
+
+    store._scripts["begin"] = counted  # type: ignore[assignment]
+    order: list[int] = []
+
+    async def hold(n: int) -> None:
+        async with store.turn("s1", 5):
+            order.append(n)
+            await asyncio.sleep(0.2)
+
+    try:
+        await store.create_session(session())
+        await asyncio.gather(hold(1), hold(2), hold(3))
+        assert order == [1, 2, 3]
+        assert begun == 3
+    finally:
+        await store.close()
