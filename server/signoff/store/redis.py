@@ -338,14 +338,14 @@ if ARGV[3] == '1' then
   end
   if now >= timeout or not expires or expires <= now then
     redis.call('HSET', card, 'status', '"expired"', 'updated_at', ARGV[1])
-    return {'expired', redis.call('HGETALL', card)}
+    return {'expired', redis.call('HGETALL', card), status}
   end
 end
 for j = i, #ARGV, 2 do redis.call('HSET', card, ARGV[j], ARGV[j + 1]) end
 redis.call('HSET', card, 'status', ARGV[2], 'updated_at', ARGV[1])
 -- The claiming instance is named: one that stops beating leaves its claims to others.
 if ARGV[5] == '1' then redis.call('HSET', card, '_by', ARGV[7]) end
-return {'ok', redis.call('HGETALL', card)}
+return {'ok', redis.call('HGETALL', card), status}
 """
 
 _COUNT = """
@@ -1122,18 +1122,25 @@ class RedisStore(Store):
             raise ValueError(f"a card cannot move from {json.loads(reply[1])} to {new}")
         card = _decode_card(_decode_pairs(reply[1]))
         if outcome != "conflict" and card is not None:
-            await self._index_moved(card, now)
+            await self._index_moved(card, Status(json.loads(reply[2])), now)
         return Transition(ClaimOutcome(outcome), card)
 
-    async def _index_moved(self, card: Card, now: float) -> None:
-        """Put a card that moved where its new status has it in the due and waiting indexes."""
-        pipe = self.redis.pipeline(transaction=False)
+    async def _index_moved(self, card: Card, was: Status, now: float) -> None:
+        """Put a card that moved from ``was`` where its new status has it in the due and
+        waiting indexes. A move between claimed statuses leaves the due entry alone: the
+        claim put it where the sweeper looks in on the claiming instance, and each look
+        puts it a little later (``due_cards``)."""
         due = _due_score(card, now + CLAIM_CHECK)
+        moved_due = due is None or not (card.status in CLAIMED and was in CLAIMED)
+        left_waiting = was is Status.WAITING and card.status is not Status.WAITING
+        if not (moved_due or left_waiting):
+            return
+        pipe = self.redis.pipeline(transaction=False)
         if due is None:
             pipe.zrem(self._key("due"), card.card_id)
-        else:
+        elif moved_due:
             pipe.zadd(self._key("due"), {card.card_id: due})
-        if card.status != Status.WAITING:
+        if left_waiting:
             pipe.zrem(self._key("waiting"), card.card_id)
         await pipe.execute()
 
