@@ -136,10 +136,12 @@ class PrivateRedis:
     """A Redis server of the test's own that it can stop and start again, keeping its data
     in an append-only file (synced on every write) as a production Redis would."""
 
-    def __init__(self, directory: str, port: int) -> None:
+    def __init__(self, directory: str, port: int, password: str | None = None) -> None:
         self.directory = directory
         self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{port}/0"
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -147,9 +149,10 @@ class PrivateRedis:
             "redis-server",
             "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "yes", "--appendfsync", "always", "--dir", self.directory,
+            *(["--requirepass", self.password] if self.password else []),
             stdout=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        client = Redis(port=self.port)
+        client = Redis(port=self.port, password=self.password)
         try:
             for _ in range(250):
                 try:
@@ -169,8 +172,10 @@ class PrivateRedis:
 
 
 @asynccontextmanager
-async def private_redis(directory: str, port: int) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(directory, port)
+async def private_redis(
+    directory: str, port: int, password: str | None = None
+) -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis(directory, port, password)
     await server.start()
     try:
         yield server

@@ -57,13 +57,14 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
 from signoff.core.cards import (
     CLAIMED,
@@ -91,6 +92,7 @@ from signoff.store.base import (
     TurnStart,
     max_frames_option,
 )
+from signoff.store.shared_connection import Arg, SharedConnection
 
 log = logging.getLogger("signoff.store")
 
@@ -111,10 +113,13 @@ HEARTBEAT = 1.0
 ALIVE_FOR = 5.0
 # How often the sweepers look in on a claimed card's instance.
 CLAIM_CHECK = 2.0
-# Connections per instance. A turn sends its commands one after another, so the pool
-# bounds how many turns talk to Redis at once; waiting past POOL_WAIT is an outage.
+# Connections per instance where commands are not sent on one shared connection (on a
+# cluster, and for TLS): a command holds one until its reply, so the pool bounds how many
+# turns talk to Redis at once; waiting past POOL_WAIT is an outage.
 POOL_SIZE = 512
 POOL_WAIT = 10.0
+# How long a command may wait for its reply before Redis counts as unreachable.
+REPLY_TIMEOUT = 5.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # A lost connection; on a cluster also a slot without a primary, until a replica takes over.
 _UNAVAILABLE = (
@@ -423,6 +428,8 @@ return 1
 # from the turn, and saved with the turn's end.
 _HOLDING: ContextVar[_HeldTurn | None] = ContextVar("signoff_redis_turn", default=None)
 
+# The indexes that hold cards.
+_CARD_INDEXES = ("due", "team", "waiting")
 # The open statuses as stored, for ``_BEGIN`` to find one in.
 _OPEN_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(OPEN))
 
@@ -474,6 +481,37 @@ def _decode_card(fields: dict[str, str]) -> Card | None:
     return Card.from_dict(data)
 
 
+def _as_sent(response: Any, **options: Any) -> Any:
+    """A redis-py reply callback that keeps the reply as Redis sent it."""
+    return response
+
+
+def _shared(pool: BlockingConnectionPool) -> SharedConnection | None:
+    """A shared connection to the Redis ``pool`` connects to; none over TLS, whose
+    options are redis-py's to apply."""
+    options = pool.connection_kwargs
+    where: dict[str, Any]
+    if pool.connection_class is Connection:
+        where = {"host": options.get("host", "localhost"), "port": int(options.get("port", 6379))}
+    elif pool.connection_class is UnixDomainSocketConnection:
+        where = {"path": options["path"]}
+    else:
+        return None
+    return SharedConnection(
+        **where,
+        db=int(options.get("db") or 0),
+        username=options.get("username"),
+        password=options.get("password"),
+        connect_timeout=float(options.get("socket_connect_timeout") or 2.0),
+        reply_timeout=float(options.get("socket_timeout") or REPLY_TIMEOUT),
+    )
+
+
+def _scores(flat: list[str]) -> dict[str, float]:
+    """A sorted set's members and scores, from a reply WITHSCORES."""
+    return {member: float(score) for member, score in zip(flat[::2], flat[1::2], strict=True)}
+
+
 def _decode_pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -496,10 +534,17 @@ class RedisStore(Store):
         prefix: str = "signoff",
         max_frames: int = MAX_FRAMES,
         news: Sequence[Redis] = (),
+        shared: SharedConnection | None = None,
     ):
         """``news``: for a cluster, a plain client per node to hear news through (any node
-        relays every PUBLISH), tried in turn; without, news comes through ``redis``."""
+        relays every PUBLISH), tried in turn; without, news comes through ``redis``.
+        ``shared``: the connection every command but pub/sub goes through; without, each
+        goes through ``redis``."""
         self.redis = redis
+        self.shared = shared
+        # Replies as Redis sends them, as the shared connection gives them.
+        for command in ("HGETALL", "XRANGE", "ZRANGE", "ZRANGEBYSCORE"):
+            redis.set_response_callback(command, _as_sent)
         self.prefix = prefix
         self.max_frames = max_frames
         # Tells this instance's own news apart from the other instances'.
@@ -560,12 +605,15 @@ class RedisStore(Store):
                 max_connections=POOL_SIZE,
                 timeout=POOL_WAIT,
                 socket_connect_timeout=2,
-                socket_timeout=5,
+                socket_timeout=REPLY_TIMEOUT,
                 health_check_interval=15,
+                # Replies as the shared connection reads them (redis-py 6 and later speak
+                # RESP3 unless told).
+                protocol=2,
             )
         except ValueError as exc:
             raise StoreError(f"SIGNOFF_STORE: bad Redis URL {url!r}: {exc}") from None
-        return cls(Redis(connection_pool=pool), prefix, max_frames)
+        return cls(Redis(connection_pool=pool), prefix, max_frames, shared=_shared(pool))
 
     @classmethod
     def _cluster(
@@ -583,7 +631,8 @@ class RedisStore(Store):
             "password": unquote(parts.password) if parts.password else None,
             "decode_responses": True,
             "socket_connect_timeout": 2,
-            "socket_timeout": 5,
+            "socket_timeout": REPLY_TIMEOUT,
+            "protocol": 2,
         }
         cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
@@ -651,10 +700,42 @@ class RedisStore(Store):
         """The lane's list and its lease, tagged with the lane: one slot per lane."""
         return [self._key("outbox", f"{{{lane}}}"), self._key("outbox-lease", f"{{{lane}}}")]
 
+    # Commands -----------------------------------------------------------------------------
+    # Every command but pub/sub goes through these three, on the shared connection when
+    # there is one; replies are as Redis sends them either way.
+
+    async def _call(self, *args: Arg) -> Any:
+        if self.shared is not None:
+            return await self.shared.call(*args)
+        return await self.redis.execute_command(*args)
+
+    async def _call_all(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands sent together (on a cluster, to whichever nodes hold their keys)."""
+        if not commands:
+            return []
+        if self.shared is not None:
+            return await self.shared.call_all(commands)
+        pipe = self.redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute()
+
+    async def _run(self, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """One of the store's scripts, loaded into Redis the first time it is missing."""
+        registered = self._scripts[script]
+        if self.shared is None:
+            return await registered(keys=keys, args=args)
+        command: list[Arg] = ["EVALSHA", registered.sha, len(keys), *keys, *args]
+        try:
+            return await self.shared.call(*command)
+        except redis_errors.NoScriptError:
+            await self.shared.call("SCRIPT", "LOAD", cast(str, registered.script))
+            return await self.shared.call(*command)
+
     # Lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         try:
-            await self.redis.ping()
+            await self._call("PING")
         except (*_UNAVAILABLE, redis_errors.RedisClusterException) as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
         try:
@@ -713,10 +794,12 @@ class RedisStore(Store):
             self._pubsub = None
         for client in self._news_clients:
             await client.aclose()
+        if self.shared is not None:
+            await self.shared.close()
         await self.redis.aclose()
 
     async def _beat(self) -> None:
-        await self.redis.set(self._key("alive", self.instance), "1", px=int(ALIVE_FOR * 1000))
+        await self._call("SET", self._key("alive", self.instance), "1", "PX", int(ALIVE_FOR * 1000))
 
     async def _heartbeat(self) -> None:
         """Say this instance is alive, so others leave its claimed cards to it."""
@@ -729,21 +812,17 @@ class RedisStore(Store):
 
     async def _stopped(self, card_ids: list[str]) -> set[str]:
         """Those of the claimed ``card_ids`` whose claiming instance has stopped beating."""
-        pipe = self.redis.pipeline(transaction=False)
-        for card_id in card_ids:
-            pipe.hget(self._card_key(card_id), "_by")
-        owners = await pipe.execute()
+        owners = await self._call_all(
+            [("HGET", self._card_key(card_id), "_by") for card_id in card_ids]
+        )
         # A claim that names no instance (made before claims did) waits for its lease.
         named = [(card_id, owner) for card_id, owner in zip(card_ids, owners, strict=True) if owner]
-        pipe = self.redis.pipeline(transaction=False)
-        for _, owner in named:
-            pipe.exists(self._key("alive", owner))
-        alive = await pipe.execute()
+        alive = await self._call_all([("EXISTS", self._key("alive", owner)) for _, owner in named])
         return {card_id for (card_id, _), up in zip(named, alive, strict=True) if not up}
 
     @_reachable
     async def ping(self) -> None:
-        await self.redis.ping()
+        await self._call("PING")
 
     # Global indexes -----------------------------------------------------------------------
     # {p}:sessions, {p}:due, {p}:team and {p}:waiting are one key each, so on a cluster no
@@ -754,10 +833,8 @@ class RedisStore(Store):
 
     async def _scored(self, index: str, up_to: float) -> dict[str, float]:
         """Members of an index with a score up to ``up_to``, with their scores."""
-        found: list[tuple[str, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
-            self._key(index), "-inf", up_to, withscores=True
-        )
-        return dict(found)
+        flat = await self._call("ZRANGEBYSCORE", self._key(index), "-inf", up_to, "WITHSCORES")
+        return _scores(flat)
 
     async def _reindex(
         self, index: str, seen: dict[str, float], fixes: dict[str, float | None]
@@ -769,7 +846,7 @@ class RedisStore(Store):
             if member in seen:
                 args += [member, repr(seen[member]), "" if score is None else repr(score)]
         if args:
-            await self._scripts["reindex"](keys=[self._key(index)], args=args)
+            await self._run("reindex", [self._key(index)], args)
 
     def _know_cards(self, session_id: str, card_ids: list[str]) -> None:
         """Remember a session's card ids, the next guess of ``_with_cards``; a bounded
@@ -787,9 +864,10 @@ class RedisStore(Store):
         # First guess: the ids last seen here, else none (most sessions have no card).
         card_ids = self._known_cards.get(session_id, [])
         for _ in range(STALE_RETRIES):
-            reply = await self._scripts[script](
-                keys=[*keys, *(self._card_key(card_id) for card_id in card_ids)],
-                args=[*args, *card_ids],
+            reply = await self._run(
+                script,
+                [*keys, *(self._card_key(card_id) for card_id in card_ids)],
+                [*args, *card_ids],
             )
             if not (isinstance(reply, list) and reply[:1] == ["stale"]):
                 self._know_cards(session_id, card_ids)
@@ -801,7 +879,7 @@ class RedisStore(Store):
     @_reachable
     async def create_session(self, session: SessionRecord) -> None:
         # Indexed first: an entry for a session that was not made is dropped when read.
-        await self.redis.zadd(self._key("sessions"), {session.session_id: session.expires_at})
+        await self._call("ZADD", self._key("sessions"), session.expires_at, session.session_id)
         ttl = int((session.expires_at - session.created_at + KEY_GRACE) * 1000)
         fields = {
             "user_id": session.user_id,
@@ -810,14 +888,17 @@ class RedisStore(Store):
             "created_at": repr(session.created_at),
             "expires_at": repr(session.expires_at),
         }
-        await self._scripts["create"](
-            keys=[self._session_key("session", session.session_id)],
-            args=[ttl, *(item for pair in fields.items() for item in pair)],
+        await self._run(
+            "create",
+            [self._session_key("session", session.session_id)],
+            [ttl, *(item for pair in fields.items() for item in pair)],
         )
 
     @_reachable
     async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
-        fields: dict[str, str] = await self.redis.hgetall(self._session_key("session", session_id))  # type: ignore[assignment]
+        fields = _decode_pairs(
+            await self._call("HGETALL", self._session_key("session", session_id))
+        )
         if not fields or float(fields["expires_at"]) <= now:
             return None
         return _session(session_id, fields)
@@ -827,13 +908,12 @@ class RedisStore(Store):
         self, session_ids: Collection[str], now: float
     ) -> dict[str, SessionRecord]:
         wanted = list(set(session_ids))
-        pipe = self.redis.pipeline(transaction=False)
-        for session_id in wanted:
-            pipe.hgetall(self._session_key("session", session_id))
-        found = await pipe.execute()
+        found = await self._call_all(
+            [("HGETALL", self._session_key("session", session_id)) for session_id in wanted]
+        )
         return {
             sid: _session(sid, fields)
-            for sid, fields in zip(wanted, found, strict=True)
+            for sid, fields in zip(wanted, map(_decode_pairs, found), strict=True)
             if fields and float(fields["expires_at"]) > now
         }
 
@@ -852,10 +932,12 @@ class RedisStore(Store):
     @_reachable
     async def expired_sessions(self, now: float) -> list[str]:
         seen = await self._scored("sessions", now)
-        pipe = self.redis.pipeline(transaction=False)
-        for session_id in seen:
-            pipe.hget(self._session_key("session", session_id), "expires_at")
-        found = await pipe.execute()
+        found = await self._call_all(
+            [
+                ("HGET", self._session_key("session", session_id), "expires_at")
+                for session_id in seen
+            ]
+        )
         expired: list[str] = []
         fixes: dict[str, float | None] = {}
         for session_id, expires in zip(seen, found, strict=True):
@@ -877,12 +959,10 @@ class RedisStore(Store):
             [self._news_channel(session_id), self.instance],
         )
         self._known_cards.pop(session_id, None)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrem(self._key("sessions"), session_id)
-        for index in ("due", "team", "waiting"):
-            if card_ids:
-                pipe.zrem(self._key(index), *card_ids)
-        await pipe.execute()
+        unindexed: list[list[Arg]] = [["ZREM", self._key("sessions"), session_id]]
+        if card_ids:
+            unindexed += [["ZREM", self._key(index), *card_ids] for index in _CARD_INDEXES]
+        await self._call_all(unindexed)
         if existed:
             self._notify(session_id, News("end"))
 
@@ -893,7 +973,7 @@ class RedisStore(Store):
         if held is not None:
             text = held.conversation
         else:
-            text = await self.redis.get(self._session_key("conversation", session_id))  # type: ignore[assignment]
+            text = await self._call("GET", self._session_key("conversation", session_id))
         return json.loads(text) if text else []
 
     @_reachable
@@ -954,9 +1034,10 @@ class RedisStore(Store):
     ) -> bool:
         """One ``_WRITE``: frames, conversation, the turn's release. False when ``token``
         no longer held the turn."""
-        last, held = await self._scripts["write"](
-            keys=self._write_keys(session_id),
-            args=[
+        last, held = await self._run(
+            "write",
+            self._write_keys(session_id),
+            [
                 self.max_frames,
                 self._news_channel(session_id),
                 self.instance,
@@ -990,14 +1071,15 @@ class RedisStore(Store):
 
     @_reachable
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
-        entries: list[tuple[str, dict[str, str]]] = await self.redis.xrange(  # type: ignore[assignment]
-            self._session_key("frames", session_id), f"{max(seq, 0) + 1}-0"
+        entries = await self._call(
+            "XRANGE", self._session_key("frames", session_id), f"{max(seq, 0) + 1}-0", "+"
         )
-        return [(int(entry_id.partition("-")[0]), fields["f"]) for entry_id, fields in entries]
+        # Each entry is [id, ["f", frame]].
+        return [(int(entry_id.partition("-")[0]), fields[1]) for entry_id, fields in entries]
 
     @_reachable
     async def last_seq(self, session_id: str) -> int:
-        return int(await self.redis.get(self._session_key("seq", session_id)) or 0)
+        return int(await self._call("GET", self._session_key("seq", session_id)) or 0)
 
     # Cards ------------------------------------------------------------------------------
     @_reachable
@@ -1035,23 +1117,21 @@ class RedisStore(Store):
         self._know_cards(
             card.session_id, [i for i in (*card_ids, card.card_id) if i not in dropped]
         )
-        pipe = self.redis.pipeline(transaction=False)
+        indexed: list[list[Arg]] = []
         due = _due_score(card, None)
         if due is not None:
-            pipe.zadd(self._key("due"), {card.card_id: due})
+            indexed.append(["ZADD", self._key("due"), due, card.card_id])
         if card.approver == "team":
-            pipe.zadd(self._key("team"), {card.card_id: card.created_at})
+            indexed.append(["ZADD", self._key("team"), card.created_at, card.card_id])
         if card.status == Status.WAITING:
-            pipe.zadd(self._key("waiting"), {card.card_id: card.created_at})
+            indexed.append(["ZADD", self._key("waiting"), card.created_at, card.card_id])
         if dropped:
-            for index in ("due", "team", "waiting"):
-                pipe.zrem(self._key(index), *dropped)
-        await pipe.execute()
+            indexed += [["ZREM", self._key(index), *dropped] for index in _CARD_INDEXES]
+        await self._call_all(indexed)
 
     @_reachable
     async def get_card(self, card_id: str) -> Card | None:
-        fields: dict[str, str] = await self.redis.hgetall(self._card_key(card_id))  # type: ignore[assignment]
-        card = _decode_card(fields)
+        card = _decode_card(_decode_pairs(await self._call("HGETALL", self._card_key(card_id))))
         if card is not None:
             self._know_session(card)
         return card
@@ -1062,15 +1142,17 @@ class RedisStore(Store):
             del self._card_sessions[next(iter(self._card_sessions))]
 
     async def _card_ids(self, session_id: str) -> list[str]:
-        card_ids: list[str] = await self.redis.lrange(self._session_key("cards", session_id), 0, -1)  # type: ignore[assignment]
+        card_ids: list[str] = await self._call(
+            "LRANGE", self._session_key("cards", session_id), 0, -1
+        )
         return card_ids
 
     async def _cards(self, card_ids: list[str]) -> dict[str, Card | None]:
-        pipe = self.redis.pipeline(transaction=False)
-        for card_id in card_ids:
-            pipe.hgetall(self._card_key(card_id))
-        found = await pipe.execute()
-        return {card_id: _decode_card(f) for card_id, f in zip(card_ids, found, strict=True)}
+        found = await self._call_all([("HGETALL", self._card_key(card_id)) for card_id in card_ids])
+        return {
+            card_id: _decode_card(_decode_pairs(flat))
+            for card_id, flat in zip(card_ids, found, strict=True)
+        }
 
     @_reachable
     async def session_cards(self, session_id: str) -> list[Card]:
@@ -1095,7 +1177,7 @@ class RedisStore(Store):
             # The script reads the session's expiry, so it must be given the session's key.
             found = self._card_sessions.get(card_id)
             if found is None:
-                found = await self.redis.hget(keys[0], "_sid")  # type: ignore[assignment]
+                found = await self._call("HGET", keys[0], "_sid")
             if not found:
                 return Transition(ClaimOutcome.MISSING, None)
             session_id = found
@@ -1114,7 +1196,7 @@ class RedisStore(Store):
             args += [len(statuses), *(json.dumps(str(s)) for s in statuses)]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
-        reply = await self._scripts["transition"](keys=keys, args=args)
+        reply = await self._run("transition", keys, args)
         outcome = reply[0]
         if outcome == "missing":
             return Transition(ClaimOutcome.MISSING, None)
@@ -1135,14 +1217,14 @@ class RedisStore(Store):
         left_waiting = was is Status.WAITING and card.status is not Status.WAITING
         if not (moved_due or left_waiting):
             return
-        pipe = self.redis.pipeline(transaction=False)
+        indexed: list[list[Arg]] = []
         if due is None:
-            pipe.zrem(self._key("due"), card.card_id)
+            indexed.append(["ZREM", self._key("due"), card.card_id])
         elif moved_due:
-            pipe.zadd(self._key("due"), {card.card_id: due})
+            indexed.append(["ZADD", self._key("due"), due, card.card_id])
         if left_waiting:
-            pipe.zrem(self._key("waiting"), card.card_id)
-        await pipe.execute()
+            indexed.append(["ZREM", self._key("waiting"), card.card_id])
+        await self._call_all(indexed)
 
     @_reachable
     async def due_cards(self, now: float) -> list[Card]:
@@ -1187,10 +1269,7 @@ class RedisStore(Store):
     ) -> list[Card]:
         """The cards of a card index between two ranks, dropping ids whose card is gone
         (and, from the waiting index, those no longer waiting)."""
-        found_ids: list[tuple[str, float]] = await self.redis.zrange(  # type: ignore[assignment]
-            self._key(index), start, stop, withscores=True
-        )
-        seen = dict(found_ids)
+        seen = _scores(await self._call("ZRANGE", self._key(index), start, stop, "WITHSCORES"))
         card_ids = list(seen)
         if newest_first:
             card_ids.reverse()
@@ -1211,21 +1290,21 @@ class RedisStore(Store):
     # Records ----------------------------------------------------------------------------
     @_reachable
     async def put_record(self, name: str, value: str, ttl: float) -> None:
-        await self.redis.set(self._key("record", name), value, px=max(int(ttl * 1000), 1))
+        await self._call("SET", self._key("record", name), value, "PX", max(int(ttl * 1000), 1))
 
     @_reachable
     async def get_record(self, name: str) -> str | None:
-        value: str | None = await self.redis.get(self._key("record", name))  # type: ignore[assignment]
+        value: str | None = await self._call("GET", self._key("record", name))
         return value
 
     @_reachable
     async def count_record(self, name: str, window: float) -> int:
         window_ms = max(int(window * 1000), 1)
-        return int(await self._scripts["count"](keys=[self._key("record", name)], args=[window_ms]))
+        return int(await self._run("count", [self._key("record", name)], [window_ms]))
 
     @_reachable
     async def delete_record(self, name: str) -> None:
-        await self.redis.delete(self._key("record", name))
+        await self._call("DEL", self._key("record", name))
 
     # Outbox -----------------------------------------------------------------------------
     outbox_survives = True
@@ -1233,30 +1312,30 @@ class RedisStore(Store):
     @_reachable
     async def outbox_append(self, lane: str, entry: str, cap: int) -> bool:
         keys = self._outbox_keys(lane)
-        return bool(await self._scripts["outbox_append"](keys=keys, args=[entry, cap]))
+        return bool(await self._run("outbox_append", keys, [entry, cap]))
 
     @_reachable
     async def outbox_lease(self, lane: str, holder: str, ttl: float) -> bool:
         keys, ttl_ms = self._outbox_keys(lane), max(int(ttl * 1000), 1)
-        return bool(await self._scripts["outbox_lease"](keys=keys, args=[holder, ttl_ms]))
+        return bool(await self._run("outbox_lease", keys, [holder, ttl_ms]))
 
     @_reachable
     async def outbox_release(self, lane: str, holder: str) -> None:
-        await self._scripts["outbox_release"](keys=self._outbox_keys(lane), args=[holder])
+        await self._run("outbox_release", self._outbox_keys(lane), [holder])
 
     @_reachable
     async def outbox_head(self, lane: str) -> str | None:
-        entry: str | None = await self.redis.lindex(self._outbox_keys(lane)[0], 0)  # type: ignore[assignment]
+        entry: str | None = await self._call("LINDEX", self._outbox_keys(lane)[0], 0)
         return entry
 
     @_reachable
     async def outbox_done(self, lane: str, holder: str, entry: str) -> bool:
         keys = self._outbox_keys(lane)
-        return bool(await self._scripts["outbox_done"](keys=keys, args=[holder, entry]))
+        return bool(await self._run("outbox_done", keys, [holder, entry]))
 
     @_reachable
     async def outbox_entries(self, lane: str) -> list[str]:
-        entries: list[str] = await self.redis.lrange(self._outbox_keys(lane)[0], 0, -1)  # type: ignore[assignment]
+        entries: list[str] = await self._call("LRANGE", self._outbox_keys(lane)[0], 0, -1)
         return entries
 
     # Coordination -----------------------------------------------------------------------
@@ -1354,8 +1433,8 @@ class RedisStore(Store):
 
     async def _extend(self, session_id: str, held: _HeldTurn, ttl: float) -> None:
         try:
-            kept = await self._scripts["renew"](
-                keys=[self._turn_key(session_id)], args=[held.token, int(ttl * 1000)]
+            kept = await self._run(
+                "renew", [self._turn_key(session_id)], [held.token, int(ttl * 1000)]
             )
         except _UNAVAILABLE as exc:
             log.warning("cannot renew the turn of session %s: %s", session_id, exc)
@@ -1416,12 +1495,13 @@ class RedisStore(Store):
         frames written elsewhere are announced to it, and only to instances that listen."""
         await asyncio.gather(
             *(
-                self._scripts["follow"](
-                    keys=[
+                self._run(
+                    "follow",
+                    [
                         self._session_key("session", session_id),
                         self._session_key("listeners", session_id),
                     ],
-                    args=[self.instance, "1" if follow else ""],
+                    [self.instance, "1" if follow else ""],
                 )
                 for session_id in session_ids
             )
