@@ -3,12 +3,13 @@
 Any instance can serve any request: a session's state lives in Redis, each step
 that must happen once is one Lua script, and pub/sub only wakes the other instances
 that hold a session's sockets (it never carries data; they read the frames from the
-stream, and the writing instance hands its own sockets the frames it wrote). A turn
-is two scripts: ``_BEGIN`` (first use of the client_id, the turn lock, the
-conversation and the open cards) and ``_WRITE`` (the frames and conversation the turn
-held back, and the lock's release); a turn that waits on a model or an action writes
-its frames meanwhile, within ``WRITE_BEHIND``. One Redis (``redis://``) or a Redis Cluster
-(``redis-cluster://host:port,host:port``); docs/deploying.md says how each fails over.
+stream, and the writing instance hands its own sockets the frames it wrote). The scripts
+are the ``.lua`` files in ``redis_lua/``. A turn is two: ``begin.lua`` (first use of the
+client_id, the turn lock, the conversation and the open cards) and ``write.lua`` (the
+frames and conversation the turn held back, and the lock's release); a turn that waits
+on a model or an action writes its frames meanwhile, within ``WRITE_BEHIND``. One Redis
+(``redis://``) or a Redis Cluster (``redis-cluster://host:port,host:port``);
+docs/deploying.md says how each fails over.
 Keys, under one prefix per deployment (``?prefix=``, default ``signoff``). ``{T}`` is the
 session's tag (``core.cards.session_tag``) in braces, as in
 ``signoff:session:{3fa0c1d2}:s_Xy``; a card's id carries the tag too. ``{L}`` is an
@@ -57,7 +58,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
@@ -92,6 +93,7 @@ from signoff.store.base import (
     TurnStart,
     max_frames_option,
 )
+from signoff.store.redis_lua import SCRIPTS
 from signoff.store.shared_connection import Arg, SharedConnection
 
 log = logging.getLogger("signoff.store")
@@ -153,285 +155,18 @@ def _reachable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
     return wrapper
 
 
-# Scripts ------------------------------------------------------------------------------
-# Each runs atomically in Redis. Numbers go in as Python-formatted strings and are
-# stored as given: Lua would print them with 14 digits only. Every key a script uses
-# comes in KEYS and is one session's (or one lane's), so on a Redis Cluster all are in
-# one slot; the global indexes are written by the caller next to the script.
-
-# For the scripts that reach each card of a session: the card keys follow the fixed
-# KEYS and their ids the fixed ARGV, as the caller believes them to be. When the
-# session's list holds other ids the script does nothing and answers 'stale' and the
-# ids, and the caller runs it again with those (no WATCH needed).
-_STALE_CARDS = """
-local function stale_cards(list, fixed_keys, fixed_args)
-  local ids = redis.call('LRANGE', list, 0, -1)
-  local same = #ids == #KEYS - fixed_keys and #ids == #ARGV - fixed_args
-  for i, id in ipairs(ids) do
-    if ARGV[fixed_args + i] ~= id then same = false end
-  end
-  if same then return false end
-  table.insert(ids, 1, 'stale')
-  return ids
-end
-"""
-
-_CREATE = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
-
-# KEYS: the session's keys, then its cards'. ARGV: now, new expiry, grace, card ids.
-_TOUCH = (
-    _STALE_CARDS
-    + """
-local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
-local now = tonumber(ARGV[1])
-if not expires or expires <= now then return false end
-local stale = stale_cards(KEYS[2], 7, 3)
-if stale then return stale end
-local new = ARGV[2]
-if tonumber(new) < expires then new = redis.call('HGET', KEYS[1], 'expires_at') end
-redis.call('HSET', KEYS[1], 'expires_at', new)
-local ttl = math.floor((tonumber(new) - now + tonumber(ARGV[3])) * 1000)
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-return redis.call('HGETALL', KEYS[1])
-"""
-)
-
-# A turn begins: the client_id's first use (when given), the turn's lock, and what the
-# turn reads. KEYS: session, client_ids, lock, conversation, cards, then the session's
-# cards. ARGV: client_id or '', the holder's token, the lease in ms, the open statuses as
-# stored, then the session's card ids.
-_BEGIN = (
-    _STALE_CARDS
-    + """
-local stale = stale_cards(KEYS[5], 5, 4)
-if stale then return stale end
-if ARGV[1] ~= '' then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl <= 0 or redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {'seen'} end
-  redis.call('PEXPIRE', KEYS[2], ttl)
-end
-if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'busy'} end
-local reply = {'held', redis.call('GET', KEYS[4]) or ''}
-for i = 6, #KEYS do
-  local status = redis.call('HGET', KEYS[i], 'status')
-  if status and ARGV[4]:find(status, 1, true) then
-    reply[#reply + 1] = redis.call('HGETALL', KEYS[i])
-  end
-end
-return reply
-"""
-)
-
-# Frames, the conversation, and the turn's lock let go, as one step; each part optional.
-# KEYS: session, seq, frames, conversation, lock, listeners. ARGV: max frames kept, news
-# channel, this instance, the conversation or '', the holder's token or '', then the
-# frames' JSON texts. Returns the last seq written (0 for none) and whether the lock was
-# still this holder's.
-_WRITE = """
-local ttl = redis.call('PTTL', KEYS[1])
-local last = 0
-if ttl > 0 then
-  local count = #ARGV - 5
-  if count > 0 then
-    last = redis.call('INCRBY', KEYS[2], count)
-    redis.call('PEXPIRE', KEYS[2], ttl)
-    for i = 6, #ARGV do
-      local seq = last - #ARGV + i
-      local text = string.sub(ARGV[i], 1, -2) .. ',"seq":' .. seq .. '}'
-      redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[1], seq .. '-0', 'f', text)
-    end
-    redis.call('PEXPIRE', KEYS[3], ttl)
-    -- Only instances following the session hear of it; this one hands its own frames.
-    local others = redis.call('SCARD', KEYS[6])
-    if others > 0 and redis.call('SISMEMBER', KEYS[6], ARGV[3]) == 1 then others = others - 1 end
-    if others > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':frames') end
-  end
-  if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ttl) end
-end
-local held = 1
-if ARGV[5] ~= '' then
-  if redis.call('GET', KEYS[5]) == ARGV[5] then redis.call('DEL', KEYS[5]) else held = 0 end
-end
-return {last, held}
-"""
-
-# KEYS: lock. ARGV: the holder's token, the lease in ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-
-# This instance follows a session, or stops. KEYS: session, listeners. ARGV: instance,
-# '1' to follow or '' to stop.
-_FOLLOW = """
-if ARGV[2] == '' then return redis.call('SREM', KEYS[2], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
-return redis.call('PEXPIRE', KEYS[2], ttl)
-"""
-
-# KEYS: session, cards, the new card, then the session's cards. ARGV: card id, body,
-# status, updated_at, lease_until, timeout, session id, level, cards kept, the ended
-# statuses, then the session's card ids. Answers 0 (the session has ended), the stale ids, or
-# 'added' and the ids of the cards dropped to make room.
-_ADD_CARD = (
-    _STALE_CARDS
-    + """
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-local stale = stale_cards(KEYS[2], 3, 10)
-if stale then return stale end
-redis.call('HSET', KEYS[3], 'body', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[4],
-  'lease_until', ARGV[5], 'level', ARGV[8], '_timeout_at', ARGV[6], '_sid', ARGV[7])
-redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ttl)
--- Past the cards a session keeps, the oldest that have ended go.
-local reply = {'added'}
-local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[9])
-local keys, ids = {unpack(KEYS, 4)}, {unpack(ARGV, 11)}
-table.insert(keys, KEYS[3])
-table.insert(ids, ARGV[1])
-for i, key in ipairs(keys) do
-  if over <= 0 then break end
-  local status = redis.call('HGET', key, 'status')
-  if not status or ARGV[10]:find(status, 1, true) then
-    redis.call('LREM', KEYS[2], 1, ids[i])
-    redis.call('DEL', key)
-    table.insert(reply, ids[i])
-    over = over - 1
-  end
-end
-return reply
-"""
-)
-
-# The claim. KEYS: the card, and its session when the deadline is checked. ARGV: now,
-# new status, check deadline, the card's session id or '', whether the new status is a
-# claim, the level the card must be at or '', this instance's id; then the expected
-# statuses, the statuses that may move to the new one (each list after its length),
-# then field/value pairs to set.
-_TRANSITION = """
-local card = KEYS[1]
-local status = redis.call('HGET', card, 'status')
-if not status then return {'missing'} end
-if ARGV[6] ~= '' then
-  -- A card written before levels were kept as their own field has its level in the body.
-  local level = redis.call('HGET', card, 'level')
-  if not level then level = cjson.decode(redis.call('HGET', card, 'body'))['level'] end
-  if tonumber(level) ~= tonumber(ARGV[6]) then return {'conflict', redis.call('HGETALL', card)} end
-end
-local i = 8
-local expected, movable = false, false
-for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then expected = true end end
-i = i + tonumber(ARGV[i]) + 1
-for j = i + 1, i + tonumber(ARGV[i]) do if ARGV[j] == status then movable = true end end
-i = i + tonumber(ARGV[i]) + 1
-if not expected then return {'conflict', redis.call('HGETALL', card)} end
-if not movable then return {'badmove', status} end
-local now = tonumber(ARGV[1])
-if ARGV[3] == '1' then
-  local timeout = tonumber(redis.call('HGET', card, '_timeout_at'))
-  local expires = false
-  if redis.call('HGET', card, '_sid') == ARGV[4] then
-    expires = tonumber(redis.call('HGET', KEYS[2], 'expires_at'))
-  end
-  if now >= timeout or not expires or expires <= now then
-    redis.call('HSET', card, 'status', '"expired"', 'updated_at', ARGV[1])
-    return {'expired', redis.call('HGETALL', card), status}
-  end
-end
-for j = i, #ARGV, 2 do redis.call('HSET', card, ARGV[j], ARGV[j + 1]) end
-redis.call('HSET', card, 'status', ARGV[2], 'updated_at', ARGV[1])
--- The claiming instance is named: one that stops beating leaves its claims to others.
-if ARGV[5] == '1' then redis.call('HSET', card, '_by', ARGV[7]) end
-return {'ok', redis.call('HGETALL', card), status}
-"""
-
-_COUNT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return count
-"""
-
-# KEYS: the session's keys, then its cards'. ARGV: news channel, this instance, card ids.
-_END = (
-    _STALE_CARDS
-    + """
-local stale = stale_cards(KEYS[2], 7, 2)
-if stale then return stale end
-local existed = redis.call('DEL', KEYS[1])
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
-if existed == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':end') end
-return existed
-"""
-)
-
-# A global index's entries are hints written next to the scripts, so a late write can
-# leave one stale; readers correct them with this. KEYS[1]: the index. ARGV: triples of
-# member, the score it was read with, its new score or '' to remove it. An entry whose
-# score changed since it was read was written anew meanwhile, and is left alone.
-_REINDEX = """
-for i = 1, #ARGV, 3 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    if ARGV[i + 2] == '' then
-      redis.call('ZREM', KEYS[1], ARGV[i])
-    else
-      redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
-    end
-  end
-end
-return 1
-"""
-
-
+# The Lua scripts: redis_lua/, one .lua file each.
 # The ended statuses as stored (JSON strings), for the scripts to find one in.
 _FINAL_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(FINAL))
-
-
-# Outbox: KEYS[1] the lane's list, KEYS[2] its lease.
-_OUTBOX_APPEND = """
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-return 1
-"""
-
-# ARGV: holder, lease in ms.
-_OUTBOX_LEASE = """
-local current = redis.call('GET', KEYS[2])
-if current and current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-_OUTBOX_RELEASE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-
-# ARGV: holder, entry.
-_OUTBOX_DONE = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
-redis.call('LPOP', KEYS[1])
-return 1
-"""
+# The open statuses as stored, for begin.lua to find one in.
+_OPEN_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(OPEN))
+# The indexes that hold cards.
+_CARD_INDEXES = ("due", "team", "waiting")
 
 
 # The turn the current task holds (tasks it starts inherit it): its conversation is served
 # from the turn, and saved with the turn's end.
 _HOLDING: ContextVar[_HeldTurn | None] = ContextVar("signoff_redis_turn", default=None)
-
-# The indexes that hold cards.
-_CARD_INDEXES = ("due", "team", "waiting")
-# The open statuses as stored, for ``_BEGIN`` to find one in.
-_OPEN_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(OPEN))
 
 
 class _HeldTurn:
@@ -549,26 +284,7 @@ class RedisStore(Store):
         self.max_frames = max_frames
         # Tells this instance's own news apart from the other instances'.
         self.instance = secrets.token_hex(6)
-        self._scripts = {
-            name: redis.register_script(source)
-            for name, source in {
-                "create": _CREATE,
-                "touch": _TOUCH,
-                "begin": _BEGIN,
-                "write": _WRITE,
-                "renew": _RENEW,
-                "follow": _FOLLOW,
-                "add_card": _ADD_CARD,
-                "transition": _TRANSITION,
-                "count": _COUNT,
-                "end": _END,
-                "reindex": _REINDEX,
-                "outbox_append": _OUTBOX_APPEND,
-                "outbox_lease": _OUTBOX_LEASE,
-                "outbox_release": _OUTBOX_RELEASE,
-                "outbox_done": _OUTBOX_DONE,
-            }.items()
-        }
+        self._scripts = {name: redis.register_script(source) for name, source in SCRIPTS.items()}
         self._news_clients = list(news)
         self._news_node = 0
         self._listeners: dict[str, set[Listener]] = {}
@@ -682,7 +398,7 @@ class RedisStore(Store):
         return self._session_key("turn-lock", session_id)
 
     def _write_keys(self, session_id: str) -> list[str]:
-        """The keys of ``_WRITE``, in its order."""
+        """The keys of ``write.lua``, in its order."""
         return [
             self._session_key("session", session_id),
             self._session_key("seq", session_id),
@@ -729,7 +445,7 @@ class RedisStore(Store):
         try:
             return await self.shared.call(*command)
         except redis_errors.NoScriptError:
-            await self.shared.call("SCRIPT", "LOAD", cast(str, registered.script))
+            await self.shared.call("SCRIPT", "LOAD", SCRIPTS[script])
             return await self.shared.call(*command)
 
     # Lifecycle --------------------------------------------------------------------------
@@ -859,7 +575,7 @@ class RedisStore(Store):
     async def _with_cards(
         self, script: str, session_id: str, keys: list[str], args: list[Any]
     ) -> tuple[Any, list[str]]:
-        """Run a script that reaches each card of the session (see ``_STALE_CARDS``): its
+        """Run a script that reaches each card of the session (see ``stale_cards.lua``): its
         reply, and the card ids it was run with."""
         # First guess: the ids last seen here, else none (most sessions have no card).
         card_ids = self._known_cards.get(session_id, [])
@@ -1032,7 +748,7 @@ class RedisStore(Store):
         conversation: str = "",
         token: str = "",
     ) -> bool:
-        """One ``_WRITE``: frames, conversation, the turn's release. False when ``token``
+        """One ``write.lua``: frames, conversation, the turn's release. False when ``token``
         no longer held the turn."""
         last, held = await self._run(
             "write",
