@@ -5,7 +5,7 @@ one takes the sockets away, so what a store costs a turn stands out. One process
 benchmark app's bot (``benchmarks.echo_app``) over the memory store and over Redis, side
 by side: N sessions (each with a listener, as a socket would be) take turns together,
 a few of warm-up, then T turns each that count. Per turn it prints the process's CPU time,
-and on Redis the commands the instance sent (each one a round trip) by name.
+and on Redis the commands the instance sent by name (a script by its own).
 
 Three kinds of turn, as in the load benchmarks: ``message`` (a message answered with one
 piece: four frames), ``stream`` (fifty pieces, each arriving on its own) and ``card``
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import secrets
 import tempfile
 import time
@@ -41,8 +42,18 @@ KINDS = ("message", "stream", "card")
 SECRET = "benchmark-secret-" + "x" * 32
 
 
+def _script_names() -> dict[str, str]:
+    """The store's scripts by SHA1, to name an EVALSHA by its script."""
+    try:
+        from signoff.store.redis_lua import SCRIPTS
+    except ImportError:  # a version of signoff with its scripts elsewhere
+        return {}
+    return {hashlib.sha1(source.encode()).hexdigest(): name for name, source in SCRIPTS.items()}
+
+
 class CommandCounter:
-    """Counts the commands redis-py sends (a pipeline counts once: one round trip)."""
+    """Counts the commands the store sends: on its shared connection each one by name
+    (scripts by theirs), through redis-py (older versions) a pipeline once."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -64,6 +75,19 @@ class CommandCounter:
         self._originals = [(Redis, "execute_command", execute), (Pipeline, "execute", pipeline)]
         Redis.execute_command = counted  # type: ignore[method-assign]
         Pipeline.execute = counted_pipeline  # type: ignore[method-assign,assignment]
+        try:
+            from signoff.store.shared_connection import _Protocol
+        except ImportError:  # a version of signoff without it
+            return self
+        send, scripts = _Protocol.send, _script_names()
+
+        def counted_send(protocol: _Protocol, args: Any) -> Any:
+            name = str(args[0])
+            counts[scripts.get(str(args[1]), name) if name == "EVALSHA" else name] += 1
+            return send(protocol, args)
+
+        self._originals.append((_Protocol, "send", send))
+        _Protocol.send = counted_send  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:

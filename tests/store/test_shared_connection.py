@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import uvloop
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -159,6 +160,18 @@ async def test_password_and_database_are_applied_on_every_connection(tmp_path: P
             assert await store.get_record("r") == "v"
         finally:
             await store.close()
+
+
+def test_it_runs_on_uvloop_as_the_server_does() -> None:
+    async def calls() -> list[object]:
+        shared = SharedConnection("127.0.0.1", 6379)
+        try:
+            return [await shared.call("PING"), *await shared.call_all([("ECHO", "a")] * 2)]
+        finally:
+            await shared.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(calls()) == ["PONG", "a", "a"]
 
 
 def test_tls_is_left_to_redis_py() -> None:
