@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -354,6 +355,44 @@ async def test_frames_are_announced_only_to_instances_that_follow_the_session(
         assert await outsider.get_message(timeout=0.3) is None
     finally:
         await outsider.aclose()
+        await store.close()
+
+
+async def test_a_turn_ending_while_its_frames_are_written_writes_each_frame_once(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy server: the turn ends while a write behind is under way, and the next
+    write behind comes due before the turn's end resumes. Each frame is written once,
+    and nothing of the turn is written after its end."""
+    monkeypatch.setattr("signoff.store.redis.WRITE_GAP", 0.0)
+    store = await opened(redis_store_url(prefix))
+    assert isinstance(store, RedisStore)
+    write = store._write
+    written: list[str] = []
+
+    async def slow_write(session_id: str, texts: Sequence[str] = (), *args: Any) -> bool:
+        written.extend(texts)
+        if texts:
+            await asyncio.sleep(0.05)
+        return await write(session_id, texts, *args)
+
+    store._write = slow_write  # type: ignore[method-assign]
+    try:
+        await store.create_session(session())
+        for n in range(5):
+            async with store.turn("s1", 5) as turn:
+                assert turn is not None
+                await store.append_frame("s1", {"type": "message.start", "n": n})
+                await asyncio.sleep(WRITE_BEHIND + 0.02)  # written behind, slowly
+                await store.append_frame("s1", {"type": "message.end", "n": n})
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        frames = [json.loads(text) for _, text in await store.frames_after("s1", 0)]
+        assert [(f["type"], f["n"]) for f in frames] == [
+            (kind, n) for n in range(5) for kind in ("message.start", "message.end")
+        ]
+        assert len(written) == 10
+    finally:
         await store.close()
 
 

@@ -179,6 +179,7 @@ class _HeldTurn:
         self.frames: list[str] = []
         self.writer: asyncio.Task[None] | None = None
         self.soon: asyncio.TimerHandle | None = None
+        self.ending = False
         self.renewal: asyncio.TimerHandle | None = None
 
 
@@ -721,7 +722,7 @@ class RedisStore(Store):
 
     def _write_soon(self, session_id: str, held: _HeldTurn) -> None:
         held.soon = None
-        if held.writer is None and self._turns.get(session_id) is held:
+        if held.writer is None and held.frames and not held.ending:
             held.writer = asyncio.create_task(self._write_behind(session_id, held))
 
     async def _write_behind(self, session_id: str, held: _HeldTurn) -> None:
@@ -735,7 +736,7 @@ class RedisStore(Store):
             return
         finally:
             held.writer = None
-        if held.frames and held.soon is None and self._turns.get(session_id) is held:
+        if held.frames and held.soon is None and not held.ending:
             # More came meanwhile (a model streaming): written together, WRITE_GAP on.
             held.soon = asyncio.get_running_loop().call_later(
                 WRITE_GAP, self._write_soon, session_id, held
@@ -777,8 +778,7 @@ class RedisStore(Store):
         held = self._turns.get(session_id)
         if held is None:
             return
-        if held.writer is not None:
-            await asyncio.shield(held.writer)
+        await self._written_behind(held)
         if held.frames or held.unsaved:
             texts, held.frames = held.frames, []
             conversation = held.conversation if held.unsaved else None
@@ -1120,11 +1120,11 @@ class RedisStore(Store):
 
     async def _end_turn(self, session_id: str, held: _HeldTurn) -> None:
         """Write what the turn held back and let the turn go, in one step."""
+        held.ending = True  # no write behind starts from now on
         for handle in (held.renewal, held.soon):
             if handle is not None:
                 handle.cancel()
-        if held.writer is not None:
-            await asyncio.shield(held.writer)  # it keeps what it could not write
+        await self._written_behind(held)  # it keeps what it could not write
         if self._turns.get(session_id) is held:  # not if it lapsed and was taken again
             del self._turns[session_id]
         conversation = held.conversation if held.unsaved else None
@@ -1135,6 +1135,13 @@ class RedisStore(Store):
             raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
         if not kept:
             log.warning("the turn of session %s was lost before its holder finished", session_id)
+
+    @staticmethod
+    async def _written_behind(held: _HeldTurn) -> None:
+        """Once no write behind of the turn is under way. Another may have started by the
+        time the caller resumes from one (a busy loop runs the timer first): waited for too."""
+        while held.writer is not None:
+            await asyncio.shield(held.writer)
 
     def _renew(self, session_id: str, held: _HeldTurn, ttl: float) -> None:
         """Keep the lease while the holder works: a turn may run longer than one lease."""
