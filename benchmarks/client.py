@@ -183,7 +183,7 @@ class SignoffSession(Session):
             message = {"type": "message", "client_id": client_id, "text": text}
             end = await self._send_until_accepted(message, _expect("message.end", client_id))
             if end["text"] != answer:
-                raise BenchError("the bot answered with other text")
+                raise BenchError(f"the bot answered {end['text'][:40]!r}…, not {answer[:40]!r}…")
             return
         message = {"type": "message", "client_id": client_id, "text": CANCEL_TEXT}
         card = await self._send_until_accepted(message, _expect("card", client_id))
