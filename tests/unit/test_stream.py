@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from signoff.engine import stream as stream_module
 from signoff.engine.stream import MessageStream
 from signoff.store import SessionRecord
@@ -63,3 +65,36 @@ async def test_a_message_said_whole_is_a_start_and_an_end() -> None:
         ("message.start", None),
         ("message.end", "Sorry."),
     ]
+
+
+class FixedLag:
+    def __init__(self, seconds: float) -> None:
+        self.lag = seconds
+
+    def seconds(self) -> float:
+        return self.lag
+
+
+async def deltas_of_slow_pieces(lag: float, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Ten pieces 30 ms apart (a busy server hands a stream its pieces about so)."""
+    monkeypatch.setattr(stream_module, "LAG", FixedLag(lag))
+    store = await new_store()
+    stream = MessageStream(store, "s1", "m1")
+    for n in range(10):
+        await stream.add(f"{n} ")
+        await asyncio.sleep(0.03)
+    await stream.end()
+    frames = await frames_of(store)
+    assert frames[-1]["text"] == "".join(f"{n} " for n in range(10))
+    return [str(f["text"]) for f in frames if f["type"] == "message.delta"]
+
+
+async def test_a_busy_loop_gathers_pieces_that_a_quiet_one_sends_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quiet = await deltas_of_slow_pieces(0.0, monkeypatch)
+    busy = await deltas_of_slow_pieces(0.04, monkeypatch)  # gathered for 160 ms
+    assert len(quiet) >= 8  # 30 ms apart is a quiet spell of its own
+    assert 2 <= len(busy) <= 4
+    assert busy[0] == "0 "  # the first piece is never held back
+    assert "".join(busy) == "".join(quiet)[: len("".join(busy))]
