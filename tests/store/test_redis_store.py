@@ -26,7 +26,6 @@ from signoff.store import (
 from signoff.store.redis import KEY_GRACE, WRITE_BEHIND, RedisStore
 from signoff.store.shared_connection import Arg
 from tests.services import (
-    REDIS_URL,
     cluster_store_url,
     private_redis,
     redis_client,
@@ -36,19 +35,6 @@ from tests.services import (
 )
 from tests.store.test_store_contract import NOW, card, cid, session
 from tests.support import free_port
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async with redis_prefix() as prefix:
-        yield prefix
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def opened(url: str) -> Store:

@@ -16,14 +16,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from signoff.store.redis import RedisStore, _shared
 from signoff.store.shared_connection import SharedConnection
-from tests.services import REDIS_URL, private_redis, redis_prefix, redis_store_url
+from tests.services import private_redis, redis_store_url
 from tests.support import free_port
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async with redis_prefix() as prefix:
-        yield prefix
 
 
 @pytest.fixture
@@ -33,15 +27,6 @@ async def shared() -> AsyncIterator[SharedConnection]:
         yield connection
     finally:
         await connection.close()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Redis]:
-    redis = Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
 
 
 async def test_each_caller_gets_its_own_reply_whatever_the_interleaving(
@@ -94,13 +79,13 @@ async def test_a_cancelled_caller_does_not_shift_the_replies(
 
 
 async def test_a_lost_connection_fails_its_waiting_commands_and_the_next_connects_again(
-    shared: SharedConnection, client: Redis, prefix: str
+    shared: SharedConnection, raw: Redis, prefix: str
 ) -> None:
     own_id = await shared.call("CLIENT", "ID")
     # A blocking command holds its reply back: killed meanwhile, it fails at once.
     waiting = asyncio.ensure_future(shared.call("BLPOP", f"{prefix}:never", 10))
     await asyncio.sleep(0.1)
-    await client.client_kill_filter(_id=own_id)
+    await raw.client_kill_filter(_id=own_id)
     started = time.monotonic()
     with pytest.raises(redis_errors.ConnectionError, match="lost the connection"):
         await waiting
