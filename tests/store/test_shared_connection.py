@@ -65,6 +65,17 @@ async def test_an_error_reply_is_raised_to_its_caller_only(
     assert fine == 1
 
 
+async def test_bytes_that_are_not_utf8_spoil_only_their_own_reply(
+    shared: SharedConnection, raw: Redis, prefix: str
+) -> None:
+    """Someone with write access to Redis cannot break the connection every command of
+    the instance shares by writing bytes that do not decode."""
+    await raw.execute_command("SET", f"{prefix}:bad", b"\xff\xfe{}")
+    await shared.call("SET", f"{prefix}:good", "ok")
+    bad, good = await shared.call_all([("GET", f"{prefix}:bad"), ("GET", f"{prefix}:good")])
+    assert bad == "\ufffd\ufffd{}" and good == "ok"
+
+
 async def test_a_cancelled_caller_does_not_shift_the_replies(
     shared: SharedConnection, prefix: str
 ) -> None:

@@ -52,6 +52,9 @@ class _Protocol(asyncio.Protocol):
         self.reply_timeout = reply_timeout
         self.reader = hiredis.Reader(
             encoding="utf-8",
+            # Bytes that are not UTF-8 (written by something else than signoff) spoil that
+            # one reply, not the connection every command of the instance shares.
+            errors="replace",
             protocolError=redis_errors.InvalidResponse,
             replyError=redis_errors.ResponseError,
         )
@@ -203,7 +206,11 @@ class SharedConnection:
 
     def _connect_done(self, attempt: asyncio.Future[_Protocol]) -> None:
         self._connecting = None
-        if not attempt.cancelled() and attempt.exception() is None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        if self._closed:  # closed while connecting
+            attempt.result().fail(redis_errors.ConnectionError("the Redis connection was closed"))
+        else:
             self._protocol = attempt.result()
 
     async def _connect(self) -> _Protocol:
