@@ -197,6 +197,26 @@ async def test_reconnect_with_last_seq_replays_the_rest_once_in_order(
             assert not [f for f in reload.frames if f["type"] == "message.delta"]
 
 
+async def test_a_socket_handed_more_frames_than_it_holds_reads_them_once_in_order(
+    shop: CountingShop, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow reader's socket stops holding the frames handed to it and reads the history
+    instead: each frame still arrives once, in order."""
+    monkeypatch.setattr("signoff.web.ws.MAX_HANDED_FRAMES", 2)
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        for n in range(3):
+            await w.say(f"say {n}")
+            await w.bot_says(f"{n}")
+        card = await w.open_card()
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+        await w.quiet()
+        sid = w.welcome["session_id"]
+        seqs = [f["seq"] for f in w.frames if "seq" in f and f["type"] != "welcome"]
+        assert seqs == list(range(1, await server.engine.store.last_seq(sid) + 1))
+
+
 async def test_forged_session_token_is_unauthorized(shop: CountingShop, tmp_path: Any) -> None:
     async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
         await w.hello()
