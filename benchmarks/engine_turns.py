@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
+import json
 import secrets
 import tempfile
 import time
@@ -33,9 +35,8 @@ from redis.asyncio.client import Pipeline
 
 from benchmarks.echo_app import build
 from signoff.audit import open_audit
-from signoff.core.cards import Status
 from signoff.engine import Engine
-from signoff.store import SessionRecord, Store, open_store
+from signoff.store import News, SessionRecord, open_store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KINDS = ("message", "stream", "card")
@@ -112,9 +113,13 @@ async def measure(store_url: str, kind: str, sessions: int, turns: int) -> dict[
         )
         try:
             opened = [await engine.open_session("bench", "u") for _ in range(sessions)]
+            # Each session's newest pending card, as its socket would see it.
+            pending: dict[str, dict[str, Any]] = {}
             for session in opened:
-                store.subscribe(session.session_id, lambda news: None)
-            one = turn_of(kind, engine, store)
+                store.subscribe(
+                    session.session_id, functools.partial(seen, pending, session.session_id)
+                )
+            one = turn_of(kind, engine, pending)
 
             async def round_of(n: int) -> None:
                 await asyncio.gather(*(one(session, n) for session in opened))
@@ -137,8 +142,17 @@ async def measure(store_url: str, kind: str, sessions: int, turns: int) -> dict[
     }
 
 
+def seen(pending: dict[str, dict[str, Any]], session_id: str, news: News) -> None:
+    """Keep the pending cards among the frames a session's listener hears."""
+    for _, text in news.frames or ():
+        if '"type": "card"' in text:
+            frame = json.loads(text)
+            if frame["status"] == "pending":
+                pending[session_id] = frame
+
+
 def turn_of(
-    kind: str, engine: Engine, store: Store
+    kind: str, engine: Engine, pending: dict[str, dict[str, Any]]
 ) -> Callable[[SessionRecord, int], Awaitable[None]]:
     async def message(session: SessionRecord, n: int) -> None:
         await engine.handle_message(session, f"hello {n}", f"c{n}")
@@ -148,10 +162,8 @@ def turn_of(
 
     async def card(session: SessionRecord, n: int) -> None:
         await engine.handle_message(session, "cancel order 1001", f"c{n}")
-        pending = [
-            c for c in await store.session_cards(session.session_id) if c.status is Status.PENDING
-        ]
-        await engine.decide(session, pending[-1].card_id, "confirm", pending[-1].args_hash)
+        card = pending.pop(session.session_id)
+        await engine.decide(session, card["card_id"], "confirm", card["args_hash"])
         await engine.drain()
 
     return {"message": message, "stream": stream, "card": card}[kind]
