@@ -176,3 +176,31 @@ def test_tls_is_left_to_redis_py() -> None:
     assert isinstance(_shared(plain), SharedConnection)
     assert _shared(tls) is None
     assert RedisStore.from_url("rediss://127.0.0.1:6380/0").shared is None
+
+
+async def test_a_unix_socket_redis_is_reached_through_the_shared_connection(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "redis.sock"
+    server = await asyncio.create_subprocess_exec(
+        "redis-server", "--port", "0", "--unixsocket", str(path), "--save", "",
+        "--appendonly", "no", "--dir", str(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(250):
+            if path.exists():
+                break
+            await asyncio.sleep(0.02)
+        store = RedisStore.from_url(f"unix://{path}?db=2&prefix=t")
+        assert store.shared is not None and store.shared.path == str(path)
+        await store.start()
+        try:
+            await store.put_record("r", "v", 60)
+            assert await store.get_record("r") == "v"
+            assert "db=2" in await store.shared.call("CLIENT", "INFO")
+        finally:
+            await store.close()
+    finally:
+        server.terminate()
+        await server.wait()
