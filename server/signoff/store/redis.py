@@ -59,7 +59,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequ
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -317,7 +317,9 @@ class RedisStore(Store):
             return cls._cluster(url, parts, query, prefix, max_frames)
         try:
             pool = BlockingConnectionPool.from_url(
-                urlunsplit(parts._replace(query=urlencode(query))),
+                # The URL as given without signoff's options (urlunsplit would write
+                # unix:///path as unix:/path, which redis-py refuses).
+                url.partition("?")[0] + (f"?{urlencode(query)}" if query else ""),
                 decode_responses=True,
                 max_connections=POOL_SIZE,
                 timeout=POOL_WAIT,
