@@ -3,13 +3,13 @@
 Any instance can serve any request: a session's state lives in Redis, each step
 that must happen once is one Lua script, and pub/sub only wakes the other instances
 that hold a session's sockets (it never carries data; they read the frames from the
-stream, and the writing instance hands its own sockets the frames it wrote). The scripts
-are the ``.lua`` files in ``redis_lua/``. A turn is two: ``begin.lua`` (first use of the
-client_id, the turn lock, the conversation and the open cards) and ``write.lua`` (the
-frames and conversation the turn held back, and the lock's release); a turn that waits
-on a model or an action writes its frames meanwhile, within ``WRITE_BEHIND``. One Redis
-(``redis://``) or a Redis Cluster (``redis-cluster://host:port,host:port``);
-docs/deploying.md says how each fails over.
+stream, and the writing instance hands its own sockets the frames it wrote). The news
+listener is in ``redis_news.py``; the scripts are the ``.lua`` files in ``redis_lua/``.
+A turn is two: ``begin.lua`` (first use of the client_id, the turn lock, the
+conversation and the open cards) and ``write.lua`` (the frames and conversation the turn
+held back, and the lock's release); a turn that waits on a model or an action writes its
+frames meanwhile, within ``WRITE_BEHIND``. One Redis (``redis://``) or a Redis Cluster
+(``redis-cluster://host:port,host:port``); docs/deploying.md says how each fails over.
 Keys, under one prefix per deployment (``?prefix=``, default ``signoff``). ``{T}`` is the
 session's tag (``core.cards.session_tag``) in braces, as in
 ``signoff:session:{3fa0c1d2}:s_Xy``; a card's id carries the tag too. ``{L}`` is an
@@ -63,7 +63,6 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
@@ -94,6 +93,7 @@ from signoff.store.base import (
     max_frames_option,
 )
 from signoff.store.redis_lua import SCRIPTS
+from signoff.store.redis_news import NewsListener
 from signoff.store.shared_connection import Arg, SharedConnection
 
 log = logging.getLogger("signoff.store")
@@ -286,14 +286,17 @@ class RedisStore(Store):
         # Tells this instance's own news apart from the other instances'.
         self.instance = secrets.token_hex(6)
         self._scripts = {name: redis.register_script(source) for name, source in SCRIPTS.items()}
-        self._news_clients = list(news)
-        self._news_node = 0
-        self._listeners: dict[str, set[Listener]] = {}
-        self._pubsub: PubSub | None = None
-        self._subscribed: set[str] = set()
-        self._dirty: set[str] = set()
-        self._changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._news = NewsListener(
+            redis,
+            news,
+            channel=self._news_channel,
+            own_channel=self._key("instance", self.instance),
+            instance=self.instance,
+            follow=self._follow,
+            closing=lambda: self._closing,
+            unavailable=_UNAVAILABLE,
+        )
+        self._beating: asyncio.Task[None] | None = None
         # The turns this instance holds, by session.
         self._turns: dict[str, _HeldTurn] = {}
         self._renewals: set[asyncio.Task[None]] = set()
@@ -458,61 +461,20 @@ class RedisStore(Store):
         except (*_UNAVAILABLE, redis_errors.RedisClusterException) as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
         try:
-            self._pubsub = await self._subscribe_news([])
+            await self._news.start()
         except _UNAVAILABLE as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
         await self._beat()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._listen()),
-            loop.create_task(self._reconcile()),
-            loop.create_task(self._heartbeat()),
-        ]
-
-    def _news_pubsub(self) -> PubSub:
-        """A subscription connection: the store's own, or the current cluster node's."""
-        if not self._news_clients:
-            assert isinstance(self.redis, Redis)
-            return self.redis.pubsub(ignore_subscribe_messages=True)
-        client = self._news_clients[self._news_node % len(self._news_clients)]
-        return client.pubsub(ignore_subscribe_messages=True)
-
-    async def _subscribe_news(self, channels: list[str]) -> PubSub:
-        """A subscription to ``channels`` through the current node, or else the next ones
-        in turn. Listening needs a channel from the start: this instance's own serves."""
-        channels = [self._key("instance", self.instance), *channels]
-        for _ in range(len(self._news_clients) - 1):
-            try:
-                return await self._pubsub_on_node(channels)
-            except _UNAVAILABLE:
-                self._news_node += 1
-        return await self._pubsub_on_node(channels)
-
-    async def _pubsub_on_node(self, channels: list[str]) -> PubSub:
-        pubsub = self._news_pubsub()
-        try:
-            await pubsub.subscribe(*channels)
-        except _UNAVAILABLE:
-            with contextlib.suppress(*_UNAVAILABLE):
-                await pubsub.aclose()
-            raise
-        return pubsub
+        self._beating = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def close(self) -> None:
         self._closing = True
-        self._changed.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        await self._news.close()
+        if self._beating is not None:
+            self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        if self._pubsub is not None:
-            with contextlib.suppress(*_UNAVAILABLE):
-                await self._pubsub.aclose()
-            self._pubsub = None
-        for client in self._news_clients:
-            await client.aclose()
+                await self._beating
+            self._beating = None
         if self.shared is not None:
             await self.shared.close()
         await self.redis.aclose()
@@ -683,7 +645,7 @@ class RedisStore(Store):
             unindexed += [["ZREM", self._key(index), *card_ids] for index in _CARD_INDEXES]
         await self._call_all(unindexed)
         if existed:
-            self._notify(session_id, News("end"))
+            self._news.notify(session_id, News("end"))
 
     # Conversation -----------------------------------------------------------------------
     @_reachable
@@ -772,7 +734,7 @@ class RedisStore(Store):
             numbered = tuple(
                 (seq, f'{text[:-1]},"seq":{seq}}}') for seq, text in enumerate(texts, first)
             )
-            self._notify(session_id, News("frames", numbered))
+            self._news.notify(session_id, News("frames", numbered))
         return bool(held)
 
     async def _catch_up(self, session_id: str) -> None:
@@ -1168,107 +1130,12 @@ class RedisStore(Store):
             log.warning("the turn of session %s was lost before its holder finished", session_id)
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
-        self._listeners.setdefault(session_id, set()).add(listener)
-        self._dirty.add(session_id)
-        self._changed.set()
+        return self._news.subscribe(session_id, listener)
 
-        def unsubscribe() -> None:
-            listeners = self._listeners.get(session_id)
-            if listeners is not None:
-                listeners.discard(listener)
-                if not listeners:
-                    del self._listeners[session_id]
-                    self._dirty.add(session_id)
-                    self._changed.set()
-
-        return unsubscribe
-
-    def _notify(self, session_id: str, news: News) -> None:
-        for listener in list(self._listeners.get(session_id, ())):
-            listener(news)
-
-    async def _reconcile(self) -> None:
-        """Follow the sessions that have listeners here, in batches, one command each way."""
-        assert self._pubsub is not None
-        # Not only cancelled: redis-py may swallow a cancellation that lands mid-command.
-        while not self._closing:
-            await self._changed.wait()
-            self._changed.clear()
-            dirty, self._dirty = self._dirty, set()
-            wanted = [s for s in dirty if s in self._listeners and s not in self._subscribed]
-            unwanted = [s for s in dirty if s not in self._listeners and s in self._subscribed]
-            try:
-                if wanted:
-                    await self._pubsub.subscribe(*(self._news_channel(s) for s in wanted))
-                    await self._follow(wanted, True)
-                    self._subscribed.update(wanted)
-                    # Frames written elsewhere before the subscription took hold.
-                    for session_id in wanted:
-                        self._notify(session_id, News("frames"))
-                if unwanted:
-                    await self._pubsub.unsubscribe(*(self._news_channel(s) for s in unwanted))
-                    await self._follow(unwanted, False)
-                    self._subscribed.difference_update(unwanted)
-            except _UNAVAILABLE as exc:
-                log.warning("cannot follow sessions in Redis (%s); retrying", exc)
-                self._dirty |= dirty
-                await asyncio.sleep(0.5)
-                self._changed.set()
-
-    async def _follow(self, session_ids: list[str], follow: bool) -> None:
-        """Say in the sessions' listener sets that this instance follows them (or not), so
-        frames written elsewhere are announced to it, and only to instances that listen."""
-        await asyncio.gather(
-            *(
-                self._run(
-                    "follow",
-                    [
-                        self._session_key("session", session_id),
-                        self._session_key("listeners", session_id),
-                    ],
-                    [self.instance, "1" if follow else ""],
-                )
-                for session_id in session_ids
-            )
+    async def _follow(self, session_id: str, follow: bool) -> None:
+        """For the news listener: this instance in the session's listener set, or out."""
+        await self._run(
+            "follow",
+            [self._session_key("session", session_id), self._session_key("listeners", session_id)],
+            [self.instance, "1" if follow else ""],
         )
-
-    async def _next_news_node(self) -> None:
-        """The cluster node news came through stopped answering: listen through the next
-        one, to every channel this instance follows."""
-        self._news_node += 1
-        following = set(self._listeners)
-        try:
-            pubsub = await self._subscribe_news([self._news_channel(s) for s in following])
-        except _UNAVAILABLE:
-            return  # none answers now; the next failure tries again
-        old, self._pubsub, self._subscribed = self._pubsub, pubsub, following
-        if old is not None:
-            with contextlib.suppress(*_UNAVAILABLE):
-                await old.aclose()
-
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        news = self._news_channel("")
-        broken = False
-        while True:
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except _UNAVAILABLE as exc:
-                if not broken:
-                    log.warning("lost the Redis news connection (%s); reconnecting", exc)
-                broken = True
-                await asyncio.sleep(0.5)
-                if len(self._news_clients) > 1:
-                    await self._next_news_node()
-                continue
-            if broken:
-                # Back, and subscribed again: whatever happened meanwhile is in the streams.
-                broken = False
-                log.info("Redis news connection is back")
-                for session_id in list(self._listeners):
-                    self._notify(session_id, News("frames"))
-            if message is None or message.get("type") != "message":
-                continue
-            instance, _, event = message["data"].partition(":")
-            if instance != self.instance and message["channel"].startswith(news):
-                self._notify(message["channel"][len(news) :], News(event))
