@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -64,6 +65,7 @@ _TAG_LENGTH = 8
 _TAG = re.compile(f"^{_CARD_ID_PREFIX}([0-9a-f]{{{_TAG_LENGTH}}})[A-Za-z0-9_-]+$")
 
 
+@functools.lru_cache(maxsize=16384)  # every key name of a session has it: a turn makes ~20
 def session_tag(session_id: str) -> str:
     """The tag shared by a session and its cards: fixed length, lowercase hex."""
     return hashlib.blake2b(session_id.encode(), digest_size=_TAG_LENGTH // 2).hexdigest()

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import random
@@ -285,6 +286,7 @@ class RedisStore(Store):
         self.max_frames = max_frames
         # Tells this instance's own news apart from the other instances'.
         self.instance = secrets.token_hex(6)
+        self._turn_numbers = itertools.count()
         self._scripts = {name: redis.register_script(source) for name, source in SCRIPTS.items()}
         self._news = NewsListener(
             redis,
@@ -1039,7 +1041,8 @@ class RedisStore(Store):
     async def _redis_turn(
         self, session_id: str, ttl: float, client_id: str | None
     ) -> AsyncIterator[TurnStart | None]:
-        token = secrets.token_hex(8)
+        # Unique is all a holder's token needs to be (it is never shown outside Redis).
+        token = f"{self.instance}-{next(self._turn_numbers)}"
         keys = [
             self._session_key("session", session_id),
             self._session_key("client_ids", session_id),
