@@ -93,6 +93,49 @@ class TurnStart:
     open_cards: list[Card]
 
 
+class Listeners:
+    """Each session's listeners on this instance (its sockets), told of its news.
+
+    ``changed``, if given, hears of a session whenever a listener joins it and when its
+    last one leaves: a store that follows sessions elsewhere follows these.
+    """
+
+    def __init__(self, changed: Callable[[str], None] | None = None) -> None:
+        self._by_session: dict[str, set[Listener]] = {}
+        self._changed = changed
+
+    def add(self, session_id: str, listener: Listener) -> Callable[[], None]:
+        """Listen to the session; returns what stops listening."""
+        self._by_session.setdefault(session_id, set()).add(listener)
+        if self._changed is not None:
+            self._changed(session_id)
+
+        def remove() -> None:
+            listeners = self._by_session.get(session_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._by_session[session_id]
+                    if self._changed is not None:
+                        self._changed(session_id)
+
+        return remove
+
+    def notify(self, session_id: str, news: News) -> None:
+        for listener in list(self._by_session.get(session_id, ())):
+            listener(news)
+
+    def forget(self, session_id: str) -> None:
+        """The session ended: its listeners hear nothing more."""
+        self._by_session.pop(session_id, None)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._by_session
+
+    def sessions(self) -> list[str]:
+        return list(self._by_session)
+
+
 class TurnQueue:
     """Turns of one session taken in this process queue here, one at a time, in order;
     a session with none waiting is forgotten."""

@@ -22,6 +22,7 @@ from signoff.store.base import (
     MAX_FRAMES,
     ClaimOutcome,
     Listener,
+    Listeners,
     News,
     SessionRecord,
     Store,
@@ -47,7 +48,7 @@ class MemoryStore(Store):
         # Cards still open or claimed: all the sweeper has to look at.
         self._live: set[str] = set()
         self._queue = TurnQueue()
-        self._listeners: dict[str, set[Listener]] = defaultdict(set)
+        self._listeners = Listeners()
         self._outbox: dict[str, deque[str]] = defaultdict(deque)
         self._outbox_leases: dict[str, tuple[str, float]] = {}  # lane -> holder, until
 
@@ -78,8 +79,8 @@ class MemoryStore(Store):
         self._client_ids.pop(session_id, None)
         for card_id in self._session_cards.pop(session_id, []):
             self._forget_card(card_id)
-        self._notify(session_id, News("end"))
-        self._listeners.pop(session_id, None)
+        self._listeners.notify(session_id, News("end"))
+        self._listeners.forget(session_id)
 
     # Conversation ---------------------------------------------------------------------
     async def load_conversation(self, session_id: str) -> Conversation:
@@ -106,7 +107,7 @@ class MemoryStore(Store):
         kept.extend(numbered)
         if len(kept) > self.max_frames:
             del kept[: len(kept) - self.max_frames]
-        self._notify(session_id, News("frames", numbered))
+        self._listeners.notify(session_id, News("frames", numbered))
 
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
         frames = self._frames.get(session_id)
@@ -301,17 +302,4 @@ class MemoryStore(Store):
             )
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
-        self._listeners[session_id].add(listener)
-
-        def unsubscribe() -> None:
-            listeners = self._listeners.get(session_id)
-            if listeners is not None:
-                listeners.discard(listener)
-                if not listeners:
-                    del self._listeners[session_id]
-
-        return unsubscribe
-
-    def _notify(self, session_id: str, news: News) -> None:
-        for listener in list(self._listeners.get(session_id, ())):
-            listener(news)
+        return self._listeners.add(session_id, listener)

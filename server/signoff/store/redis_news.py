@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
-from signoff.store.base import Listener, News
+from signoff.store.base import Listener, Listeners, News
 
 log = logging.getLogger("signoff.store")
 
@@ -52,7 +52,7 @@ class NewsListener:
         self._follow_session = follow
         self._closing = closing
         self._unavailable = unavailable
-        self._listeners: dict[str, set[Listener]] = {}
+        self._listeners = Listeners(changed=self._mark)
         self._pubsub: PubSub | None = None
         self._subscribed: set[str] = set()
         self._dirty: set[str] = set()
@@ -81,24 +81,15 @@ class NewsListener:
             await client.aclose()
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
-        self._listeners.setdefault(session_id, set()).add(listener)
+        return self._listeners.add(session_id, listener)
+
+    def _mark(self, session_id: str) -> None:
+        """The session's listeners here changed: (un)follow it at the next reconcile."""
         self._dirty.add(session_id)
         self._changed.set()
 
-        def unsubscribe() -> None:
-            listeners = self._listeners.get(session_id)
-            if listeners is not None:
-                listeners.discard(listener)
-                if not listeners:
-                    del self._listeners[session_id]
-                    self._dirty.add(session_id)
-                    self._changed.set()
-
-        return unsubscribe
-
     def notify(self, session_id: str, news: News) -> None:
-        for listener in list(self._listeners.get(session_id, ())):
-            listener(news)
+        self._listeners.notify(session_id, news)
 
     def _news_pubsub(self) -> PubSub:
         """A subscription connection: the store's own, or the current cluster node's."""
@@ -168,7 +159,7 @@ class NewsListener:
         """The cluster node news came through stopped answering: listen through the next
         one, to every channel this instance follows."""
         self._node += 1
-        following = set(self._listeners)
+        following = set(self._listeners.sessions())
         try:
             pubsub = await self._subscribe_news([self._channel(s) for s in following])
         except self._unavailable:
@@ -197,7 +188,7 @@ class NewsListener:
                 # Back, and subscribed again: whatever happened meanwhile is in the streams.
                 broken = False
                 log.info("Redis news connection is back")
-                for session_id in list(self._listeners):
+                for session_id in self._listeners.sessions():
                     self.notify(session_id, News("frames"))
             if message is None or message.get("type") != "message":
                 continue
