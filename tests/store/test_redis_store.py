@@ -23,7 +23,8 @@ from signoff.store import (
     StoreUnavailable,
     open_store,
 )
-from signoff.store.redis import KEY_GRACE, WRITE_BEHIND, RedisStore
+from signoff.store.redis import KEY_GRACE, RedisStore
+from signoff.store.redis_turns import WRITE_BEHIND
 from signoff.store.shared_connection import Arg
 from tests.services import (
     cluster_store_url,
@@ -350,10 +351,11 @@ async def test_a_turn_ending_while_its_frames_are_written_writes_each_frame_once
     """A busy server: the turn ends while a write behind is under way, and the next
     write behind comes due before the turn's end resumes. Each frame is written once,
     and nothing of the turn is written after its end."""
-    monkeypatch.setattr("signoff.store.redis.WRITE_GAP", 0.0)
+    monkeypatch.setattr("signoff.store.redis_turns.WRITE_GAP", 0.0)
     store = await opened(redis_store_url(prefix))
     assert isinstance(store, RedisStore)
-    write = store._write
+    turns = store._turns  # its writes go through the turns' own ``write``
+    write = turns._write
     written: list[str] = []
 
     async def slow_write(session_id: str, texts: Sequence[str] = (), *args: Any) -> bool:
@@ -362,7 +364,7 @@ async def test_a_turn_ending_while_its_frames_are_written_writes_each_frame_once
             await asyncio.sleep(0.05)
         return await write(session_id, texts, *args)
 
-    store._write = slow_write  # type: ignore[method-assign]
+    turns._write = slow_write
     try:
         await store.create_session(session())
         for n in range(5):

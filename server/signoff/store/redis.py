@@ -4,11 +4,9 @@ Any instance can serve any request: a session's state lives in Redis, each step
 that must happen once is one Lua script, and pub/sub only wakes the other instances
 that hold a session's sockets (it never carries data; they read the frames from the
 stream, and the writing instance hands its own sockets the frames it wrote). The news
-listener is in ``redis_news.py``; the scripts are the ``.lua`` files in ``redis_lua/``.
-A turn is two: ``begin.lua`` (first use of the client_id, the turn lock, the
-conversation and the open cards) and ``write.lua`` (the frames and conversation the turn
-held back, and the lock's release); a turn that waits on a model or an action writes its
-frames meanwhile, within ``WRITE_BEHIND``. One Redis (``redis://``) or a Redis Cluster
+listener is in ``redis_news.py``, the turns this instance holds (the turn lock, and the
+frames a turn holds back) in ``redis_turns.py``; the scripts are the ``.lua`` files in
+``redis_lua/``. One Redis (``redis://``) or a Redis Cluster
 (``redis-cluster://host:port,host:port``); docs/deploying.md says how each fails over.
 Keys, under one prefix per deployment (``?prefix=``, default ``signoff``). ``{T}`` is the
 session's tag (``core.cards.session_tag``) in braces, as in
@@ -50,15 +48,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import json
 import logging
-import random
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
@@ -89,12 +84,12 @@ from signoff.store.base import (
     StoreError,
     StoreUnavailable,
     Transition,
-    TurnQueue,
     TurnStart,
     max_frames_option,
 )
 from signoff.store.redis_lua import SCRIPTS
 from signoff.store.redis_news import NewsListener
+from signoff.store.redis_turns import HeldTurns
 from signoff.store.shared_connection import Arg, SharedConnection
 
 log = logging.getLogger("signoff.store")
@@ -102,14 +97,6 @@ log = logging.getLogger("signoff.store")
 # How long a session's keys outlive its idle expiry: time for a sweeper to expire its
 # cards and audit them. Past that, Redis drops the keys by itself.
 KEY_GRACE = 3600.0
-# How soon a turn held by another instance is asked for again, at first and at most.
-LOCK_POLL = 0.005
-LOCK_POLL_MAX = 0.1
-# How long a turn holds its frames back before writing them on its own (see append_frames),
-# and how long after one such write the next one is made: a model's stream reaches Redis
-# in a write every WRITE_GAP at most.
-WRITE_BEHIND = 0.01
-WRITE_GAP = 0.05
 # Each instance beats this often while it runs; one silent for ALIVE_FOR seconds has
 # stopped, and the cards it had claimed are settled as interrupted by another.
 HEARTBEAT = 1.0
@@ -163,25 +150,6 @@ _FINAL_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(FINAL))
 _OPEN_STATUSES = " ".join(json.dumps(str(status)) for status in sorted(OPEN))
 # The indexes that hold cards.
 _CARD_INDEXES = ("due", "team", "waiting")
-
-
-# The turn the current task holds (tasks it starts inherit it): its conversation is served
-# from the turn, and saved with the turn's end.
-_HOLDING: ContextVar[_HeldTurn | None] = ContextVar("signoff_redis_turn", default=None)
-
-
-class _HeldTurn:
-    """A turn this instance holds: what it holds back, written together when it ends."""
-
-    def __init__(self, token: str, conversation: str | None) -> None:
-        self.token = token
-        self.conversation = conversation  # the latest, as JSON text
-        self.unsaved = False
-        self.frames: list[str] = []
-        self.writer: asyncio.Task[None] | None = None
-        self.soon: asyncio.TimerHandle | None = None
-        self.ending = False
-        self.renewal: asyncio.TimerHandle | None = None
 
 
 def _due_score(card: Card, check_by: float | None) -> float | None:
@@ -286,7 +254,6 @@ class RedisStore(Store):
         self.max_frames = max_frames
         # Tells this instance's own news apart from the other instances'.
         self.instance = secrets.token_hex(6)
-        self._turn_numbers = itertools.count()
         self._scripts = {name: redis.register_script(source) for name, source in SCRIPTS.items()}
         self._news = NewsListener(
             redis,
@@ -298,12 +265,15 @@ class RedisStore(Store):
             closing=lambda: self._closing,
             unavailable=_UNAVAILABLE,
         )
+        self._turns = HeldTurns(
+            instance=self.instance,
+            begin=self._begin_turn,
+            write=self._write,
+            renew=self._renew_turn,
+            unavailable=_UNAVAILABLE,
+        )
         self._beating: asyncio.Task[None] | None = None
-        # The turns this instance holds, by session.
-        self._turns: dict[str, _HeldTurn] = {}
-        self._renewals: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._queue = TurnQueue()
         self._known_cards: dict[str, list[str]] = {}
         # The sessions of cards this instance made or read: a card's never changes.
         self._card_sessions: dict[str, str] = {}
@@ -396,11 +366,6 @@ class RedisStore(Store):
             self._session_key("client_ids", session_id),
             self._session_key("listeners", session_id),
         ]
-
-    def _holding(self, session_id: str) -> _HeldTurn | None:
-        """The session's turn, if the caller is its holder (or works for it)."""
-        held = self._turns.get(session_id)
-        return held if held is not None and held is _HOLDING.get() else None
 
     def _turn_key(self, session_id: str) -> str:
         return self._session_key("turn-lock", session_id)
@@ -652,7 +617,7 @@ class RedisStore(Store):
     # Conversation -----------------------------------------------------------------------
     @_reachable
     async def load_conversation(self, session_id: str) -> Conversation:
-        held = self._holding(session_id)
+        held = self._turns.holding(session_id)
         if held is not None:
             text = held.conversation
         else:
@@ -661,7 +626,7 @@ class RedisStore(Store):
 
     @_reachable
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
-        held = self._holding(session_id)
+        held = self._turns.holding(session_id)
         if held is not None:
             held.conversation, held.unsaved = json.dumps(conversation), True
             return  # written when the turn ends, or with what must be written before that
@@ -672,41 +637,8 @@ class RedisStore(Store):
     async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
         texts = [json.dumps(frame) for frame in frames]
-        held = self._turns.get(session_id)
-        if held is None:
+        if not self._turns.append(session_id, texts):
             await self._write(session_id, texts)
-            return
-        # The turn's frames go out together: those of one step of the event loop in one
-        # write, the rest with the turn's end.
-        held.frames.extend(texts)
-        if held.writer is None and held.soon is None:
-            # Soon, not at once: a turn that ends first (most do) writes all its frames
-            # with its end; one that waits on a model or an action shows them meanwhile.
-            held.soon = asyncio.get_running_loop().call_later(
-                WRITE_BEHIND, self._write_soon, session_id, held
-            )
-
-    def _write_soon(self, session_id: str, held: _HeldTurn) -> None:
-        held.soon = None
-        if held.writer is None and held.frames and not held.ending:
-            held.writer = asyncio.create_task(self._write_behind(session_id, held))
-
-    async def _write_behind(self, session_id: str, held: _HeldTurn) -> None:
-        texts, held.frames = held.frames, []
-        try:
-            await self._write(session_id, texts)
-        except redis_errors.RedisError as exc:
-            # Kept for the turn's end, which tries again and reports a failure.
-            held.frames[:0] = texts
-            log.warning("frames of session %s not written yet: %s", session_id, exc)
-            return
-        finally:
-            held.writer = None
-        if held.frames and held.soon is None and not held.ending:
-            # More came meanwhile (a model streaming): written together, WRITE_GAP on.
-            held.soon = asyncio.get_running_loop().call_later(
-                WRITE_GAP, self._write_soon, session_id, held
-            )
 
     async def _write(
         self,
@@ -739,18 +671,6 @@ class RedisStore(Store):
             self._news.notify(session_id, News("frames", numbered))
         return bool(held)
 
-    async def _catch_up(self, session_id: str) -> None:
-        """Write what the session's turn holds back, before a write that must follow it."""
-        held = self._turns.get(session_id)
-        if held is None:
-            return
-        await self._written_behind(held)
-        if held.frames or held.unsaved:
-            texts, held.frames = held.frames, []
-            conversation = held.conversation if held.unsaved else None
-            held.unsaved = False
-            await self._write(session_id, texts, conversation or "")
-
     @_reachable
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
         entries = await self._call(
@@ -768,7 +688,7 @@ class RedisStore(Store):
     async def add_card(self, card: Card) -> None:
         # A card is kept after the conversation that proposed it: a decision taken on
         # another instance resumes from that conversation.
-        await self._catch_up(card.session_id)
+        await self._turns.catch_up(card.session_id)
         if card_tag(card.card_id) != session_tag(card.session_id):
             raise ValueError(f"card id {card.card_id!r} was not made for its session")
         reply, card_ids = await self._with_cards(
@@ -1024,25 +944,12 @@ class RedisStore(Store):
     def turn(
         self, session_id: str, ttl: float, client_id: str | None = None
     ) -> AbstractAsyncContextManager[TurnStart | None]:
-        return self._turn(session_id, ttl, client_id)
+        return self._turns.hold(session_id, ttl, client_id)
 
-    @asynccontextmanager
-    async def _turn(
-        self, session_id: str, ttl: float, client_id: str | None
-    ) -> AsyncIterator[TurnStart | None]:
-        # The session's turns on this instance wait for each other here, not in Redis.
-        async with (
-            self._queue.held(session_id),
-            self._redis_turn(session_id, ttl, client_id) as turn,
-        ):
-            yield turn
-
-    @asynccontextmanager
-    async def _redis_turn(
-        self, session_id: str, ttl: float, client_id: str | None
-    ) -> AsyncIterator[TurnStart | None]:
-        # Unique is all a holder's token needs to be (it is never shown outside Redis).
-        token = f"{self.instance}-{next(self._turn_numbers)}"
+    async def _begin_turn(
+        self, session_id: str, client_id: str, token: str, lease: str
+    ) -> tuple[str, str, list[Card]]:
+        """For the turns: one ``begin.lua``, and what it says (see ``HeldTurns``)."""
         keys = [
             self._session_key("session", session_id),
             self._session_key("client_ids", session_id),
@@ -1050,87 +957,17 @@ class RedisStore(Store):
             self._session_key("conversation", session_id),
             self._session_key("cards", session_id),
         ]
-        lease = str(int(ttl * 1000))
-        first_use = client_id or ""
-        poll = LOCK_POLL
-        try:
-            while True:
-                reply, _ = await self._with_cards(
-                    "begin", session_id, keys, [first_use, token, lease, _OPEN_STATUSES]
-                )
-                if reply[0] != "busy":
-                    break
-                # Held by another instance. Asked again less and less often: a busy
-                # server must not spend itself asking.
-                first_use = ""  # taken already: only the lock is waited for
-                await asyncio.sleep(poll * (0.5 + random.random()))
-                poll = min(poll * 2, LOCK_POLL_MAX)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
-        if reply[0] == "seen":
-            yield None
-            return
-        held = _HeldTurn(token, reply[1] or None)
-        self._turns[session_id] = held
-        holding = _HOLDING.set(held)
-        loop = asyncio.get_running_loop()
-        held.renewal = loop.call_later(ttl / 3, self._renew, session_id, held, ttl)
-        cards = [_decode_card(_decode_pairs(flat)) for flat in reply[2:]]
-        try:
-            yield TurnStart(
-                json.loads(reply[1]) if reply[1] else [],
-                [card for card in cards if card is not None],
-            )
-        finally:
-            _HOLDING.reset(holding)
-            await self._end_turn(session_id, held)
-
-    async def _end_turn(self, session_id: str, held: _HeldTurn) -> None:
-        """Write what the turn held back and let the turn go, in one step."""
-        held.ending = True  # no write behind starts from now on
-        for handle in (held.renewal, held.soon):
-            if handle is not None:
-                handle.cancel()
-        await self._written_behind(held)  # it keeps what it could not write
-        if self._turns.get(session_id) is held:  # not if it lapsed and was taken again
-            del self._turns[session_id]
-        conversation = held.conversation if held.unsaved else None
-        try:
-            kept = await self._write(session_id, held.frames, conversation or "", held.token)
-        except _UNAVAILABLE as exc:
-            log.warning("turn of session %s not ended in Redis: it lapses by itself", session_id)
-            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
-        if not kept:
-            log.warning("the turn of session %s was lost before its holder finished", session_id)
-
-    @staticmethod
-    async def _written_behind(held: _HeldTurn) -> None:
-        """Once no write behind of the turn is under way. Another may have started by the
-        time the caller resumes from one (a busy loop runs the timer first): waited for too."""
-        while held.writer is not None:
-            await asyncio.shield(held.writer)
-
-    def _renew(self, session_id: str, held: _HeldTurn, ttl: float) -> None:
-        """Keep the lease while the holder works: a turn may run longer than one lease."""
-        if self._turns.get(session_id) is not held:
-            return
-        task = asyncio.ensure_future(self._extend(session_id, held, ttl))
-        self._renewals.add(task)
-        task.add_done_callback(self._renewals.discard)
-        held.renewal = asyncio.get_running_loop().call_later(
-            ttl / 3, self._renew, session_id, held, ttl
+        reply, _ = await self._with_cards(
+            "begin", session_id, keys, [client_id, token, lease, _OPEN_STATUSES]
         )
+        if reply[0] != "held":
+            return reply[0], "", []
+        cards = [_decode_card(_decode_pairs(flat)) for flat in reply[2:]]
+        return "held", reply[1], [card for card in cards if card is not None]
 
-    async def _extend(self, session_id: str, held: _HeldTurn, ttl: float) -> None:
-        try:
-            kept = await self._run(
-                "renew", [self._turn_key(session_id)], [held.token, int(ttl * 1000)]
-            )
-        except _UNAVAILABLE as exc:
-            log.warning("cannot renew the turn of session %s: %s", session_id, exc)
-            return
-        if not kept:
-            log.warning("the turn of session %s was lost before its holder finished", session_id)
+    async def _renew_turn(self, session_id: str, token: str, lease_ms: int) -> object:
+        """For the turns: one ``renew.lua``, the lease of the session's turn."""
+        return await self._run("renew", [self._turn_key(session_id)], [token, lease_ms])
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         return self._news.subscribe(session_id, listener)
