@@ -105,6 +105,16 @@ async def test_a_lost_connection_fails_its_waiting_commands_and_the_next_connect
     assert await shared.call("CLIENT", "ID") != own_id
 
 
+async def test_an_error_reply_in_a_batch_is_raised_and_the_rest_still_run(
+    shared: SharedConnection, prefix: str
+) -> None:
+    key = f"{prefix}:list"
+    await shared.call("RPUSH", key, "x")
+    with pytest.raises(redis_errors.ResponseError, match="WRONGTYPE"):
+        await shared.call_all([("INCR", key), ("RPUSH", key, "y")])
+    assert await shared.call("LLEN", key) == 2
+
+
 async def test_a_reply_overdue_ends_the_connection_with_a_timeout(prefix: str) -> None:
     shared = SharedConnection("127.0.0.1", 6379, reply_timeout=0.3)
     try:

@@ -25,23 +25,12 @@ from typing import Any, cast
 
 import hiredis
 from redis import exceptions as redis_errors
+from redis._parsers.base import BaseParser
 
 # Arguments of a command, as hiredis packs them.
 Arg = str | int | float | bytes
 # How often a connection with replies outstanding is checked for one overdue.
 TIMEOUT_CHECK = 0.5
-
-
-def _reply_error(message: str) -> redis_errors.ResponseError:
-    """An error reply as redis-py's exception for it, for the callers that tell them apart."""
-    code = message.partition(" ")[0]
-    if code == "NOSCRIPT":
-        return redis_errors.NoScriptError(message)
-    if code == "LOADING":
-        return redis_errors.BusyLoadingError(message)  # type: ignore[return-value]
-    if code == "READONLY":
-        return redis_errors.ReadOnlyError(message)
-    return redis_errors.ResponseError(message)
 
 
 class _Protocol(asyncio.Protocol):
@@ -82,7 +71,8 @@ class _Protocol(asyncio.Protocol):
                 if future.done():
                     continue  # its caller was cancelled
                 if isinstance(reply, redis_errors.ResponseError):
-                    future.set_exception(_reply_error(str(reply)))
+                    # As redis-py raises it (NOSCRIPT, LOADING, READONLY, WRONGPASS, ...).
+                    future.set_exception(BaseParser.parse_error(str(reply)))
                 else:
                     future.set_result(reply)
         except redis_errors.InvalidResponse as exc:
@@ -173,18 +163,19 @@ class SharedConnection:
 
     async def call(self, *args: Arg) -> Any:
         """One command's reply; an error reply is raised as redis-py raises it."""
-        protocol = await self._connected()
-        if not protocol.writable.is_set():
-            await protocol.writable.wait()
-        return await protocol.send(args)
+        return await (await self._ready()).send(args)
 
     async def call_all(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Several commands' replies, in order: sent in one write, whatever their number."""
+        protocol = await self._ready()
+        return list(await asyncio.gather(*(protocol.send(command) for command in commands)))
+
+    async def _ready(self) -> _Protocol:
+        """The connection, once it takes more to write (Redis reads what it was sent)."""
         protocol = await self._connected()
         if not protocol.writable.is_set():
             await protocol.writable.wait()
-        futures = [protocol.send(command) for command in commands]
-        return list(await asyncio.gather(*futures))
+        return protocol
 
     async def close(self) -> None:
         self._closed = True
@@ -234,7 +225,7 @@ class SharedConnection:
         except BaseException as exc:
             if protocol is not None:
                 protocol.fail(redis_errors.ConnectionError("not connected"))
-            if isinstance(exc, redis_errors.ResponseError):
+            if isinstance(exc, redis_errors.ResponseError | redis_errors.AuthenticationError):
                 raise redis_errors.AuthenticationError(
                     f"Redis at {self.where} refused the connection: {exc}"
                 ) from None
