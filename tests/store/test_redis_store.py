@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from signoff.core.cards import Status
@@ -342,6 +343,35 @@ async def test_frames_are_announced_only_to_instances_that_follow_the_session(
         assert await outsider.get_message(timeout=0.3) is None
     finally:
         await outsider.aclose()
+        await store.close()
+
+
+async def test_what_a_failed_catch_up_held_is_written_with_the_turns_end(prefix: str) -> None:
+    """Redis drops the write that must precede a card: the card is refused as unavailable,
+    and the frames and conversation the turn held are still written when it ends."""
+    store = await opened(redis_store_url(prefix))
+    assert isinstance(store, RedisStore)
+    write = store._turns._write
+    failures = [redis_errors.ConnectionError("dropped")]
+
+    async def flaky_write(session_id: str, texts: Sequence[str], *args: Any) -> bool:
+        if failures and texts:
+            raise failures.pop()
+        return await write(session_id, texts, *args)
+
+    store._turns._write = flaky_write  # type: ignore[method-assign]
+    try:
+        await store.create_session(session())
+        async with store.turn("s1", 5) as turn:
+            assert turn is not None
+            await store.append_frame("s1", {"type": "message", "n": 1})
+            await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
+            with pytest.raises(StoreUnavailable):
+                await store.add_card(card(timeout_at=time.time() + 300))
+        frames = [json.loads(text) for _, text in await store.frames_after("s1", 0)]
+        assert [f.get("n") for f in frames] == [1]
+        assert await store.load_conversation("s1") == [{"role": "user", "content": "hi"}]
+    finally:
         await store.close()
 
 

@@ -225,6 +225,12 @@ class HeldTurns:
         await self._written_behind(held)
         if held.frames or held.unsaved:
             texts, held.frames = held.frames, []
-            conversation = held.conversation if held.unsaved else None
-            held.unsaved = False
-            await self._write(session_id, texts, conversation or "", "")
+            unsaved, held.unsaved = held.unsaved, False
+            conversation = held.conversation if unsaved else None
+            try:
+                await self._write(session_id, texts, conversation or "", "")
+            except BaseException:
+                # Kept for the turn's end, as a write behind keeps what it could not write.
+                held.frames[:0] = texts
+                held.unsaved = held.unsaved or unsaved
+                raise
