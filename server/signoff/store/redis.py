@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from redis import exceptions as redis_errors
@@ -82,13 +81,13 @@ from signoff.store.base import (
     SessionRecord,
     Store,
     StoreError,
-    StoreUnavailable,
     Transition,
     TurnStart,
     max_frames_option,
 )
 from signoff.store.redis_lua import SCRIPTS
 from signoff.store.redis_news import NewsListener
+from signoff.store.redis_outage import UNAVAILABLE, reachable
 from signoff.store.redis_turns import HeldTurns
 from signoff.store.shared_connection import Arg, SharedConnection
 
@@ -111,37 +110,12 @@ POOL_WAIT = 10.0
 # How long a command may wait for its reply before Redis counts as unreachable.
 REPLY_TIMEOUT = 5.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-# A lost connection; on a cluster also a slot without a primary, until a replica takes over.
-_UNAVAILABLE = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
-    redis_errors.SlotNotCoveredError,
-)
 # How often a script that reaches each card of a session is run again when the session's
 # cards change under it; a turn adds cards one at a time, so this is never reached.
 STALE_RETRIES = 20
 # Sessions whose card ids an instance remembers, to pass the right ones the first time
 # (and cards whose session it remembers).
 KNOWN_CARDS_KEPT = 10_000
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _reachable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn a lost connection to Redis into StoreUnavailable, which callers report."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
-
-    return wrapper
-
 
 # The Lua scripts: redis_lua/, one .lua file each.
 # The ended statuses as stored (JSON strings), for the scripts to find one in.
@@ -263,14 +237,12 @@ class RedisStore(Store):
             instance=self.instance,
             follow=self._follow,
             closing=lambda: self._closing,
-            unavailable=_UNAVAILABLE,
         )
         self._turns = HeldTurns(
             instance=self.instance,
             begin=self._begin_turn,
             write=self._write,
             renew=self._renew_turn,
-            unavailable=_UNAVAILABLE,
         )
         self._beating: asyncio.Task[None] | None = None
         self._closing = False
@@ -425,11 +397,11 @@ class RedisStore(Store):
     async def start(self) -> None:
         try:
             await self._call("PING")
-        except (*_UNAVAILABLE, redis_errors.RedisClusterException) as exc:
+        except (*UNAVAILABLE, redis_errors.RedisClusterException) as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
         try:
             await self._news.start()
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise StoreError(f"SIGNOFF_STORE: cannot reach Redis: {exc}") from None
         await self._beat()
         self._beating = asyncio.get_running_loop().create_task(self._heartbeat())
@@ -455,7 +427,7 @@ class RedisStore(Store):
             await asyncio.sleep(HEARTBEAT)
             try:
                 await self._beat()
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 log.warning("cannot beat in Redis (%s); retrying", exc)
 
     async def _stopped(self, card_ids: list[str]) -> set[str]:
@@ -468,7 +440,7 @@ class RedisStore(Store):
         alive = await self._call_all([("EXISTS", self._key("alive", owner)) for _, owner in named])
         return {card_id for (card_id, _), up in zip(named, alive, strict=True) if not up}
 
-    @_reachable
+    @reachable
     async def ping(self) -> None:
         await self._call("PING")
 
@@ -524,7 +496,7 @@ class RedisStore(Store):
         raise StoreError(f"the cards of session {session_id} kept changing under {script}")
 
     # Sessions ---------------------------------------------------------------------------
-    @_reachable
+    @reachable
     async def create_session(self, session: SessionRecord) -> None:
         # Indexed first: an entry for a session that was not made is dropped when read.
         await self._call("ZADD", self._key("sessions"), session.expires_at, session.session_id)
@@ -542,7 +514,7 @@ class RedisStore(Store):
             [ttl, *(item for pair in fields.items() for item in pair)],
         )
 
-    @_reachable
+    @reachable
     async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
         fields = _decode_pairs(
             await self._call("HGETALL", self._session_key("session", session_id))
@@ -551,7 +523,7 @@ class RedisStore(Store):
             return None
         return _session(session_id, fields)
 
-    @_reachable
+    @reachable
     async def get_sessions(
         self, session_ids: Collection[str], now: float
     ) -> dict[str, SessionRecord]:
@@ -565,7 +537,7 @@ class RedisStore(Store):
             if fields and float(fields["expires_at"]) > now
         }
 
-    @_reachable
+    @reachable
     async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
         flat, _ = await self._with_cards(
             "touch",
@@ -577,7 +549,7 @@ class RedisStore(Store):
         # when it comes due (``expired_sessions``), once per idle period at most.
         return _session(session_id, _decode_pairs(flat)) if flat else None
 
-    @_reachable
+    @reachable
     async def expired_sessions(self, now: float) -> list[str]:
         seen = await self._scored("sessions", now)
         found = await self._call_all(
@@ -598,7 +570,7 @@ class RedisStore(Store):
         await self._reindex("sessions", seen, fixes)
         return expired
 
-    @_reachable
+    @reachable
     async def end_session(self, session_id: str, reason: str) -> None:
         existed, card_ids = await self._with_cards(
             "end",
@@ -615,7 +587,7 @@ class RedisStore(Store):
             self._news.notify(session_id, News("end"))
 
     # Conversation -----------------------------------------------------------------------
-    @_reachable
+    @reachable
     async def load_conversation(self, session_id: str) -> Conversation:
         held = self._turns.holding(session_id)
         if held is not None:
@@ -624,7 +596,7 @@ class RedisStore(Store):
             text = await self._call("GET", self._session_key("conversation", session_id))
         return json.loads(text) if text else []
 
-    @_reachable
+    @reachable
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
         held = self._turns.holding(session_id)
         if held is not None:
@@ -633,7 +605,7 @@ class RedisStore(Store):
         await self._write(session_id, conversation=json.dumps(conversation))
 
     # Frame history ----------------------------------------------------------------------
-    @_reachable
+    @reachable
     async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
         # ASCII escapes: a lone surrogate in bot text must not make history unsendable.
         texts = [json.dumps(frame) for frame in frames]
@@ -671,7 +643,7 @@ class RedisStore(Store):
             self._news.notify(session_id, News("frames", numbered))
         return bool(held)
 
-    @_reachable
+    @reachable
     async def frames_after(self, session_id: str, seq: int) -> list[tuple[int, str]]:
         entries = await self._call(
             "XRANGE", self._session_key("frames", session_id), f"{max(seq, 0) + 1}-0", "+"
@@ -679,12 +651,12 @@ class RedisStore(Store):
         # Each entry is [id, ["f", frame]].
         return [(int(entry_id.partition("-")[0]), fields[1]) for entry_id, fields in entries]
 
-    @_reachable
+    @reachable
     async def last_seq(self, session_id: str) -> int:
         return int(await self._call("GET", self._session_key("seq", session_id)) or 0)
 
     # Cards ------------------------------------------------------------------------------
-    @_reachable
+    @reachable
     async def add_card(self, card: Card) -> None:
         # A card is kept after the conversation that proposed it: a decision taken on
         # another instance resumes from that conversation.
@@ -731,7 +703,7 @@ class RedisStore(Store):
             indexed += [["ZREM", self._key(index), *dropped] for index in _CARD_INDEXES]
         await self._call_all(indexed)
 
-    @_reachable
+    @reachable
     async def get_card(self, card_id: str) -> Card | None:
         card = _decode_card(_decode_pairs(await self._call("HGETALL", self._card_key(card_id))))
         if card is not None:
@@ -756,12 +728,12 @@ class RedisStore(Store):
             for card_id, flat in zip(card_ids, found, strict=True)
         }
 
-    @_reachable
+    @reachable
     async def session_cards(self, session_id: str) -> list[Card]:
         card_ids = await self._card_ids(session_id)
         return [card for card in (await self._cards(card_ids)).values() if card is not None]
 
-    @_reachable
+    @reachable
     async def transition(
         self,
         card_id: str,
@@ -828,7 +800,7 @@ class RedisStore(Store):
             indexed.append(["ZREM", self._key("waiting"), card.card_id])
         await self._call_all(indexed)
 
-    @_reachable
+    @reachable
     async def due_cards(self, now: float) -> list[Card]:
         seen = await self._scored("due", now)
         card_ids = list(seen)
@@ -860,7 +832,7 @@ class RedisStore(Store):
         await self._reindex("due", seen, fixes)
         return due
 
-    @_reachable
+    @reachable
     async def team_cards(self, limit: int) -> list[Card]:
         if limit <= 0:
             return []
@@ -885,57 +857,57 @@ class RedisStore(Store):
         await self._reindex(index, seen, gone)  # their sessions' keys expired, or a late write
         return [card for card_id, card in found.items() if card is not None and card_id not in gone]
 
-    @_reachable
+    @reachable
     async def waiting_cards(self, limit: int) -> list[Card]:
         return await self._indexed("waiting", 0, limit - 1) if limit > 0 else []
 
     # Records ----------------------------------------------------------------------------
-    @_reachable
+    @reachable
     async def put_record(self, name: str, value: str, ttl: float) -> None:
         await self._call("SET", self._key("record", name), value, "PX", max(int(ttl * 1000), 1))
 
-    @_reachable
+    @reachable
     async def get_record(self, name: str) -> str | None:
         value: str | None = await self._call("GET", self._key("record", name))
         return value
 
-    @_reachable
+    @reachable
     async def count_record(self, name: str, window: float) -> int:
         window_ms = max(int(window * 1000), 1)
         return int(await self._run("count", [self._key("record", name)], [window_ms]))
 
-    @_reachable
+    @reachable
     async def delete_record(self, name: str) -> None:
         await self._call("DEL", self._key("record", name))
 
     # Outbox -----------------------------------------------------------------------------
     outbox_survives = True
 
-    @_reachable
+    @reachable
     async def outbox_append(self, lane: str, entry: str, cap: int) -> bool:
         keys = self._outbox_keys(lane)
         return bool(await self._run("outbox_append", keys, [entry, cap]))
 
-    @_reachable
+    @reachable
     async def outbox_lease(self, lane: str, holder: str, ttl: float) -> bool:
         keys, ttl_ms = self._outbox_keys(lane), max(int(ttl * 1000), 1)
         return bool(await self._run("outbox_lease", keys, [holder, ttl_ms]))
 
-    @_reachable
+    @reachable
     async def outbox_release(self, lane: str, holder: str) -> None:
         await self._run("outbox_release", self._outbox_keys(lane), [holder])
 
-    @_reachable
+    @reachable
     async def outbox_head(self, lane: str) -> str | None:
         entry: str | None = await self._call("LINDEX", self._outbox_keys(lane)[0], 0)
         return entry
 
-    @_reachable
+    @reachable
     async def outbox_done(self, lane: str, holder: str, entry: str) -> bool:
         keys = self._outbox_keys(lane)
         return bool(await self._run("outbox_done", keys, [holder, entry]))
 
-    @_reachable
+    @reachable
     async def outbox_entries(self, lane: str) -> list[str]:
         entries: list[str] = await self._call("LRANGE", self._outbox_keys(lane)[0], 0, -1)
         return entries

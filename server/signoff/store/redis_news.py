@@ -20,6 +20,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from signoff.store.base import Listener, Listeners, News
+from signoff.store.redis_outage import UNAVAILABLE
 
 log = logging.getLogger("signoff.store")
 
@@ -35,14 +36,13 @@ class NewsListener:
         instance: str,
         follow: Callable[[str, bool], Awaitable[object]],
         closing: Callable[[], bool],
-        unavailable: tuple[type[Exception], ...],
     ) -> None:
         """``nodes``: for a cluster, a plain client per node to hear news through, tried in
         turn and closed with the listener; without, news comes through ``redis``.
         ``channel``: a session's news channel (with ``""``, the prefix they share);
         ``own_channel``: the instance's own, subscribed from the start. ``follow``: says in
         a session's listener set that this instance follows it (or not). ``closing``: the
-        store is closing. ``unavailable``: the errors of a lost connection."""
+        store is closing."""
         self._redis = redis
         self._clients = list(nodes)
         self._node = 0
@@ -51,7 +51,6 @@ class NewsListener:
         self._instance = instance
         self._follow_session = follow
         self._closing = closing
-        self._unavailable = unavailable
         self._listeners = Listeners(changed=self._mark)
         self._pubsub: PubSub | None = None
         self._subscribed: set[str] = set()
@@ -60,7 +59,7 @@ class NewsListener:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Subscribe, then listen and follow; raises ``unavailable`` when no node answers."""
+        """Subscribe, then listen and follow; raises one of ``UNAVAILABLE`` when no node answers."""
         self._pubsub = await self._subscribe_news([])
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._reconcile())]
@@ -74,7 +73,7 @@ class NewsListener:
                 await task
         self._tasks = []
         if self._pubsub is not None:
-            with contextlib.suppress(*self._unavailable):
+            with contextlib.suppress(*UNAVAILABLE):
                 await self._pubsub.aclose()
             self._pubsub = None
         for client in self._clients:
@@ -106,7 +105,7 @@ class NewsListener:
         for _ in range(len(self._clients) - 1):
             try:
                 return await self._pubsub_on_node(channels)
-            except self._unavailable:
+            except UNAVAILABLE:
                 self._node += 1
         return await self._pubsub_on_node(channels)
 
@@ -114,8 +113,8 @@ class NewsListener:
         pubsub = self._news_pubsub()
         try:
             await pubsub.subscribe(*channels)
-        except self._unavailable:
-            with contextlib.suppress(*self._unavailable):
+        except UNAVAILABLE:
+            with contextlib.suppress(*UNAVAILABLE):
                 await pubsub.aclose()
             raise
         return pubsub
@@ -142,7 +141,7 @@ class NewsListener:
                     await self._pubsub.unsubscribe(*(self._channel(s) for s in unwanted))
                     await self._follow(unwanted, False)
                     self._subscribed.difference_update(unwanted)
-            except self._unavailable as exc:
+            except UNAVAILABLE as exc:
                 log.warning("cannot follow sessions in Redis (%s); retrying", exc)
                 self._dirty |= dirty
                 await asyncio.sleep(0.5)
@@ -162,11 +161,11 @@ class NewsListener:
         following = set(self._listeners.sessions())
         try:
             pubsub = await self._subscribe_news([self._channel(s) for s in following])
-        except self._unavailable:
+        except UNAVAILABLE:
             return  # none answers now; the next failure tries again
         old, self._pubsub, self._subscribed = self._pubsub, pubsub, following
         if old is not None:
-            with contextlib.suppress(*self._unavailable):
+            with contextlib.suppress(*UNAVAILABLE):
                 await old.aclose()
 
     async def _listen(self) -> None:
@@ -176,7 +175,7 @@ class NewsListener:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except self._unavailable as exc:
+            except UNAVAILABLE as exc:
                 if not broken:
                     log.warning("lost the Redis news connection (%s); reconnecting", exc)
                 broken = True

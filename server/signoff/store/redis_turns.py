@@ -22,7 +22,8 @@ from contextvars import ContextVar
 from redis import exceptions as redis_errors
 
 from signoff.core.cards import Card
-from signoff.store.base import StoreUnavailable, TurnQueue, TurnStart
+from signoff.store.base import TurnQueue, TurnStart
+from signoff.store.redis_outage import UNAVAILABLE, unreachable
 
 log = logging.getLogger("signoff.store")
 
@@ -62,19 +63,17 @@ class HeldTurns:
         begin: Callable[[str, str, str, str], Awaitable[tuple[str, str, list[Card]]]],
         write: Callable[[str, Sequence[str], str, str], Awaitable[bool]],
         renew: Callable[[str, str, int], Awaitable[object]],
-        unavailable: tuple[type[Exception], ...],
     ) -> None:
         """``begin``: one ``begin.lua`` for a session, client_id (or ``""``), token and lease
         in ms: ``"busy"``, ``"seen"`` or ``"held"``, with the conversation (JSON, or ``""``)
         and the open cards. ``write``: one ``write.lua`` for a session, frames, conversation
         (or ``""``) and the token releasing the turn (or ``""``); False when the token no
         longer held it. ``renew``: the lease of a session's turn, for a token and ms; false
-        when lost. ``unavailable``: the errors of a lost connection."""
+        when lost."""
         self._instance = instance
         self._begin = begin
         self._write = write
         self._renew_lease = renew
-        self._unavailable = unavailable
         self._numbers = itertools.count()
         # The turns this instance holds, by session.
         self._turns: dict[str, HeldTurn] = {}
@@ -113,8 +112,8 @@ class HeldTurns:
                 first_use = ""  # taken already: only the lock is waited for
                 await asyncio.sleep(poll * (0.5 + random.random()))
                 poll = min(poll * 2, LOCK_POLL_MAX)
-        except self._unavailable as exc:
-            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
+        except UNAVAILABLE as exc:
+            raise unreachable(exc) from exc
         if outcome == "seen":
             yield None
             return
@@ -141,9 +140,9 @@ class HeldTurns:
         conversation = held.conversation if held.unsaved else None
         try:
             kept = await self._write(session_id, held.frames, conversation or "", held.token)
-        except self._unavailable as exc:
+        except UNAVAILABLE as exc:
             log.warning("turn of session %s not ended in Redis: it lapses by itself", session_id)
-            raise StoreUnavailable(f"the Redis store is unreachable: {exc}") from exc
+            raise unreachable(exc) from exc
         if not kept:
             log.warning("the turn of session %s was lost before its holder finished", session_id)
 
@@ -168,7 +167,7 @@ class HeldTurns:
     async def _extend(self, session_id: str, held: HeldTurn, ttl: float) -> None:
         try:
             kept = await self._renew_lease(session_id, held.token, int(ttl * 1000))
-        except self._unavailable as exc:
+        except UNAVAILABLE as exc:
             log.warning("cannot renew the turn of session %s: %s", session_id, exc)
             return
         if not kept:
