@@ -10,6 +10,7 @@ import httpx
 import pytest
 import websockets
 
+from signoff.store import StoreUnavailable
 from tests.support import (
     CountingShop,
     audit_statuses,
@@ -96,6 +97,34 @@ async def test_two_tabs_confirming_at_once_run_the_card_once(
                 assert [e["code"] for e in errors] == ["already_decided"]
                 assert shop.runs == [("wipe", {"target": "disk"})]
         assert await audit_statuses(server, "wipe") == ["pending_confirmation", "success"]
+
+
+async def test_a_claim_whose_answer_was_lost_runs_nothing_even_when_confirmed_again(
+    shop: CountingShop, tmp_path: Any
+) -> None:
+    """The store made the claim but its answer never came back (a connection dropped or a
+    reply overdue): the visitor hears `unavailable`, and confirming again runs nothing."""
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        store = server.engine.store
+        transition = store.transition
+        lost: list[str] = []
+
+        async def answer_lost(card_id: str, *args: Any, **kwargs: Any) -> Any:
+            moved = await transition(card_id, *args, **kwargs)
+            if not lost:
+                lost.append(card_id)
+                raise StoreUnavailable("the answer was lost")
+            return moved
+
+        store.transition = answer_lost  # type: ignore[method-assign]
+        card = await w.open_card()
+        await w.decide(card)
+        assert (await w.error("unavailable"))["ref"] == card["card_id"]
+        await w.decide(card)
+        assert (await w.error("already_decided"))["ref"] == card["card_id"]
+        assert lost == [card["card_id"]]
+        assert shop.runs == []
+        assert (await store.get_card(card["card_id"])).status == "approved"
 
 
 async def test_card_of_an_expired_session_cannot_be_accepted(
