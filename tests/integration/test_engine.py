@@ -142,6 +142,23 @@ async def test_reads_run_at_once_and_are_not_rerun_after_the_pause(tmp_path: Any
     assert await world.bot_texts(session) == ["after: ok"]
 
 
+async def test_session_sum_counts_what_ran_in_earlier_turns(tmp_path: Any) -> None:
+    world = World(ScriptBot(ToolCall("refund", {"amount": 60})), tmp_path)
+
+    @world.app.action(kind="write", when="session_sum('amount') + card_sum('amount') > 100")
+    async def refund(ctx: Any, amount: int) -> dict[str, int]:
+        world.runs.append(f"refund {amount}")
+        return {"refunded": amount}
+
+    session = await world.session()
+    await world.engine.handle_message(session, "refund 60", "c1")
+    assert world.runs == ["refund 60"] and await world.cards(session) == []
+    # 60 ran before: another 60 goes over 100, so it waits for the visitor.
+    await world.engine.handle_message(session, "refund 60 more", "c2")
+    [card] = await world.cards(session)
+    assert world.runs == ["refund 60"] and card["status"] == "pending"
+
+
 async def test_no_bot_run_between_accept_and_execution(tmp_path: Any) -> None:
     bot = ScriptBot(ToolCall("purge", {"n": 1}))
     world = World(bot, tmp_path)

@@ -246,4 +246,5 @@ def test_ran_calls_are_the_calls_that_succeeded_by_action() -> None:
         tool_message("a", {"status": "ok", "result": {}}),
         tool_message("b", {"status": "error", "error": "no"}),
     ]
-    assert ran_calls(conversation) == {"refund": [{"amount": 60}]}
+    assert ran_calls(conversation, {"refund"}) == {"refund": [{"amount": 60}]}
+    assert ran_calls(conversation, {"cancel_order"}) == {}

@@ -392,9 +392,24 @@ def test_a_limit_cannot_be_dodged_by_splitting_one_call_into_many() -> None:
 
 def test_session_sum_counts_the_calls_that_ran_before() -> None:
     registry = split_refund_registry()
-    ran = {"refund": [{"order_id": 1, "amount": 60.0}]}
+    asked: list[set[str]] = []
+
+    def ran(names: set[str]) -> dict[str, list[dict[str, Any]]]:
+        asked.append(set(names))
+        return {"refund": [{"order_id": 1, "amount": 60.0}]}
+
     assert plan_step(registry, refunds(30), set(), 0, ran).card.approver == "user"  # type: ignore[union-attr]
     assert plan_step(registry, refunds(50), set(), 0, ran).card.approver == "team"  # type: ignore[union-attr]
+    assert asked == [{"refund"}, {"refund"}]
+
+
+def test_calls_that_ran_are_not_looked_for_when_no_condition_sums_them(
+    registry: Registry,
+) -> None:
+    def ran(names: set[str]) -> dict[str, list[dict[str, Any]]]:
+        raise AssertionError(f"asked for {names}")
+
+    assert plan_step(registry, [CANCEL], set(), 0, ran).card is not None
 
 
 def test_card_calls_counts_the_calls_of_the_action_on_the_card() -> None:

@@ -73,6 +73,8 @@ class Condition:
             self._parsed = EvalWithCompoundTypes().parse(source)
         except (SyntaxError, InvalidExpression) as exc:
             raise ActionError(f"when={source!r}: {exc}") from exc
+        # Whether it adds up calls that ran before: only then must they be found.
+        self.sums_session = False
         for node in ast.walk(self._parsed):
             if (
                 isinstance(node, ast.Call)
@@ -80,6 +82,7 @@ class Condition:
                 and node.func.id in CONDITION_FUNCTIONS
             ):
                 _check_summed(source, node, params)
+                self.sums_session |= node.func.id == "session_sum"
         names = {node.id for node in ast.walk(self._parsed) if isinstance(node, ast.Name)}
         allowed = params | {"True", "False", "None", "card_calls"} | set(CONDITION_FUNCTIONS)
         unknown = names - allowed
@@ -172,6 +175,11 @@ class Action:
     @property
     def params(self) -> list[str]:
         return list(self.args_model.model_fields)
+
+    @property
+    def sums_session(self) -> bool:
+        """Whether a condition of this action adds up its calls that ran before."""
+        return any(c is not None and c.sums_session for c in (self.when, self.team_when))
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Check args against the signature; returns them in their JSON form, ready to hash."""

@@ -7,6 +7,7 @@ restart, on any instance. A bot step yields ``Text`` and ``ToolCall`` items.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,25 +112,35 @@ def pending_tool_calls(conversation: Conversation) -> list[str]:
     return []
 
 
-def ran_calls(conversation: Conversation) -> dict[str, list[dict[str, Any]]]:
-    """The args of every tool call in the conversation that ran and succeeded, by action."""
+def ran_calls(
+    conversation: Conversation, names: Collection[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The args of every call of the ``names`` actions in the conversation that ran and
+    succeeded, by action."""
+    calls = [
+        call
+        for message in conversation
+        for call in message.get("tool_calls") or ()
+        if (call.get("function") or {}).get("name") in names
+    ]
+    ids = {call.get("id") for call in calls}
     succeeded = {
         message.get("tool_call_id")
         for message in conversation
-        if message.get("role") == "tool" and tool_content(message).get("status") == "ok"
+        if message.get("role") == "tool"
+        and message.get("tool_call_id") in ids
+        and tool_content(message).get("status") == "ok"
     }
     ran: dict[str, list[dict[str, Any]]] = {}
-    for message in conversation:
-        for call in message.get("tool_calls") or ():
-            if call.get("id") not in succeeded:
-                continue
-            function = call.get("function") or {}
-            try:
-                args = json.loads(function.get("arguments") or "{}")
-            except json.JSONDecodeError:
-                continue
-            if isinstance(args, dict):
-                ran.setdefault(function.get("name", ""), []).append(args)
+    for call in calls:
+        if call.get("id") not in succeeded:
+            continue
+        try:
+            args = json.loads(call["function"].get("arguments") or "{}")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(args, dict):
+            ran.setdefault(call["function"]["name"], []).append(args)
     return ran
 
 

@@ -5,7 +5,7 @@ Pure: the engine does the running, this decides what to run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,15 +61,20 @@ class StepPlan:
     stop_turn: bool = False  # the bot keeps re-proposing declined calls
 
 
+# The args of the calls of the named actions that already ran in the conversation.
+RanCalls = Callable[[Collection[str]], Mapping[str, list[dict[str, Any]]]]
+
+
 def plan_step(
     registry: Registry,
     calls: list[ToolCall],
     declined: set[str],
     repeats: int,
-    ran: Mapping[str, list[dict[str, Any]]] | None = None,
+    ran: RanCalls | None = None,
 ) -> StepPlan:
-    """Plan one bot step. ``ran`` holds the args of the calls that already ran in the
-    conversation, by action: what ``session_sum`` in a condition adds up."""
+    """Plan one bot step. ``ran`` finds the calls that already ran, by action: what
+    ``session_sum`` in a condition adds up. It reads the whole conversation, so it is asked
+    only for the actions whose conditions sum."""
     plan = StepPlan()
     if len(calls) > MAX_CALLS_PER_STEP:
         # One message must not become hundreds of calls, cards rows and audit rows.
@@ -101,10 +106,12 @@ def plan_step(
     by_action: dict[str, list[dict[str, Any]]] = {}
     for _, action, args in valid:
         by_action.setdefault(action.name, []).append(args)
+    summing = {action.name for _, action, _ in valid if action.sums_session}
+    ran_before = ran(summing) if ran is not None and summing else {}
     gated: list[PlannedCall] = []
     for call, action, args in valid:
         neighbours = Neighbours(
-            card=tuple(by_action[action.name]), ran=tuple((ran or {}).get(action.name, ()))
+            card=tuple(by_action[action.name]), ran=tuple(ran_before.get(action.name, ()))
         )
         try:
             gate = action.gate(args, neighbours)

@@ -9,6 +9,7 @@ receives the decision.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections import Counter
@@ -166,7 +167,8 @@ class Turns:
                 if not calls:
                     return
                 declined, repeats = declined_in_turn(conversation)
-                plan = plan_step(self.registry, calls, declined, repeats, ran_calls(conversation))
+                ran = functools.partial(ran_calls, conversation)
+                plan = plan_step(self.registry, calls, declined, repeats, ran)
                 await self._refuse(session, conversation, plan.refused)
                 await self._run_now(session, conversation, plan.run_now)
                 if plan.card is None:
