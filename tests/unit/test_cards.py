@@ -140,6 +140,14 @@ def test_copy_shares_nothing_with_the_card() -> None:
     copy.levels.append("ceo")
     assert card.calls[0]["args"]["amount"] == 250.0
     assert card.levels == ["support-lead", "finance"]
+    card.results = [{"status": "ok", "result": {"items": [1, 2]}}]
+    card.approvals = [{"level": 1, "by": "ann"}]
+    again = card.copy()
+    again.results[0]["result"]["items"].append(3)
+    again.approvals[0]["by"] = "bob"
+    assert card.results[0]["result"]["items"] == [1, 2]
+    assert card.approvals[0]["by"] == "ann"
+    assert again.status is card.status
 
 
 def test_from_dict_rejects_unknown_status() -> None:
