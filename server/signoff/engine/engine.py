@@ -20,10 +20,11 @@ from signoff.core.teammates import Teammate, Verdict
 from signoff.core.tokens import anonymous_user_id
 from signoff.engine.calls import Calls
 from signoff.engine.cards import LEASE_MARGIN, Cards, visible_to_team
+from signoff.engine.ids import unguessable_id
 from signoff.engine.notify import Notifier
 from signoff.engine.records import Records
 from signoff.engine.sweeper import Sweeper
-from signoff.engine.turns import Bot, Turns, new_id
+from signoff.engine.turns import Bot, Turns
 from signoff.logs import withheld
 from signoff.store import SessionRecord, Store
 
@@ -109,10 +110,10 @@ class Engine:
     async def open_session(self, site: str, user_id: str | None) -> SessionRecord:
         now = self.clock()
         session = SessionRecord(
-            session_id=new_id("s"),
+            session_id=unguessable_id("s"),
             user_id=user_id or anonymous_user_id(),
             site=site,
-            conversation_id=new_id("conv"),
+            conversation_id=unguessable_id("conv"),
             created_at=now,
             expires_at=now + self.session_ttl,
         )

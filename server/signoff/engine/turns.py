@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -37,6 +36,7 @@ from signoff.core.frames import ErrorCode, ProtocolError
 from signoff.core.turns import MAX_CALLS_PER_STEP, MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.calls import Calls
 from signoff.engine.executor import Outcome
+from signoff.engine.ids import new_id
 from signoff.engine.records import Records
 from signoff.engine.stream import MessageStream
 from signoff.logs import withheld
@@ -71,10 +71,6 @@ Withdraw = Callable[[Card, Decider, Conversation], Awaitable[None]]
 def visitor(session: SessionRecord) -> str:
     """How a visitor's decisions are signed in cards, frames and the audit log."""
     return f"user:{session.user_id}"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(12)}"
 
 
 async def save(store: Store, session_id: str, conversation: Conversation) -> None:
