@@ -42,7 +42,7 @@ class MessageStream:
         self.parts: list[str] = []
         self._sent = 0  # how many of ``parts`` are in frames already
         self._started = False
-        self._last_send = 0.0
+        self._next_send = 0.0  # when the next frame may go: the last one's time + the gap
         self._sending = asyncio.Lock()  # one write at a time, so frames keep their order
         self._timer: asyncio.TimerHandle | None = None
         self._late: set[asyncio.Task[None]] = set()  # sends the timer started
@@ -53,7 +53,7 @@ class MessageStream:
 
     async def add(self, piece: str) -> None:
         self.parts.append(piece)
-        wait = self._last_send + gather_seconds() - time.monotonic()
+        wait = self._next_send - time.monotonic()
         if not self._started or (wait <= 0 and not self._sending.locked()):
             await self._send()
         elif self._timer is None:
@@ -85,7 +85,9 @@ class MessageStream:
                 frames.append(
                     {"type": "message.delta", "message_id": self.message_id, "text": text}
                 )
-            self._last_send = time.monotonic()
+            # The gap is read once per frame, not per piece: a busy loop hands a stream
+            # a piece at every pass.
+            self._next_send = time.monotonic() + gather_seconds()
             await self.store.append_frames(self.session_id, frames)
 
     async def whole(self, text: str) -> None:
