@@ -21,7 +21,19 @@ from enum import StrEnum
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import ColumnElement, Row, event, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -87,9 +99,18 @@ class AuditLog:
     CSV exports read through ``exports``, a pool of their own.
     """
 
-    def __init__(self, engine: AsyncEngine, secret: str | None, exports: Exports) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        secret: str | None,
+        exports: Exports,
+        sqlite_writer: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.exports = exports
+        # On SQLite, rows are written through a synchronous engine in a thread (see
+        # ``_append_on_sqlite``); reads go through ``engine`` as on PostgreSQL.
+        self._sqlite_writer = sqlite_writer
         self.key = chain_key(secret) if secret else None
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
@@ -145,6 +166,8 @@ class AuditLog:
             self._writer = None
         await self.engine.dispose()
         await self.exports.engine.dispose()
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.dispose()
 
     async def record(self, *entries: AuditEntry) -> None:
         """Write the rows; returns once they are committed."""
@@ -170,11 +193,13 @@ class AuditLog:
         batch, self._queue = self._queue, []
         if not batch:
             return
+        rows = [r for rows, _ in batch for r in rows]
         try:
-            async with self.engine.begin() as conn:
-                rows = [r for rows, _ in batch for r in rows]
-                await self._link(conn, rows)
-                await conn.execute(insert(audit_events), rows)
+            if self._sqlite_writer is not None:
+                await asyncio.to_thread(self._append_on_sqlite, rows)
+            else:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(append_rows, self._chain_key(), rows)
         except Exception as exc:
             for _, done in batch:
                 if not done.done():
@@ -184,20 +209,17 @@ class AuditLog:
             if not done.done():
                 done.set_result(None)
 
-    async def _link(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        """Give each row its id and its place in its site's chain. The chain ends stay
-        locked until the transaction ends, so writers on other instances take turns."""
+    def _append_on_sqlite(self, rows: list[dict[str, Any]]) -> None:
+        # The whole transaction in one trip to a thread: through aiosqlite each statement,
+        # cursor and fetch was a trip of its own, about twenty a commit, and a commit per
+        # card when cards come one at a time.
+        assert self._sqlite_writer is not None
+        with self._sqlite_writer.begin() as conn:
+            append_rows(conn, self._chain_key(), rows)
+
+    def _chain_key(self) -> bytes:
         assert self.key is not None
-        ends = await lock_chains(conn, {row["site"] for row in rows})
-        for row, row_id in zip(rows, await new_ids(conn, len(rows)), strict=True):
-            row["id"] = row_id  # before the hash, which covers it
-        link(self.key, rows, ends)
-        for site, (seq, last) in ends.items():
-            await conn.execute(
-                update(audit_chains)
-                .where(audit_chains.c.site == site)
-                .values(seq=seq, row_hash=last)
-            )
+        return self.key
 
     async def rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Rows matching equality filters (column=value), oldest first."""
@@ -209,23 +231,38 @@ class AuditLog:
             return [dict(row._mapping) for row in result]
 
 
-async def lock_chains(conn: AsyncConnection, sites: set[str]) -> dict[str, tuple[int, str]]:
+def append_rows(conn: Connection, key: bytes, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows, each given its id and its place in its site's chain, in the
+    transaction ``conn`` is in. The chain ends stay locked until that ends, so writers on
+    other instances take turns."""
+    ends = lock_chains(conn, {row["site"] for row in rows})
+    for row, row_id in zip(rows, new_ids(conn, len(rows)), strict=True):
+        row["id"] = row_id  # before the hash, which covers it
+    link(key, rows, ends)
+    for site, (seq, last) in ends.items():
+        conn.execute(
+            update(audit_chains).where(audit_chains.c.site == site).values(seq=seq, row_hash=last)
+        )
+    conn.execute(insert(audit_events), rows)
+
+
+def lock_chains(conn: Connection, sites: set[str]) -> dict[str, tuple[int, str]]:
     """Each site's chain end (last seq, last hash), locked for this transaction, which
     this begins; a site's chain is begun if it has none. Sites are locked in one order,
-    so writers never deadlock."""
+    so writers never deadlock. (Async code runs it with ``AsyncConnection.run_sync``.)"""
     if conn.dialect.name == "sqlite":
         # The file's write lock, taken now rather than at the first write: two writers
         # must not both read the same chain end.
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
     new = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(audit_chains)
-    await conn.execute(
+    conn.execute(
         new.on_conflict_do_nothing(),
         [
             {"site": s, "seq": 0, "row_hash": GENESIS, "purged_seq": 0, "purged_hash": GENESIS}
             for s in sorted(sites)
         ],
     )
-    ends = await conn.execute(
+    ends = conn.execute(
         select(audit_chains.c.site, audit_chains.c.seq, audit_chains.c.row_hash)
         .where(audit_chains.c.site.in_(sorted(sites)))
         .order_by(audit_chains.c.site)
@@ -234,11 +271,11 @@ async def lock_chains(conn: AsyncConnection, sites: set[str]) -> dict[str, tuple
     return {site: (seq, last) for site, seq, last in ends}
 
 
-async def new_ids(conn: AsyncConnection, count: int) -> list[int]:
+def new_ids(conn: Connection, count: int) -> list[int]:
     """Ids for ``count`` new rows, in increasing order, taken inside the transaction that
     holds the chain lock, so a site's rows are numbered in their chain's order."""
     if conn.dialect.name == "postgresql":
-        found = await conn.execute(
+        found = conn.execute(
             text(
                 "SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) "
                 "FROM generate_series(1, :count)"
@@ -248,7 +285,7 @@ async def new_ids(conn: AsyncConnection, count: int) -> list[int]:
         return sorted(found.scalars())
     # SQLite: this transaction holds the file's write lock (lock_chains), so no other
     # writer can take these.
-    last = (await conn.execute(select(func.max(audit_events.c.id)))).scalar() or 0
+    last = conn.execute(select(func.max(audit_events.c.id))).scalar() or 0
     return list(range(last + 1, last + 1 + count))
 
 
@@ -296,7 +333,11 @@ def open_audit(url: str, secret: str | None = None, exports: int = 1) -> AuditLo
             "use sqlite:///path or postgresql://user@host:port/db"
         )
     exporting = _engine(parsed, pool_size=exports, max_overflow=0)
-    return AuditLog(_engine(parsed), secret, Exports(exporting, exports))
+    writer = None
+    if parsed.drivername == "sqlite+aiosqlite" and parsed.database not in {None, "", ":memory:"}:
+        writer = create_engine(parsed.set(drivername="sqlite"), json_serializer=canonical_json)
+        event.listen(writer, "connect", _sqlite_pragmas)
+    return AuditLog(_engine(parsed), secret, Exports(exporting, exports), writer)
 
 
 def _engine(url: URL, **pool: Any) -> AsyncEngine:

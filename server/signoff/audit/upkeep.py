@@ -191,7 +191,7 @@ async def _purge_site(engine: AsyncEngine, site: str, cutoff: datetime, now: dat
         boundary = await _boundary(conn, site, cutoff)
     while True:
         async with engine.begin() as conn:
-            await lock_chains(conn, {site})
+            await conn.run_sync(lock_chains, {site})
             start = await conn.execute(
                 select(audit_chains.c.purged_seq).where(audit_chains.c.site == site)
             )
