@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -58,6 +59,8 @@ TIMES = "\N{MULTIPLICATION SIGN}"
 RATE_LIMITED_MARK = "*"
 # The rows that run the streamed-answer scenario (a bot streaming fifty pieces).
 STREAMING_KINDS = {"signoff", "ws-echo"}
+# A round-trip phase: what is sent, closed or paced, and the pace (0 when closed).
+Step = tuple[str, str, float]
 # load: the WebSocket rows and scenarios; audit-export: benchmarks/audit_export.py.
 SUITES = ("load", "audit-export")
 
@@ -419,24 +422,27 @@ class Bench:
         if not self.settings.quiet:
             print(text, file=sys.stderr, flush=True)
 
-    def row(self, row: Row) -> Result:
-        result = Result(row)
+    def steps(self, row: Row) -> list[Step]:
+        """The round-trip phases ``row`` runs, in the order every row runs them."""
+        s = self.settings
+        steps: list[Step] = [("message", "closed", 0.0)]
+        steps += [("message", "paced", rate) for rate in s.msg_rates]
+        if row.kind in STREAMING_KINDS:
+            steps.append(("stream", "closed", 0.0))
+        if row.kind == "signoff":
+            steps.append(("card", "closed", 0.0))
+            steps += [("card", "paced", rate) for rate in s.card_rates]
+        return steps
+
+    def attempt(self, result: Result, measure: Callable[[], None]) -> None:
+        """One phase of a row, unless its store was found unavailable."""
+        if result.unavailable:
+            return
         try:
-            self.idle(row, result)
-            s = self.settings
-            self.round_trips(row, result, "message", "closed", 0.0)
-            for rate in s.msg_rates:
-                self.round_trips(row, result, "message", "paced", rate)
-            if row.kind in STREAMING_KINDS:
-                self.round_trips(row, result, "stream", "closed", 0.0)
-            if row.kind == "signoff":
-                self.round_trips(row, result, "card", "closed", 0.0)
-                for rate in s.card_rates:
-                    self.round_trips(row, result, "card", "paced", rate)
+            measure()
         except StoreUnavailable as exc:
-            self.say(f"  {row.label}: {exc}")
+            self.say(f"  {result.row.label}: {exc}")
             result.unavailable = UNAVAILABLE
-        return result
 
     def serving(self, row: Row, scenario: str) -> contextlib.AbstractContextManager[Servers]:
         if row.store and row.store.startswith("redis"):
@@ -571,16 +577,23 @@ def delete_redis_keys(url: str, prefix: str) -> None:
 
 
 def run_bench(settings: Settings) -> list[Result]:
-    """Every selected row, in order; the servers and clients are stopped at the end."""
+    """Every selected row; the servers and clients are stopped at the end."""
     raise_open_files()
     chosen = [r for r in rows(settings.redis_url) if r.key in settings.rows]
     with tempfile.TemporaryDirectory(prefix="signoff-bench-") as tmp:
         bench = Bench(settings, Path(tmp))
         try:
-            results = []
-            for row in chosen:
-                bench.say(f"{row.label}:")
-                results.append(bench.row(row))
+            results = [Result(row) for row in chosen]
+            for result in results:
+                bench.attempt(result, functools.partial(bench.idle, result.row, result))
+            # Scenario by scenario, every row in turn: this machine's speed drifts by tens
+            # of percent over minutes, and the rows of one scenario are compared.
+            order = [step for result in results for step in bench.steps(result.row)]
+            for step in dict.fromkeys(order):
+                for result in results:
+                    if step in bench.steps(result.row):
+                        measure = functools.partial(bench.round_trips, result.row, result, *step)
+                        bench.attempt(result, measure)
             return results
         finally:
             bench.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -91,13 +92,47 @@ def test_the_tables_show_every_row(results: list[Result]) -> None:
 
 def test_a_store_that_cannot_open_marks_its_row_unavailable(tmp_path: Path) -> None:
     bench = Bench(TINY, tmp_path)
+    result = Result(Row("nowhere", "signoff nowhere", "signoff", "nowhere://"))
+    tried: list[str] = []
+
+    def message() -> None:
+        tried.append("message")
+
     try:
-        result = bench.row(Row("nowhere", "signoff nowhere", "signoff", "nowhere://"))
+        bench.attempt(result, functools.partial(bench.idle, result.row, result))
+        bench.attempt(result, message)
     finally:
         bench.close()
     assert result.unavailable == UNAVAILABLE
+    assert tried == []  # nothing more is tried on a row found unavailable
     assert result.phases == []
     assert UNAVAILABLE in table([result], TINY)
+
+
+def test_rows_take_turns_scenario_by_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows of one scenario are measured close together, not a row's every phase
+    before the next row's."""
+    ran: list[tuple[str, str]] = []
+    monkeypatch.setattr(Bench, "idle", lambda self, row, result: ran.append((row.key, "idle")))
+    monkeypatch.setattr(
+        Bench,
+        "round_trips",
+        lambda self, row, result, op, mode, rate: ran.append((row.key, f"{op} {mode} {rate:g}")),
+    )
+    run_bench(TINY)
+    assert ran == [
+        ("memory", "idle"),
+        ("ws-echo", "idle"),
+        ("memory", "message closed 0"),
+        ("ws-echo", "message closed 0"),
+        ("memory", "message paced 8"),
+        ("ws-echo", "message paced 8"),
+        ("memory", "stream closed 0"),
+        ("ws-echo", "stream closed 0"),
+        ("memory", "card closed 0"),
+        ("memory", "card paced 4"),
+        ("memory", "card paced 6"),
+    ]
 
 
 def test_flags_size_the_run() -> None:
