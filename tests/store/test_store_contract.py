@@ -187,6 +187,24 @@ async def test_conversation_round_trips_and_is_not_shared(store: Store) -> None:
     assert len(await store.load_conversation("s1")) == 1
 
 
+async def test_a_conversation_comes_back_as_json_would_give_it(store: Store) -> None:
+    """A bot may hand over its own str subclass (an id, a name): every store keeps the
+    conversation as JSON would, so each gives back the same plain values."""
+
+    class Name(str):
+        pass
+
+    await store.create_session(session())
+    call = {"id": Name("call_1"), "function": {"name": Name("refund"), "arguments": "{}"}}
+    await store.save_conversation("s1", [{"role": "assistant", "tool_calls": [call]}])
+    [loaded] = await store.load_conversation("s1")
+    assert loaded == {
+        "role": "assistant",
+        "tool_calls": [{"id": "call_1", "function": {"name": "refund", "arguments": "{}"}}],
+    }
+    assert type(loaded["tool_calls"][0]["id"]) is str
+
+
 async def test_of_many_racing_claims_exactly_one_wins(store: Store) -> None:
     await store.create_session(session())
     await store.add_card(card())

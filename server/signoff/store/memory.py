@@ -94,8 +94,14 @@ class MemoryStore(Store):
         # Kept serialized, so the engine never shares mutable state with the store; by
         # marshal, three to five times faster than JSON, and read back only by this
         # process. A conversation holds the engine's messages: dicts, lists and strings,
-        # which come back from marshal and from JSON (the Redis store) alike.
-        self._conversations[session_id] = marshal.dumps(conversation)
+        # which come back from marshal and from JSON (the Redis store) alike. Anything
+        # else marshal refuses (a bot's str subclass as a call id, say) goes through JSON
+        # first, as the Redis store would keep it.
+        try:
+            kept = marshal.dumps(conversation)
+        except ValueError:
+            kept = marshal.dumps(json.loads(json.dumps(conversation)))
+        self._conversations[session_id] = kept
 
     # Frame history --------------------------------------------------------------------
     async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
