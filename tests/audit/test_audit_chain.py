@@ -82,6 +82,36 @@ async def test_writers_on_two_instances_take_turns_on_one_chain(audit_url: str) 
         await two.close()
 
 
+async def test_writers_beginning_several_chains_at_once_never_deadlock(audit_url: str) -> None:
+    # Each commit holds rows of several sites, some of whose chains neither writer has
+    # begun yet, so each commit locks chains that exist and then begins the others.
+    one, two = open_audit(audit_url, SECRET), open_audit(audit_url, SECRET)
+    await one.start()
+    await two.start()
+    sites = ["s1", "s2", "s3", "s4", "s5"]
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    log.record(*(entry(f"{n}{i}", site=site) for site in picked))
+                    for i in range(12)
+                    for n, log, picked in (
+                        ("a", one, sites[i % 5 :] + sites[: i % 5]),
+                        ("b", two, sites[::-1][i % 3 :]),
+                    )
+                )
+            ),
+            timeout=30,
+        )
+        for site in sites:
+            seqs = [r["seq"] for r in await one.rows(site=site)]
+            assert sorted(seqs) == list(range(1, len(seqs) + 1))
+        assert (await check(one)).intact
+    finally:
+        await one.close()
+        await two.close()
+
+
 async def test_verify_names_an_edited_row(audit: AuditLog) -> None:
     await audit.record(*(entry(f"a{i}") for i in range(5)))
     target = (await ids(audit))[2]

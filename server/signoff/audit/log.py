@@ -26,6 +26,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    bindparam,
     create_engine,
     event,
     func,
@@ -239,11 +240,28 @@ def append_rows(conn: Connection, key: bytes, rows: list[dict[str, Any]]) -> Non
     for row, row_id in zip(rows, new_ids(conn, len(rows)), strict=True):
         row["id"] = row_id  # before the hash, which covers it
     link(key, rows, ends)
-    for site, (seq, last) in ends.items():
-        conn.execute(
-            update(audit_chains).where(audit_chains.c.site == site).values(seq=seq, row_hash=last)
-        )
-    conn.execute(insert(audit_events), rows)
+    conn.execute(
+        _MOVE_CHAIN_END,
+        [{"end_site": s, "end_seq": seq, "end_hash": last} for s, (seq, last) in ends.items()],
+    )
+    conn.execute(_INSERT_ROWS, rows)
+
+
+# Built once: a commit runs these every time, and building and caching a statement cost
+# SQLAlchemy more than SQLite's own work on a one-row commit.
+_CHAIN_ENDS = (
+    select(audit_chains.c.site, audit_chains.c.seq, audit_chains.c.row_hash)
+    .where(audit_chains.c.site.in_(bindparam("sites", expanding=True)))
+    .order_by(audit_chains.c.site)
+    .with_for_update()
+)
+_MOVE_CHAIN_END = (
+    update(audit_chains)
+    .where(audit_chains.c.site == bindparam("end_site"))
+    .values(seq=bindparam("end_seq"), row_hash=bindparam("end_hash"))
+)
+_INSERT_ROWS = insert(audit_events)
+_LAST_ID = select(func.max(audit_events.c.id))
 
 
 def lock_chains(conn: Connection, sites: set[str]) -> dict[str, tuple[int, str]]:
@@ -254,21 +272,25 @@ def lock_chains(conn: Connection, sites: set[str]) -> dict[str, tuple[int, str]]
         # The file's write lock, taken now rather than at the first write: two writers
         # must not both read the same chain end.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-    new = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(audit_chains)
-    conn.execute(
-        new.on_conflict_do_nothing(),
-        [
-            {"site": s, "seq": 0, "row_hash": GENESIS, "purged_seq": 0, "purged_hash": GENESIS}
-            for s in sorted(sites)
-        ],
-    )
-    ends = conn.execute(
-        select(audit_chains.c.site, audit_chains.c.seq, audit_chains.c.row_hash)
-        .where(audit_chains.c.site.in_(sorted(sites)))
-        .order_by(audit_chains.c.site)
-        .with_for_update()
-    )
-    return {site: (seq, last) for site, seq, last in ends}
+    ends = _locked_ends(conn, sites)
+    if missing := sites - ends.keys():
+        new = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(audit_chains)
+        conn.execute(
+            new.on_conflict_do_nothing(),
+            [
+                {"site": s, "seq": 0, "row_hash": GENESIS, "purged_seq": 0, "purged_hash": GENESIS}
+                for s in sorted(missing)
+            ],
+        )
+        # Read again, in one order with the rest: the new chains are locked now, and one
+        # another writer began meanwhile may have moved already.
+        ends = _locked_ends(conn, sites)
+    return ends
+
+
+def _locked_ends(conn: Connection, sites: set[str]) -> dict[str, tuple[int, str]]:
+    found = conn.execute(_CHAIN_ENDS, {"sites": sorted(sites)})
+    return {site: (seq, last) for site, seq, last in found}
 
 
 def new_ids(conn: Connection, count: int) -> list[int]:
@@ -285,7 +307,7 @@ def new_ids(conn: Connection, count: int) -> list[int]:
         return sorted(found.scalars())
     # SQLite: this transaction holds the file's write lock (lock_chains), so no other
     # writer can take these.
-    last = conn.execute(select(func.max(audit_events.c.id))).scalar() or 0
+    last = conn.execute(_LAST_ID).scalar() or 0
     return list(range(last + 1, last + 1 + count))
 
 
