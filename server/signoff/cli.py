@@ -15,7 +15,7 @@ from signoff.accounts import AccountError, Accounts
 from signoff.app import Signoff
 from signoff.audit import audit_revision, open_audit
 from signoff.audit.commands import add_audit_commands, audit_command
-from signoff.audit.log import AuditError
+from signoff.audit.entries import AuditError
 from signoff.audit.migrate import head
 from signoff.config import ConfigError, Settings, Site, load_settings, make_site
 from signoff.core.frames import MAX_FRAME_BYTES, iso

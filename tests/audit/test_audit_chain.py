@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from signoff.audit import AuditLog, audit_revision, open_audit
-from signoff.audit.log import AuditError
+from signoff.audit.entries import AuditError
 from signoff.audit.migrate import alembic_config, head
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.audit.upkeep import Verification, purge, verify

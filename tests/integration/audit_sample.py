@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from signoff.audit.log import AuditEntry, AuditStatus
+from signoff.audit.entries import AuditEntry, AuditStatus
 from signoff.config import Site
 from tests.support import Server
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from signoff.audit import AuditEntry, AuditStatus, open_audit
-from signoff.audit.log import AuditError
+from signoff.audit.entries import AuditError
 from signoff.audit.migrate import head
 from signoff.config import Site
 from tests.support import SECRET, CountingShop, running, settings, widget

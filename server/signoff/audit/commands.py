@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from signoff.audit.log import AuditError, AuditStatus, open_audit
+from signoff.audit.entries import AuditError, AuditStatus
+from signoff.audit.log import open_audit
 from signoff.audit.migrate import head
 from signoff.audit.query import AuditFilter, as_utc, csv_chunks
 from signoff.audit.upkeep import purge, verify

@@ -15,9 +15,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from datetime import datetime
-from enum import StrEnum
+from dataclasses import fields
 from typing import Any
 
 from alembic.util import CommandError
@@ -42,6 +40,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from signoff.audit import migrate
+from signoff.audit.entries import AuditEntry, AuditError
 from signoff.audit.exports import Exports
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.core.canonical import canonical_json
@@ -51,44 +50,6 @@ log = logging.getLogger("signoff.audit")
 
 SHOWN_IDS = 20  # rows named in a report of rows outside every chain
 OutsideRow = Row[int, str, int | None]  # a row outside every chain: its id, site and seq
-
-
-class AuditStatus(StrEnum):
-    PENDING_CONFIRMATION = "pending_confirmation"  # a level approved; the next one waits
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    INTERRUPTED = "interrupted"
-    SKIPPED = "skipped"  # a later call of a chain that stopped at a failure
-    REFUSED = "refused"
-
-
-@dataclass
-class AuditEntry:
-    ts: datetime
-    site: str
-    session_id: str
-    conversation_id: str
-    user_id: str
-    action: str
-    kind: str
-    status: AuditStatus
-    params: dict[str, Any]
-    card_id: str | None = None
-    result: Any = None
-    error: str | None = None
-    decided_by: str | None = None  # "auto", "user:<id>" or "teammate:<name>"
-    level: int | None = None  # the approval level a teammate decided
-    ip: str | None = None  # of whoever decided
-    user_agent: str | None = None
-    response: dict[str, Any] | None = None  # HTTP-backed actions: status and a body summary
-    duration_ms: float | None = None
-
-
-class AuditError(ValueError):
-    pass
 
 
 class AuditLog:

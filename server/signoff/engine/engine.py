@@ -8,9 +8,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from signoff.audit import AuditLog
 from signoff.core.actions import Registry
 from signoff.core.cards import OPEN, Card, Status
 from signoff.core.conversation import Conversation
@@ -27,6 +26,9 @@ from signoff.engine.sweeper import Sweeper
 from signoff.engine.turns import Bot, Turns
 from signoff.logs import withheld
 from signoff.store import SessionRecord, Store
+
+if TYPE_CHECKING:
+    from signoff.audit import AuditLog
 
 log = logging.getLogger("signoff.engine")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from signoff.audit import AuditEntry, AuditLog, AuditStatus
+from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Registry
 from signoff.core.canonical import Call
 from signoff.core.cards import Card
@@ -19,6 +19,9 @@ from signoff.engine.executor import Auditor, Outcome
 from signoff.engine.notify import CardEvent, EventType, Notifier
 from signoff.logs import withheld
 from signoff.store import SessionRecord, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from signoff.audit import AuditLog
 
 log = logging.getLogger("signoff.engine")
 

@@ -44,8 +44,8 @@ from signoff.accounts import (
     KeyInfo,
     parse_key_id,
 )
+from signoff.audit.entries import AuditStatus
 from signoff.audit.exports import ExportsBusy
-from signoff.audit.log import AuditStatus
 from signoff.audit.query import MAX_PAGE, AuditFilter, csv_chunks, read_page
 from signoff.config import SITE_PATTERN
 from signoff.core import strict_json

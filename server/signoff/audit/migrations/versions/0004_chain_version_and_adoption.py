@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
-from signoff.audit.log import AuditError
+from signoff.audit.entries import AuditError
 from signoff.audit.schema import DOCUMENT, ROW_ID, UTCDateTime
 from signoff.core.chain import GENESIS, link
 
