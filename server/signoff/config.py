@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from signoff.engine.notify import EventType
+from signoff.extras import missing_extra
 
 MIN_SECRET_LENGTH = 16
 DEFAULT_AUDIT_EXPORTS = 4
@@ -373,6 +374,8 @@ def _llm(raw: Any, env: Mapping[str, str]) -> LLMSettings | None:
             )
         return None
     _http_url("SIGNOFF_LLM_BASE_URL", base_url, "https://api.openai.com/v1")
+    if needed := missing_extra("llm", "SIGNOFF_LLM_BASE_URL (a model for the bot)"):
+        raise ConfigError(needed)
     if not values.get("model"):
         raise ConfigError("SIGNOFF_LLM_MODEL: required with SIGNOFF_LLM_BASE_URL")
     prompt = values.get("system_prompt")
@@ -449,6 +452,8 @@ def _slack(raw: Any, env: Mapping[str, str]) -> SlackSettings | None:
     missing = [f"SIGNOFF_SLACK_{key.upper()}" for key in SLACK_REQUIRED if key not in values]
     if missing:
         raise ConfigError(f"{', '.join(missing)}: required with the other slack settings")
+    if needed := missing_extra("slack", "SIGNOFF_SLACK_BOT_TOKEN (approvals in Slack)"):
+        raise ConfigError(needed)
     return SlackSettings(
         bot_token=values["bot_token"],
         signing_secret=values["signing_secret"],

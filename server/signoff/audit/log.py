@@ -45,6 +45,7 @@ from signoff.audit.exports import Exports
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.core.canonical import canonical_json
 from signoff.core.chain import GENESIS, chain_key, link
+from signoff.extras import missing_extra
 
 log = logging.getLogger("signoff.audit")
 
@@ -304,6 +305,8 @@ def open_audit(url: str, secret: str | None = None, exports: int = 1) -> AuditLo
     if parsed.drivername in {"sqlite", "sqlite+aiosqlite"}:
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     elif parsed.drivername in {"postgresql", "postgresql+asyncpg"}:
+        if needed := missing_extra("postgres", "SIGNOFF_AUDIT=postgresql://…"):
+            raise AuditError(needed)
         if "sslmode" in parsed.query:  # libpq's name, as hosting providers hand out URLs
             parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
                 {"ssl": parsed.query["sslmode"]}

@@ -32,7 +32,6 @@ from signoff.config import ConfigError, Settings, Site
 from signoff.core.teammates import METRICS
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
-from signoff.integrations.slack import SlackNotifier
 from signoff.integrations.webhooks import WebhookNotifier
 from signoff.logs import withheld
 from signoff.store import StoreUnavailable, open_store
@@ -41,7 +40,6 @@ from signoff.web.dashboard import Dashboard
 from signoff.web.limits import VisitorLimits
 from signoff.web.outages import OUTAGES
 from signoff.web.pages import PAGE_HEADERS
-from signoff.web.slack import slack_routes
 from signoff.web.templating import page_templates
 from signoff.web.ws import websocket_endpoint
 
@@ -79,8 +77,14 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     store = open_store(settings.store)
     audit = open_audit(settings.audit, settings.secret, settings.audit_exports)
     notifiers: list[Notifier] = []
+    slack: list[Route] = []
     if settings.slack is not None:
+        # Imported here: slack_sdk comes with the slack extra.
+        from signoff.integrations.slack import SlackNotifier
+        from signoff.web.slack import slack_routes
+
         notifiers.append(SlackNotifier(settings.slack, store))
+        slack = slack_routes(settings.slack)
     if settings.webhooks:
         notifiers.append(WebhookNotifier(settings.webhooks, store))
     engine = Engine(
@@ -191,7 +195,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/demo", demo),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            *slack_routes(settings.slack),
+            *slack,
             *Dashboard(runtime).routes(),
             api_mount(runtime),
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),

@@ -50,10 +50,8 @@ NOT_LINKED = (
 )
 
 
-def slack_routes(settings: SlackSettings | None) -> list[Route]:
-    """The interactivity endpoint, when Slack is configured."""
-    if settings is None:
-        return []
+def slack_routes(settings: SlackSettings) -> list[Route]:
+    """The interactivity endpoint of the Slack app."""
     return [Route("/slack/interactions", SlackInteractions(settings).handle, methods=["POST"])]
 
 
