@@ -4,13 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint system
+.PHONY: demo test lint system floors
 
 demo: $(VENV)/.installed
 	$(BIN)/signoff demo
 
 test: $(VENV)/.test-installed system lint
 	$(BIN)/python -m pytest
+ifeq ($(CI),true)
+	$(MAKE) floors
+endif
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
@@ -32,9 +35,26 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# Every extra, and the tools of the dev group (pyproject.toml's dependency-groups).
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[all]' --group dev
 	touch $@ $(VENV)/.installed
+
+# The smoke suite on the lowest versions pyproject.toml declares for the base and every
+# extra (tools/floors.py), in a venv of its own: the floors stay true. CI runs it after
+# the suite.
+FLOORS := .venv-floors
+SMOKE  := tests/unit tests/integration/test_demo_flows.py tests/integration/test_llm.py \
+	tests/integration/test_slack.py tests/integration/test_webhooks.py \
+	tests/store/test_store_contract.py tests/audit/test_audit_contract.py \
+	tests/integration/test_dashboard.py tests/integration/test_cli.py
+floors: $(VENV)/.test-installed
+	rm -rf $(FLOORS)
+	$(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/pip install -q --upgrade pip
+	$(BIN)/python tools/floors.py postgres slack llm > $(FLOORS)/constraints.txt
+	$(FLOORS)/bin/pip install -q -c $(FLOORS)/constraints.txt -e '.[all]' --group test
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(SMOKE)
 
 # The load benchmarks and the audit log's CSV export against PostgreSQL's COPY, about ten
 # minutes (docs/performance.md): `make bench BENCH_ARGS=--quick` for a small run.
@@ -43,5 +63,5 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 $(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[all]' --group bench
 	touch $@ $(VENV)/.installed
