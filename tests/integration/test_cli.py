@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,13 @@ async def test_the_demo_runs_on_a_model_when_its_base_url_is_set(
                 await asyncio.sleep(0.1)
         else:
             raise AssertionError("the demo did not accept a WebSocket")
-        async with socket:
+        try:
             visitor = Widget(socket)
             await visitor.hello()
             await visitor.say("hi")
             await visitor.bot_says("Hello from the model.")
+        finally:
+            await socket.close()
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)
@@ -415,6 +418,14 @@ async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> 
     )
     assert build.returncode == 0, build.stderr
     [wheel] = wheels.glob("signoff-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+    # Its licence, and the marker that tells type checkers signoff is typed.
+    assert "signoff/py.typed" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert b"License-Expression: Apache-2.0" in metadata
+    assert b"Provides-Extra: postgres" in metadata
     venv = tmp_path / "venv"
     await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"

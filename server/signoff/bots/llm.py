@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
+import httpx
 import openai
 
 from signoff.config import DEFAULT_LLM_RETRIES, DEFAULT_LLM_TIMEOUT, LLMSettings
@@ -117,7 +118,9 @@ class OpenAIBot:
                                 function.arguments if function else None,
                             )
                         finished = finished or choice.finish_reason is not None
-        except openai.APIError as exc:
+        # httpx's own errors too: older SDKs (1.55, for one) let a stream that stalls or drops
+        # midway raise them unwrapped.
+        except (openai.APIError, httpx.TransportError) as exc:
             yield Text(("\n\n" if said else "") + self._failure(exc))
             return
         if not finished:
@@ -132,9 +135,9 @@ class OpenAIBot:
         for call in calls:
             yield call
 
-    def _failure(self, exc: openai.APIError) -> str:
+    def _failure(self, exc: openai.APIError | httpx.TransportError) -> str:
         """What the visitor is told once the client has given up; the details go to the log."""
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
             log.warning("model %s: timed out", self.model)
             return TOO_SLOW
         if isinstance(exc, openai.RateLimitError):

@@ -192,14 +192,14 @@ class Action:
             )
             raise ArgsError(f"{self.name}: {problems}") from None
         values = model.model_dump(mode="json")
-        if self.args_model.model_validate(values) != model:
-            # A validator that transforms, or a secret type that dumps masked: what is held
-            # and shown would not be what runs.
-            raise ArgsError(f"{self.name}: arguments change when validated again")
         try:
             canonical_bytes([{"action": self.name, "args": values}])
         except ValueError as exc:  # NaN or infinity inside an untyped argument
             raise ArgsError(f"{self.name}: arguments are not plain JSON ({exc})") from None
+        if self.args_model.model_validate(values) != model:
+            # A validator that transforms, or a secret type that dumps masked: what is held
+            # and shown would not be what runs.
+            raise ArgsError(f"{self.name}: arguments change when validated again")
         return values
 
     def bind(self, args: Mapping[str, Any]) -> dict[str, Any]:
