@@ -15,6 +15,10 @@ cards_closed = Counter(
     "Cards that reached a final status: done, failed, cancelled, rejected, expired, interrupted",
     ["status"],
 )
+audit_write_failures = Counter(
+    "signoff_audit_write_failures_total",
+    "Audit rows whose commit failed (their calls and decisions were refused or reported)",
+)
 store_unavailable = Counter(
     "signoff_store_unavailable_total", "Requests refused because the store was unreachable"
 )

@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 
+from signoff import metrics
 from signoff.audit import AuditEntry, AuditLog, AuditStatus, open_audit
 from signoff.audit.migrate import alembic_config, head
 from signoff.audit.schema import metadata
@@ -194,10 +195,12 @@ async def test_a_failed_commit_reaches_its_callers_and_later_rows_are_kept(
 ) -> None:
     await audit.record(entry("before"))
     await rename_table(audit, "audit_events", "audit_events_away")
+    failures = metrics.audit_write_failures._value.get()
     failed = await asyncio.gather(
         *(audit.record(entry(f"lost{i}")) for i in range(5)), return_exceptions=True
     )
     assert all(isinstance(r, DBAPIError) for r in failed), failed
+    assert metrics.audit_write_failures._value.get() == failures + 5  # counted in /metrics
     await rename_table(audit, "audit_events_away", "audit_events")
     await asyncio.gather(*(audit.record(entry(f"later{i}")) for i in range(5)))
     actions = [r["action"] for r in await audit.rows()]

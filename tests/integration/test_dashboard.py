@@ -431,6 +431,33 @@ async def test_the_demo_prints_a_teammate_who_can_log_in(tmp_path: Path) -> None
         await second.wait()
 
 
+async def test_the_health_check_fails_while_the_audit_database_is_unreachable(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    """Every turn writes audit rows, so an instance whose database is down is not healthy;
+    the body says which part is down and keeps its address out."""
+    database = make_url(postgres_url).database
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    async with (
+        running(demo_app(), settings(tmp_path, audit=postgres_url)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        try:
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                database,
+            )
+            down = await http.get("/healthz")
+            assert down.status_code == 503
+            assert down.json() == {"status": "unavailable", "unavailable": ["audit"]}
+        finally:
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+    await admin.close()
+
+
 async def test_an_unreachable_database_is_a_503_and_then_service_resumes(
     postgres_url: str, tmp_path: Any
 ) -> None:

@@ -39,6 +39,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from signoff import metrics
 from signoff.audit import migrate
 from signoff.audit.entries import AuditEntry, AuditError
 from signoff.audit.exports import Exports
@@ -50,6 +51,7 @@ from signoff.extras import missing_extra
 log = logging.getLogger("signoff.audit")
 
 SHOWN_IDS = 20  # rows named in a report of rows outside every chain
+PING_TIMEOUT = 2.0  # seconds a health check waits for the audit database
 OutsideRow = Row[int, str, int | None]  # a row outside every chain: its id, site and seq
 
 
@@ -132,6 +134,19 @@ class AuditLog:
         if self._sqlite_writer is not None:
             self._sqlite_writer.dispose()
 
+    async def ping(self) -> None:
+        """Raise AuditError unless the database answers a query within PING_TIMEOUT."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except TimeoutError:
+            raise AuditError(
+                f"the audit database did not answer within {PING_TIMEOUT:g} s"
+            ) from None
+        except (OSError, SQLAlchemyError) as exc:
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise AuditError(f"the audit database is unavailable: {reason}") from None
+
     async def record(self, *entries: AuditEntry) -> None:
         """Write the rows; returns once they are committed."""
         if not entries:
@@ -164,6 +179,7 @@ class AuditLog:
                 async with self.engine.begin() as conn:
                     await conn.run_sync(append_rows, self._chain_key(), rows)
         except Exception as exc:
+            metrics.audit_write_failures.inc(len(rows))
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)

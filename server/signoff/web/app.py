@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from signoff.accounts import Accounts
 from signoff.app import Signoff
 from signoff.assets import asset_dir
-from signoff.audit import AuditLog, open_audit
+from signoff.audit import AuditError, AuditLog, open_audit
 from signoff.audit.upkeep import purge
 from signoff.config import ConfigError, Settings, Site
 from signoff.core.teammates import METRICS
@@ -167,11 +167,22 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     async def healthz(request: Request) -> Response:
+        """Ok when the store and the audit database both answer; otherwise 503, and a
+        load balancer takes the instance out until they do (every turn needs both). The
+        body names which is down; the reason, which holds internal addresses, is logged."""
+        down = []
         try:
             await store.ping()
         except StoreUnavailable as exc:
-            # A load balancer takes the instance out until its store is back.
-            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+            log.warning("health check: the store is unavailable: %s", exc)
+            down.append("store")
+        try:
+            await audit.ping()
+        except AuditError as exc:
+            log.warning("health check: %s", exc)
+            down.append("audit")
+        if down:
+            return JSONResponse({"status": "unavailable", "unavailable": down}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
