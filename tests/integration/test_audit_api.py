@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import DataError
 
+import signoff.web.api
 from signoff.audit.query import CSV_COLUMNS
 from signoff.bots.demo import demo_app
 from tests.integration.audit_sample import HOSTILE, ROWS, SITES, START, TRICKY, matching, seed
@@ -244,3 +246,32 @@ async def test_reading_needs_a_valid_key(server: Server, api: Api) -> None:
     key_id = next(k.key_id for k in keys if k.name == "gone")
     await server.app.state.runtime.accounts.revoke_key(key_id)
     assert (await api.call("GET", "/audit", revoked)).status_code == 401
+
+
+async def test_a_nul_byte_is_refused_as_the_requests_fault_on_every_backend(
+    server: Server, api: Api
+) -> None:
+    """PostgreSQL cannot hold a NUL byte in text: such a request is refused (4xx), never
+    answered as an outage to retry (503)."""
+    for params in ({"action": "cancel\x00order"}, {"conversation": "conv\x00"}):
+        answer = await api.call("GET", "/audit", ADMIN_KEY, params=params)
+        assert (answer.status_code, error_code(answer)) == (422, "invalid_query"), params
+    made = await api.call("POST", "/keys", ADMIN_KEY, {"name": "desk\x00", "roles": ["finance"]})
+    assert made.status_code == 422
+    revoked = await api.call("DELETE", "/keys/{key_id}", ADMIN_KEY, key_id="k%00")
+    assert 400 <= revoked.status_code < 500
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        page = await http.get("/dashboard/audit", params={"action": "a\x00"})
+        assert page.status_code < 500
+    assert len(await server.engine.audit.rows()) == len(ROWS)
+
+
+async def test_a_value_the_database_refuses_is_a_422_not_an_outage(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(*args: Any) -> None:
+        raise DataError("SELECT …", {}, ValueError("invalid byte sequence for encoding"))
+
+    monkeypatch.setattr(signoff.web.api, "read_page", refused)
+    answer = await api.call("GET", "/audit", ADMIN_KEY, params={"action": "refund"})
+    assert (answer.status_code, error_code(answer)) == (422, "invalid_value")

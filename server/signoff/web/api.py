@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -424,6 +425,13 @@ async def engine_error(request: Request, exc: Exception) -> Response:
 async def unavailable(request: Request, exc: Exception) -> Response:
     log.warning("API request failed: %s: %s", type(exc).__name__, exc)
     return error(503, "unavailable", "the server's storage is unavailable; try again shortly")
+
+
+async def refused_value(request: Request, exc: Exception) -> Response:
+    # A value the database cannot hold (PostgreSQL refuses a NUL byte in text): the
+    # request is at fault, and asking again would get the same answer.
+    log.info("API request refused by the database: %s", exc)
+    return error(422, "invalid_value", "the database cannot hold a value of this request")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -934,6 +942,7 @@ def api_mount(runtime: Runtime) -> Mount:
             ApiError: api_error,
             ProtocolError: engine_error,
             **dict.fromkeys(OUTAGES, unavailable),
+            DataError: refused_value,
             HTTPException: http_error,
             500: internal_error,
         },
