@@ -30,16 +30,15 @@
     return null;
   }
 
-  // widget.css sits next to widget.js; the socket is /ws on the script's own origin.
+  // widget.css and the socket, ws, sit next to widget.js: under the path signoff is
+  // served at, /chat/ws for /chat/widget.js when the host app mounts it at /chat.
   function deriveUrls(script) {
     const src = new URL(script ? script.src : "/widget.js", location.href);
-    const css = new URL(src.href);
-    css.pathname = /widget\.js$/.test(css.pathname)
-      ? css.pathname.replace(/widget\.js$/, "widget.css")
-      : css.pathname.replace(/[^/]*$/, "widget.css");
-    css.hash = "";
-    const wsProtocol = src.protocol === "https:" ? "wss:" : "ws:";
-    return { css: css.href, ws: wsProtocol + "//" + src.host + "/ws" };
+    const css = new URL("widget.css", src);
+    css.search = src.search; // a version in the script's query busts the style's cache too
+    const ws = new URL("ws", src);
+    ws.protocol = src.protocol === "https:" ? "wss:" : "ws:";
+    return { css: css.href, ws: ws.href };
   }
 
   const SCRIPT = findOwnScript();

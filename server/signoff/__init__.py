@@ -6,6 +6,7 @@ from signoff.core.actions import team
 from signoff.core.conversation import Text, ToolCall
 from signoff.core.tokens import sign_user_token
 from signoff.engine.context import ActionContext
+from signoff.web.mounting import mounted_lifespan
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "Text",
     "ToolCall",
     "load_settings",
+    "mounted_lifespan",
     "sign_user_token",
     "team",
 ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from jinja2 import Environment
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -37,7 +38,9 @@ from signoff.logs import withheld
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import ApiError, api_mount, key_holder
 from signoff.web.dashboard import Dashboard
+from signoff.web.incoming import root_path
 from signoff.web.limits import VisitorLimits
+from signoff.web.mounting import RefusedUntilStarted, Started
 from signoff.web.outages import OUTAGES
 from signoff.web.pages import PAGE_HEADERS
 from signoff.web.templating import page_templates
@@ -135,6 +138,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
                 if count:
                     log.info("audit: purged %d rows of site %s past retention", count, site)
 
+    running = Started()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
@@ -142,9 +147,11 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         for notifier in notifiers:
             await notifier.start()
         tasks = [asyncio.create_task(sweeper()), asyncio.create_task(purger())]
+        running.started = True
         try:
             yield
         finally:
+            running.started = False
             for task in tasks:
                 task.cancel()
             await engine.drain()
@@ -163,7 +170,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     async def demo(request: Request) -> Response:
         if "demo" not in runtime.sites:
             return PlainTextResponse("no demo site is configured", status_code=404)
-        page = templates.get_template("demo.html").render(site="demo")
+        page = templates.get_template("demo.html").render(site="demo", root=root_path(request))
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     async def healthz(request: Request) -> Response:
@@ -212,6 +219,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(RefusedUntilStarted, state=running)],
     )
     app.state.runtime = runtime
     return app

@@ -14,10 +14,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from markupsafe import Markup
+from sqlalchemy.exc import DataError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -41,7 +43,7 @@ from signoff.web.csrf import (
     same_origin,
     tokens_match,
 )
-from signoff.web.incoming import capped_body, client_of
+from signoff.web.incoming import capped_body, client_of, root_path
 from signoff.web.logins import COOKIE, LOGIN_TTL, Login, Logins, LoginThrottle
 from signoff.web.outages import OUTAGES
 from signoff.web.pages import PAGE_HEADERS
@@ -52,6 +54,8 @@ if TYPE_CHECKING:  # web.app imports this module
     from signoff.web.app import Runtime
 
 BASE = "/dashboard"
+# The path signoff is served at, for the templates of the request being answered.
+ROOT_PATH: ContextVar[str] = ContextVar("ROOT_PATH", default="")
 MAX_FORM_BYTES = 8 * 1024
 MAX_REASON = 500
 MAX_ID = 64
@@ -110,6 +114,11 @@ async def read_form(request: Request, allowed: set[str], required: set[str]) -> 
     if missing := sorted(required - set(form)):
         raise FormError(400, f"missing fields: {', '.join(missing)}")
     return form
+
+
+def base(request: Request) -> str:
+    """The dashboard's own path, under the path signoff is served at."""
+    return root_path(request) + BASE
 
 
 def when(iso: str | None) -> Markup:
@@ -194,8 +203,15 @@ class Dashboard:
     def routes(self) -> list[Route]:
         def guarded(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
+                # Read by render: every URL a page holds starts with the path signoff is
+                # served at (a host app may mount it at /chat).
+                ROOT_PATH.set(root_path(request))
                 try:
                     return await handler(request)
+                except DataError:  # a value the database cannot hold: the request's fault
+                    return self.message(
+                        request, 422, "Refused", "The database cannot hold a value you sent."
+                    )
                 except OUTAGES:
                     log.warning("dashboard request failed", exc_info=True)
                     return self.message(
@@ -227,6 +243,7 @@ class Dashboard:
     def render(self, template: str, **context: Any) -> Markup:
         return Markup(
             self.runtime.templates.get_template(f"dashboard/{template}").render(
+                root=ROOT_PATH.get(),
                 when=when,
                 as_json=as_json,
                 level_text=level_text,
@@ -256,13 +273,15 @@ class Dashboard:
 
     def to_login(self, request: Request) -> Response:
         if "hx-request" in request.headers:  # htmx follows this with a full page load
-            return Response(status_code=401, headers={**HEADERS, "HX-Redirect": f"{BASE}/login"})
-        return RedirectResponse(f"{BASE}/login", 303, headers=HEADERS)
+            return Response(
+                status_code=401, headers={**HEADERS, "HX-Redirect": f"{base(request)}/login"}
+            )
+        return RedirectResponse(f"{base(request)}/login", 303, headers=HEADERS)
 
     # Logging in and out -------------------------------------------------------------------
     async def login_form(self, request: Request) -> Response:
         if await self.teammate(request):
-            return RedirectResponse(BASE, 303, headers=HEADERS)
+            return RedirectResponse(base(request), 303, headers=HEADERS)
         return self.login_page(request)
 
     def login_page(self, request: Request, status: int = 200, error: str | None = None) -> Response:
@@ -278,7 +297,7 @@ class Dashboard:
             name,
             value,
             max_age=int(max_age),
-            path=BASE,
+            path=base(request),
             secure=request.url.scheme == "https",
             httponly=True,
             samesite="strict",
@@ -312,9 +331,9 @@ class Dashboard:
             return self.login_page(request, 401, "Wrong name or password.")
         await self.throttle.succeeded(name, client)
         cookie = await self.logins.open(account.name, account.stamp)
-        response = RedirectResponse(BASE, 303, headers=HEADERS)
+        response = RedirectResponse(base(request), 303, headers=HEADERS)
         self.set_cookie(request, response, COOKIE, cookie, LOGIN_TTL)
-        response.delete_cookie(LOGIN_COOKIE, path=BASE, httponly=True, samesite="strict")
+        response.delete_cookie(LOGIN_COOKIE, path=base(request), httponly=True, samesite="strict")
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -329,8 +348,8 @@ class Dashboard:
                     request, 403, "Logout refused", "This form was not sent from your dashboard."
                 )
             await self.logins.close(request.cookies[COOKIE])
-        response = RedirectResponse(f"{BASE}/login", 303, headers=HEADERS)
-        response.delete_cookie(COOKIE, path=BASE, httponly=True, samesite="strict")
+        response = RedirectResponse(f"{base(request)}/login", 303, headers=HEADERS)
+        response.delete_cookie(COOKIE, path=base(request), httponly=True, samesite="strict")
         return response
 
     # Cards --------------------------------------------------------------------------------
@@ -515,7 +534,7 @@ class Dashboard:
         headers = dict(HEADERS)
         if status == 200 and form is not None:
             query = form.query()
-            headers["HX-Push-Url"] = f"{BASE}/audit" + (f"?{query}" if query else "")
+            headers["HX-Push-Url"] = f"{base(request)}/audit" + (f"?{query}" if query else "")
         return HTMLResponse(results, status, headers=headers)
 
     async def audit_older(self, request: Request) -> Response:

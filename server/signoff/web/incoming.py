@@ -45,3 +45,9 @@ def ip_address(text: str | None) -> str | None:
     except ValueError:
         return None
     return str(type(address)(int(address)))
+
+
+def root_path(connection: HTTPConnection) -> str:
+    """The path signoff is served at: "" at the host's root, "/chat" when a host app
+    mounts it there (or a proxy strips that prefix and uvicorn runs with --root-path)."""
+    return str(connection.scope.get("root_path", "")).rstrip("/")
