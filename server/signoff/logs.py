@@ -8,8 +8,12 @@ sensitively named ``name=value`` / ``"name": "value"`` pairs are masked in every
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import traceback
+from datetime import UTC, datetime
+from typing import Any
 
 from signoff.core.redact import mask_card_numbers, mask_sensitive_pairs
 
@@ -18,6 +22,10 @@ from signoff.core.redact import mask_card_numbers, mask_sensitive_pairs
 FILTERED_LOGGERS = ("", "signoff", "uvicorn", "uvicorn.error", "uvicorn.access")
 # As logging.basicConfig prints, for a server whose logging nobody configured.
 DEFAULT_FORMAT = "%(levelname)s:%(name)s:%(message)s"
+# What `signoff serve` and `signoff demo` print: a time on every line.
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 def redact_line(text: str) -> str:
@@ -74,3 +82,70 @@ def withheld(exc: BaseException) -> str:
         f"Traceback (most recent call last):\n{stack}"
         f"{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"
     )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors: time (UTC, ISO 8601), level, logger,
+    message, and the exception's traceback if there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def log_config(level: str = "info", style: str = "text") -> dict[str, Any]:
+    """The logging of ``signoff serve`` and ``signoff demo`` (uvicorn's ``log_config``):
+    one handler on stderr for every logger, uvicorn's included, as text lines with a time
+    or as JSON lines, at ``level`` and above."""
+    formatter = {"()": JsonFormatter} if style == "json" else {"format": TEXT_FORMAT}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+    }
+
+
+class Repeated:
+    """A warning that may come every second while something stays wrong (the sweeper
+    while Redis is down): said at once, then at most once per ``every`` seconds, with
+    how many times it came meanwhile."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0) -> None:
+        self.logger = logger
+        self.every = every
+        self.said_at: float | None = None
+        self.held = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if self.said_at is not None:
+            if now - self.said_at < self.every:
+                self.held += 1
+                return
+            if self.held:
+                message += f" ({self.held} more like it in the last {now - self.said_at:.0f} s)"
+        self.logger.warning(message, *args)
+        self.said_at, self.held = now, 0
+
+    def ended(self) -> None:
+        """The trouble is over: the next warning is said at once."""
+        self.said_at, self.held = None, 0

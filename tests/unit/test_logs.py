@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from signoff.core.redact import mask_sensitive_pairs
-from signoff.logs import RedactingFilter, install_redaction, withheld
+from signoff.logs import JsonFormatter, RedactingFilter, Repeated, install_redaction, withheld
 
 CARD = "4111 1111 1111 1111"
 
@@ -105,3 +107,37 @@ def test_withheld_keeps_where_and_what_but_not_the_message() -> None:
     assert "test_withheld_keeps_where_and_what_but_not_the_message" in text
     assert text.endswith("builtins.KeyError (message withheld)")
     assert "ring twice" not in text
+
+
+def test_a_repeated_warning_is_said_once_a_minute_with_a_count(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("signoff.logs.time.monotonic", lambda: now[0])
+    repeated = Repeated(logging.getLogger("signoff.test"), every=60)
+    with caplog.at_level(logging.WARNING, "signoff.test"):
+        for _ in range(30):  # the sweeper, every second while Redis is down
+            repeated.warning("sweep skipped: %s", "Redis is unreachable")
+            now[0] += 1
+        now[0] += 31
+        repeated.warning("sweep skipped: %s", "Redis is unreachable")
+        repeated.ended()  # back: the next trouble is said at once
+        repeated.warning("sweep skipped: %s", "again")
+    assert [r.getMessage() for r in caplog.records] == [
+        "sweep skipped: Redis is unreachable",
+        "sweep skipped: Redis is unreachable (29 more like it in the last 61 s)",
+        "sweep skipped: again",
+    ]
+
+
+def test_json_lines_carry_the_time_level_logger_message_and_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("signoff", logging.ERROR, "f", 1, "failed: %s", ("x",), None)
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "ERROR" and entry["logger"] == "signoff"
+    assert entry["message"] == "failed: x"
+    assert entry["time"].endswith("+00:00")
+    assert entry["exception"].startswith("Traceback") and "ValueError: boom" in entry["exception"]

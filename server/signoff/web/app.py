@@ -34,7 +34,7 @@ from signoff.core.teammates import METRICS
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
 from signoff.integrations.webhooks import WebhookNotifier
-from signoff.logs import withheld
+from signoff.logs import Repeated, withheld
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import ApiError, api_mount, key_holder
 from signoff.web.dashboard import Dashboard
@@ -112,15 +112,20 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     )
     widget = asset_dir("widget")
 
+    skipped_sweeps = Repeated(log)
+    unhealthy = Repeated(log)
+
     async def sweeper() -> None:
         while True:
             await asyncio.sleep(settings.sweep_interval)
             try:
                 await engine.sweep()
             except StoreUnavailable as exc:
-                log.warning("sweep skipped: %s", exc)  # the next one catches up
+                skipped_sweeps.warning("sweep skipped: %s", exc)  # the next one catches up
             except Exception as exc:  # expiring a card resumes its turn: the bot's errors too
                 log.error("sweep failed\n%s", withheld(exc))
+            else:
+                skipped_sweeps.ended()
 
     retention = settings.retention()
 
@@ -181,15 +186,16 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         try:
             await store.ping()
         except StoreUnavailable as exc:
-            log.warning("health check: the store is unavailable: %s", exc)
+            unhealthy.warning("health check: the store is unavailable: %s", exc)
             down.append("store")
         try:
             await audit.ping()
         except AuditError as exc:
-            log.warning("health check: %s", exc)
+            unhealthy.warning("health check: %s", exc)
             down.append("audit")
         if down:
             return JSONResponse({"status": "unavailable", "unavailable": down}, status_code=503)
+        unhealthy.ended()
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
