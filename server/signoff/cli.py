@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import getpass
 import importlib
+import json
 import os
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from signoff import __version__
 from signoff.accounts import AccountError, Accounts
 from signoff.app import Signoff
 from signoff.audit import audit_revision, open_audit
@@ -20,9 +23,14 @@ from signoff.audit.migrate import head
 from signoff.config import ConfigError, Settings, Site, load_settings, make_site
 from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
-from signoff.logs import install_redaction
-from signoff.store import StoreError
+from signoff.logs import LOG_FORMATS, LOG_LEVELS, install_redaction, log_config
+from signoff.store import StoreError, StoreUnavailable, open_store
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+# How a process uvicorn starts (--workers, --reload) learns what to serve.
+WORKER_ENV = "SIGNOFF_WORKER_SPEC"
 # The collector's thresholds while serving; Python's default is (700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 10)
 DEMO_TEAMMATE = "lead"
@@ -43,34 +51,115 @@ def load_app(target: str, app_dir: str = ".") -> Signoff:
     return app
 
 
-def serve(signoff: Signoff, settings: Settings, host: str, port: int) -> None:
-    import gc
-
+def serve(signoff: Signoff | None, settings: Settings, args: argparse.Namespace) -> None:
+    """Serve ``signoff`` in this process; or, with ``--workers`` or ``--reload``, in
+    processes uvicorn starts, each building the app named on the command line."""
     import uvicorn
 
-    asgi = signoff.asgi(settings)
-    # Before the port opens, so an audit database that cannot be reached or migrated
-    # stops start-up with its setting named (the app's own start-up only logs it).
+    processes = getattr(args, "workers", 1)
+    reload = getattr(args, "reload", False)
+    if processes > 1 and settings.store.startswith("memory:"):
+        raise ConfigError(
+            f"--workers {processes}: the memory store is one process's own, so a widget that "
+            "reconnects to another worker would find its session gone; use a shared store "
+            "(SIGNOFF_STORE=redis://...) or one worker per instance"
+        )
+    # Before the port opens, so a store or an audit database that cannot be reached (or
+    # migrated) stops start-up with one line naming its setting, not a traceback.
+    asyncio.run(store_reachable(settings.store))
     asyncio.run(audit_revision(settings.audit, upgrade=True, secret=settings.secret))
-    config = uvicorn.Config(
-        asgi,
-        host=host,
-        port=port,
-        ws="websockets-sansio",
-        ws_max_size=MAX_FRAME_BYTES,
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": MAX_FRAME_BYTES,
         # Chat frames are small; compression would cost CPU and a zlib context per socket.
-        ws_per_message_deflate=False,
-        lifespan="on",
-    )
-    # With the default, a young pass every 700 allocations catches the objects of frames
-    # in flight and promotes them, so the old generation grows and is collected in full
-    # every few seconds under load: a pause of 100-200 ms with a thousand sessions, on
-    # every socket at once. Rarer young passes let those objects die by reference count
-    # first. Cycles are still collected, only in bigger batches.
-    gc.set_threshold(*GC_THRESHOLDS)
+        "ws_per_message_deflate": False,
+        "lifespan": "on",
+        "root_path": args.root_path,
+        "proxy_headers": args.proxy_headers,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "log_config": log_config(args.log_level, args.log_format),
+        "log_level": args.log_level,
+    }
+    if signoff is None:  # uvicorn imports the app by name in each process it starts
+        os.environ[WORKER_ENV] = json.dumps(
+            {"app": args.app, "app_dir": os.path.abspath(args.app_dir), "config": args.config}
+        )
+        uvicorn.run(
+            "signoff.cli:worker_app",
+            factory=True,
+            workers=processes,
+            reload=reload,
+            reload_dirs=[os.path.abspath(args.app_dir)] if reload else None,
+            **options,
+        )
+        return
+    config = uvicorn.Config(signoff.asgi(settings), **options)
+    tune_collector()
     # After uvicorn.Config, which configures logging: its handlers get the filter too.
     install_redaction()
     uvicorn.Server(config).run()
+
+
+async def store_reachable(url: str) -> None:
+    store = open_store(url)
+    try:
+        await store.ping()
+    except StoreUnavailable as exc:
+        raise StoreError(f"SIGNOFF_STORE: {exc}") from None
+    finally:
+        await store.close()
+
+
+def tune_collector() -> None:
+    """With the default, a young pass every 700 allocations catches the objects of frames
+    in flight and promotes them, so the old generation grows and is collected in full
+    every few seconds under load: a pause of 100-200 ms with a thousand sessions, on every
+    socket at once. Rarer young passes let those objects die by reference count first.
+    Cycles are still collected, only in bigger batches."""
+    import gc
+
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def worker_app() -> Starlette:
+    """The app of one process uvicorn started (``--workers``, ``--reload``): built from
+    the command's arguments, which reach it in the environment."""
+    spec = json.loads(os.environ[WORKER_ENV])
+    signoff = load_app(spec["app"], spec["app_dir"])
+    settings = load_settings(spec["config"])
+    tune_collector()
+    install_redaction()  # uvicorn has configured this process's logging by now
+    return signoff.asgi(settings)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, for argparse: refused outside 1-65535, rather than wrapped around."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
+    return port
+
+
+def listen_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--host and --port from the environment when not given: SIGNOFF_HOST, SIGNOFF_PORT,
+    then PORT (as platforms that pick the port set it), then 127.0.0.1:8000."""
+    if args.host is None:
+        args.host = os.environ.get("SIGNOFF_HOST") or "127.0.0.1"
+    if args.port is None:
+        for name in ("SIGNOFF_PORT", "PORT"):
+            if value := os.environ.get(name):
+                try:
+                    args.port = port_number(value)
+                except argparse.ArgumentTypeError as exc:
+                    parser.error(f"{name}: {exc}")
+                break
+        else:
+            args.port = 8000
 
 
 def demo_site(host: str, port: int) -> Site:
@@ -105,6 +194,10 @@ def read_password(from_stdin: bool) -> str:
     """A new teammate's password: the first line of stdin, or asked for twice."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise AccountError(
+            "no terminal to ask for the password on: give it on stdin with --password-stdin"
+        )
     password = getpass.getpass("Password: ")
     if getpass.getpass("Password again: ") != password:
         raise AccountError("the passwords do not match")
@@ -183,16 +276,52 @@ async def manage_accounts(args: argparse.Namespace, audit_url: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="signoff", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"signoff {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_cmd = commands.add_parser("serve", help="serve a Signoff app")
     serve_cmd.add_argument("app", help="the Signoff object, as package.module:name")
     serve_cmd.add_argument("--app-dir", default=".", help="where to import the app from")
     demo_cmd = commands.add_parser("demo", help="serve the demo shop")
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to serve with (1); more need a shared store (Redis)",
+    )
+    serve_cmd.add_argument(
+        "--reload", action="store_true", help="restart when the app's files change (development)"
+    )
     for cmd in (serve_cmd, demo_cmd):
-        cmd.add_argument("--host", default="127.0.0.1")
-        cmd.add_argument("--port", type=int, default=8000)
+        cmd.add_argument("--host", help="the address to listen on (SIGNOFF_HOST, else 127.0.0.1)")
+        cmd.add_argument(
+            "--port",
+            type=port_number,
+            help="the port to listen on (SIGNOFF_PORT, else PORT, else 8000)",
+        )
         cmd.add_argument("--config", help="a TOML settings file")
+        cmd.add_argument(
+            "--root-path",
+            default="",
+            help="the path a proxy serves signoff at when it strips it (/chat), for the URLs "
+            "signoff builds",
+        )
+        cmd.add_argument(
+            "--proxy-headers",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="take the client's address from X-Forwarded-For, from --forwarded-allow-ips",
+        )
+        cmd.add_argument(
+            "--forwarded-allow-ips",
+            default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            help="the proxies trusted with X-Forwarded-* (comma-separated; "
+            "FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+        )
+        cmd.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+        cmd.add_argument(
+            "--log-format", choices=LOG_FORMATS, default="text", help="text lines or JSON lines"
+        )
 
     token_cmd = commands.add_parser("token", help="sign a user token for a host page")
     token_cmd.add_argument("user_id")
@@ -250,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_audit_commands(commands)
 
     args = parser.parse_args(argv)
+    if args.command in {"serve", "demo"}:
+        listen_defaults(parser, args)
     try:
         if args.command == "audit":
             # Only verify needs the secret: the chain's key is made from it.
@@ -284,10 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"dashboard: {base}/dashboard (user {DEMO_TEAMMATE}, password {password})",
                 flush=True,
             )
-            serve(demo_app(settings.llm), settings, args.host, args.port)
+            serve(demo_app(settings.llm), settings, args)
         else:
             settings = load_settings(args.config)
-            serve(load_app(args.app, args.app_dir), settings, args.host, args.port)
+            if args.workers < 1:
+                raise ConfigError(f"--workers {args.workers}: give 1 or more")
+            # Loaded here too with several processes: a wrong name stops start-up once.
+            app = load_app(args.app, args.app_dir)
+            several = args.workers > 1 or args.reload
+            serve(None if several else app, settings, args)
     except (ConfigError, StoreError, AuditError, TokenError, AccountError) as exc:
         print(f"signoff: {exc}", file=sys.stderr)
         return 2

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import httpx
 import pytest
 import websockets
 
+import signoff
 from signoff.accounts import Accounts, parse_key_id
 from signoff.audit import open_audit
 from signoff.audit.migrate import head
@@ -25,11 +29,17 @@ from signoff.bots.demo import demo_app
 from signoff.cli import main
 from signoff.core.tokens import load_user_token
 from tests.llm_standin import MODEL, StandInModel, answer
+from tests.services import redis_prefix, redis_store_url
 from tests.support import ORIGIN, SECRET, Widget, free_port, running, settings, widget
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNOFF = [sys.executable, "-m", "signoff.cli"]
 UNREACHABLE = "postgresql://signoff:hunter2@127.0.0.1:1/audit"  # nothing listens on port 1
+
+
+def write_shop(folder: Path) -> None:
+    """A shop.py whose ``app`` is the demo shop, for ``signoff serve shop:app``."""
+    (folder / "shop.py").write_text("from signoff.bots.demo import demo_app\napp = demo_app()\n")
 
 
 def run(
@@ -50,6 +60,8 @@ def run(
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_AUDIT": "oracle://x"}, "SIGNOFF_AUDIT"),
         # A database that does not answer stops start-up too, before the port opens.
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_AUDIT": UNREACHABLE}, "SIGNOFF_AUDIT"),
+        # And so does a Redis that does not answer.
+        ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_STORE": "redis://127.0.0.1:1/0"}, "SIGNOFF_STORE"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_SESSION_TTL": "soon"}, "SIGNOFF_SESSION_TTL"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_SESSION_TTL": "-1"}, "SIGNOFF_SESSION_TTL"),
         ({"SIGNOFF_SECRET": SECRET, "SIGNOFF_LLM_BASE_URL": "localhost:1/v1"}, "LLM_BASE_URL"),
@@ -59,11 +71,79 @@ def run(
 def test_bad_settings_stop_serve_naming_the_setting(
     env: dict[str, str], named: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "shop.py").write_text("from signoff.bots.demo import demo_app\napp = demo_app()\n")
+    write_shop(tmp_path)
     result = run(["serve", "shop:app", "--port", "1"], env, cwd=tmp_path)
     assert result.returncode == 2
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_and_bad_ports_are_answered_before_anything_starts(tmp_path: Path) -> None:
+    version = run(["--version"], {})
+    assert (version.returncode, version.stdout) == (0, f"signoff {signoff.__version__}\n")
+    for args, env, says in [
+        (["--port", "99999"], {}, "99999 is not a TCP port (1-65535)"),
+        (["--port", "0"], {}, "0 is not a TCP port"),
+        (["--port", "http"], {}, "not a port number: 'http'"),
+        ([], {"SIGNOFF_PORT": "70000"}, "SIGNOFF_PORT: 70000 is not a TCP port"),
+        ([], {"PORT": "-5"}, "PORT: -5 is not a TCP port"),
+    ]:
+        refused = run(["demo", *args], env, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert says in refused.stderr, refused.stderr
+    write_shop(tmp_path)
+    workers = run(["serve", "shop:app", "--workers", "2"], {"SIGNOFF_SECRET": SECRET}, tmp_path)
+    assert workers.returncode == 2
+    assert "--workers 2: the memory store is one process's own" in workers.stderr
+
+
+async def served_lines(args: list[str], env: dict[str, str], cwd: Path, port: int) -> list[str]:
+    """Start ``signoff ...`` listening on ``port``, wait for its /healthz, stop it: what it
+    logged meanwhile."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
+    server = await asyncio.create_subprocess_exec(
+        *SIGNOFF, *args, env={**clean, **env}, cwd=cwd, stderr=subprocess.PIPE
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):
+                try:
+                    health = await http.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("it never answered")
+            assert health.json() == {"status": "ok"}
+    finally:
+        server.terminate()
+        _, err = await asyncio.wait_for(server.communicate(), 20)
+    return err.decode().splitlines()
+
+
+async def test_the_port_comes_from_the_environment_and_logs_can_be_json_lines(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {"SIGNOFF_SECRET": SECRET, "PORT": str(free_port()), "SIGNOFF_PORT": str(port)}
+    lines = await served_lines(["demo", "--log-format", "json"], env, tmp_path, port)
+    entries = [json.loads(line) for line in lines]
+    assert any(e["logger"] == "uvicorn.error" and "startup" in e["message"] for e in entries)
+    for entry in entries:
+        assert datetime.fromisoformat(entry["time"]).tzinfo is not None
+        assert entry["level"] in {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+async def test_several_workers_serve_one_app_on_a_shared_store(tmp_path: Path) -> None:
+    write_shop(tmp_path)
+    port = free_port()
+    async with redis_prefix() as prefix:
+        env = {"SIGNOFF_SECRET": SECRET, "SIGNOFF_STORE": redis_store_url(prefix)}
+        args = ["serve", "shop:app", "--workers", "2", "--port", str(port)]
+        lines = await served_lines(args, env, tmp_path, port)
+    started = [line for line in lines if "Started server process" in line]
+    assert len(started) == 2  # two processes, each its own app
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in lines)
 
 
 def test_bad_settings_stop_the_demo_too(tmp_path: Path) -> None:
@@ -142,16 +222,25 @@ def test_token_refuses_a_ttl_that_is_not_a_short_time(
     assert err.startswith("signoff: ttl must be a number of seconds above 0 and at most 3600")
 
 
+class Terminal(io.StringIO):
+    """Standard input that is a terminal, where signoff may ask for a password."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.fixture
 def command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """``signoff ...`` run in this process: (exit status, stdout, stderr)."""
     for name in [k for k in os.environ if k.startswith("SIGNOFF_")]:
         monkeypatch.delenv(name)
 
-    def command(*args: str, audit: str | None = None, stdin: str = "") -> tuple[int, str, str]:
+    def command(
+        *args: str, audit: str | None = None, stdin: str = "", terminal: bool = False
+    ) -> tuple[int, str, str]:
         if audit is not None:
             monkeypatch.setenv("SIGNOFF_AUDIT", audit)
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        monkeypatch.setattr(sys, "stdin", (Terminal if terminal else io.StringIO)(stdin))
         status = main(list(args))
         out, err = capsys.readouterr()
         return status, out, err
@@ -232,15 +321,27 @@ def test_users_create_migrates_first_and_lists_teammates(audit_url: str, command
     assert lena.roles == {"support-lead", "finance"}
 
 
+def test_users_create_without_a_terminal_says_to_pipe_the_password(
+    tmp_path: Path, command: Any
+) -> None:
+    audit = f"sqlite:///{tmp_path}/audit.db"
+    code, out, err = command("users", "create", "omar", "--role", "support-lead", audit=audit)
+    assert (code, out) == (2, "")
+    assert err == (
+        "signoff: no terminal to ask for the password on: give it on stdin with --password-stdin\n"
+    )
+
+
 def test_users_create_asks_for_the_password_twice(
     tmp_path: Path, command: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     audit = f"sqlite:///{tmp_path}/audit.db"
     answers = iter([PASSWORD, PASSWORD + "!", PASSWORD, PASSWORD])
     monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
-    mismatch = command("users", "create", "omar", "--role", "support-lead", audit=audit)
+    create = ("users", "create", "omar", "--role", "support-lead")
+    mismatch = command(*create, audit=audit, terminal=True)
     assert mismatch == (2, "", "signoff: the passwords do not match\n")
-    assert command("users", "create", "omar", "--role", "support-lead")[0] == 0
+    assert command(*create, terminal=True)[0] == 0
     assert accounts_of(audit, lambda accounts: accounts.login("omar", PASSWORD)) is not None
 
 

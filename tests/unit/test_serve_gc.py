@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
+import logging.config
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,19 @@ def test_serve_collects_young_objects_less_often(
         seen.append(gc.get_threshold())
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)  # pytest's stays
+    args = argparse.Namespace(
+        host="127.0.0.1",
+        port=0,
+        root_path="",
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        log_level="info",
+        log_format="text",
+    )
     before = gc.get_threshold()
     try:
-        cli.serve(CountingShop().app, settings(tmp_path), "127.0.0.1", 0)
+        cli.serve(CountingShop().app, settings(tmp_path), args)
     finally:
         gc.set_threshold(*before)
     assert seen == [cli.GC_THRESHOLDS]
