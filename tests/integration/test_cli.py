@@ -589,3 +589,11 @@ async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> 
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)
+
+
+async def test_reload_serves_the_app_from_a_reloading_process(tmp_path: Path) -> None:
+    write_shop(tmp_path)
+    port = free_port()
+    args = ["serve", "shop:app", "--reload", "--port", str(port)]
+    lines = await served_lines(args, {"SIGNOFF_SECRET": SECRET}, tmp_path, port)
+    assert any("Started reloader process" in line for line in lines), lines
