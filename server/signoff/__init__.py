@@ -1,5 +1,8 @@
 """signoff: a realtime chat widget server with confirmation cards."""
 
+# First: modules the imports below load read it (signoff.metrics).
+__version__ = "0.1.0"
+
 from signoff.app import Signoff
 from signoff.config import Settings, load_settings
 from signoff.core.actions import team
@@ -7,8 +10,6 @@ from signoff.core.conversation import Text, ToolCall
 from signoff.core.tokens import sign_user_token
 from signoff.engine.context import ActionContext
 from signoff.web.mounting import mounted_lifespan
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ActionContext",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+import platform
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from signoff import __version__
 
 connections = Gauge("signoff_websocket_connections", "Open widget WebSocket connections")
 frames_received = Counter(
@@ -28,4 +32,31 @@ webhook_deliveries = Counter(
     "(attempts ran out); dropped (the endpoint's queue was full); abandoned (at shutdown, "
     "with the memory store)",
     ["outcome"],
+)
+
+build = Info("signoff_build", "The signoff version and the Python it runs on")
+build.info({"version": __version__, "python": platform.python_version()})
+http_requests = Histogram(
+    "signoff_http_request_duration_seconds",
+    "HTTP requests by route (its path template; unmatched for paths no route serves), "
+    "method and status",
+    ["route", "method", "status"],
+)
+action_runs = Histogram(
+    "signoff_action_run_duration_seconds",
+    "Action calls run, by action and outcome: ok, failed or timeout",
+    ["action", "outcome"],
+)
+bot_steps = Histogram(
+    "signoff_bot_step_duration_seconds",
+    "Calls of the bot (the model, for the LLM bot), by outcome: ok or failed",
+    ["outcome"],
+)
+team_cards_waiting = Gauge(
+    "signoff_team_cards_waiting",
+    "Cards waiting on teammates, across instances (counted up to 1,000), when last scraped",
+)
+oldest_team_card_wait = Gauge(
+    "signoff_team_card_oldest_wait_seconds",
+    "How long the card waiting on teammates longest has waited since it opened",
 )

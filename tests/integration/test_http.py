@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from platform import python_version
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+import signoff
 from signoff.config import Site
 from tests.support import CountingShop, Server, running, settings, widget
 
@@ -25,6 +29,45 @@ async def test_widget_demo_health_and_metrics(demo: Server) -> None:
             metrics = (await http.get("/metrics", headers=await monitor(demo))).text
             assert "signoff_websocket_connections" in metrics
             assert 'signoff_frames_received_total{type="ping"}' in metrics
+
+
+async def test_metrics_time_requests_actions_and_the_bot_and_count_the_teams_queue(
+    demo: Server,
+) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("cancel order 1001")
+        card = await w.card("pending")
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+        await w.say("refund 250 on order 1002")
+        waiting = await w.card("waiting")
+    async with httpx.AsyncClient(base_url=demo.url) as http:
+        await http.get("/dashboard/cards/" + waiting["card_id"])  # to the login page
+        await http.get("/wp-login.php")
+        await asyncio.sleep(1.1)  # the card has waited a second
+        text = (await http.get("/metrics", headers=await monitor(demo))).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    seen = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families.values()
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return seen.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    http_count = "signoff_http_request_duration_seconds_count"
+    card_route = {"route": "/dashboard/cards/{card_id}", "method": "GET", "status": "303"}
+    assert value(http_count, **card_route) >= 1
+    assert value(http_count, route="unmatched", method="GET", status="404") >= 1
+    assert (
+        value("signoff_action_run_duration_seconds_count", action="cancel_order", outcome="ok") >= 1
+    )
+    assert value("signoff_bot_step_duration_seconds_count", outcome="ok") >= 3
+    assert value("signoff_team_cards_waiting") == 1  # this server's store, read at the scrape
+    assert 1 <= value("signoff_team_card_oldest_wait_seconds") < 60
+    assert value("signoff_build_info", version=signoff.__version__, python=python_version()) == 1
 
 
 async def monitor(server: Server) -> dict[str, str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from signoff import metrics
 from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Action
 from signoff.core.cards import Card
@@ -70,13 +71,16 @@ async def run_call(action: Action, args: dict[str, Any], ctx: ActionContext) -> 
     try:
         async with asyncio.timeout(action.run_timeout):
             result = await action.func(ctx, **action.bind(args))
-        outcome = Outcome(True, json_safe(result))
+        outcome, how = Outcome(True, json_safe(result)), "ok"
     except TimeoutError:
         outcome = Outcome(False, error=f"timed out after {action.run_timeout:g}s")
+        how = "timeout"
     except Exception as exc:  # an action's failure is reported, never a server crash
         log.warning("action %s failed: %s", action.name, type(exc).__name__)
-        outcome = Outcome(False, error=str(exc) or type(exc).__name__)
-    outcome.duration_ms = (time.perf_counter() - started) * 1000
+        outcome, how = Outcome(False, error=str(exc) or type(exc).__name__), "failed"
+    took = time.perf_counter() - started
+    metrics.action_runs.labels(action.name, how).observe(took)
+    outcome.duration_ms = took * 1000
     outcome.response = ctx.http.answered()
     return outcome
 

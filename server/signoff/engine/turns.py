@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
 
+from signoff import metrics
 from signoff.audit import AuditStatus
 from signoff.core.actions import Registry
 from signoff.core.cards import Card, Status
@@ -232,6 +234,7 @@ class Turns:
         """One call of the bot, its text streamed; returns its tool calls, None on failure."""
         stream: MessageStream | None = None
         calls: list[ToolCall] = []
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(BOT_STEP_TIMEOUT):
                 async for item in self.bot.respond(list(conversation)):
@@ -244,11 +247,13 @@ class Turns:
                             replace(item, args=dict(item.args), id=item.id or new_id("call"))
                         )
         except Exception as exc:
+            metrics.bot_steps.labels("failed").observe(time.perf_counter() - started)
             log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
             if stream is not None:
                 await stream.end()
             await self.say(session, conversation, SORRY)
             return None
+        metrics.bot_steps.labels("ok").observe(time.perf_counter() - started)
         if stream is not None:
             await stream.end()
         conversation.append(assistant_message(stream.text if stream else "", calls))

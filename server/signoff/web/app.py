@@ -24,6 +24,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from signoff import metrics as signoff_metrics
 from signoff.accounts import Accounts
 from signoff.app import Signoff
 from signoff.assets import asset_dir
@@ -40,6 +41,7 @@ from signoff.web.api import ApiError, api_mount, key_holder
 from signoff.web.dashboard import Dashboard
 from signoff.web.incoming import root_path
 from signoff.web.limits import VisitorLimits
+from signoff.web.measured import MeasuredRequests
 from signoff.web.mounting import RefusedUntilStarted, Started
 from signoff.web.outages import OUTAGES
 from signoff.web.pages import PAGE_HEADERS
@@ -47,6 +49,8 @@ from signoff.web.templating import page_templates
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
+# Team cards counted for /metrics at each scrape: enough to alarm on, cheap to read.
+WAITING_COUNTED = 1000
 
 
 @dataclass
@@ -209,6 +213,14 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             return PlainTextResponse("the audit database is unavailable", 503)
         if METRICS not in account.roles:
             return PlainTextResponse(f"this needs a key with the role {METRICS}", 403)
+        try:
+            waiting = await store.waiting_cards(WAITING_COUNTED)
+        except StoreUnavailable:
+            pass  # the store's own counter says so; these keep their last values
+        else:
+            signoff_metrics.team_cards_waiting.set(len(waiting))
+            oldest = engine.clock() - waiting[0].created_at if waiting else 0.0
+            signoff_metrics.oldest_team_card_wait.set(max(oldest, 0.0))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
@@ -225,7 +237,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(RefusedUntilStarted, state=running)],
+        middleware=[Middleware(MeasuredRequests), Middleware(RefusedUntilStarted, state=running)],
     )
     app.state.runtime = runtime
     return app
