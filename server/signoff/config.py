@@ -26,6 +26,7 @@ MAX_AUDIT_EXPORTS = 64  # each holds a database connection while it streams
 DEFAULT_EXPORT_IDLE_TIMEOUT = 30.0
 DEFAULT_SESSION_TTL = 1800.0
 DEFAULT_SESSION_LIFETIME = 24 * 3600.0
+MAX_SECONDS = 366 * 24 * 3600.0  # the longest duration a setting takes
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:(\d{1,5}|\*))?$")
 SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TABLES = {"sites", "llm", "slack", "webhooks"}
@@ -140,6 +141,8 @@ def _rate(name: str, value: Any) -> float:
 
 
 def _positive(name: str, value: Any) -> float:
+    """A number of seconds: positive, and at most MAX_SECONDS (a year), past which times
+    computed from it stop being times (1e308 seconds from now is no date)."""
     if isinstance(value, bool):  # TOML `true` is not a number of seconds
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}")
     try:
@@ -148,19 +151,21 @@ def _positive(name: str, value: Any) -> float:
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
     if not number > 0 or number == float("inf"):
         raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
+    if number > MAX_SECONDS:
+        raise ConfigError(f"{name}: at most {MAX_SECONDS:,.0f} seconds (a year), got {value!r}")
     return number
 
 
 MIN_ADMIN_KEY_LENGTH = 32
 
 
-def _admin_key(value: Any) -> str | None:
+def _admin_key(name: str, value: Any) -> str | None:
     """The bootstrap admin key: long enough that it cannot be guessed through the API."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) < MIN_ADMIN_KEY_LENGTH:
         raise ConfigError(
-            f"SIGNOFF_ADMIN_KEY: must be a string of at least {MIN_ADMIN_KEY_LENGTH} characters "
+            f"{name}: must be a string of at least {MIN_ADMIN_KEY_LENGTH} characters "
             "(e.g. openssl rand -hex 32)"
         )
     return value
@@ -182,16 +187,14 @@ def _sites(raw: Any) -> dict[str, Site]:
     return sites
 
 
-def _previous_secrets(value: Any) -> tuple[str, ...]:
+def _previous_secrets(name: str, value: Any) -> tuple[str, ...]:
     """A TOML list of strings, or the environment's secrets separated by spaces."""
     if isinstance(value, str):
         value = value.split()
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError("SIGNOFF_PREVIOUS_SECRETS: expected a list of secrets")
+        raise ConfigError(f"{name}: expected a list of secrets")
     if any(len(v) < MIN_SECRET_LENGTH for v in value):
-        raise ConfigError(
-            f"SIGNOFF_PREVIOUS_SECRETS: each must be at least {MIN_SECRET_LENGTH} characters"
-        )
+        raise ConfigError(f"{name}: each must be at least {MIN_SECRET_LENGTH} characters")
     return tuple(value)
 
 
@@ -235,11 +238,18 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
         _known_only("--config", raw, KNOWN_KEYS)
+    _known_variables(env)
     values = {key: raw[key] for key in KNOWN_KEYS - TABLES if key in raw}
+    # Where each value came from, to name it in an error: the variable or the file's key.
+    source = {key: f"{config_file}: {key}" for key in values}
     for key in KNOWN_KEYS - TABLES:
         name = "SIGNOFF_" + key.upper()
         if env.get(name):
             values[key] = env[name]
+            source[key] = name
+
+    def named(key: str) -> str:
+        return source.get(key, "SIGNOFF_" + key.upper())
 
     secret = values.get("secret")
     secret_given = bool(secret)
@@ -248,53 +258,76 @@ def load_settings(
             raise ConfigError("SIGNOFF_SECRET: required; set it to a long random string")
         # The demo's sessions need not outlive it; other uses (signoff db) sign nothing.
         secret = secrets.token_urlsafe(32)
-    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"SIGNOFF_SECRET: must be at least {MIN_SECRET_LENGTH} characters")
+    if not isinstance(secret, str):
+        raise ConfigError(f"{named('secret')}: expected a string, got {type(secret).__name__}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{named('secret')}: must be at least {MIN_SECRET_LENGTH} characters")
     # The store and audit URLs are checked where they are opened, before serving.
     return Settings(
         secret=secret,
         secret_given=secret_given,
-        previous_secrets=_previous_secrets(values.get("previous_secrets", ())),
+        previous_secrets=_previous_secrets(
+            named("previous_secrets"), values.get("previous_secrets", ())
+        ),
         store=str(values.get("store", "memory://")),
         audit=str(values.get("audit", "sqlite:///signoff.db")),
-        session_ttl=_positive(
-            "SIGNOFF_SESSION_TTL", values.get("session_ttl", DEFAULT_SESSION_TTL)
-        ),
+        session_ttl=_positive(named("session_ttl"), values.get("session_ttl", DEFAULT_SESSION_TTL)),
         session_lifetime=_positive(
-            "SIGNOFF_SESSION_LIFETIME", values.get("session_lifetime", DEFAULT_SESSION_LIFETIME)
+            named("session_lifetime"), values.get("session_lifetime", DEFAULT_SESSION_LIFETIME)
         ),
-        admin_key=_admin_key(values.get("admin_key")),
-        sweep_interval=_positive("SIGNOFF_SWEEP_INTERVAL", values.get("sweep_interval", 1.0)),
-        lease_margin=_positive("SIGNOFF_LEASE_MARGIN", values.get("lease_margin", 30.0)),
+        admin_key=_admin_key(named("admin_key"), values.get("admin_key")),
+        sweep_interval=_positive(named("sweep_interval"), values.get("sweep_interval", 1.0)),
+        lease_margin=_positive(named("lease_margin"), values.get("lease_margin", 30.0)),
         sites=_sites(raw.get("sites", {})),
         llm=_llm(raw.get("llm", {}), env),
         slack=_slack(raw.get("slack", {}), env),
         webhooks=_webhooks(raw.get("webhooks", []), env),
         audit_purge_interval=_positive(
-            "SIGNOFF_AUDIT_PURGE_INTERVAL", values.get("audit_purge_interval", 3600.0)
+            named("audit_purge_interval"), values.get("audit_purge_interval", 3600.0)
         ),
         address_message_rate=_rate(
-            "SIGNOFF_ADDRESS_MESSAGE_RATE", values.get("address_message_rate", 10.0)
+            named("address_message_rate"), values.get("address_message_rate", 10.0)
         ),
         address_session_rate=_rate(
-            "SIGNOFF_ADDRESS_SESSION_RATE", values.get("address_session_rate", 30.0)
+            named("address_session_rate"), values.get("address_session_rate", 30.0)
         ),
         audit_retention_days=(
-            _whole_days("SIGNOFF_AUDIT_RETENTION_DAYS", values["audit_retention_days"])
+            _whole_days(named("audit_retention_days"), values["audit_retention_days"])
             if "audit_retention_days" in values
             else None
         ),
         audit_exports=_whole(
-            "SIGNOFF_AUDIT_EXPORTS",
+            named("audit_exports"),
             values.get("audit_exports", DEFAULT_AUDIT_EXPORTS),
             1,
             MAX_AUDIT_EXPORTS,
         ),
         audit_export_idle_timeout=_positive(
-            "SIGNOFF_AUDIT_EXPORT_IDLE_TIMEOUT",
+            named("audit_export_idle_timeout"),
             values.get("audit_export_idle_timeout", DEFAULT_EXPORT_IDLE_TIMEOUT),
         ),
     )
+
+
+# Variables with the SIGNOFF_ prefix read elsewhere: the CLI's, and signoff's own tests'.
+OTHER_VARIABLES = {"SIGNOFF_HOST", "SIGNOFF_PORT", "SIGNOFF_WORKER_SPEC"}
+OTHER_PREFIXES = ("SIGNOFF_TEST_", "SIGNOFF_BENCH_")
+
+
+def _known_variables(env: Mapping[str, str]) -> None:
+    """Refuse SIGNOFF_* variables nobody reads, as unknown TOML keys are: most often a
+    misspelt one, whose setting would silently keep its default."""
+    known = {"SIGNOFF_" + key.upper() for key in KNOWN_KEYS - TABLES} | OTHER_VARIABLES
+    known |= {f"SIGNOFF_LLM_{key.upper()}" for key in LLM_KEYS}
+    known |= {f"SIGNOFF_SLACK_{key.upper()}" for key in SLACK_KEYS}
+    known |= {"SIGNOFF_WEBHOOK_URL", "SIGNOFF_WEBHOOK_SECRET"}
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith("SIGNOFF_") and name not in known and not name.startswith(OTHER_PREFIXES)
+    )
+    if unknown:
+        raise ConfigError(f"unknown environment variables {unknown}: no setting has that name")
 
 
 def _known_only(name: str, raw: Mapping[str, Any], keys: Collection[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import pytest
@@ -324,6 +325,14 @@ def test_when_naming_unknown_params_is_rejected() -> None:
         refund_action(when="total > 100")
     with pytest.raises(ActionError, match="total"):
         refund_action(approver=team("finance", when="total > 100"))
+
+
+def test_a_callable_when_is_refused_at_registration_saying_what_it_takes() -> None:
+    says = "when= takes an expression in a string, like 'amount > 100', not a function"
+    with pytest.raises(ActionError, match=re.escape(says)):
+        refund_action(when=lambda args: args["amount"] > 100)
+    with pytest.raises(ActionError, match=re.escape(says)):
+        refund_action(approver=team("finance", when=lambda args: True))
 
 
 def test_when_with_invalid_syntax_is_rejected() -> None:

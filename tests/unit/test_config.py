@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -127,13 +128,13 @@ def test_short_secret_is_an_error() -> None:
 @pytest.mark.parametrize("value", ["short", "x" * (MIN_ADMIN_KEY_LENGTH - 1), 12345])
 def test_a_guessable_or_non_string_admin_key_is_an_error(tmp_path: Path, value: object) -> None:
     path = write(tmp_path, f"admin_key = {value!r}\n".replace("'", '"'))
-    with pytest.raises(ConfigError, match="SIGNOFF_ADMIN_KEY"):
+    with pytest.raises(ConfigError, match=r"signoff\.toml: admin_key: must be a string"):
         load_settings(path, env=ENV)
 
 
 def test_non_string_secret_in_toml_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "secret = 12345678901234567890\n")
-    with pytest.raises(ConfigError, match="SIGNOFF_SECRET"):
+    with pytest.raises(ConfigError, match=r"signoff\.toml: secret: expected a string, got int"):
         load_settings(path, env={})
 
 
@@ -146,7 +147,7 @@ def test_bad_session_ttl_from_env_is_an_error(value: str) -> None:
 @pytest.mark.parametrize("value", ['"abc"', "-5", "0", "true", "[1]", "nan"])
 def test_bad_session_ttl_from_toml_is_an_error(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"session_ttl = {value}\n")
-    with pytest.raises(ConfigError, match="SIGNOFF_SESSION_TTL"):
+    with pytest.raises(ConfigError, match=r"signoff\.toml: session_ttl: "):
         load_settings(path, env=ENV)
 
 
@@ -672,3 +673,34 @@ def test_limits_per_client_address_have_defaults_and_can_be_set() -> None:
 def test_bad_address_limits_are_errors(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings(env={**ENV, name: value})
+
+
+def test_an_error_in_the_file_names_the_file_and_its_key(tmp_path: Path) -> None:
+    config = tmp_path / "signoff.toml"
+    config.write_text(f'secret = "{"s" * 32}"\nsession_ttl = "soon"\n')
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(config))}: session_ttl: expected"):
+        load_settings(config, env={})
+    # The environment wins, and its variable is named then.
+    with pytest.raises(ConfigError, match=r"^SIGNOFF_SESSION_TTL: expected"):
+        load_settings(config, env={"SIGNOFF_SESSION_TTL": "later"})
+    config.write_text("secret = 12345678901234567890\n")
+    with pytest.raises(ConfigError, match=f"{re.escape(str(config))}: secret: expected a string"):
+        load_settings(config, env={})
+
+
+def test_an_unknown_signoff_variable_is_refused_as_an_unknown_key_is() -> None:
+    env = {"SIGNOFF_SECRET": "s" * 32, "SIGNOFF_SESION_TTL": "60"}  # misspelt
+    with pytest.raises(
+        ConfigError, match=r"unknown environment variables \['SIGNOFF_SESION_TTL'\]"
+    ):
+        load_settings(env=env)
+    known = {"SIGNOFF_SECRET": "s" * 32, "SIGNOFF_PORT": "8000", "SIGNOFF_TEST_REDIS": "r"}
+    assert load_settings(env=known).secret == "s" * 32
+
+
+@pytest.mark.parametrize(
+    "name", ["SIGNOFF_SESSION_TTL", "SIGNOFF_SESSION_LIFETIME", "SIGNOFF_SWEEP_INTERVAL"]
+)
+def test_durations_past_a_year_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}: at most 31,622,400 seconds"):
+        load_settings(env={"SIGNOFF_SECRET": "s" * 32, name: "1e308"})

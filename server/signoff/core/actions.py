@@ -67,6 +67,11 @@ class Condition:
     """
 
     def __init__(self, source: str, params: Iterable[str]) -> None:
+        if not isinstance(source, str):  # a lambda, say: refused, not run
+            raise ActionError(
+                f"when= takes an expression in a string, like 'amount > 100', "
+                f"not a {type(source).__name__}"
+            )
         self.source = source
         params = set(params)
         try:
