@@ -34,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signoff.audit.schema import api_keys, teammates
 from signoff.config import SITE_PATTERN
-from signoff.core.plain_text import control_character
 from signoff.core.teammates import ADMIN, NAME_PATTERN, Channel, Teammate, check_role_name
 
 KEY_PREFIX = "sok_"  # recognisable in logs and by secret scanners
@@ -46,6 +45,10 @@ ADMIN_KEY_ID = "admin"
 
 class AccountError(ValueError):
     """A teammate or key cannot be created as asked; the message says why."""
+
+
+class AccountExists(AccountError):
+    """The name (or the Slack user) is taken: names sign decisions, so one name, one account."""
 
 
 class AccountForbidden(AccountError):
@@ -194,7 +197,7 @@ class Accounts:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(teammates), row)
         except IntegrityError:
-            raise AccountError(
+            raise AccountExists(
                 f"a teammate named {name!r} or linked to that Slack user already exists"
             ) from None
 
@@ -286,12 +289,14 @@ class Accounts:
     ) -> str:
         """A new key, made ``by`` an account (None: by the operator, on the command line);
         the only time its full text exists outside the caller is now."""
-        if not name or len(name) > 200:
-            raise AccountError("a key needs a name of 1 to 200 characters (what it is for)")
-        if why := control_character(name):
-            raise AccountError(f"key name {name!r}: {why}")
+        if not NAME_PATTERN.fullmatch(name):
+            # As teammates' names: a key's name signs its decisions (teammate:key:<name>).
+            raise AccountError(
+                f"key name {name!r}: use letters, digits, '.', '_', '@' and '-', up to 64 "
+                "characters (what it is for: refund-desk)"
+            )
         if name == ADMIN_KEY_ID:
-            raise AccountError(f"the key name {name!r} is kept for SIGNOFF_ADMIN_KEY")
+            raise AccountExists(f"the key name {name!r} is kept for SIGNOFF_ADMIN_KEY")
         checked_roles, checked_sites = _roles(roles), _sites(sites)
         if by is not None and (why := by.refusal_to_grant(checked_roles, checked_sites)):
             raise AccountForbidden(why)
@@ -311,7 +316,7 @@ class Accounts:
                 await conn.execute(insert(api_keys), row)
         except IntegrityError:
             # Names sign decisions, so even a revoked key's name is not given again.
-            raise AccountError(f"a key named {name!r} already exists") from None
+            raise AccountExists(f"a key named {name!r} already exists") from None
         return f"{KEY_PREFIX}{key_id}_{secret}"
 
     async def revoke_key(self, key_id: str, by: Account | None = None) -> bool:

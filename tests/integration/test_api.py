@@ -400,20 +400,24 @@ async def test_the_admin_key_manages_keys_and_signs_tokens_but_decides_nothing(
     demo: Server, api: Api
 ) -> None:
     created = await api.call(
-        "POST", "/keys", ADMIN_KEY, {"name": "refund desk", "roles": ["support-lead"]}
+        "POST", "/keys", ADMIN_KEY, {"name": "refund-desk", "roles": ["support-lead"]}
     )
     assert created.status_code == 201
     key, key_id = created.json()["key"], created.json()["key_id"]
     assert key.startswith(f"sok_{key_id}_")
     listed = await api.call("GET", "/keys", ADMIN_KEY)
     assert [(k["key_id"], k["name"], k["roles"]) for k in listed.json()["keys"]] == [
-        (key_id, "refund desk", ["support-lead"])
+        (key_id, "refund-desk", ["support-lead"])
     ]
     assert key.split("_", 2)[2] not in listed.text
     # Decisions are signed with key names: one name, one key; "admin" is the bootstrap's.
-    for name in ("refund desk", "admin"):
+    for name in ("refund-desk", "admin"):
         again = await api.call("POST", "/keys", ADMIN_KEY, {"name": name, "roles": ["finance"]})
-        assert (again.status_code, error_code(again)) == (422, "invalid_body")
+        assert (again.status_code, error_code(again)) == (409, "conflict")
+    # Named as teammates are: the name signs decisions (teammate:key:<name>).
+    for name in ("refund desk", "desk\u202e", "", "x" * 65, "-desk"):
+        odd = await api.call("POST", "/keys", ADMIN_KEY, {"name": name, "roles": ["finance"]})
+        assert (odd.status_code, error_code(odd)) == (422, "invalid_body"), name
     token = await api.call("POST", "/user-tokens", ADMIN_KEY, {"user_id": "alice"})
     assert token.status_code == 200
 
@@ -452,7 +456,7 @@ async def test_the_admin_key_manages_keys_and_signs_tokens_but_decides_nothing(
 
 
 async def test_host_keys_sign_user_tokens_the_widget_accepts(demo: Server, api: Api) -> None:
-    host = await make_key(demo, "shop backend", "host")
+    host = await make_key(demo, "shop-backend", "host")
     lead = await make_key(demo, "refund-desk", "support-lead")
     answer = await api.call(
         "POST", "/user-tokens", host, {"user_id": "alice", "ttl": 60, "site": "demo"}
@@ -494,8 +498,8 @@ async def test_a_key_scoped_to_a_site_sees_and_signs_for_that_site_only(
     ):
         api = Api(http)
         accounts = server.app.state.runtime.accounts
-        blog_lead = await accounts.create_key("blog lead", ["support-lead"], ["blog"])
-        blog_host = await accounts.create_key("blog backend", ["host"], ["blog"])
+        blog_lead = await accounts.create_key("blog-lead", ["support-lead"], ["blog"])
+        blog_host = await accounts.create_key("blog-backend", ["host"], ["blog"])
         async with widget(server) as w:
             card = await escalate(w)  # on the demo site
             listed = await api.call("GET", "/cards", blog_lead)
@@ -532,10 +536,10 @@ async def test_a_key_grants_and_manages_only_roles_it_holds_on_sites_it_covers(
     ):
         api = Api(http)
         accounts = server.app.state.runtime.accounts
-        blog_admin = await accounts.create_key("blog admin", ["admin", "host"], ["blog"])
-        demo_lead = await accounts.create_key("demo lead", ["support-lead"], ["demo"])
-        any_host = await accounts.create_key("any host", ["host"])
-        blog_lead = await accounts.create_key("blog lead", ["support-lead"], ["blog"])
+        blog_admin = await accounts.create_key("blog-admin", ["admin", "host"], ["blog"])
+        demo_lead = await accounts.create_key("demo-lead", ["support-lead"], ["demo"])
+        any_host = await accounts.create_key("any-host", ["host"])
+        blog_lead = await accounts.create_key("blog-lead", ["support-lead"], ["blog"])
         for body, says in [
             ({"roles": ["admin", "host"]}, "cannot grant every site"),  # no sites: every site
             ({"roles": ["host"], "sites": ["demo"]}, "site demo"),
@@ -553,20 +557,20 @@ async def test_a_key_grants_and_manages_only_roles_it_holds_on_sites_it_covers(
             "POST",
             "/keys",
             blog_admin,
-            {"name": "blog backend", "roles": ["host"], "sites": ["blog"]},
+            {"name": "blog-backend", "roles": ["host"], "sites": ["blog"]},
         )
         assert made.status_code == 201
-        assert made.json()["created_by"] == "key:blog admin"
+        assert made.json()["created_by"] == "key:blog-admin"
         listed = await api.call("GET", "/keys", blog_admin)
         assert [(k["name"], k["created_by"]) for k in listed.json()["keys"]] == [
-            ("blog admin", None),
-            ("blog backend", "key:blog admin"),
+            ("blog-admin", None),
+            ("blog-backend", "key:blog-admin"),
         ]
         all_keys = {k.name: k.key_id for k in await accounts.list_keys()}
         for name, key in [
-            ("demo lead", demo_lead),
-            ("any host", any_host),
-            ("blog lead", blog_lead),
+            ("demo-lead", demo_lead),
+            ("any-host", any_host),
+            ("blog-lead", blog_lead),
         ]:
             refused = await api.call("DELETE", "/keys/{key_id}", blog_admin, key_id=all_keys[name])
             assert (refused.status_code, error_code(refused)) == (403, "forbidden"), name
@@ -613,14 +617,14 @@ async def test_keys_made_by_one_person_are_that_person_for_four_eyes(
 
         # Another admin, made on the command line, is a person of their own.
         other_admin = await server.app.state.runtime.accounts.create_key(
-            "other admin", ["admin", "finance"]
+            "other-admin", ["admin", "finance"]
         )
         others_finance = await mint(other_admin, "other-finance", "finance")
         last = await api.resume(card["card_id"], others_finance, decision="approve")
         assert last.json()["card"]["status"] == "approved"
         assert [(a["by"], a["principal"]) for a in last.json()["card"]["approvals"]] == [
             ("teammate:key:lead-bot", "teammate:key:admin"),
-            ("teammate:key:other-finance", "teammate:key:other admin"),
+            ("teammate:key:other-finance", "teammate:key:other-admin"),
         ]
         await w.update(card["card_id"], "done")
     assert runs == [{"amount": "250", "decided_by": "teammate:key:other-finance"}]
@@ -639,6 +643,14 @@ async def test_unknown_routes_and_methods_answer_in_the_same_shape(demo: Server)
         wrong = await http.put("/api/v1/cards")
         assert (wrong.status_code, error_code(wrong)) == (405, "method_not_allowed")
         assert "GET" in wrong.headers["allow"]
+        # Allow lists every method of the path, whichever of its routes answers.
+        keys = await http.delete("/api/v1/keys")
+        assert (keys.status_code, error_code(keys)) == (405, "method_not_allowed")
+        assert set(keys.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+        # And the OpenAPI document is also where tools look first.
+        assert (await http.get("/openapi.json")).json() == (
+            await http.get("/api/v1/openapi.json")
+        ).json()
 
 
 async def test_the_openapi_document_is_valid_and_lists_every_route(demo: Server) -> None:
@@ -675,11 +687,11 @@ async def test_keys_live_in_the_audit_database(audit_url: str, tmp_path: Any) ->
     ):
         api = Api(http)
         created = await api.call(
-            "POST", "/keys", ADMIN_KEY, {"name": "refund desk", "roles": ["support-lead"]}
+            "POST", "/keys", ADMIN_KEY, {"name": "refund-desk", "roles": ["support-lead"]}
         )
         card = await escalate(w)
         answer = await api.resume(card["card_id"], created.json()["key"], decision="approve")
-        assert answer.json()["card"]["decided_by"] == "teammate:key:refund desk"
+        assert answer.json()["card"]["decided_by"] == "teammate:key:refund-desk"
         await w.update(card["card_id"], "done")
         revoked = await api.call(
             "DELETE", "/keys/{key_id}", ADMIN_KEY, key_id=created.json()["key_id"]

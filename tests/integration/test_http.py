@@ -80,7 +80,7 @@ async def test_metrics_are_for_a_metrics_key_and_that_key_reads_nothing_else(
     demo: Server,
 ) -> None:
     accounts = demo.app.state.runtime.accounts
-    lead = await accounts.create_key("refund desk", ["support-lead"])
+    lead = await accounts.create_key("refund-desk", ["support-lead"])
     scraper = await monitor(demo)
     async with httpx.AsyncClient(base_url=demo.url) as http:
         anyone = await http.get("/metrics")

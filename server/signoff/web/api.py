@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -40,6 +41,7 @@ from signoff import __version__
 from signoff.accounts import (
     Account,
     AccountError,
+    AccountExists,
     AccountForbidden,
     Accounts,
     KeyInfo,
@@ -64,6 +66,7 @@ from signoff.core.teammates import (
     ADMIN,
     HOST,
     MACHINE_ROLES,
+    NAME_PATTERN,
     ROLE_PATTERN,
     Channel,
     Teammate,
@@ -121,7 +124,9 @@ class UserTokenRequest(_Body):
 class KeyRequest(_Body):
     """A new API key: what it is for, and the roles it holds."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200), NAME]
+    name: Annotated[str, Field(pattern=NAME_PATTERN.pattern)] = Field(
+        description="What it is for (refund-desk): its decisions are signed teammate:key:<name>."
+    )
     roles: Annotated[list[Role], Field(min_length=1, max_length=32)]
     sites: Annotated[list[SiteName], Field(min_length=1, max_length=64)] | None = Field(
         None, description="Only these sites' cards and users; every site if left out."
@@ -137,6 +142,21 @@ class CardsQuery(BaseModel):
 
 
 AUDIT_STATUSES = tuple(str(s) for s in AuditStatus)
+# A comma-separated list of them, as the OpenAPI document states it (the validator below
+# names an unknown one).
+_ONE_STATUS = "|".join(AUDIT_STATUSES)
+STATUS_LIST = f"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"
+ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def _iso_time(value: Any) -> Any:
+    """Times in ISO 8601 only: pydantic would also read a number as seconds since 1970."""
+    if not isinstance(value, str) or not ISO_TIME.match(value):
+        raise ValueError("expected a time in ISO 8601 with an offset, like 2026-12-04T09:30:00Z")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
 MAX_FILTER_CHARS = 200  # ids are 64 at most; action and decider names are short
 FilterText = Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS), NAME]
 
@@ -149,12 +169,12 @@ class AuditQuery(BaseModel):
     status: str | None = Field(
         None,
         description="Any of these statuses, comma-separated: " + ", ".join(AUDIT_STATUSES) + ".",
-        json_schema_extra={"examples": ["cancelled,rejected"]},
+        json_schema_extra={"examples": ["cancelled,rejected"], "pattern": STATUS_LIST},
     )
-    since: AwareDatetime | None = Field(
+    since: IsoTime | None = Field(
         None, description="Rows at or after this time: ISO 8601 with an offset (Z or +hh:mm)."
     )
-    until: AwareDatetime | None = Field(
+    until: IsoTime | None = Field(
         None, description="Rows before this time: ISO 8601 with an offset (Z or +hh:mm)."
     )
     conversation: FilterText | None = Field(None, description="One conversation's rows.")
@@ -638,6 +658,8 @@ async def create_key(runtime: Runtime, call: Call) -> Response:
         key = await runtime.accounts.create_key(body.name, body.roles, body.sites, call.account)
     except AccountForbidden as exc:
         raise beyond_grant(call, f"create the API key {body.name!r}", exc) from None
+    except AccountExists as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
     except AccountError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
     key_id = parse_key_id(key)
@@ -748,6 +770,7 @@ ENDPOINTS = (
         create_key,
         "Create an API key; the answer holds it once",
         KeyCreatedResponse,
+        errors=(409,),
         roles=frozenset({ADMIN}),
         body=KeyRequest,
         status=201,
@@ -770,7 +793,7 @@ ERROR_TEXT = {
     401: "No valid API key",
     403: "The key lacks the role, is not for the site asked for, or would grant more than it holds",
     404: "Not found",
-    409: "Already decided, or expired",
+    409: "Already decided or expired (a card); the name is taken (a key)",
     413: "The body is too large",
     415: "The body is not application/json",
     422: "The body or query does not fit the schema",
@@ -920,13 +943,22 @@ class Api:
         call = Call(request, account, teammate, body, query)
         return await endpoint.handler(self.runtime, call)
 
-    def route(self, endpoint: Endpoint) -> Route:
-        async def handle(request: Request) -> Response:
-            return await self.serve(endpoint, request)
+    def routes(self) -> list[Route]:
+        """One route per path, serving each of its methods: a method the path does not
+        serve gets 405 with every one it does in ``Allow``."""
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for endpoint in ENDPOINTS:
+            by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
 
-        return Route(
-            endpoint.path, handle, methods=[endpoint.method], name=endpoint.handler.__name__
-        )
+        def route(path: str, endpoints: dict[str, Endpoint]) -> Route:
+            async def handle(request: Request) -> Response:
+                # HEAD is served as GET, as Starlette adds it to a GET route.
+                method = "GET" if request.method == "HEAD" else request.method
+                return await self.serve(endpoints[method], request)
+
+            return Route(path, handle, methods=list(endpoints))
+
+        return [route(path, endpoints) for path, endpoints in by_path.items()]
 
 
 async def openapi(request: Request) -> Response:
@@ -937,7 +969,7 @@ def api_mount(runtime: Runtime) -> Mount:
     """The ``/api/v1`` routes, as one app with its own JSON error answers."""
     api = Api(runtime)
     app = Starlette(
-        routes=[Route(OPENAPI_PATH, openapi), *(api.route(e) for e in ENDPOINTS)],
+        routes=[Route(OPENAPI_PATH, openapi), *api.routes()],
         exception_handlers={
             ApiError: api_error,
             ProtocolError: engine_error,

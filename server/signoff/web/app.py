@@ -37,7 +37,7 @@ from signoff.engine.notify import Notifier
 from signoff.integrations.webhooks import WebhookNotifier
 from signoff.logs import Repeated, withheld
 from signoff.store import StoreUnavailable, open_store
-from signoff.web.api import ApiError, api_mount, key_holder
+from signoff.web.api import ApiError, api_mount, key_holder, openapi
 from signoff.web.dashboard import Dashboard
 from signoff.web.incoming import root_path
 from signoff.web.limits import VisitorLimits
@@ -231,6 +231,8 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/demo", demo),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            # Where API tools look first; the same document as /api/v1/openapi.json.
+            Route("/openapi.json", openapi),
             *slack,
             *Dashboard(runtime).routes(),
             api_mount(runtime),
