@@ -640,6 +640,9 @@ async def test_unknown_routes_and_methods_answer_in_the_same_shape(demo: Server)
     async with httpx.AsyncClient(base_url=demo.url) as http:
         missing = await http.get("/api/v1/nothing")
         assert (missing.status_code, error_code(missing)) == (404, "not_found")
+        # A path the API's own routes cannot match (a line break in an id) is JSON too.
+        odd = await http.delete("/api/v1/keys/a%0Ab")
+        assert (odd.status_code, error_code(odd)) == (404, "not_found")
         wrong = await http.put("/api/v1/cards")
         assert (wrong.status_code, error_code(wrong)) == (405, "method_not_allowed")
         assert "GET" in wrong.headers["allow"]

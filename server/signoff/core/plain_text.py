@@ -10,9 +10,12 @@ line breaks, where the text comes in.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 _IN_NAMES = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 _IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # the same, but \t \n \r
@@ -26,19 +29,37 @@ def control_character(text: str, *, free_text: bool = False) -> str | None:
     return f"control characters such as {found.group()!r} are not allowed"
 
 
-def _refuse_in_names(text: str) -> str:
-    if why := control_character(text):
-        raise PydanticCustomError("control_character", why)
-    return text
+@dataclass(frozen=True)
+class PlainText:
+    """Metadata for a model's text field: refuses control characters after the field's
+    other checks, and states the rule in the JSON schema as a pattern, so the OpenAPI
+    document says what the server accepts."""
+
+    free_text: bool = False
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._refuse, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        stated = handler(schema)
+        stated.setdefault("pattern", _TEXT_PATTERN if self.free_text else _NAME_PATTERN)
+        return stated
+
+    def _refuse(self, text: str) -> str:
+        if why := control_character(text, free_text=self.free_text):
+            raise PydanticCustomError("control_character", why)
+        return text
 
 
-def _refuse_in_free_text(text: str) -> str:
-    if why := control_character(text, free_text=True):
-        raise PydanticCustomError("control_character", why)
-    return text
-
+# The same rules as JSON Schema patterns (ECMA-262 regular expressions).
+_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
 
 # For request and frame models, after a field's other constraints:
 # ``Annotated[str, Field(max_length=200), NAME]``.
-NAME = AfterValidator(_refuse_in_names)  # a name, an id, a filter
-FREE_TEXT = AfterValidator(_refuse_in_free_text)  # a reason, a chat message
+NAME = PlainText()  # a name, an id, a filter
+FREE_TEXT = PlainText(free_text=True)  # a reason, a chat message

@@ -37,7 +37,7 @@ from signoff.engine.notify import Notifier
 from signoff.integrations.webhooks import WebhookNotifier
 from signoff.logs import Repeated, withheld
 from signoff.store import StoreUnavailable, open_store
-from signoff.web.api import ApiError, api_mount, key_holder, openapi
+from signoff.web.api import PREFIX, ApiError, api_mount, http_error, key_holder, openapi
 from signoff.web.dashboard import Dashboard
 from signoff.web.incoming import root_path
 from signoff.web.limits import VisitorLimits
@@ -67,6 +67,14 @@ class Runtime:
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         return any(site.allows(origin, host) for site in self.sites.values())
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """A path no route serves: in the API's JSON shape under its prefix (a path the API's
+    own routes cannot even match, with a line break in it, say), else as plain text."""
+    if request.url.path.removeprefix(root_path(request)).startswith(PREFIX + "/"):
+        return await http_error(request, exc)
+    return PlainTextResponse("Not Found", 404)
 
 
 def build_app(signoff: Signoff, settings: Settings) -> Starlette:
@@ -239,6 +247,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
         ],
         lifespan=lifespan,
+        exception_handlers={404: not_found},
         middleware=[Middleware(MeasuredRequests), Middleware(RefusedUntilStarted, state=running)],
     )
     app.state.runtime = runtime
