@@ -19,6 +19,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy tests/typing
 
 # What the tests drive from Debian: Chromium for the browser tests (Playwright never
 # downloads its own) and nginx, the load balancer of docs/deploying.md.

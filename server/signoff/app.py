@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from signoff.config import Settings, Site, load_settings, make_site
 from signoff.core.actions import ActionError, ActionFunc, Registry, make_action
@@ -11,6 +11,9 @@ from signoff.engine.turns import Bot
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+
+# A decorated action keeps its own type, for the type checkers of the code that calls it.
+F = TypeVar("F", bound=ActionFunc)
 
 
 class Signoff:
@@ -26,7 +29,13 @@ class Signoff:
         self.settings = settings
         self.sites: dict[str, Site] = {}
 
-    def action(self, func: ActionFunc | None = None, /, **options: Any) -> Any:
+    @overload
+    def action(self, func: F, /) -> F: ...
+
+    @overload
+    def action(self, func: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def action(self, func: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register an async function as an action: ``@app.action(kind="destructive")``.
 
         ``options`` are those of :func:`signoff.core.actions.make_action`: kind, name,
@@ -35,7 +44,7 @@ class Signoff:
         """
         options.setdefault("kind", "write")
 
-        def register(fn: ActionFunc) -> ActionFunc:
+        def register(fn: F) -> F:
             try:
                 action = make_action(fn, **options)
             except TypeError as exc:  # a misspelt option

@@ -26,6 +26,9 @@ async def test_widget_demo_health_and_metrics(demo: Server) -> None:
             page = await http.get("/demo")
             assert '<script src="/widget.js" data-site="demo"' in page.text
             assert (await http.get("/healthz")).json() == {"status": "ok"}
+            assert 'rel="icon" href="/static/favicon.svg"' in page.text
+            icon = await http.get("/favicon.ico", follow_redirects=True)
+            assert (icon.status_code, icon.headers["content-type"]) == (200, "image/svg+xml")
             metrics = (await http.get("/metrics", headers=await monitor(demo))).text
             assert "signoff_websocket_connections" in metrics
             assert 'signoff_frames_received_total{type="ping"}' in metrics

@@ -19,6 +19,7 @@ from starlette.responses import (
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
+    RedirectResponse,
     Response,
 )
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -190,6 +191,10 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         page = templates.get_template("demo.html").render(site="demo", root=root_path(request))
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico of every page's host; the icon is an SVG.
+        return RedirectResponse(root_path(request) + "/static/favicon.svg", 301)
+
     async def healthz(request: Request) -> Response:
         """Ok when the store and the audit database both answer; otherwise 503, and a
         load balancer takes the instance out until they do (every turn needs both). The
@@ -238,6 +243,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             Route("/widget.css", widget_css),
             Route("/demo", demo),
             Route("/healthz", healthz),
+            Route("/favicon.ico", favicon),
             Route("/metrics", metrics),
             # Where API tools look first; the same document as /api/v1/openapi.json.
             Route("/openapi.json", openapi),
