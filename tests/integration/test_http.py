@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from platform import python_version
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import signoff
@@ -143,3 +145,14 @@ async def test_metrics_count_cards_opened_and_closed(tmp_path: Any) -> None:
 OPENED = 'signoff_cards_opened_total{approver="user"}'
 DONE = 'signoff_cards_closed_total{status="done"}'
 CANCELLED = 'signoff_cards_closed_total{status="cancelled"}'
+
+
+async def test_the_memory_store_under_gunicorn_is_warned_of(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SERVER_SOFTWARE", "gunicorn/23.0.0")  # as gunicorn's arbiter sets it
+    with caplog.at_level(logging.WARNING, "signoff.web"):
+        async with running(CountingShop().app, settings(tmp_path, store="memory://")):
+            pass
+    said = [r.getMessage() for r in caplog.records if "gunicorn/23.0.0" in r.getMessage()]
+    assert len(said) == 1 and "SIGNOFF_STORE=redis://" in said[0]

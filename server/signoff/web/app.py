@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +69,21 @@ class Runtime:
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         return any(site.allows(origin, host) for site in self.sites.values())
+
+
+def warn_of_split_state(store_url: str) -> None:
+    """Say loudly when processes that may be several keep their own sessions: under
+    gunicorn (which names itself in SERVER_SOFTWARE) the workers' memory stores are one
+    each, and a widget that reconnects to another worker finds its session gone."""
+    server = os.environ.get("SERVER_SOFTWARE", "")
+    if server.startswith("gunicorn") and store_url.startswith("memory:"):
+        log.warning(
+            "signoff runs under %s with the memory store: each worker keeps its own "
+            "sessions and cards, so with more than one worker a widget that reconnects to "
+            "another one finds its session expired. Set SIGNOFF_STORE=redis://... (or run "
+            "one worker; docs/deploying.md)",
+            server,
+        )
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -160,6 +176,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warn_of_split_state(settings.store)
         await store.start()
         await audit.start()
         for notifier in notifiers:
