@@ -9,8 +9,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: $(VENV)/.installed
 	$(BIN)/signoff demo
 
+# Under tools/test_services.py: the Redis and PostgreSQL the tests name if they answer,
+# else throwaway ones of the run's own.
 test: $(VENV)/.test-installed system lint
-	$(BIN)/python -m pytest
+	$(BIN)/python tools/test_services.py -- $(BIN)/python -m pytest
 ifeq ($(CI),true)
 	$(MAKE) floors
 endif
@@ -22,11 +24,17 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy tests/typing
 
 # What the tests drive from Debian: Chromium for the browser tests (Playwright never
-# downloads its own) and nginx, the load balancer of docs/deploying.md.
-system: /usr/bin/chromium /usr/sbin/nginx
-/usr/bin/chromium /usr/sbin/nginx &:
+# downloads its own), nginx, the load balancer of docs/deploying.md, and the Redis and
+# PostgreSQL servers tools/test_services.py starts when none answers.
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+system: /usr/bin/chromium /usr/sbin/nginx /usr/bin/redis-server $(if $(PG_INITDB),,postgresql)
+/usr/bin/chromium /usr/sbin/nginx /usr/bin/redis-server &:
 	$(SUDO) apt-get update -q
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium nginx
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium nginx redis-server
+.PHONY: postgresql
+postgresql:
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
