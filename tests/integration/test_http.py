@@ -40,9 +40,7 @@ async def test_metrics_time_requests_actions_and_the_bot_and_count_the_teams_que
     demo: Server,
 ) -> None:
     async with widget(demo) as w:
-        await w.hello()
-        await w.say("cancel order 1001")
-        card = await w.card("pending")
+        card = await w.open_card("cancel order 1001")
         await w.decide(card)
         await w.update(card["card_id"], "done")
         await w.say("refund 250 on order 1002")
