@@ -279,8 +279,8 @@ def load_settings(
         sweep_interval=_positive(named("sweep_interval"), values.get("sweep_interval", 1.0)),
         lease_margin=_positive(named("lease_margin"), values.get("lease_margin", 30.0)),
         sites=_sites(raw.get("sites", {})),
-        llm=_llm(raw.get("llm", {}), env),
-        slack=_slack(raw.get("slack", {}), env),
+        llm=_llm(raw.get("llm", {}), env, config_file),
+        slack=_slack(raw.get("slack", {}), env, config_file),
         webhooks=_webhooks(raw.get("webhooks", []), env),
         audit_purge_interval=_positive(
             named("audit_purge_interval"), values.get("audit_purge_interval", 3600.0)
@@ -337,17 +337,27 @@ def _known_only(name: str, raw: Mapping[str, Any], keys: Collection[str]) -> Non
         raise ConfigError(f"{name}: unknown settings {sorted(unknown)}")
 
 
-def _table(name: str, raw: Any, keys: set[str], env: Mapping[str, str]) -> dict[str, Any]:
-    """A table such as ``[llm]`` with its ``SIGNOFF_<NAME>_<KEY>`` variables winning."""
+def _table(
+    name: str, raw: Any, keys: set[str], env: Mapping[str, str], config_file: object
+) -> tuple[dict[str, Any], Callable[[str], str]]:
+    """A table such as ``[llm]`` with its ``SIGNOFF_<NAME>_<KEY>`` variables winning, and
+    what names a key in an error: its variable, or the file and the table's key when the
+    file set it."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: expected a table, [{name}]")
     _known_only(name, raw, keys)
     values = dict(raw)
+    source = {key: f"{config_file}: {name}.{key}" for key in raw}
     for key in keys:
         variable = f"SIGNOFF_{name.upper()}_{key.upper()}"
         if env.get(variable):
             values[key] = env[variable]
-    return values
+            source[key] = variable
+
+    def named(key: str) -> str:
+        return source.get(key, f"SIGNOFF_{name.upper()}_{key.upper()}")
+
+    return values, named
 
 
 def _http_url(name: str, value: str, example: str) -> str:
@@ -392,50 +402,46 @@ class LLMSettings:
     max_retries: int = DEFAULT_LLM_RETRIES
 
 
-def _llm(raw: Any, env: Mapping[str, str]) -> LLMSettings | None:
+def _llm(raw: Any, env: Mapping[str, str], config_file: object) -> LLMSettings | None:
     """The ``[llm]`` table with ``SIGNOFF_LLM_*`` winning; None without a base URL."""
-    values = _table("llm", raw, LLM_KEYS, env)
+    values, named = _table("llm", raw, LLM_KEYS, env, config_file)
     for key, value in values.items():
         if key not in {"timeout", "max_retries"} and not isinstance(value, str):
-            raise ConfigError(f"SIGNOFF_LLM_{key.upper()}: expected a string, got {value!r}")
+            raise ConfigError(f"{named(key)}: expected a string, got {value!r}")
     base_url = values.pop("base_url", "")
     if not base_url:
         if values:
             raise ConfigError(
-                "SIGNOFF_LLM_BASE_URL: required with the other llm settings "
+                f"{named('base_url')}: required with the other llm settings "
                 "(for OpenAI itself, https://api.openai.com/v1)"
             )
         return None
-    _http_url("SIGNOFF_LLM_BASE_URL", base_url, "https://api.openai.com/v1")
+    _http_url(named("base_url"), base_url, "https://api.openai.com/v1")
     if needed := missing_extra("llm", "SIGNOFF_LLM_BASE_URL (a model for the bot)"):
         raise ConfigError(needed)
     if not values.get("model"):
-        raise ConfigError("SIGNOFF_LLM_MODEL: required with SIGNOFF_LLM_BASE_URL")
+        raise ConfigError(f"{named('model')}: required with SIGNOFF_LLM_BASE_URL")
     prompt = values.get("system_prompt")
     if "system_prompt_file" in values:
         if prompt is not None:
             raise ConfigError(
-                "SIGNOFF_LLM_SYSTEM_PROMPT_FILE: give a system prompt or a file, not both"
+                f"{named('system_prompt_file')}: give a system prompt or a file, not both"
             )
         path = values["system_prompt_file"]
         try:
             prompt = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"SIGNOFF_LLM_SYSTEM_PROMPT_FILE: cannot read {path}: {exc}"
-            ) from None
+            raise ConfigError(f"{named('system_prompt_file')}: cannot read {path}: {exc}") from None
     return LLMSettings(
         base_url=base_url,
         model=values["model"],
         api_key=values.get("api_key") or None,
         system_prompt=prompt,
-        timeout=_positive("SIGNOFF_LLM_TIMEOUT", values.get("timeout", DEFAULT_LLM_TIMEOUT)),
-        max_retries=_retries(values.get("max_retries", DEFAULT_LLM_RETRIES)),
+        timeout=_positive(named("timeout"), values.get("timeout", DEFAULT_LLM_TIMEOUT)),
+        max_retries=_whole(
+            named("max_retries"), values.get("max_retries", DEFAULT_LLM_RETRIES), 0, MAX_LLM_RETRIES
+        ),
     )
-
-
-def _retries(value: Any) -> int:
-    return _whole("SIGNOFF_LLM_MAX_RETRIES", value, 0, MAX_LLM_RETRIES)
 
 
 def _whole(name: str, value: Any, low: int, high: int) -> int:
@@ -468,20 +474,18 @@ class SlackSettings:
     api_url: str = SLACK_API_URL
 
 
-def _slack(raw: Any, env: Mapping[str, str]) -> SlackSettings | None:
+def _slack(raw: Any, env: Mapping[str, str], config_file: object) -> SlackSettings | None:
     """The ``[slack]`` table with ``SIGNOFF_SLACK_*`` winning; None when nothing is set.
 
     All or nothing: a Slack app half configured would post buttons nobody can use,
     or take clicks it cannot check.
     """
-    values = _table("slack", raw, SLACK_KEYS, env)
+    values, named = _table("slack", raw, SLACK_KEYS, env, config_file)
     if not values:
         return None
     for key, value in values.items():
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(
-                f"SIGNOFF_SLACK_{key.upper()}: expected a non-empty string, got {value!r}"
-            )
+            raise ConfigError(f"{named(key)}: expected a non-empty string, got {value!r}")
     missing = [f"SIGNOFF_SLACK_{key.upper()}" for key in SLACK_REQUIRED if key not in values]
     if missing:
         raise ConfigError(f"{', '.join(missing)}: required with the other slack settings")
@@ -491,9 +495,7 @@ def _slack(raw: Any, env: Mapping[str, str]) -> SlackSettings | None:
         bot_token=values["bot_token"],
         signing_secret=values["signing_secret"],
         channel=values["channel"],
-        api_url=_http_url(
-            "SIGNOFF_SLACK_API_URL", values.get("api_url", SLACK_API_URL), SLACK_API_URL
-        ),
+        api_url=_http_url(named("api_url"), values.get("api_url", SLACK_API_URL), SLACK_API_URL),
     )
 
 
