@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -121,11 +122,22 @@ class UserTokenRequest(_Body):
     site: SiteName | None = Field(None, description="Only valid for this configured site.")
 
 
+def _key_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError("use letters, digits, '.', '_', '@' and '-', up to 64 characters")
+    return name
+
+
 class KeyRequest(_Body):
     """A new API key: what it is for, and the roles it holds."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN.pattern)] = Field(
-        description="What it is for (refund-desk): its decisions are signed teammate:key:<name>."
+    # Control characters are named as such first; then the rule of teammates' names.
+    name: Annotated[str, Field(min_length=1, max_length=64), NAME, AfterValidator(_key_name)] = (
+        Field(
+            description="What it is for (refund-desk): its decisions are signed "
+            "teammate:key:<name>.",
+            json_schema_extra={"pattern": NAME_PATTERN.pattern},
+        )
     )
     roles: Annotated[list[Role], Field(min_length=1, max_length=32)]
     sites: Annotated[list[SiteName], Field(min_length=1, max_length=64)] | None = Field(
@@ -150,7 +162,10 @@ ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
 def _iso_time(value: Any) -> Any:
-    """Times in ISO 8601 only: pydantic would also read a number as seconds since 1970."""
+    """Times in ISO 8601 only: pydantic would also read a number as seconds since 1970.
+    (The dashboard's form hands over times it has read already.)"""
+    if isinstance(value, datetime):
+        return value
     if not isinstance(value, str) or not ISO_TIME.match(value):
         raise ValueError("expected a time in ISO 8601 with an offset, like 2026-12-04T09:30:00Z")
     return value
