@@ -527,6 +527,9 @@ async def test_the_wheel_carries_widget_templates_and_static(tmp_path: Path) -> 
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert b"License-Expression: Apache-2.0" in metadata
     assert b"Provides-Extra: postgres" in metadata
+    # The index's page: how to start, and no link that only works inside the repository.
+    assert b"pip install signoff\nsignoff demo" in metadata
+    assert b"](docs/" not in metadata
     venv = tmp_path / "venv"
     await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
