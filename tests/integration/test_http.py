@@ -154,3 +154,27 @@ async def test_the_memory_store_under_gunicorn_is_warned_of(
             pass
     said = [r.getMessage() for r in caplog.records if "gunicorn/23.0.0" in r.getMessage()]
     assert len(said) == 1 and "SIGNOFF_STORE=redis://" in said[0]
+
+
+async def test_what_a_client_sends_never_becomes_a_metrics_label(demo: Server) -> None:
+    """A scanner's paths and methods would make a histogram per request: the labels are
+    route templates and the standard methods only."""
+    async with httpx.AsyncClient(base_url=demo.url) as http:
+        for i in range(20):
+            await http.get(f"/api/v1/scan-{i}/admin")
+            await http.get(f"/static/scan-{i}.php")
+            await http.get(f"/dashboard/cards/dashboard-scan-{i}")  # an id like the path
+            await http.get(f"/scan-{i}")
+            await http.request(("PROPFIND", "MKCOL", "PURGE")[i % 3], "/healthz")
+        text = (await http.get("/metrics", headers=await monitor(demo))).text
+    labels = [
+        sample.labels
+        for family in text_string_to_metric_families(text)
+        if family.name == "signoff_http_request_duration_seconds"
+        for sample in family.samples
+    ]
+    assert labels and not any("scan" in value.lower() for s in labels for value in s.values())
+    routes = {s["route"] for s in labels}
+    assert {"/api/v1/{path}", "/static/{path}", "/dashboard/cards/{card_id}", "unmatched"} <= routes
+    assert {s["method"] for s in labels} <= {"GET", "other"}  # no method a client made up
+    assert "other" in {s["method"] for s in labels}

@@ -23,7 +23,7 @@ from starlette.responses import (
     RedirectResponse,
     Response,
 )
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from signoff import metrics as signoff_metrics
@@ -253,25 +253,29 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             signoff_metrics.oldest_team_card_wait.set(max(oldest, 0.0))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/ws", websocket_endpoint),
+        Route("/widget.js", widget_js),
+        Route("/widget.css", widget_css),
+        Route("/demo", demo),
+        Route("/healthz", healthz),
+        Route("/favicon.ico", favicon),
+        Route("/metrics", metrics),
+        # Where API tools look first; the same document as /api/v1/openapi.json.
+        Route("/openapi.json", openapi),
+        *slack,
+        *Dashboard(runtime).routes(),
+        api_mount(runtime),
+        Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
+    ]
     app = Starlette(
-        routes=[
-            WebSocketRoute("/ws", websocket_endpoint),
-            Route("/widget.js", widget_js),
-            Route("/widget.css", widget_css),
-            Route("/demo", demo),
-            Route("/healthz", healthz),
-            Route("/favicon.ico", favicon),
-            Route("/metrics", metrics),
-            # Where API tools look first; the same document as /api/v1/openapi.json.
-            Route("/openapi.json", openapi),
-            *slack,
-            *Dashboard(runtime).routes(),
-            api_mount(runtime),
-            Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
-        ],
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={404: not_found},
-        middleware=[Middleware(MeasuredRequests), Middleware(RefusedUntilStarted, state=running)],
+        middleware=[
+            Middleware(MeasuredRequests, routes=routes),
+            Middleware(RefusedUntilStarted, state=running),
+        ],
     )
     app.state.runtime = runtime
     return app
