@@ -465,7 +465,9 @@ async def unavailable(request: Request, exc: Exception) -> Response:
 async def refused_value(request: Request, exc: Exception) -> Response:
     # A value the database cannot hold (PostgreSQL refuses a NUL byte in text): the
     # request is at fault, and asking again would get the same answer.
-    log.info("API request refused by the database: %s", exc)
+    # Its class only: the message quotes the statement's parameters, the request's values.
+    reason = exc.orig if isinstance(exc, DataError) else exc
+    log.info("API request refused by the database: %s", type(reason).__name__)
     return error(422, "invalid_value", "the database cannot hold a value of this request")
 
 
