@@ -260,8 +260,8 @@ def lock_chains(conn: Connection, sites: set[str]) -> dict[str, tuple[int, str]]
                 for s in sorted(missing)
             ],
         )
-        # Read again, in one order with the rest: the new chains are locked now, and one
-        # another writer began meanwhile may have moved already.
+        # Read again, all in one order: the new chains are locked now, and a chain another
+        # writer began meanwhile may have moved already.
         ends = _locked_ends(conn, sites)
     return ends
 

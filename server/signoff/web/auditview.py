@@ -77,7 +77,7 @@ class AuditForm:
             given["status"] = ",".join(self.statuses)
         for name in ("since", "until"):
             if name in self.values:
-                given[name] = utc_time(name, self.values[name])
+                given[name] = utc_time(name, self.values[name]).isoformat()
         # An exact decider typed in wins over the sort chosen in the select.
         decided_by = self.values.get("decider") or self.values.get("decided_by")
         if decided_by is not None:
