@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from signoff.audit.schema import teammates
 from signoff.bots.demo import demo_app
 from signoff.web import logins
+from signoff.web.health import HEALTH_TTL
 from tests.services import POSTGRES_ADMIN_URL
 from tests.support import (
     Server,
@@ -449,11 +450,13 @@ async def test_the_health_check_fails_while_the_audit_database_is_unreachable(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
                 database,
             )
+            await asyncio.sleep(HEALTH_TTL)  # past the answer found before
             down = await http.get("/healthz")
             assert down.status_code == 503
             assert down.json() == {"status": "unavailable", "unavailable": ["audit"]}
         finally:
             await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await asyncio.sleep(HEALTH_TTL)
         assert (await http.get("/healthz")).json() == {"status": "ok"}
     await admin.close()
 

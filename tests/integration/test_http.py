@@ -178,3 +178,23 @@ async def test_what_a_client_sends_never_becomes_a_metrics_label(demo: Server) -
     assert {"/api/v1/{path}", "/static/{path}", "/dashboard/cards/{card_id}", "unmatched"} <= routes
     assert {s["method"] for s in labels} <= {"GET", "other"}  # no method a client made up
     assert "other" in {s["method"] for s in labels}
+
+
+async def test_a_crowd_asking_for_health_costs_one_check_of_each_service(
+    demo: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz answers anyone and queries Redis and the audit database: a flood of it
+    must not become a flood of queries."""
+    runtime = demo.app.state.runtime
+    pings = []
+    ping = runtime.audit.ping
+
+    async def counted() -> None:
+        pings.append(1)
+        await ping()
+
+    monkeypatch.setattr(runtime.audit, "ping", counted)
+    async with httpx.AsyncClient(base_url=demo.url) as http:
+        answers = await asyncio.gather(*(http.get("/healthz") for _ in range(50)))
+    assert {a.json()["status"] for a in answers} == {"ok"}
+    assert len(pings) <= 2  # one, or two if the second of reuse ran out meanwhile

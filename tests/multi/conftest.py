@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
+from signoff.web.health import HEALTH_TTL
 from tests.services import (
     cluster_store_url,
     redis_cluster_prefix,
@@ -58,6 +59,9 @@ class Instance:
         raise RuntimeError(f"instance did not start: {self.log.read_text()[-2000:]}")
 
     async def health(self) -> int:
+        """/healthz's status as a load balancer's next probe sees it: after the answer
+        the instance may be reusing (signoff.web.health) has run out."""
+        await asyncio.sleep(HEALTH_TTL)
         async with httpx.AsyncClient() as client:
             return (await client.get(self.url + "/healthz", timeout=10)).status_code
 

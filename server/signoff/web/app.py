@@ -30,7 +30,7 @@ from signoff import metrics as signoff_metrics
 from signoff.accounts import Accounts
 from signoff.app import Signoff
 from signoff.assets import asset_dir
-from signoff.audit import AuditError, AuditLog, open_audit
+from signoff.audit import AuditLog, open_audit
 from signoff.audit.upkeep import purge
 from signoff.config import ConfigError, Settings, Site
 from signoff.core.teammates import METRICS
@@ -41,6 +41,7 @@ from signoff.logs import Repeated, withheld
 from signoff.store import StoreUnavailable, open_store
 from signoff.web.api import PREFIX, ApiError, api_mount, http_error, key_holder, openapi
 from signoff.web.dashboard import Dashboard
+from signoff.web.health import Health
 from signoff.web.incoming import root_path
 from signoff.web.limits import VisitorLimits
 from signoff.web.measured import MeasuredRequests
@@ -142,7 +143,6 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     widget = asset_dir("widget")
 
     skipped_sweeps = Repeated(log)
-    unhealthy = Repeated(log)
 
     async def sweeper() -> None:
         while True:
@@ -212,24 +212,13 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         # Browsers ask for /favicon.ico of every page's host; the icon is an SVG.
         return RedirectResponse(root_path(request) + "/static/favicon.svg", 301)
 
+    health = Health(store, audit)
+
     async def healthz(request: Request) -> Response:
-        """Ok when the store and the audit database both answer; otherwise 503, and a
-        load balancer takes the instance out until they do (every turn needs both). The
-        body names which is down; the reason, which holds internal addresses, is logged."""
-        down = []
-        try:
-            await store.ping()
-        except StoreUnavailable as exc:
-            unhealthy.warning("health check: the store is unavailable: %s", exc)
-            down.append("store")
-        try:
-            await audit.ping()
-        except AuditError as exc:
-            unhealthy.warning("health check: %s", exc)
-            down.append("audit")
-        if down:
+        """Ok when the store and the audit database both answer (every turn needs both);
+        otherwise 503, naming which, and a load balancer takes the instance out."""
+        if down := await health.down():
             return JSONResponse({"status": "unavailable", "unavailable": down}, status_code=503)
-        unhealthy.ended()
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
