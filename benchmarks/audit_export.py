@@ -50,9 +50,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/audit_export
 from benchmarks.servers import HOST, environment, signoff_command, wait_listening  # noqa: E402
 from signoff.audit.query import CSV_COLUMNS, DOCUMENTS  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "SIGNOFF_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROWS = 1_000_000
 QUICK_ROWS = 100_000
 # --check parses every record with the csv module, in memory: small runs only.

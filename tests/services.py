@@ -12,7 +12,7 @@ database that is empty when the test starts. One database is created per test ru
 name is unique, so runs in other checkouts do not meet) and dropped at the end; between
 tests its schema is dropped and created again, which is much faster than a new database.
 ``postgres_database()`` gives a database of one's own, for a test that needs two. The
-server comes from ``SIGNOFF_TEST_POSTGRES``, an admin URL allowed to create databases.
+server comes from ``TEST_POSTGRES_URL``, an admin URL allowed to create databases.
 
 A service that cannot be reached fails the test (it is never skipped), so a CI run
 without the service fails rather than passes quietly.
@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.engine import URL, make_url
 
 POSTGRES_ADMIN_URL = os.environ.get(
-    "SIGNOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
@@ -57,7 +57,7 @@ async def _connect(url: URL) -> asyncpg.Connection:
     pytest.fail(  # outside the except block, so the report is this message alone
         f"PostgreSQL is not reachable at {url.render_as_string(hide_password=True)} "
         f"({error}). Start it (on Debian: {START_POSTGRES}), or point "
-        "SIGNOFF_TEST_POSTGRES at a server where this user may create databases.",
+        "TEST_POSTGRES_URL at a server where this user may create databases.",
         pytrace=False,
     )
 
@@ -96,7 +96,7 @@ async def empty_postgres_database(url: str) -> None:
         await conn.close()
 
 
-REDIS_URL = os.environ.get("SIGNOFF_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_REDIS = (
     'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
 )

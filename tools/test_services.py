@@ -1,5 +1,5 @@
 """Run a command (the test suite) with Redis and PostgreSQL to test against: the ones the
-tests name (SIGNOFF_TEST_REDIS, SIGNOFF_TEST_POSTGRES, by default on 127.0.0.1's usual
+tests name (TEST_REDIS_URL, TEST_POSTGRES_URL, by default on 127.0.0.1's usual
 ports) if they answer, else throwaway servers of this run's own, in a temporary directory
 on free ports, stopped when the command ends. What `make test` runs pytest under, so the
 README's second command works on a fresh Debian machine.
@@ -112,15 +112,15 @@ def main(command: list[str]) -> int:
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="signoff-test-")))
         os.chmod(folder, 0o755)
-        redis = env.get("SIGNOFF_TEST_REDIS", REDIS_URL)
+        redis = env.get("TEST_REDIS_URL", REDIS_URL)
         if not answers(redis):
             redis = stack.enter_context(throwaway_redis(folder))
             print(f"test services: nothing at the test Redis; started one at {redis}", flush=True)
-        postgres = env.get("SIGNOFF_TEST_POSTGRES", POSTGRES_URL)
+        postgres = env.get("TEST_POSTGRES_URL", POSTGRES_URL)
         if not answers(postgres):
             postgres = stack.enter_context(throwaway_postgres(folder))
             print(f"test services: nothing at the test PostgreSQL; started {postgres}", flush=True)
-        env |= {"SIGNOFF_TEST_REDIS": redis, "SIGNOFF_TEST_POSTGRES": postgres}
+        env |= {"TEST_REDIS_URL": redis, "TEST_POSTGRES_URL": postgres}
         return subprocess.run(command, env=env, check=False).returncode
 
 

@@ -309,9 +309,8 @@ def load_settings(
     )
 
 
-# Variables with the SIGNOFF_ prefix read elsewhere: the CLI's, and signoff's own tests'.
+# Variables with the SIGNOFF_ prefix that the command line reads, not the settings.
 OTHER_VARIABLES = {"SIGNOFF_HOST", "SIGNOFF_PORT", "SIGNOFF_WORKER_SPEC"}
-OTHER_PREFIXES = ("SIGNOFF_TEST_", "SIGNOFF_BENCH_")
 
 
 def _known_variables(env: Mapping[str, str]) -> None:
@@ -321,11 +320,7 @@ def _known_variables(env: Mapping[str, str]) -> None:
     known |= {f"SIGNOFF_LLM_{key.upper()}" for key in LLM_KEYS}
     known |= {f"SIGNOFF_SLACK_{key.upper()}" for key in SLACK_KEYS}
     known |= {"SIGNOFF_WEBHOOK_URL", "SIGNOFF_WEBHOOK_SECRET"}
-    unknown = sorted(
-        name
-        for name in env
-        if name.startswith("SIGNOFF_") and name not in known and not name.startswith(OTHER_PREFIXES)
-    )
+    unknown = sorted(name for name in env if name.startswith("SIGNOFF_") and name not in known)
     if unknown:
         raise ConfigError(f"unknown environment variables {unknown}: no setting has that name")
 

@@ -14,12 +14,12 @@ from tests.services import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTHING_LISTENS = {  # ports 1 and 2: nothing answers there
-    "SIGNOFF_TEST_REDIS": "redis://127.0.0.1:1/0",
-    "SIGNOFF_TEST_POSTGRES": "postgresql://postgres@127.0.0.1:2/postgres",
+    "TEST_REDIS_URL": "redis://127.0.0.1:1/0",
+    "TEST_POSTGRES_URL": "postgresql://postgres@127.0.0.1:2/postgres",
 }
 USE_THEM = """
 import asyncio, os, asyncpg, redis
-redis_url, postgres_url = os.environ["SIGNOFF_TEST_REDIS"], os.environ["SIGNOFF_TEST_POSTGRES"]
+redis_url, postgres_url = os.environ["TEST_REDIS_URL"], os.environ["TEST_POSTGRES_URL"]
 assert redis.Redis.from_url(redis_url).ping()
 async def use_postgres():
     conn = await asyncpg.connect(postgres_url)
@@ -62,6 +62,6 @@ def test_throwaway_servers_are_started_used_and_stopped() -> None:
 
 def test_services_that_answer_are_used_as_they_are() -> None:
     # The suite's own Redis answers (it runs under the same wrapper): it is kept.
-    run = wrapped("import os; print(os.environ['SIGNOFF_TEST_REDIS'])", dict(os.environ))
+    run = wrapped("import os; print(os.environ['TEST_REDIS_URL'])", dict(os.environ))
     assert (run.returncode, run.stdout.splitlines()[-1]) == (0, REDIS_URL)
     assert "started one" not in run.stdout

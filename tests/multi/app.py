@@ -1,6 +1,6 @@
 """The app the multi-instance tests serve from several processes.
 
-Every run of an action is appended to the file named by ``SIGNOFF_TEST_RUNS``, so
+Every run of an action is appended to the file named by ``TEST_RUNS_FILE``, so
 a test can count runs across processes, including ones it killed.
 """
 
@@ -16,7 +16,7 @@ from tests.support import EchoCallBot
 
 
 def record(line: str) -> None:
-    with open(os.environ["SIGNOFF_TEST_RUNS"], "a") as runs:
+    with open(os.environ["TEST_RUNS_FILE"], "a") as runs:
         runs.write(line + "\n")
 
 

@@ -100,7 +100,7 @@ class Cluster:
             "SIGNOFF_AUDIT": audit,
             "SIGNOFF_SWEEP_INTERVAL": "0.2",
             "SIGNOFF_LEASE_MARGIN": "1",
-            "SIGNOFF_TEST_RUNS": str(self.runs_file),
+            "TEST_RUNS_FILE": str(self.runs_file),
         }
         self.instances: list[Instance] = []
 

@@ -694,7 +694,7 @@ def test_an_unknown_signoff_variable_is_refused_as_an_unknown_key_is() -> None:
         ConfigError, match=r"unknown environment variables \['SIGNOFF_SESION_TTL'\]"
     ):
         load_settings(env=env)
-    known = {"SIGNOFF_SECRET": "s" * 32, "SIGNOFF_PORT": "8000", "SIGNOFF_TEST_REDIS": "r"}
+    known = {"SIGNOFF_SECRET": "s" * 32, "SIGNOFF_PORT": "8000", "SIGNOFF_WORKER_SPEC": "{}"}
     assert load_settings(env=known).secret == "s" * 32
 
 
