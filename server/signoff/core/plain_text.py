@@ -17,8 +17,11 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-_IN_NAMES = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
-_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # the same, but \t \n \r
+# Written once for Python and for JSON Schema (ECMA-262), which both read \uXXXX.
+_NAME_CONTROLS = r"\u0000-\u001f\u007f-\u009f"  # C0, DEL and C1
+_TEXT_CONTROLS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"  # but \t \n \r
+_IN_NAMES = re.compile(f"[{_NAME_CONTROLS}]")
+_IN_TEXT = re.compile(f"[{_TEXT_CONTROLS}]")
 
 
 def control_character(text: str, *, free_text: bool = False) -> str | None:
@@ -55,9 +58,9 @@ class PlainText:
         return text
 
 
-# The same rules as JSON Schema patterns (ECMA-262 regular expressions).
-_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
-_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+# The same rules as JSON Schema patterns.
+_NAME_PATTERN = f"^[^{_NAME_CONTROLS}]*$"
+_TEXT_PATTERN = f"^[^{_TEXT_CONTROLS}]*$"
 
 # For request and frame models, after a field's other constraints:
 # ``Annotated[str, Field(max_length=200), NAME]``.
