@@ -67,6 +67,8 @@ async def serving(config: uvicorn.Config) -> AsyncIterator[None]:
     while not server.started:
         if task.done():
             task.result()
+            # uvicorn returns without raising when the app's start-up fails.
+            raise RuntimeError("the server stopped before it started; see its log above")
         await asyncio.sleep(0.01)
     try:
         yield
