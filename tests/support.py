@@ -206,6 +206,19 @@ async def widget(server: Server, origin: str = ORIGIN, **kwargs: Any) -> AsyncIt
         yield Widget(ws)
 
 
+async def assert_origin_refused(ws_url: str, origin: str, **connect: Any) -> None:
+    """A page on ``origin`` is told at once that its origin is not allowed: the socket
+    opens only to close with 1008 and that reason, and nothing it sends is read."""
+    ws = await websockets.connect(ws_url, origin=origin, **connect)  # type: ignore[arg-type]
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await ws.send(json.dumps({"type": "hello", "site": "demo", "last_seq": 0}))
+        async with asyncio.timeout(TIMEOUT):
+            await ws.recv()
+        raise AssertionError(f"origin {origin} got a frame")
+    await ws.wait_closed()
+    assert (ws.close_code, ws.close_reason) == (1008, "origin not allowed")
+
+
 class CountingShop:
     """A tiny app for guarantee tests: every executed call is recorded in ``runs``."""
 

@@ -114,7 +114,7 @@
       "result.skipped": "Skipped",
       connecting: "Connecting…",
       reconnecting: "Reconnecting…",
-      originRefused: "This site is not allowed to use the chat.",
+      unavailable: "Chat is unavailable right now.",
       sessionEnded: "This conversation has ended",
       newConversation: "Start a new conversation",
       notDelivered: "Not delivered",
@@ -161,7 +161,7 @@
       "result.skipped": "Übersprungen",
       connecting: "Verbindung wird hergestellt…",
       reconnecting: "Verbindung wird wiederhergestellt…",
-      originRefused: "Diese Website darf den Chat nicht verwenden.",
+      unavailable: "Der Chat ist gerade nicht verfügbar.",
       sessionEnded: "Dieses Gespräch ist beendet",
       newConversation: "Neues Gespräch beginnen",
       notDelivered: "Nicht zugestellt",
@@ -211,7 +211,8 @@
     pingTimer: 0,
     connectingTimer: 0,
     lastFrameAt: 0,
-    refused: false, // closed with 1008: never reconnect
+    refused: false, // a setup mistake (see refuse()): never reconnect on our own
+    refusal: null, // why: "origin not allowed", "unknown site", "user token", …
     ended: false, // session.end received: wait for the visitor to restart
     memoryToken: null, // used when localStorage is unavailable
     memorySessionId: null,
@@ -1513,6 +1514,14 @@
       sendHello();
       return;
     }
+    if (!state.welcomed && !frame.ref) {
+      // A refused site or origin: the server closes with 1008 and its reason next.
+      if (frame.code === "forbidden") return;
+      if (frame.code === "unauthorized") {
+        refuse("user token", frame.message);
+        return;
+      }
+    }
     const entry = frame.ref ? state.cards.get(frame.ref) : null;
     if (entry) {
       onDecisionError(entry, frame);
@@ -1706,10 +1715,7 @@
     detachSocket();
     if (wasConnected || code === 1008) emit("disconnected", { code, reason });
     if (code === 1008) {
-      // The server refused this page's origin: retrying cannot help.
-      state.refused = true;
-      setStatus("originRefused", "error");
-      if (state.ui) setComposerEnabled(false);
+      refuse(reason || "policy");
       return;
     }
     if (state.ended) {
@@ -1718,6 +1724,44 @@
     }
     setStatus("reconnecting");
     scheduleReconnect();
+  }
+
+  // A mistake in the site's setup (origin, site name, user token): retrying cannot fix
+  // it. The visitor reads a calm "unavailable"; the site owner finds the fix in the console.
+  function refuse(cause, detail) {
+    state.refused = true;
+    state.refusal = cause;
+    detachSocket();
+    setStatus("unavailable", "error");
+    if (state.ui) setComposerEnabled(false);
+    console.error("[signoff] the chat is off: " + setupFix(cause, detail));
+  }
+
+  function setupFix(cause, detail) {
+    const site = "'" + state.options.site + "'";
+    const origins = "[sites." + state.options.site + "] origins";
+    if (cause === "origin not allowed") {
+      return (
+        "this page's origin " + location.origin + " is not allowed for site " + site +
+        ". Add it to " + origins + " in the signoff server's configuration " +
+        "(docs/embedding.md#allowed-origins)."
+      );
+    }
+    if (cause === "unknown site") {
+      return (
+        "the signoff server has no site " + site + ". Set data-site to one of its sites, " +
+        "or add [sites." + state.options.site + "] with this page's origin " +
+        location.origin + " to its configuration (docs/embedding.md#allowed-origins)."
+      );
+    }
+    if (cause === "user token") {
+      return (
+        "the signoff server refused this page's user token (" + detail + "). Sign a " +
+        "fresh one with the server's secret and pass it to Signoff.init({userToken}) " +
+        "(docs/embedding.md#signing-user-tokens)."
+      );
+    }
+    return "the signoff server refused the connection (" + cause + ").";
   }
 
   // 0.5 s doubling up to 10 s, with jitter (applied after the cap, so it stays even at
@@ -1777,6 +1821,13 @@
     // welcome says who this page now speaks for (see dropForeignMessages).
     for (const item of state.outbox) {
       if (!("author" in item)) item.author = state.userId;
+    }
+    if (state.refusal === "user token") {
+      // A new token may be a good one: try it.
+      state.refused = false;
+      state.refusal = null;
+      setStatus(null);
+      if (state.ui) setComposerEnabled(true);
     }
     if (state.refused || state.ended) return; // the next hello will carry the new token
     state.attempts = 0;

@@ -13,6 +13,7 @@ import websockets
 from signoff.store import StoreUnavailable
 from tests.support import (
     CountingShop,
+    assert_origin_refused,
     audit_statuses,
     expected_replay,
     replayed_seqs,
@@ -261,15 +262,39 @@ async def test_forged_session_token_is_unauthorized(shop: CountingShop, tmp_path
     assert shop.runs == []
 
 
-async def test_foreign_origin_is_refused(shop: CountingShop, tmp_path: Any) -> None:
+async def test_foreign_origin_is_refused_with_its_reason_and_logged_once(
+    shop: CountingShop, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     async with running(shop.app, settings(tmp_path)) as server:
+        for _ in range(3):
+            await assert_origin_refused(server.ws_url, "https://evil.example")
         with pytest.raises(websockets.InvalidStatus) as refused:
-            async with widget(server, origin="https://evil.example"):
+            async with websockets.connect(server.ws_url):  # no Origin: not a browser
                 pass
         assert refused.value.response.status_code == 403
-        with pytest.raises(websockets.InvalidStatus):
-            async with websockets.connect(server.ws_url):  # no Origin at all
-                pass
+    said = [r.getMessage() for r in caplog.records if "refused a widget" in r.getMessage()]
+    assert said == [
+        "refused a widget on origin 'https://evil.example': no site lists it; add it to the "
+        "origins of the page's site ([sites.NAME] origins = [...] in the config file; "
+        "docs/embedding.md#allowed-origins)"
+    ]
+    assert shop.runs == []
+
+
+async def test_unknown_site_is_refused_closed_and_named_in_the_log(
+    shop: CountingShop, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(shop.app, settings(tmp_path)) as server, widget(server) as w:
+        reply = await w.hello(site="shop")
+        assert (reply["code"], reply["message"]) == ("forbidden", "unknown site 'shop'")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await w.ws.recv()
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "unknown site")
+    said = [r.getMessage() for r in caplog.records if "refused a widget" in r.getMessage()]
+    assert said == [
+        "refused a widget on origin 'http://127.0.0.1': it names site 'shop', which is not "
+        "configured; the page's data-site must be one of demo"
+    ]
 
 
 async def test_origin_allowed_for_another_site_only_is_refused_at_hello(tmp_path: Any) -> None:
@@ -291,7 +316,7 @@ async def test_origin_allowed_for_another_site_only_is_refused_at_hello(tmp_path
         )
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await w.ws.recv()
-        assert closed.value.rcvd.code == 1008
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "origin not allowed")
 
 
 MALFORMED = [
@@ -575,9 +600,7 @@ async def test_a_site_may_allow_the_origin_that_serves_signoff_itself(tmp_path: 
     async with running(CountingShop().app, settings(tmp_path, sites=sites)) as server:
         async with widget(server, origin=server.url) as w:
             assert (await w.hello())["type"] == "welcome"
-        with pytest.raises(websockets.InvalidStatus):
-            async with widget(server, origin="http://127.0.0.1:1"):
-                pass
+        await assert_origin_refused(server.ws_url, "http://127.0.0.1:1")
 
 
 async def test_a_reconnect_from_before_trimmed_history_gets_a_snapshot(

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from jinja2 import Environment
@@ -48,6 +48,7 @@ from signoff.web.measured import MeasuredRequests
 from signoff.web.mounting import RefusedUntilStarted, Started
 from signoff.web.outages import OUTAGES
 from signoff.web.pages import PAGE_HEADERS
+from signoff.web.refusals import Refusals
 from signoff.web.templating import page_templates
 from signoff.web.ws import websocket_endpoint
 
@@ -67,6 +68,7 @@ class Runtime:
     accounts: Accounts
     templates: Environment
     limits: VisitorLimits
+    refusals: Refusals = field(default_factory=Refusals)
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         return any(site.allows(origin, host) for site in self.sites.values())

@@ -59,6 +59,9 @@ RATE_BURST = 20
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
+# Close reasons of a 1008 for a setup mistake: the widget names the fix in the console.
+ORIGIN_REFUSED = "origin not allowed"
+SITE_REFUSED = "unknown site"
 # How soon a writer that could not read the store tries again.
 STORE_RETRY = 1.0
 MAX_QUEUED_REPLIES = 256
@@ -90,9 +93,17 @@ def _size(raw: str | bytes) -> int:
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     runtime = websocket.app.state.runtime
-    if not runtime.origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
-        # Closing before accept refuses the handshake (HTTP 403).
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        # Not a browser. Closing before accept refuses the handshake (HTTP 403).
         await websocket.close(code=POLICY_VIOLATION)
+        return
+    if not runtime.origin_allowed(origin, websocket.headers.get("host")):
+        runtime.refusals.unknown_origin(origin)
+        # A refused handshake tells the page nothing; a close with a reason lets the
+        # widget name the cause to the site owner (and stop retrying).
+        await websocket.accept()
+        await websocket.close(code=POLICY_VIOLATION, reason=ORIGIN_REFUSED)
         return
     await websocket.accept()
     metrics.connections.inc()
@@ -343,11 +354,16 @@ class Connection:
 
     async def _hello(self, hello: Hello) -> None:
         site = self.runtime.sites.get(hello.site)
+        origin = self.ws.headers.get("origin")
         if site is None:
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"unknown site {hello.site!r}")
-        if not site.allows(self.ws.headers.get("origin"), self.ws.headers.get("host")):
+            self.runtime.refusals.unknown_site(hello.site, origin, list(self.runtime.sites))
+            self.refuse(ProtocolError(ErrorCode.FORBIDDEN, f"unknown site {hello.site!r}"))
+            self.close_after_replies(POLICY_VIOLATION, SITE_REFUSED)
+            return
+        if not site.allows(origin, self.ws.headers.get("host")):
+            self.runtime.refusals.origin_not_for_site(site.name, origin)
             self.refuse(ProtocolError(ErrorCode.FORBIDDEN, "origin not allowed for this site"))
-            self.close_after_replies(POLICY_VIOLATION)
+            self.close_after_replies(POLICY_VIOLATION, ORIGIN_REFUSED)
             return
         secret = self.runtime.settings.secret
         user_id, token_expired = None, False
