@@ -41,6 +41,10 @@
     return { css: css.href, ws: ws.href };
   }
 
+  // The server puts widget.css here (signoff/web/widget_files.py); a copy of widget.js
+  // served as it is on disk links widget.css instead.
+  const STYLESHEET = /* widget.css */ null;
+
   const SCRIPT = findOwnScript();
   const URLS = deriveUrls(SCRIPT);
 
@@ -506,17 +510,36 @@
 
   // --- Mounting ---------------------------------------------------------------------------
 
+  // A constructed stylesheet is not subject to the host page's style-src, so a strict CSP
+  // needs no rule for signoff's styles. Returns the <link> to add when there is no other way.
+  function styleWith(root, reveal) {
+    if (STYLESHEET !== null && "adoptedStyleSheets" in root) {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLESHEET);
+      root.adoptedStyleSheets = [sheet];
+      setTimeout(reveal, 0);
+      return null;
+    }
+    const link = h("link", { rel: "stylesheet", href: URLS.css });
+    link.addEventListener("load", reveal);
+    link.addEventListener("error", reveal);
+    setTimeout(reveal, CSS_REVEAL_TIMEOUT_MS);
+    return link;
+  }
+
   function mount() {
     let host = document.getElementById("signoff-root");
     if (!host || host.shadowRoot) {
-      host = h("div", { id: "signoff-root" });
+      // Our own element name: a page's `div { … }` rules never match it.
+      host = h("signoff-chat", { id: "signoff-root" });
       // On <html>, not <body>: a transform or filter on body would become the containing
       // block of our position:fixed launcher and panel and move them.
       document.documentElement.appendChild(host);
     }
-    // Shield the host element from page rules like `div { padding: 30px }`; inline
-    // declarations beat the page's selectors. Custom properties (theming) are unaffected.
-    host.style.setProperty("all", "initial");
+    // Shield the host element from page rules like `* { padding: 30px !important }`: an
+    // important inline declaration beats the page's selectors, important ones included.
+    // Custom properties (theming) are unaffected.
+    host.style.setProperty("all", "initial", "important");
     const root = host.attachShadow({ mode: "open" });
 
     // Hide everything until our stylesheet arrives, so the page never shows an unstyled
@@ -531,10 +554,7 @@
       if (state.focusOnReveal && state.panelOpen) focusComposer();
       state.focusOnReveal = false;
     };
-    const link = h("link", { rel: "stylesheet", href: URLS.css });
-    link.addEventListener("load", reveal);
-    link.addEventListener("error", reveal);
-    setTimeout(reveal, CSS_REVEAL_TIMEOUT_MS);
+    const link = styleWith(root, reveal);
 
     const launcherDot = h("span", { class: "signoff-unread", "aria-hidden": "true" });
     const launcher = h(
@@ -594,7 +614,8 @@
     );
 
     wrap.append(launcher, panel);
-    root.append(link, wrap);
+    if (link) root.append(link);
+    root.append(wrap);
 
     state.ui = {
       host, root, wrap, launcher, launcherDot, panel, title, closeButton, status, log,

@@ -16,7 +16,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -50,6 +49,7 @@ from signoff.web.outages import OUTAGES
 from signoff.web.pages import PAGE_HEADERS
 from signoff.web.refusals import Refusals
 from signoff.web.templating import page_templates
+from signoff.web.widget_files import widget_files
 from signoff.web.ws import websocket_endpoint
 
 log = logging.getLogger("signoff.web")
@@ -199,10 +199,10 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
             await store.close()
 
     async def widget_js(request: Request) -> Response:
-        return FileResponse(widget / "widget.js", media_type="text/javascript")
+        return widget_files(widget).script.response(request)
 
     async def widget_css(request: Request) -> Response:
-        return FileResponse(widget / "widget.css", media_type="text/css")
+        return widget_files(widget).stylesheet.response(request)
 
     async def demo(request: Request) -> Response:
         if "demo" not in runtime.sites:
