@@ -14,7 +14,11 @@ checks that the two are written alike.
 
 from __future__ import annotations
 
+from typing import Any
+
 import regex
+
+from signoff.core.redact import REDACTED, is_sensitive_name
 
 # Controls, format characters (bidi controls, zero-width characters, the BOM, the soft
 # hyphen, tags), line and paragraph separators, lone surrogates, and every other code point
@@ -55,3 +59,21 @@ def isolated(text: str) -> str:
 def shown(text: str) -> str:
     """A value as plain text shows it among other text: visible, then isolated."""
     return isolated(visible(text))
+
+
+# Integers past this lose digits in JavaScript's JSON.parse; sent as strings they don't.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def displayed(value: Any, sensitive: frozenset[str] = frozenset()) -> Any:
+    """A copy for people to see: sensitive names masked at any depth, big integers as text."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if is_sensitive_name(str(k), sensitive) else displayed(v, sensitive)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [displayed(item, sensitive) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        return str(value)
+    return value

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from signoff.core import strict_json
 from signoff.core.cards import Card
+from signoff.core.display import displayed
 from signoff.core.plain_text import FREE_TEXT
-from signoff.core.redact import REDACTED, is_sensitive_name
 from signoff.core.teammates import TEAMMATE_PREFIX, shown_to_visitor
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -163,24 +163,6 @@ def iso(timestamp: float) -> str:
     return (
         datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
-
-
-# Integers past this lose digits in JavaScript's JSON.parse; sent as strings they don't.
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
-def displayed(value: Any, sensitive: frozenset[str] = frozenset()) -> Any:
-    """A copy for people to see: sensitive names masked at any depth, big integers as text."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if is_sensitive_name(str(k), sensitive) else displayed(v, sensitive)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [displayed(item, sensitive) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
-        return str(value)
-    return value
 
 
 def card_frame(

@@ -15,7 +15,8 @@ from signoff.core.cards import OPEN, Card, Status, new_card_id
 from signoff.core.closing import audit_reason, told_to_bot
 from signoff.core.conversation import Conversation, tool_message
 from signoff.core.deciders import NO_CLIENT, Client, Decider
-from signoff.core.frames import ErrorCode, ProtocolError, card_update_frame, displayed
+from signoff.core.display import displayed
+from signoff.core.frames import ErrorCode, ProtocolError, card_update_frame
 from signoff.core.teammates import NotAllowed, Teammate, Verdict, approval, check_decider
 from signoff.core.turns import CardPlan
 from signoff.engine.calls import Calls

@@ -29,7 +29,8 @@ from signoff.audit.query import MAX_PAGE, AuditFilter, read_page
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import Conversation, tool_content
 from signoff.core.deciders import Decider
-from signoff.core.frames import ErrorCode, ProtocolError, displayed
+from signoff.core.display import displayed
+from signoff.core.frames import ErrorCode, ProtocolError
 from signoff.core.plain_text import control_character
 from signoff.core.teammates import TEAMMATE_PREFIX, Channel, Teammate, Verdict, refusal
 from signoff.store import StoreUnavailable
