@@ -32,19 +32,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
+from benchmarks.chromium import launch
 from signoff.assets import asset_dir
 from signoff.bots.demo import demo_app
 from signoff.config import Settings, Site
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SLOW_4G = {"latency": 150, "downloadThroughput": 1_600_000 / 8, "uploadThroughput": 750_000 / 8}
 UNTHROTTLED = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
 WAYS = {"served": "/widget.js", "as files": "/files/widget.js"}
@@ -155,9 +147,7 @@ async def run(runs: int, throttle: bool) -> list[Load]:
             await asyncio.sleep(0.01)
         try:
             async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch(playwright)
                 try:
                     network = SLOW_4G if throttle else UNTHROTTLED
                     return await measure(browser, f"http://127.0.0.1:{port}", runs, network)
