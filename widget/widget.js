@@ -99,11 +99,12 @@
       bot: "Assistant:",
       confirm: "Confirm",
       confirmAll: "Confirm all",
-      cancel: "Cancel",
-      "kind.write": "Write",
-      "kind.destructive": "Destructive",
+      cancel: "Not now",
+      "cancel.destructive": "Keep it",
+      "kind.write": "Needs your OK",
+      "kind.destructive": "Can't be undone",
+      "status.withdrawn": "Withdrawn — you sent a new message",
       "status.waiting": "Waiting for a teammate",
-      levelOf: "Level {level} of {total}",
       "status.running": "Running…",
       "status.done": "Done",
       doneOne: "1 action completed",
@@ -146,11 +147,12 @@
       bot: "Assistent:",
       confirm: "Bestätigen",
       confirmAll: "Alle bestätigen",
-      cancel: "Abbrechen",
-      "kind.write": "Änderung",
-      "kind.destructive": "Unwiderruflich",
+      cancel: "Nicht jetzt",
+      "cancel.destructive": "Behalten",
+      "kind.write": "Braucht Ihre Zustimmung",
+      "kind.destructive": "Nicht rückgängig zu machen",
+      "status.withdrawn": "Zurückgezogen – Sie haben eine neue Nachricht geschickt",
       "status.waiting": "Wartet auf ein Teammitglied",
-      levelOf: "Stufe {level} von {total}",
       "status.running": "Wird ausgeführt…",
       "status.done": "Erledigt",
       doneOne: "1 Aktion ausgeführt",
@@ -1147,17 +1149,21 @@
     if (!single) {
       el.appendChild(h("div", { class: "signoff-action-name", text: action.title || action.action || "" }));
     }
-    const args = isObject(action.args) ? Object.entries(action.args) : [];
-    if (args.length) {
+    // Each argument under its label, in words (the server's `fields`); the raw args only
+    // from a server that does not send them.
+    const fields = Array.isArray(action.fields)
+      ? action.fields.filter(isObject).map((f) => [String(f.label), String(f.value)])
+      : Object.entries(isObject(action.args) ? action.args : {}).map(([k, v]) => [visible(k), formatValue(v)]);
+    if (fields.length) {
       const list = h("dl", { class: "signoff-args" });
-      for (const [key, value] of args) {
+      for (const [label, value] of fields) {
         list.appendChild(
           h(
             "div",
             { class: "signoff-arg" },
-            h("dt", { text: visible(key) }),
+            h("dt", { text: label }),
             // dir=auto isolates the value: right-to-left text in it cannot move its neighbours.
-            h("dd", { text: formatValue(value), dir: "auto" })
+            h("dd", { text: value, dir: "auto" })
           )
         );
       }
@@ -1193,8 +1199,8 @@
     const actionable = card.status === "pending" && !entry.locked && !state.ended;
     const busy = Boolean(entry.decision);
     const count = Array.isArray(card.actions) ? card.actions.length : 0;
-    ui.confirm.textContent = count > 1 ? t("confirmAll") : t("confirm");
-    ui.cancel.textContent = t("cancel");
+    ui.confirm.textContent = card.confirm_label || (count > 1 ? t("confirmAll") : t("confirm"));
+    ui.cancel.textContent = card.cancel_label || t(card.kind === "destructive" ? "cancel.destructive" : "cancel");
     ui.confirm.setAttribute("aria-disabled", String(busy));
     ui.cancel.setAttribute("aria-disabled", String(busy));
     ui.buttons.setAttribute("aria-busy", String(busy));
@@ -1222,11 +1228,11 @@
         return;
       }
       action.el.setAttribute("data-result", String(result.status));
+      // A lone call's failure is told once, by the card's status line.
+      action.result.hidden = result.status === "failed" && entry.ui.actionEls.length === 1;
       let text = t("result." + result.status);
       if (result.status === "failed" && result.error !== undefined) text += ": " + formatValue(result.error);
-      else if (result.status === "done" && result.result !== undefined && result.result !== null) {
-        text += " · " + shorten(formatValue(result.result), 120);
-      }
+      else if (result.status === "done" && result.message) text += " · " + shorten(String(result.message), 300);
       action.result.setAttribute("data-result", String(result.status));
       action.result.textContent = text;
     });
@@ -1234,16 +1240,6 @@
 
   function shorten(text, max) {
     return text.length > max ? text.slice(0, max - 1) + "…" : text;
-  }
-
-  function levelText(card) {
-    const levels = Array.isArray(card.levels) ? card.levels : null;
-    const level = Number(card.level) || 0;
-    const role = card.role || (levels && level ? levels[level - 1] : "");
-    const parts = [];
-    if (level && levels && levels.length) parts.push(t("levelOf", { level: level, total: levels.length }));
-    if (role) parts.push(String(role));
-    return parts.join(": ");
   }
 
   function cardStatusText(entry) {
@@ -1254,7 +1250,7 @@
       case undefined:
         return "";
       case "waiting":
-        return withDetail(t("status.waiting"), levelText(card));
+        return t("status.waiting"); // roles and levels are for teammates
       case "approved":
       case "running":
         return t("status.running");
@@ -1268,7 +1264,7 @@
       case "failed":
         return withDetail(t("status.failed"), failureDetail(entry));
       case "cancelled":
-        return t("status.cancelled");
+        return card.superseded ? t("status.withdrawn") : t("status.cancelled");
       case "rejected":
         return withDetail(t("status.rejected"), card.reason ? visible(card.reason) : "");
       case "expired":
@@ -1461,8 +1457,9 @@
   const CARD_FIELDS = [
     "card_id", "status", "kind", "approver", "title", "text", "actions", "args_hash",
     "expires_at", "level", "role", "levels", "decided_by", "reason", "results",
+    "confirm_label", "cancel_label",
   ];
-  const UPDATE_FIELDS = ["status", "decided_by", "level", "role", "reason", "results"];
+  const UPDATE_FIELDS = ["status", "decided_by", "level", "role", "reason", "results", "superseded"];
 
   function copyFields(target, frame, fields) {
     for (const field of fields) if (field in frame) target[field] = clone(frame[field]);

@@ -40,7 +40,8 @@ class Signoff:
 
         ``options`` are those of :func:`signoff.core.actions.make_action`: kind, name,
         title, description, message, when, approver, timeout, run_timeout, confirm,
-        sensitive, freeform. ``kind`` defaults to ``write``: gated unless said otherwise.
+        sensitive, freeform, labels, formats, result_message, confirm_label, cancel_label.
+        ``kind`` defaults to ``write``: gated unless said otherwise.
         """
         options.setdefault("kind", "write")
 

@@ -46,7 +46,7 @@ async def test_the_documented_dialog_decides_and_follows_other_tabs(
     dialog = first.get_by_role("dialog", name=re.compile("Cancel order"))
     await expect(dialog).to_be_visible()
     await expect(dialog.locator("dd")).to_have_text(
-        ["order_id: 1001", "customer: Ada Lovelace", "total: 89.5"]
+        ["Order: #1001", "Customer: Ada Lovelace", "Total: $89.50"]
     )
     await expect(dialog.locator("dt")).not_to_have_count(0)
     await expect(first.locator(".signoff-card")).to_have_count(0)  # the page drew it

@@ -53,6 +53,8 @@ def payout_app(runs: list[dict[str, Any]]) -> Signoff:
         kind="write",
         approver=team("finance"),
         message="Pay {{ amount|money }} to {{ iban }}: {{ note }}",
+        labels={"iban": "IBAN"},
+        formats={"amount": "{{ amount|money }}"},
     )
     async def payout(ctx: ActionContext, iban: str, amount: float, note: str) -> dict[str, Any]:
         runs.append({"iban": iban, "amount": amount, "note": note})
@@ -104,8 +106,8 @@ async def test_the_visitor_and_the_teammate_see_the_escapes_and_one_line_per_par
     await add_teammate(server, "fred", "finance")
     visitor = await visitor_asks(browser, server)
     card = visitor.get_by_role("group", name="Payout")
-    await expect(card.get_by_role("term")).to_have_text(["iban", "amount", "note"])
-    await expect(card.get_by_role("definition")).to_have_text([IBAN_SHOWN, "250", NOTE_SHOWN])
+    await expect(card.get_by_role("term")).to_have_text(["IBAN", "Amount", "Note"])
+    await expect(card.get_by_role("definition")).to_have_text([IBAN_SHOWN, "$250.00", NOTE_SHOWN])
     await expect(card.locator(".signoff-card-text")).to_have_text(EFFECT)
     drawn = await card.inner_text()
     assert "\u202e" not in drawn
@@ -118,9 +120,19 @@ async def test_the_visitor_and_the_teammate_see_the_escapes_and_one_line_per_par
     await expect(dashboard.locator("p.effect")).to_have_text(EFFECT)
     params = dashboard.get_by_role("table", name="Parameters of payout")
     await expect(params.get_by_role("row")).to_have_count(4)  # the head and three parameters
-    await expect(params.get_by_role("rowheader")).to_have_text(["iban", "amount", "note"])
+    await expect(params.get_by_role("rowheader")).to_have_text(
+        ["IBAN iban", "Amount amount", "Note note"]
+    )
+    # As it reads, and exactly as it runs.
     await expect(params.get_by_role("cell")).to_have_text(
-        [f'"{IBAN_SHOWN}"', "250.0", json.dumps(NOTE, ensure_ascii=False)]
+        [
+            IBAN_SHOWN,
+            f'"{IBAN_SHOWN}"',
+            "$250.00",
+            "250.0",
+            NOTE_SHOWN,
+            json.dumps(NOTE, ensure_ascii=False),
+        ]
     )
     assert "\u202e" not in await dashboard.locator("main").inner_text()
 
@@ -137,7 +149,7 @@ async def test_slack_and_webhooks_show_the_escapes_and_keep_the_arguments_exact(
 
     posted = await slack.latest("chat.postMessage", "Approval needed")
     shown = posted.text()
-    assert f"• iban: {IBAN_SHOWN}\n• amount: 250.0\n• note: {NOTE_SHOWN}" in shown
+    assert f"• IBAN: {IBAN_SHOWN}\n• Amount: $250.00\n• Note: {NOTE_SHOWN}" in shown
     assert EFFECT in shown
     assert "\u202e" not in shown
     # Every text but the buttons' own labels.

@@ -192,8 +192,35 @@ async def test_team_card_shows_waiting_for_a_teammate(browser: Browser, demo: Se
     await send(page, "refund 250 on order 1002")
     card = page.locator(".signoff-card")
     await expect(card).to_have_attribute("data-status", "waiting")
-    await expect(card.locator(".signoff-card-status")).to_contain_text("teammate")
+    # Roles and levels are the team's business: the visitor reads who they wait for.
+    await expect(card.locator(".signoff-card-status")).to_have_text("Waiting for a teammate")
     await expect(card.locator(".signoff-confirm")).to_have_count(0)
+
+
+async def test_a_card_reads_as_the_shop_means_it(browser: Browser, demo: Server) -> None:
+    page = await open_demo(browser, demo)
+    await send(page, "cancel order 1001")
+    card = page.get_by_role("group", name="Cancel order").first
+    await expect(card.locator(".signoff-card-badge")).to_have_text("Can't be undone")
+    await expect(card.get_by_role("term")).to_have_text(["Order", "Customer", "Total"])
+    await expect(card.get_by_role("definition")).to_have_text(["#1001", "Ada Lovelace", "$89.50"])
+    await expect(card.get_by_role("button")).to_have_text(["Cancel order", "Keep order"])
+
+    # Moving on without deciding withdraws the card, and it says so.
+    await send(page, "list orders")
+    await expect(card).to_have_attribute("data-status", "cancelled")
+    await expect(card.locator(".signoff-card-status")).to_have_text(
+        "Withdrawn — you sent a new message"
+    )
+
+    await send(page, "cancel order 1002")
+    second = page.locator(".signoff-card").last
+    await second.get_by_role("button", name="Cancel order").click()
+    await expect(second).to_have_attribute("data-status", "done")
+    await expect(second.locator(".signoff-action-result")).to_have_text(
+        "Done · Order #1002 cancelled"
+    )
+    assert "{" not in await second.inner_text()
 
 
 async def test_keyboard_only_visitor_can_open_chat_and_confirm(
@@ -255,8 +282,11 @@ async def test_theme_and_locale_options_apply(browser: Browser, demo: Server) ->
     settings = {"locale": "de", "theme": {"primary": "rgb(200, 30, 30)"}}
     host_page(demo, "/themed", json.dumps(settings))
     await page.goto(demo.url + "/themed")
-    await send(page, "cancel order 1001")
+    # A refund names no buttons of its own: the widget's, in German.
+    await send(page, "refund 10 on order 1002")
     await expect(page.locator(".signoff-confirm")).to_have_text("Bestätigen")
+    await expect(page.locator(".signoff-cancel")).to_have_text("Nicht jetzt")
+    await expect(page.locator(".signoff-card-badge")).to_have_text("Braucht Ihre Zustimmung")
     colour = await page.evaluate(
         "getComputedStyle(document.getElementById('signoff-root'))"
         ".getPropertyValue('--signoff-primary').trim()"

@@ -35,11 +35,19 @@ async def test_cancel_order_confirm_runs_once_and_bot_goes_on(demo: Server) -> N
                 "title": "Cancel order",
                 "args": {"order_id": 1001, "customer": "Ada Lovelace", "total": 89.5},
                 "effect": "Cancel order #1001 for Ada Lovelace, total $89.50?",
+                "fields": [
+                    {"name": "order_id", "label": "Order", "value": "#1001"},
+                    {"name": "customer", "label": "Customer", "value": "Ada Lovelace"},
+                    {"name": "total", "label": "Total", "value": "$89.50"},
+                ],
             }
         ]
+        # The action names its buttons: "Confirm" / "Cancel" would be ambiguous here.
+        assert (card["confirm_label"], card["cancel_label"]) == ("Cancel order", "Keep order")
         await w.decide(card)
         done = await w.update(card["card_id"], "done")
         assert done["results"][0]["status"] == "done"
+        assert done["results"][0]["message"] == "Order #1001 cancelled"
         assert done["decided_by"].startswith("user:")
         await w.bot_says("Done: order #1001 cancelled.")
         await w.say("list orders")

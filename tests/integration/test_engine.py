@@ -11,6 +11,7 @@ import pytest
 
 from signoff import Signoff, Text, ToolCall
 from signoff.audit import open_audit
+from signoff.core.closing import SUPERSEDED
 from signoff.core.frames import ProtocolError
 from signoff.core.turns import MAX_REPEATED_PROPOSALS
 from signoff.engine import Engine
@@ -229,7 +230,7 @@ async def test_a_new_message_withdraws_the_open_card(tmp_path: Any) -> None:
     [first] = await world.cards(session)
     await world.engine.handle_message(session, "actually, again", "c2")
     stored = await world.store.get_card(first["card_id"])
-    assert (stored.status, stored.reason) == ("cancelled", "superseded by a new message")
+    assert (stored.status, stored.reason) == ("cancelled", SUPERSEDED)
     with pytest.raises(ProtocolError) as late:
         await world.engine.decide(session, first["card_id"], "confirm", first["args_hash"])
     assert late.value.code == "already_decided"

@@ -160,7 +160,7 @@ async def test_an_approve_click_runs_the_card_and_the_message_says_who(
             card, posted = await waiting(w, slack, "refund ada")
             assert posted.body["channel"] == CHANNEL
             assert "Approval needed (support-lead): Refund" in posted.body["text"]
-            assert "• target: ada" in posted.text()
+            assert "• Target: ada" in posted.text()
             assert "Level 1 of 1 · support-lead" in posted.text()
             # Plain text: Slack shows it as written, so it is not escaped for mrkdwn.
             assert "Refund the <customer> & tell them." in posted.text()

@@ -161,7 +161,12 @@ async def test_a_two_level_card_is_told_in_order_with_valid_signatures(
     executed = events[4]["data"]
     assert (executed["index"], executed["result"]) == (
         0,
-        {"action": "refund", "status": "done", "result": {"refunded": "250"}},
+        {
+            "action": "refund",
+            "status": "done",
+            "result": {"refunded": "250"},
+            "message": "Refunded: 250",
+        },
     )
     assert events[5]["data"]["card"]["results"] == [executed["result"]]
     ids = [delivery.headers["webhook-id"] for delivery in receiver.received]

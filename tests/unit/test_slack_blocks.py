@@ -76,7 +76,7 @@ def test_a_waiting_card_shows_its_calls_level_expiry_and_buttons() -> None:
     }
     shown = texts(message.blocks)
     assert "The customer asked for a refund." in shown
-    assert "Refund · refund\nRefunds 250.0\n• order_id: 1002\n• amount: 250.0" in shown
+    assert "Refund · refund\nRefunds 250.0\n• Order id: 1002\n• Amount: 250" in shown
     assert (
         "Level 1 of 2 · support-lead · expires "
         "<!date^1700000600^{date_short_pretty} at {time}|2023-11-14T22:23:20Z>"
@@ -93,7 +93,7 @@ def test_sensitive_params_stay_masked() -> None:
     calls = [{"action": "pay", "args": {"order_id": 1, "card_number": "4111111111111111"}}]
     shown = texts(card_message(resource(team_card(calls), [frozenset()])).blocks)
     assert "4111111111111111" not in shown
-    assert f"• card_number: {REDACTED}" in shown
+    assert f"• Card number: {REDACTED}" in shown
 
 
 def text_objects(node: Any) -> list[dict[str, Any]]:
@@ -155,19 +155,19 @@ def test_values_cannot_add_lines_or_run_backwards() -> None:
     card = team_card(calls)
     card.approvals = [{**approval(card, Verdict.APPROVE, LENA, 0.0, None), "reason": "ok\nfine"}]
     shown = texts(card_message(resource(card)).blocks)
-    assert "• iban: ⟨U+202E⟩00 0130 0532 0440 4073 98ED\n• note: hi↵• amount: 1" in shown
+    assert "• Iban: ⟨U+202E⟩00 0130 0532 0440 4073 98ED\n• Note: hi↵• amount: 1" in shown
     assert "approved by lena via dashboard: ok↵fine" in shown
     assert "\u202e" not in shown
     assert [line for line in shown.splitlines() if line.startswith("•")] == [
-        "• iban: ⟨U+202E⟩00 0130 0532 0440 4073 98ED",
-        "• note: hi↵• amount: 1",
+        "• Iban: ⟨U+202E⟩00 0130 0532 0440 4073 98ED",
+        "• Note: hi↵• amount: 1",
     ]
 
 
 def test_right_to_left_values_are_isolated_on_their_line() -> None:
     calls = [{"action": "pay", "args": {"name": "שלום", "amount": 20}}]
     shown = texts(card_message(resource(team_card(calls))).blocks)
-    assert "• name: \u2068\u05e9\u05dc\u05d5\u05dd\u2069\n• amount: 20" in shown
+    assert "• Name: \u2068\u05e9\u05dc\u05d5\u05dd\u2069\n• Amount: 20" in shown
 
 
 def test_the_next_level_shows_who_approved_the_first() -> None:

@@ -103,6 +103,11 @@ def register_shop(app: Signoff, shop: DemoShop) -> None:
     @app.action(
         kind="destructive",
         message="Cancel order #{{ order_id }} for {{ customer }}, total {{ total|money }}?",
+        labels={"order_id": "Order"},
+        formats={"order_id": "#{{ order_id }}", "total": "{{ total|money }}"},
+        result_message="Order #{{ order_id }} cancelled",
+        confirm_label="Cancel order",
+        cancel_label="Keep order",
     )
     async def cancel_order(
         ctx: ActionContext, order_id: int, customer: str, total: float
@@ -122,6 +127,9 @@ def register_shop(app: Signoff, shop: DemoShop) -> None:
     @app.action(
         kind="destructive",
         message="Delete {{ message_ids|length }} spam messages for good?",
+        labels={"message_ids": "Messages"},
+        result_message="Deleted {{ result.deleted|plural('message') }}",
+        confirm_label="Delete for good",
     )
     async def delete_spam(ctx: ActionContext, message_ids: list[int]) -> dict[str, Any]:
         """Permanently delete messages from the spam folder."""
@@ -133,6 +141,9 @@ def register_shop(app: Signoff, shop: DemoShop) -> None:
     @app.action(
         kind="write",
         message="Refund {{ amount|money }} on order #{{ order_id }}?",
+        labels={"order_id": "Order"},
+        formats={"order_id": "#{{ order_id }}", "amount": "{{ amount|money }}"},
+        result_message="Refunded {{ amount|money }} on order #{{ order_id }}",
         # Counted over the whole card: two refunds of 60 together wait for a teammate.
         approver=team("support-lead", when="card_sum('amount') > 100"),
     )
@@ -145,7 +156,12 @@ def register_shop(app: Signoff, shop: DemoShop) -> None:
         return {"order_id": order_id, "refunded": amount}
 
     @app.action(
-        kind="write", message="Add a note to order #{{ order_id }}: {{ note }}", freeform=["note"]
+        kind="write",
+        message="Add a note to order #{{ order_id }}: {{ note }}",
+        freeform=["note"],
+        labels={"order_id": "Order"},
+        formats={"order_id": "#{{ order_id }}"},
+        result_message="Note added to order #{{ order_id }}",
     )
     async def add_note(ctx: ActionContext, order_id: int, note: str) -> dict[str, Any]:
         """Add a note that the warehouse sees on the order."""

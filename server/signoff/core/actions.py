@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from signoff.core.canonical import canonical_bytes
+from signoff.core.fields import FieldDisplay
 from signoff.core.redact import is_sensitive_name
 from signoff.core.teammates import RESERVED_ROLES, check_role_name
 from signoff.core.templates import MessageTemplate, generated_message, humanise
@@ -22,6 +23,7 @@ ActionFunc = Callable[..., Awaitable[Any]]
 DEFAULT_TIMEOUT = 600.0  # how long a card stays open
 DEFAULT_RUN_TIMEOUT = 30.0  # how long one call may run before it counts as failed
 MAX_KEY_PARAMS = 3
+MAX_LABEL = 40  # a button's text
 
 
 class Kind(StrEnum):
@@ -168,6 +170,7 @@ class Action:
     description: str
     message: MessageTemplate
     args_model: type[BaseModel]
+    display: FieldDisplay
     confirm: bool = True
     when: Condition | None = None
     team: Team | None = None
@@ -176,6 +179,8 @@ class Action:
     run_timeout: float = DEFAULT_RUN_TIMEOUT
     sensitive: frozenset[str] = field(default_factory=frozenset)
     freeform: frozenset[str] = field(default_factory=frozenset)
+    confirm_label: str | None = None  # the card's buttons; None: the widget's default
+    cancel_label: str | None = None
 
     @property
     def params(self) -> list[str]:
@@ -267,6 +272,11 @@ def make_action(
     confirm: bool = True,
     sensitive: Iterable[str] = (),
     freeform: Iterable[str] = (),
+    labels: Mapping[str, str] | None = None,
+    formats: Mapping[str, str] | None = None,
+    result_message: str | None = None,
+    confirm_label: str | None = None,
+    cancel_label: str | None = None,
 ) -> Action:
     name = name or func.__name__
     if not inspect.iscoroutinefunction(func):
@@ -298,8 +308,18 @@ def make_action(
         title, description.split("\n", 1)[0], required[:MAX_KEY_PARAMS]
     )
     team_ = approver if isinstance(approver, Team) else None
+    for option, button in (("confirm_label", confirm_label), ("cancel_label", cancel_label)):
+        if button is not None and not (isinstance(button, str) and 0 < len(button) <= MAX_LABEL):
+            raise ActionError(f"action {name}: {option} must be text of 1-{MAX_LABEL} characters")
     try:
         template = MessageTemplate(source, params)
+        display = FieldDisplay(
+            model,
+            labels=labels,
+            formats=formats,
+            sensitive=sensitive,
+            result_message=result_message,
+        )
     except ValueError as exc:
         raise ActionError(f"action {name}: {exc}") from None
     return Action(
@@ -310,6 +330,7 @@ def make_action(
         description=description,
         message=template,
         args_model=model,
+        display=display,
         confirm=confirm,
         when=Condition(when, params) if when else None,
         team=team_,
@@ -318,6 +339,8 @@ def make_action(
         run_timeout=float(run_timeout),
         sensitive=sensitive,
         freeform=freeform,
+        confirm_label=confirm_label,
+        cancel_label=cancel_label,
     )
 
 

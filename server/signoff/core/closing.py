@@ -17,8 +17,14 @@ DECLINE_REASONS = {
 }
 
 
+# A card the visitor left open by sending a new message: withdrawn, not declined.
+SUPERSEDED = "withdrawn: the visitor sent a new message instead of deciding"
+
+
 def closing_reason(card: Card) -> str:
     """Why the card ended without running, as the bot is told."""
+    if card.reason == SUPERSEDED:
+        return SUPERSEDED
     return DECLINE_REASONS[card.status]
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from signoff.core import strict_json
 from signoff.core.cards import Card
+from signoff.core.closing import SUPERSEDED
 from signoff.core.display import displayed
 from signoff.core.plain_text import FREE_TEXT
 from signoff.core.teammates import TEAMMATE_PREFIX, shown_to_visitor
@@ -166,9 +167,28 @@ def iso(timestamp: float) -> str:
 
 
 def card_frame(
-    card: Card, expires_at: float, sensitive: list[frozenset[str]] | None = None
+    card: Card,
+    expires_at: float,
+    sensitive: list[frozenset[str]] | None = None,
+    fields: list[list[dict[str, str]]] | None = None,
+    buttons: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The card as people see it. ``fields``: each call's args as they read (core.fields);
+    ``buttons``: the action's own ``confirm_label`` and ``cancel_label``, if it names them."""
     masks = sensitive or [frozenset()] * len(card.calls)
+    actions = []
+    for index, (call, title, effect, mask) in enumerate(
+        zip(card.calls, card.titles, card.effects, masks, strict=True)
+    ):
+        action = {
+            "action": call["action"],
+            "title": title,
+            "args": displayed(call["args"], mask),
+            "effect": effect,
+        }
+        if fields is not None:
+            action["fields"] = fields[index]
+        actions.append(action)
     frame: dict[str, Any] = {
         "type": "card",
         "card_id": card.card_id,
@@ -177,19 +197,10 @@ def card_frame(
         "approver": card.approver,
         "title": card.title,
         "text": card.text,
-        "actions": [
-            {
-                "action": call["action"],
-                "title": title,
-                "args": displayed(call["args"], mask),
-                "effect": effect,
-            }
-            for call, title, effect, mask in zip(
-                card.calls, card.titles, card.effects, masks, strict=True
-            )
-        ],
+        "actions": actions,
         "args_hash": card.args_hash,
         "expires_at": iso(expires_at),
+        **(buttons or {}),
     }
     if card.approver == "team":
         frame.update(level=card.level, role=card.role, levels=card.levels)
@@ -209,6 +220,8 @@ def card_update_frame(card: Card) -> dict[str, Any]:
         frame.update(level=card.level, role=card.role)
     if card.reason and not by_teammate:  # a teammate's reason is for the team and the audit
         frame["reason"] = card.reason
+    if card.reason == SUPERSEDED:
+        frame["superseded"] = True
     if card.results:
         frame["results"] = card.results
     return frame

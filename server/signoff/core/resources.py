@@ -13,9 +13,13 @@ from signoff.core.frames import card_frame, iso
 
 
 def card_resource(
-    card: Card, expires_at: float, sensitive: list[frozenset[str]] | None = None
+    card: Card,
+    expires_at: float,
+    sensitive: list[frozenset[str]] | None = None,
+    fields: list[list[dict[str, str]]] | None = None,
+    buttons: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    shown = card_frame(card, expires_at, sensitive)
+    shown = card_frame(card, expires_at, sensitive, fields, buttons)
     del shown["type"]
     return {
         **shown,

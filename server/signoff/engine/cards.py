@@ -9,10 +9,10 @@ from typing import Any
 
 from signoff import metrics
 from signoff.audit import AuditStatus
-from signoff.core.actions import Registry
-from signoff.core.canonical import args_hash
+from signoff.core.actions import Action, Registry
+from signoff.core.canonical import Call, args_hash
 from signoff.core.cards import OPEN, Card, Status, new_card_id
-from signoff.core.closing import audit_reason, told_to_bot
+from signoff.core.closing import SUPERSEDED, audit_reason, told_to_bot
 from signoff.core.conversation import Conversation, tool_message
 from signoff.core.deciders import NO_CLIENT, Client, Decider
 from signoff.core.display import displayed
@@ -317,7 +317,7 @@ class Cards:
                         decider.signature,
                         card.card_id,
                     )
-                results.append(_result_summary(name, outcome, self.records.sensitive(name)))
+                results.append(_result_summary(action, call, outcome))
                 await self.records.announce(
                     EventType.CALL_EXECUTED, card, index=index, result=results[-1]
                 )
@@ -351,7 +351,7 @@ class Cards:
     # Closing without running --------------------------------------------------------------
     async def withdraw(self, card: Card, by: Decider, conversation: Conversation) -> None:
         """The visitor moved on without deciding: the open card is cancelled."""
-        changes = {"decided_by": by.signature, "reason": "superseded by a new message"}
+        changes = {"decided_by": by.signature, "reason": SUPERSEDED}
         moved = await self.store.transition(
             card.card_id, OPEN, Status.CANCELLED, self.clock(), changes
         )
@@ -419,12 +419,16 @@ def visible_to_team(card: Card, teammate: Teammate) -> bool:
     return card.approver == "team" and teammate.covers(card.site)
 
 
-def _result_summary(name: str, outcome: Outcome, sensitive: frozenset[str]) -> dict[str, Any]:
-    """A call's result as the widgets see it, with sensitive names masked."""
-    if outcome.ok:
-        return {
-            "action": name,
-            "status": "done",
-            "result": bounded(displayed(outcome.result, sensitive)),
-        }
-    return {"action": name, "status": "failed", "error": outcome.error}
+def _result_summary(action: Action | None, call: Call, outcome: Outcome) -> dict[str, Any]:
+    """A call's result as the widgets see it, with sensitive names masked, and in words
+    (``message``: the action's ``result_message``, else a short summary)."""
+    name = call["action"]
+    if action is None or not outcome.ok:  # an unknown action never runs
+        return {"action": name, "status": "failed", "error": outcome.error}
+    result = displayed(outcome.result, action.sensitive)
+    return {
+        "action": name,
+        "status": "done",
+        "result": bounded(result),
+        "message": action.display.result(call["args"], result),
+    }

@@ -11,6 +11,7 @@ from signoff.core.actions import Registry
 from signoff.core.canonical import Call
 from signoff.core.cards import Card
 from signoff.core.deciders import AUTO, Decider
+from signoff.core.fields import generic_fields
 from signoff.core.frames import card_frame
 from signoff.core.ratelimit import KeyedLimiter
 from signoff.core.resources import card_resource
@@ -67,13 +68,33 @@ class Records:
         """Each call's sensitive arg names, for showing the card."""
         return [self.sensitive(call["action"]) for call in card.calls]
 
+    def fields(self, card: Card) -> list[list[dict[str, str]]]:
+        """Each call's args as people read them (core.fields)."""
+        shown = []
+        for call in card.calls:
+            action = self.registry.get(call["action"])
+            args = call["args"]
+            shown.append(action.display.fields(args) if action else generic_fields(args))
+        return shown
+
+    def buttons(self, card: Card) -> dict[str, str]:
+        """The labels the card's action gives its buttons, when every call is of it."""
+        names = {call["action"] for call in card.calls}
+        action = self.registry.get(names.pop()) if len(names) == 1 else None
+        if action is None:
+            return {}
+        labels = {"confirm_label": action.confirm_label, "cancel_label": action.cancel_label}
+        return {key: label for key, label in labels.items() if label is not None}
+
     def card_frame(self, card: Card, expires_at: float) -> dict[str, Any]:
-        return card_frame(card, expires_at, self.masks(card))
+        return card_frame(card, expires_at, self.masks(card), self.fields(card), self.buttons(card))
 
     def resource(self, card: Card, session_expires_at: float | None) -> dict[str, Any]:
         """The card as teammates see it (the API, the dashboard, the notifiers)."""
         expires_at = min(card.timeout_at, session_expires_at or card.timeout_at)
-        return card_resource(card, expires_at, self.masks(card))
+        return card_resource(
+            card, expires_at, self.masks(card), self.fields(card), self.buttons(card)
+        )
 
     # Audit rows ------------------------------------------------------------------------
     async def uncarded(

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from signoff.core import strict_json
-from signoff.core.display import shown, visible
+from signoff.core.display import shown
+from signoff.core.fields import generic_fields
 from signoff.core.frames import IDENTIFIER_PATTERN, Identifier, describe_invalid
 from signoff.core.teammates import TEAMMATE_PREFIX, Verdict
 
@@ -144,7 +145,9 @@ def _call(action: dict[str, Any]) -> str:
     lines = [f"{action['title']} · {action['action']}"]
     if action.get("effect"):
         lines.append(action["effect"])  # rendered with its values already shown
-    lines.extend(f"• {visible(str(key))}: {_value(value)}" for key, value in action["args"].items())
+    # An event queued before cards carried their fields has the args alone.
+    fields = action.get("fields") or generic_fields(action["args"])
+    lines.extend(f"• {field['label']}: {field['value']}" for field in fields)
     return "\n".join(lines)
 
 

@@ -274,10 +274,17 @@ class Approval(_Out):
     reason: str | None
 
 
+class CardField(_Out):
+    name: str
+    label: str
+    value: str = Field(description="The argument in words, as the action formats it.")
+
+
 class CardAction(_Out):
     action: str
     title: str
     args: dict[str, Any] = Field(description="As called; sensitive values masked.")
+    fields: list[CardField] = Field(description="The args as people read them, in order.")
     effect: str
 
 
@@ -293,6 +300,8 @@ class CardResource(_Out):
     actions: list[CardAction]
     args_hash: str
     expires_at: str
+    confirm_label: str | None = Field(None, description="The action's own Confirm button.")
+    cancel_label: str | None = Field(None, description="The action's own Cancel button.")
     site: str
     session_id: str
     conversation_id: str
