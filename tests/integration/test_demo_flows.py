@@ -55,6 +55,23 @@ async def test_cancel_order_confirm_runs_once_and_bot_goes_on(demo: Server) -> N
         assert "#1001 Ada Lovelace: $89.50 (cancelled)" in reply["text"]
 
 
+async def test_an_order_already_cancelled_is_not_offered_again(demo: Server) -> None:
+    async with widget(demo) as w:
+        await w.hello()
+        await w.say("cancel order 1001")
+        await w.decide(await w.card("pending"))
+        await w.bot_says("Done: order #1001 cancelled.")
+        await w.say("cancel order 1001")
+        await w.bot_says("Nothing to cancel: order #1001 is already cancelled.")
+        await w.say("cancel orders 1001 1002")
+        await w.bot_says("Please confirm below (order #1001 is already cancelled).")
+        card = await w.card("pending")
+        assert [a["args"]["order_id"] for a in card["actions"]] == [1002]
+        await w.decide(card)
+        await w.bot_says("Done: order #1002 cancelled.")
+        assert len([f for f in w.frames if f["type"] == "card"]) == 2
+
+
 async def test_cancel_orders_makes_one_chain_card_confirmed_all_at_once(demo: Server) -> None:
     async with widget(demo) as w:
         await w.hello()

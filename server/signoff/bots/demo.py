@@ -211,6 +211,12 @@ def _list_orders(match: re.Match[str], results: dict[str, Any]) -> list[Text | T
     return [Text("Here are your orders:\n" + "\n".join(lines))]
 
 
+def _cancellable(lookup: dict[str, Any]) -> bool:
+    """Not already cancelled. A shipped order is still offered: whether it can be stopped
+    is the shop's to say when the call runs, not the bot's to guess."""
+    return lookup["status"] == "ok" and lookup["result"]["status"] != "cancelled"
+
+
 def _cancel_orders(match: re.Match[str], results: dict[str, Any]) -> list[Text | ToolCall]:
     ids = [int(n) for n in re.findall(r"\d+", match.group("ids"))]
     if "get_order" not in results:
@@ -218,20 +224,29 @@ def _cancel_orders(match: re.Match[str], results: dict[str, Any]) -> list[Text |
             ToolCall("get_order", {"order_id": i}) for i in ids
         ]
     if "cancel_order" in results:
-        done = "Done: " + ", ".join(f"order #{i}" for i in ids) + " cancelled."
+        offered = [r["result"]["order_id"] for r in results["get_order"] if _cancellable(r)]
+        done = "Done: " + ", ".join(f"order #{i}" for i in offered) + " cancelled."
         return [Text(_outcome(results["cancel_order"], done, "cancel"))]
     missing = [r["error"] for r in results["get_order"] if r["status"] != "ok"]
     if missing:
         return [Text("I can't cancel that: " + "; ".join(missing) + ".")]
     orders = [r["result"] for r in results["get_order"]]
+    # The lookup already says which are cancelled: offering those again would only fail.
+    already = [
+        f"order #{o['order_id']} is already cancelled" for o in orders if o["status"] == "cancelled"
+    ]
+    open_orders = [o for o in orders if o["status"] != "cancelled"]
+    if not open_orders:
+        return [Text("Nothing to cancel: " + "; ".join(already) + ".")]
     calls: list[Text | ToolCall] = [
         ToolCall(
             "cancel_order",
             {"order_id": o["order_id"], "customer": o["customer"], "total": o["total"]},
         )
-        for o in orders
+        for o in open_orders
     ]
-    return [Text("Please confirm below."), *calls]
+    note = (" (" + "; ".join(already) + ")") if already else ""
+    return [Text(f"Please confirm below{note}."), *calls]
 
 
 def _delete_spam(match: re.Match[str], results: dict[str, Any]) -> list[Text | ToolCall]:
