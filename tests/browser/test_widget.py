@@ -252,6 +252,41 @@ async def test_keyboard_only_visitor_can_open_chat_and_confirm(
     assert log_role == "log"
 
 
+async def test_a_chain_taller_than_the_panel_keeps_its_title_and_buttons_in_view(
+    browser: Browser, demo: Server
+) -> None:
+    context = await browser.new_context(viewport={"width": 375, "height": 480}, has_touch=True)
+    page = await context.new_page()
+    await page.goto(demo.url + "/demo")
+    await send(page, "cancel orders 1001 1002 1003")
+    card = page.locator(".signoff-card")
+    await expect(card).to_have_attribute("data-status", "pending")
+    log = page.locator(".signoff-log")
+    view = await log.bounding_box()
+    whole = await card.bounding_box()
+    assert view is not None and whole is not None and whole["height"] > view["height"]
+
+    async def in_view(part: str) -> bool:
+        box = await card.locator(part).bounding_box()
+        assert box is not None and view is not None
+        return (
+            box["y"] >= view["y"] - 1 and box["y"] + box["height"] <= view["y"] + view["height"] + 1
+        )
+
+    # Wherever the log is scrolled within the card, both ends of what it asks stay put.
+    for position in ("top", "middle", "bottom"):
+        await card.evaluate(
+            "(el, where) => el.scrollIntoView({block: where === 'middle' ? 'center' : "
+            "(where === 'top' ? 'start' : 'end')})",
+            position,
+        )
+        assert await in_view(".signoff-card-title"), position
+        assert await in_view(".signoff-card-buttons"), position
+    await card.get_by_role("button", name="Confirm all").click()
+    await expect(card).to_have_attribute("data-status", "done")
+    await context.close()
+
+
 async def test_the_widget_fits_a_phone(browser: Browser, demo: Server) -> None:
     context = await browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True)
     page = await context.new_page()

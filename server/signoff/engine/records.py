@@ -78,9 +78,9 @@ class Records:
         return shown
 
     def buttons(self, card: Card) -> dict[str, str]:
-        """The labels the card's action gives its buttons, when every call is of it."""
-        names = {call["action"] for call in card.calls}
-        action = self.registry.get(names.pop()) if len(names) == 1 else None
+        """The labels a lone call's action gives the card's buttons (a chain's are the
+        widget's own: "Confirm all")."""
+        action = self.registry.get(card.calls[0]["action"]) if len(card.calls) == 1 else None
         if action is None:
             return {}
         labels = {"confirm_label": action.confirm_label, "cancel_label": action.cancel_label}
