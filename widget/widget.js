@@ -92,6 +92,7 @@
       title: "Chat",
       openChat: "Open chat",
       closeChat: "Close chat",
+      hideChat: "Hide chat",
       placeholder: "Type a message…",
       inputLabel: "Message",
       send: "Send",
@@ -140,6 +141,7 @@
       title: "Chat",
       openChat: "Chat öffnen",
       closeChat: "Chat schließen",
+      hideChat: "Chat ausblenden",
       placeholder: "Nachricht schreiben…",
       inputLabel: "Nachricht",
       send: "Senden",
@@ -645,7 +647,7 @@
     ui.title.textContent = t("title");
     ui.closeButton.setAttribute("aria-label", t("closeChat"));
     ui.closeButton.setAttribute("title", t("closeChat"));
-    ui.launcher.setAttribute("aria-label", state.panelOpen ? t("closeChat") : t("openChat"));
+    ui.launcher.setAttribute("aria-label", state.panelOpen ? t("hideChat") : t("openChat"));
     ui.log.setAttribute("aria-label", t("title"));
     ui.input.setAttribute("placeholder", t("placeholder"));
     ui.input.setAttribute("aria-label", t("inputLabel"));
@@ -676,7 +678,7 @@
     ui.panel.setAttribute("data-open", String(open));
     ui.wrap.setAttribute("data-open", String(open));
     ui.launcher.setAttribute("aria-expanded", String(open));
-    ui.launcher.setAttribute("aria-label", open ? t("closeChat") : t("openChat"));
+    ui.launcher.setAttribute("aria-label", open ? t("hideChat") : t("openChat"));
     updateScrollLock();
     if (open) {
       setUnread(false);
@@ -697,6 +699,10 @@
   // While the panel covers a small screen, the page behind it must not scroll (on phones
   // a swipe that reaches the end of the log would scroll the page instead).
   let fullScreenQuery = null;
+
+  function fullScreen() {
+    return Boolean(window.matchMedia && window.matchMedia(FULL_SCREEN_QUERY).matches);
+  }
 
   function updateScrollLock() {
     if (!fullScreenQuery && window.matchMedia) {
@@ -1488,6 +1494,16 @@
       updateCardView(entry);
     });
     if (!state.panelOpen && isLive(frame)) setUnread(true);
+    else if (isLive(frame) && entry.card.status === "pending") focusNewCard(entry);
+  }
+
+  // A keyboard or screen-reader visitor who just sent a message lands on the card that
+  // answers it (the card, not its Confirm: a second Enter must not decide). Someone typing
+  // their next message keeps the composer.
+  function focusNewCard(entry) {
+    const input = state.ui.input;
+    if (state.ui.root.activeElement !== input || input.value.trim() !== "") return;
+    entry.el.focus({ preventScroll: true });
   }
 
   function onCardUpdate(frame) {
@@ -1884,8 +1900,10 @@
     resolveStrings();
     mount();
     for (const item of state.outbox) renderPendingMessage(item);
-    // Opened on load, the panel must not take focus away from the host page.
-    if (state.options.open) setOpen(true, { focus: false });
+    // Opened on load, the panel must not take focus away from the host page; on a phone,
+    // where it would cover the page, it waits for the visitor (the launcher says when a
+    // card arrives).
+    if (state.options.open && !fullScreen()) setOpen(true, { focus: false });
     window.addEventListener("online", onBrowserOnline);
     window.addEventListener("storage", onStorage);
     // Only show "Connecting…" if the first connection is slow.

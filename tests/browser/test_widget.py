@@ -241,15 +241,30 @@ async def test_keyboard_only_visitor_can_open_chat_and_confirm(
     await expect(page.locator(".signoff-input")).to_be_focused()
     await page.keyboard.type("cancel order 1001")
     await page.keyboard.press("Enter")
+    # The card that answers takes focus (not its first button: Enter again decides nothing).
+    await expect(page.locator(".signoff-card")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "pending")
+    await page.keyboard.press("Tab")
     confirm = page.locator(".signoff-confirm")
-    await expect(confirm).to_be_visible()
-    await confirm.focus()
+    await expect(confirm).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator(".signoff-card")).to_have_attribute("data-status", "done")
     # The buttons are gone; focus stays in the widget, on the card that shows the outcome.
     await expect(page.locator(".signoff-card")).to_be_focused()
     log_role = await page.locator(".signoff-log").get_attribute("role")
     assert log_role == "log"
+    # Two buttons close the panel; each has a name of its own.
+    assert await launcher.get_attribute("aria-label") == "Hide chat"
+    assert await page.locator(".signoff-close").get_attribute("aria-label") == "Close chat"
+
+    # Someone typing their next message keeps the composer when a card arrives.
+    await page.locator(".signoff-input").fill("and also")
+    await page.locator(".signoff-input").focus()
+    await page.evaluate("Signoff.send('cancel order 1002')")
+    await expect(page.locator(".signoff-card")).to_have_count(2)
+    await expect(page.locator(".signoff-card").last).to_have_attribute("data-status", "pending")
+    await expect(page.locator(".signoff-input")).to_be_focused()
 
 
 async def test_a_chain_taller_than_the_panel_keeps_its_title_and_buttons_in_view(
@@ -258,6 +273,7 @@ async def test_a_chain_taller_than_the_panel_keeps_its_title_and_buttons_in_view
     context = await browser.new_context(viewport={"width": 375, "height": 480}, has_touch=True)
     page = await context.new_page()
     await page.goto(demo.url + "/demo")
+    await page.get_by_role("button", name="Open chat").click()
     await send(page, "cancel orders 1001 1002 1003")
     card = page.locator(".signoff-card")
     await expect(card).to_have_attribute("data-status", "pending")
@@ -292,6 +308,12 @@ async def test_the_widget_fits_a_phone(browser: Browser, demo: Server) -> None:
     page = await context.new_page()
     await page.goto(demo.url + "/demo")
     panel = page.locator(".signoff-panel")
+    # data-open="true" would cover the whole page with the panel: on a phone the launcher
+    # waits for the visitor instead.
+    await expect(page.get_by_role("button", name="Open chat")).to_be_visible()
+    await expect(panel).to_have_attribute("data-open", "false")
+    assert await page.evaluate("document.documentElement.style.overflow") == ""
+    await page.get_by_role("button", name="Open chat").click()
     await expect(panel).to_have_attribute("data-open", "true")
     box = await panel.bounding_box()
     assert box is not None and box["width"] >= 370
