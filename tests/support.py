@@ -80,11 +80,15 @@ async def serving(config: uvicorn.Config) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def running(
-    signoff: Signoff, config: Settings, ws_max_size: int = MAX_FRAME_BYTES
+    signoff: Signoff,
+    config: Settings,
+    ws_max_size: int = MAX_FRAME_BYTES,
+    port: int | None = None,
 ) -> AsyncIterator[Server]:
-    """Serve ``signoff`` with uvicorn on 127.0.0.1, as ``signoff serve`` does."""
+    """Serve ``signoff`` with uvicorn on 127.0.0.1, as ``signoff serve`` does (on ``port``
+    to stand in for a server that restarted)."""
     app = signoff.asgi(config)
-    port = free_port()
+    port = port or free_port()
     options = uvicorn.Config(
         app,
         host="127.0.0.1",

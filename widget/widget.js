@@ -122,6 +122,7 @@
       reconnecting: "Reconnecting…",
       unavailable: "Chat is unavailable right now.",
       sessionEnded: "This conversation has ended",
+      startedOver: "This chat started over: the earlier conversation is no longer available.",
       newConversation: "Start a new conversation",
       notDelivered: "Not delivered",
       dismiss: "Dismiss",
@@ -171,6 +172,7 @@
       reconnecting: "Verbindung wird wiederhergestellt…",
       unavailable: "Der Chat ist gerade nicht verfügbar.",
       sessionEnded: "Dieses Gespräch ist beendet",
+      startedOver: "Der Chat hat neu begonnen: das frühere Gespräch ist nicht mehr verfügbar.",
       newConversation: "Neues Gespräch beginnen",
       notDelivered: "Nicht zugestellt",
       dismiss: "Schließen",
@@ -1543,9 +1545,13 @@
     emit("error", frame);
     // The stored session is gone (expired, revoked, wrong site): start fresh, same socket.
     if (!state.welcomed && state.helloHadToken && SESSION_ERRORS.has(frame.code)) {
+      const shown = state.lastSeq > 0;
       clearToken();
       resetConversation();
       sendHello();
+      // Expired, or lost in a restart of a server that keeps sessions in memory: the
+      // visitor should know why the conversation is gone, not find it silently empty.
+      if (shown) showNotice(t("startedOver"));
       return;
     }
     if (!state.welcomed && !frame.ref) {

@@ -1,4 +1,5 @@
-"""Keeping the audit log: checking its hash chains and purging rows past their retention.
+"""Keeping the audit log: checking its hash chains, purging rows past their retention, and
+closing the cards a forgetful store lost.
 
 Both walk one site's chain at a time. Verifying streams the rows, so a log of any size is
 checked in constant memory; purging removes the oldest rows of a site in batches, each
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy import Text, delete, func, or_, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signoff.audit.log import lock_chains, rows_outside_chains, shown
+from signoff.audit.entries import AuditEntry, AuditStatus
+from signoff.audit.log import AuditLog, lock_chains, rows_outside_chains, shown
 from signoff.audit.query import stream_rows
 from signoff.audit.schema import audit_chains, audit_events, sqlite_text
 from signoff.core.canonical import canonical_json
@@ -216,3 +218,54 @@ async def _purge_site(engine: AsyncEngine, site: str, cutoff: datetime, now: dat
                 .values(purged_seq=found.seq, purged_hash=found.row_hash, purged_at=now)
             )
             total += gone.rowcount
+
+
+# What a server with a memory store says of the cards it had when it stopped.
+FORGOTTEN = (
+    "the server restarted and its memory store lost the card: nothing of it ran, unless it "
+    "had been confirmed and was running"
+)
+# Statuses that say a call of a card ended.
+_ENDED = [
+    s for s in AuditStatus if s not in (AuditStatus.PENDING_CONFIRMATION, AuditStatus.REFUSED)
+]
+
+
+async def close_forgotten_cards(log: AuditLog, now: datetime, limit: int = 10_000) -> int:
+    """Close, as ``interrupted``, the cards the log shows still open: run when a server
+    starts on a memory store, which holds no card from before. Without it their rows would
+    say "pending" forever. Returns how many cards were closed."""
+    c = audit_events.c
+    ended = select(c.card_id).where(c.card_id.is_not(None), c.status.in_(_ENDED))
+    openings = (
+        select(audit_events)
+        .where(
+            c.status == AuditStatus.PENDING_CONFIRMATION,
+            c.decided_by.is_(None),  # the rows the card opened with, one per call
+            c.card_id.is_not(None),
+            c.card_id.not_in(ended),
+        )
+        .order_by(c.id)
+        .limit(limit)
+    )
+    async with log.engine.connect() as conn:
+        rows = (await conn.execute(openings)).mappings().all()
+    await log.record(
+        *(
+            AuditEntry(
+                ts=now,
+                site=row["site"],
+                session_id=row["session_id"],
+                conversation_id=row["conversation_id"],
+                user_id=row["user_id"],
+                action=row["action"],
+                kind=row["kind"],
+                status=AuditStatus.INTERRUPTED,
+                params=row["params"],  # as recorded: redacted already
+                card_id=row["card_id"],
+                error=FORGOTTEN,
+            )
+            for row in rows
+        )
+    )
+    return len({row["card_id"] for row in rows})

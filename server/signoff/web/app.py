@@ -30,7 +30,7 @@ from signoff.accounts import Accounts
 from signoff.app import Signoff
 from signoff.assets import asset_dir
 from signoff.audit import AuditLog, open_audit
-from signoff.audit.upkeep import purge
+from signoff.audit.upkeep import close_forgotten_cards, purge
 from signoff.config import ConfigError, Settings, Site
 from signoff.core.teammates import METRICS
 from signoff.engine import Engine
@@ -181,6 +181,14 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         warn_of_split_state(settings.store)
         await store.start()
         await audit.start()
+        if settings.store.startswith("memory:"):
+            forgotten = await close_forgotten_cards(audit, datetime.now(UTC))
+            if forgotten:
+                log.warning(
+                    "closed %d cards of an earlier run as interrupted in the audit log: the "
+                    "memory store keeps nothing across restarts (SIGNOFF_STORE=redis://... does)",
+                    forgotten,
+                )
         for notifier in notifiers:
             await notifier.start()
         tasks = [asyncio.create_task(sweeper()), asyncio.create_task(purger())]
