@@ -73,7 +73,7 @@
   // session is gone": start a fresh one on the same socket.
   const SESSION_ERRORS = new Set(["unauthorized", "expired", "forbidden"]);
   // Card statuses that are still on the way to an outcome after a decision was accepted.
-  const IN_PROGRESS = new Set(["pending", "approved", "running"]);
+  const IN_PROGRESS = new Set(["pending", "waiting", "approved", "running"]);
   // Card statuses nothing can change any more.
   const FINAL = new Set(["done", "failed", "interrupted", "cancelled", "rejected", "expired"]);
   // Decision errors that leave the card pending, so the visitor may try again.
@@ -105,6 +105,7 @@
       "kind.write": "Needs your OK",
       "kind.destructive": "Can't be undone",
       "status.withdrawn": "Withdrawn — you sent a new message",
+      withdraw: "Withdraw request",
       "status.waiting": "Waiting for a teammate",
       "status.running": "Running…",
       "status.done": "Done",
@@ -155,6 +156,7 @@
       "kind.write": "Braucht Ihre Zustimmung",
       "kind.destructive": "Nicht rückgängig zu machen",
       "status.withdrawn": "Zurückgezogen – Sie haben eine neue Nachricht geschickt",
+      withdraw: "Anfrage zurückziehen",
       "status.waiting": "Wartet auf ein Teammitglied",
       "status.running": "Wird ausgeführt…",
       "status.done": "Erledigt",
@@ -1002,7 +1004,7 @@
     // One decision in flight per card: double clicks and repeated calls send once.
     if (entry.decision) return entry.decision.promise;
     // Nothing to wait for: a frame would only earn already_decided from the server.
-    if (entry.card.status !== "pending") {
+    if (!decidable(entry.card, value)) {
       const status = String(entry.card.status);
       return Promise.reject({ type: "error", code: "already_decided", message: "This card is " + status, ref: cardId });
     }
@@ -1017,6 +1019,11 @@
     if (entry.el) updateCardView(entry);
     if (canSend()) sendDecision(entry);
     return promise;
+  }
+
+  // The visitor decides their own cards, and may withdraw one that waits for a teammate.
+  function decidable(card, value) {
+    return card.status === "pending" || (card.status === "waiting" && value === "cancel");
   }
 
   function clearCardError(entry) {
@@ -1040,7 +1047,7 @@
   function flushDecisions() {
     for (const entry of state.cards.values()) {
       const decision = entry.decision;
-      if (decision && decision.socket !== state.socketSeq && entry.card.status === "pending") {
+      if (decision && decision.socket !== state.socketSeq && decidable(entry.card, decision.value)) {
         sendDecision(entry);
       }
     }
@@ -1058,7 +1065,7 @@
     // A script on the host page can click() our buttons; only the visitor may. Pages that
     // decide programmatically use onApprovalRequest's decide().
     if (!event.isTrusted) return;
-    if (entry.decision || entry.locked || entry.card.status !== "pending") return;
+    if (entry.decision || entry.locked || !decidable(entry.card, value)) return;
     // The default UI has nobody awaiting the promise; the card shows any error itself.
     decide(entry.id, value).catch(() => {});
   }
@@ -1204,11 +1211,16 @@
     // The buttons exist only while the visitor has a say (pending, no final error, session
     // alive). While a decision is on its way they stay, aria-disabled rather than disabled:
     // a disabled button drops keyboard focus, and onDecisionClick already sends only once.
-    const actionable = card.status === "pending" && !entry.locked && !state.ended;
+    const waiting = card.status === "waiting";
+    const actionable = (card.status === "pending" || waiting) && !entry.locked && !state.ended;
     const busy = Boolean(entry.decision);
     const count = Array.isArray(card.actions) ? card.actions.length : 0;
     ui.confirm.textContent = card.confirm_label || (count > 1 ? t("confirmAll") : t("confirm"));
-    ui.cancel.textContent = card.cancel_label || t(card.kind === "destructive" ? "cancel.destructive" : "cancel");
+    // A request that waits for a teammate can only be taken back.
+    ui.confirm.hidden = waiting;
+    ui.cancel.textContent = waiting
+      ? t("withdraw")
+      : card.cancel_label || t(card.kind === "destructive" ? "cancel.destructive" : "cancel");
     ui.confirm.setAttribute("aria-disabled", String(busy));
     ui.cancel.setAttribute("aria-disabled", String(busy));
     ui.buttons.setAttribute("aria-busy", String(busy));

@@ -194,7 +194,13 @@ async def test_team_card_shows_waiting_for_a_teammate(browser: Browser, demo: Se
     await expect(card).to_have_attribute("data-status", "waiting")
     # Roles and levels are the team's business: the visitor reads who they wait for.
     await expect(card.locator(".signoff-card-status")).to_have_text("Waiting for a teammate")
-    await expect(card.locator(".signoff-confirm")).to_have_count(0)
+    # The visitor cannot approve it, but can take it back.
+    await expect(card.get_by_role("button")).to_have_text(["Withdraw request"])
+    await card.get_by_role("button", name="Withdraw request").click()
+    await expect(card).to_have_attribute("data-status", "cancelled")
+    await expect(card.get_by_role("button")).to_have_count(0)
+    card_id = await card.get_attribute("data-card-id")
+    assert (await demo.engine.store.get_card(card_id)).status == "cancelled"
 
 
 async def test_a_card_reads_as_the_shop_means_it(browser: Browser, demo: Server) -> None:

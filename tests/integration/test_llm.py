@@ -123,6 +123,7 @@ async def test_a_gated_call_is_confirmed_run_once_and_its_result_goes_back_to_th
                 "action": "cancel_order",
                 "status": "done",
                 "result": {"order_id": 1001, "status": "cancelled"},
+                "message": "Order #1001 cancelled",
             }
         ]
         await visitor.bot_says("Order #1001 is cancelled.")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from signoff import Signoff, team
+from signoff.core.closing import WITHDRAWN
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
 from signoff.engine import ActionContext
@@ -118,6 +119,34 @@ async def test_a_rejection_at_any_level_ends_the_card(server: Server) -> None:
         "pending_confirmation",
         "rejected",
     ]
+
+
+async def test_the_visitor_withdraws_a_waiting_request_and_a_late_approval_is_refused(
+    server: Server,
+) -> None:
+    async with widget(server) as w:
+        await w.hello()
+        await w.say("refund 250")
+        card = await w.card("waiting")
+        await decide(server, card["card_id"], Verdict.APPROVE, LEAD)  # level 1 of 2
+        # The visitor can take it back, never approve it.
+        await w.decide(card, "confirm")
+        refused = await w.error("forbidden")
+        assert refused["message"] == "this card waits for a teammate"
+        await w.decide(card, "cancel")
+        update = await w.update(card["card_id"], "cancelled")
+        assert update["reason"] == WITHDRAWN
+        await w.bot_says(WITHDRAWN)  # the bot is told why
+        with pytest.raises(ProtocolError) as late:
+            await decide(server, card["card_id"], Verdict.APPROVE, FINANCE)
+        assert late.value.code == "already_decided"
+    assert server.runs == []  # type: ignore[attr-defined]
+    rows = await server.engine.audit.rows(action="refund")
+    assert [(r["status"], r["error"]) for r in rows][-2:] == [
+        ("refused", "visitor decision on a teammate's card"),
+        ("cancelled", WITHDRAWN),
+    ]
+    assert rows[-1]["decided_by"].startswith("user:")
 
 
 async def test_one_teammate_decides_one_level_only(server: Server) -> None:

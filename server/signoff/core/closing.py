@@ -19,12 +19,14 @@ DECLINE_REASONS = {
 
 # A card the visitor left open by sending a new message: withdrawn, not declined.
 SUPERSEDED = "withdrawn: the visitor sent a new message instead of deciding"
+# A request the visitor took back while it waited for a teammate.
+WITHDRAWN = "withdrawn by the visitor before a teammate decided"
 
 
 def closing_reason(card: Card) -> str:
     """Why the card ended without running, as the bot is told."""
-    if card.reason == SUPERSEDED:
-        return SUPERSEDED
+    if card.reason in (SUPERSEDED, WITHDRAWN):
+        return card.reason
     return DECLINE_REASONS[card.status]
 
 

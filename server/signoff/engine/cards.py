@@ -12,7 +12,7 @@ from signoff.audit import AuditStatus
 from signoff.core.actions import Action, Registry
 from signoff.core.canonical import Call, args_hash
 from signoff.core.cards import OPEN, Card, Status, new_card_id
-from signoff.core.closing import SUPERSEDED, audit_reason, told_to_bot
+from signoff.core.closing import SUPERSEDED, WITHDRAWN, audit_reason, told_to_bot
 from signoff.core.conversation import Conversation, tool_message
 from signoff.core.deciders import NO_CLIENT, Client, Decider
 from signoff.core.display import displayed
@@ -124,9 +124,15 @@ class Cards:
             raise ProtocolError(
                 ErrorCode.FORBIDDEN, "this card belongs to another session", ref=card_id
             )
+        expected, changes = {Status.PENDING}, {"decided_by": by.signature}
         if card.approver != "user":
-            await self.records.refused(card, by, "visitor decision on a teammate's card")
-            raise ProtocolError(ErrorCode.FORBIDDEN, "this card waits for a teammate", ref=card_id)
+            if decision != "cancel":
+                await self.records.refused(card, by, "visitor decision on a teammate's card")
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "this card waits for a teammate", ref=card_id
+                )
+            # What the visitor asked for, they may take back while the team has not decided.
+            expected, changes = {Status.WAITING}, {**changes, "reason": WITHDRAWN}
         if quoted_hash != card.args_hash:
             await self.records.refused(card, by, "args_hash does not match the card")
             raise ProtocolError(
@@ -134,7 +140,7 @@ class Cards:
             )
         new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
         async with self.store.turn(card.session_id, TURN_LOCK_TTL):
-            card = await self._claim(card, {Status.PENDING}, new, {"decided_by": by.signature})
+            card = await self._claim(card, expected, new, changes)
             return await self._carry_out(card, by)
 
     # Teammates' decisions ----------------------------------------------------------------

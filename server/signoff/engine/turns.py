@@ -53,7 +53,8 @@ TURN_LOCK_TTL = 6.0
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
 WAITING_FOR_TEAMMATE = (
-    "Your request is waiting for a teammate. I'll carry on as soon as they have decided."
+    "Your request is waiting for a teammate. I'll carry on as soon as they have decided; "
+    "you can also withdraw it on its card."
 )
 TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in one go."
 # Turns of one session waiting for the turn lock (or running) on this instance; a message
