@@ -123,6 +123,7 @@
       reconnecting: "Reconnecting…",
       unavailable: "Chat is unavailable right now.",
       sessionEnded: "This conversation has ended",
+      suggestions: "Things to try",
       startedOver: "This chat started over: the earlier conversation is no longer available.",
       newConversation: "Start a new conversation",
       notDelivered: "Not delivered",
@@ -174,6 +175,7 @@
       reconnecting: "Verbindung wird wiederhergestellt…",
       unavailable: "Der Chat ist gerade nicht verfügbar.",
       sessionEnded: "Dieses Gespräch ist beendet",
+      suggestions: "Zum Ausprobieren",
       startedOver: "Der Chat hat neu begonnen: das frühere Gespräch ist nicht mehr verfügbar.",
       newConversation: "Neues Gespräch beginnen",
       notDelivered: "Nicht zugestellt",
@@ -223,6 +225,7 @@
     pingTimer: 0,
     connectingTimer: 0,
     lastFrameAt: 0,
+    site: {}, // the site's welcome settings: greeting, suggestions, bot_name
     refused: false, // a setup mistake (see refuse()): never reconnect on our own
     refusal: null, // why: "origin not allowed", "unknown site", "user token", …
     ended: false, // session.end received: wait for the visitor to restart
@@ -647,12 +650,12 @@
   function renderStaticText() {
     const ui = state.ui;
     ui.panel.setAttribute("lang", resolveLocale());
-    ui.panel.setAttribute("aria-label", t("title"));
-    ui.title.textContent = t("title");
+    ui.panel.setAttribute("aria-label", titleText());
+    ui.title.textContent = titleText();
     ui.closeButton.setAttribute("aria-label", t("closeChat"));
     ui.closeButton.setAttribute("title", t("closeChat"));
     ui.launcher.setAttribute("aria-label", state.panelOpen ? t("hideChat") : t("openChat"));
-    ui.log.setAttribute("aria-label", t("title"));
+    ui.log.setAttribute("aria-label", titleText());
     ui.input.setAttribute("placeholder", t("placeholder"));
     ui.input.setAttribute("aria-label", t("inputLabel"));
     ui.sendButton.setAttribute("aria-label", t("send"));
@@ -797,6 +800,55 @@
     if (stick) scrollToBottom();
   }
 
+  // The site names its bot (welcome's bot_name) unless the page set its own strings.
+  function ownString(key) {
+    return isObject(state.options.strings) && key in state.options.strings;
+  }
+
+  function titleText() {
+    return state.site.bot_name && !ownString("title") ? state.site.bot_name : t("title");
+  }
+
+  function botLabel() {
+    return state.site.bot_name && !ownString("bot") ? state.site.bot_name + ":" : t("bot");
+  }
+
+  // A conversation with nothing in it yet opens with the site's greeting and messages to
+  // try (one click sends one). Shown, never sent: the bot's conversation starts with the
+  // visitor's first message.
+  function showGreeting() {
+    const ui = state.ui;
+    if (!ui || state.ended || ui.log.querySelector(".signoff-row, .signoff-card, .signoff-greeting")) return;
+    const greeting = typeof state.site.greeting === "string" ? state.site.greeting : "";
+    const suggestions = Array.isArray(state.site.suggestions) ? state.site.suggestions.map(String) : [];
+    if (!greeting && !suggestions.length) return;
+    const block = h("div", { class: "signoff-greeting" });
+    if (greeting) {
+      const message = createMessage("bot", greeting, null);
+      block.appendChild(message.row);
+    }
+    if (suggestions.length) {
+      const list = h("div", { class: "signoff-suggestions", role: "group", "aria-label": t("suggestions") });
+      for (const text of suggestions) {
+        const button = h("button", { type: "button", class: "signoff-suggestion", text: text });
+        button.addEventListener("click", () => {
+          if (state.ended || state.refused) return;
+          list.remove();
+          sendChat(text);
+          ui.input.focus();
+        });
+        list.appendChild(button);
+      }
+      block.appendChild(list);
+    }
+    ui.log.prepend(block);
+  }
+
+  function hideSuggestions() {
+    const list = state.ui && state.ui.log.querySelector(".signoff-suggestions");
+    if (list) list.remove();
+  }
+
   function clearLog() {
     const ui = state.ui;
     if (!ui) return;
@@ -807,9 +859,10 @@
   // --- Messages ---------------------------------------------------------------------------
 
   function createMessage(role, text, messageId) {
+    if (role === "user") hideSuggestions(); // the visitor has started, from any tab
     const row = h("div", { class: "signoff-row", "data-role": role });
     // Screen readers hear who spoke; the bubble's own text stays exactly the message.
-    const speaker = h("span", { class: "signoff-sr", text: role === "user" ? t("you") : t("bot") });
+    const speaker = h("span", { class: "signoff-sr", text: role === "user" ? t("you") : botLabel() });
     const textEl = h("span", { class: "signoff-msg-text", text: text });
     const bubble = h(
       "div",
@@ -918,6 +971,7 @@
       return null;
     }
     const item = { clientId: newClientId(), text: text, row: null, message: null, socket: 0, retryAt: 0 };
+    hideSuggestions();
     state.outbox.push(item);
     if (state.ui) renderPendingMessage(item);
     flushOutbox();
@@ -1369,6 +1423,12 @@
     state.sessionId = frame.session_id || null;
     if (frame.session_token) storeToken(frame.session_token, frame.session_id || "");
     state.welcomed = true;
+    state.site = {
+      greeting: frame.greeting,
+      suggestions: frame.suggestions,
+      bot_name: typeof frame.bot_name === "string" ? frame.bot_name : null,
+    };
+    if (state.ui) renderStaticText();
     clearTimeout(state.welcomeTimer);
     // A server that welcomes and then drops us at once (e.g. it closes on something we
     // send) must not get a reconnect storm: only a socket that stayed up resets the backoff.
@@ -1420,6 +1480,7 @@
     state.replayTimer = 0;
     state.replaying = false;
     setLogLive(true);
+    showGreeting();
     runDeferredHooks();
     if (canSend()) {
       flushOutbox();

@@ -55,9 +55,19 @@ class Signoff:
 
         return register(func) if func is not None else register
 
-    def site(self, name: str, origins: Iterable[str]) -> None:
-        """Allow the widget for ``name`` on pages served from these origins."""
-        self.sites[name] = make_site(name, list(origins))
+    def site(
+        self,
+        name: str,
+        origins: Iterable[str],
+        *,
+        greeting: str | None = None,
+        suggestions: Iterable[str] = (),
+        bot_name: str | None = None,
+    ) -> None:
+        """Allow the widget for ``name`` on pages served from these origins; a new
+        conversation there opens with ``greeting`` from ``bot_name`` and ``suggestions``
+        to send with one click."""
+        self.sites[name] = make_site(name, list(origins), greeting, list(suggestions), bot_name)
 
     def use_bot(self, bot: Bot) -> Bot:
         self.bot = bot

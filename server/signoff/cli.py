@@ -170,8 +170,19 @@ def demo_site(host: str, port: int) -> Site:
     """
     address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     return make_site(
-        "demo", [f"http://{address}:{port}", "http://localhost:*", "http://127.0.0.1:*"]
+        "demo",
+        [f"http://{address}:{port}", "http://localhost:*", "http://127.0.0.1:*"],
+        greeting=DEMO_GREETING,
+        suggestions=DEMO_SUGGESTIONS,
+        bot_name="Shop assistant",
     )
+
+
+DEMO_GREETING = (
+    "Hi! I look after the demo shop's orders. Anything that changes one waits for your OK "
+    "first, and big refunds for a teammate's."
+)
+DEMO_SUGGESTIONS = ["list orders", "cancel order 1001", "refund 20 on order 1002", "delete spam"]
 
 
 async def demo_teammate(audit_url: str, secret: str) -> str:

@@ -12,7 +12,7 @@ import re
 import secrets
 import tomllib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,6 +63,19 @@ class Site:
     origins: tuple[str, ...]
     # Days its audit rows are kept; None: the server-wide setting (by default, forever).
     audit_retention_days: int | None = None
+    # What the widget shows a visitor with an empty conversation: a greeting from the bot
+    # (by its name) and messages to try, each sent with one click.
+    greeting: str | None = None
+    suggestions: tuple[str, ...] = ()
+    bot_name: str | None = None
+
+    def welcome(self) -> dict[str, Any]:
+        """The site's part of the ``welcome`` frame: only what it sets."""
+        shown = {"greeting": self.greeting, "bot_name": self.bot_name}
+        welcome: dict[str, Any] = {k: v for k, v in shown.items() if v is not None}
+        if self.suggestions:
+            welcome["suggestions"] = list(self.suggestions)
+        return welcome
 
     def allows(self, origin: str | None, host: str | None = None) -> bool:
         """Whether a page from ``origin`` may use this site; ``host`` is the request's Host."""
@@ -178,12 +191,13 @@ def _sites(raw: Any) -> dict[str, Site]:
     for name, table in raw.items():
         origins = table.get("origins") if isinstance(table, dict) else None
         if isinstance(table, dict):
-            _known_only(f"sites.{name}", table, {"origins", "audit_retention_days"})
-        site = make_site(name, origins)
+            _known_only(f"sites.{name}", table, {"origins", "audit_retention_days", *WELCOME})
+        welcome = {key: table[key] for key in WELCOME if key in table}
+        site = make_site(name, origins, **welcome)
         days = table.get("audit_retention_days")
         if days is not None:
             days = _whole_days(f"sites.{name}.audit_retention_days", days)
-        sites[name] = Site(site.name, site.origins, days)
+        sites[name] = replace(site, audit_retention_days=days)
     return sites
 
 
@@ -207,8 +221,31 @@ def _whole_days(name: str, value: Any) -> int:
     return value
 
 
-def make_site(name: str, origins: Any) -> Site:
-    """A checked site: a valid name and a list of origins (``:*`` for any port)."""
+# A site's welcome settings, and how long each may be.
+WELCOME = ("greeting", "suggestions", "bot_name")
+MAX_GREETING = 500
+MAX_SUGGESTIONS = 6
+MAX_SUGGESTION = 80
+MAX_BOT_NAME = 40
+
+
+def _text(name: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise ConfigError(f"{name}: expected text of 1 to {limit} characters")
+    if any(ord(c) < 32 and c != "\n" for c in value):
+        raise ConfigError(f"{name}: control characters are not allowed")
+    return value.strip()
+
+
+def make_site(
+    name: str,
+    origins: Any,
+    greeting: Any = None,
+    suggestions: Any = (),
+    bot_name: Any = None,
+) -> Site:
+    """A checked site: a valid name and a list of origins (``:*`` for any port), and what
+    its widget shows a new conversation (``greeting``, ``suggestions``, ``bot_name``)."""
     if not isinstance(name, str) or not SITE_PATTERN.fullmatch(name):
         raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
     if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
@@ -218,7 +255,21 @@ def make_site(name: str, origins: Any) -> Site:
             raise ConfigError(
                 f"sites.{name}.origins: {origin!r} is not an origin like https://shop.example"
             )
-    return Site(name, tuple(origins))
+    if not isinstance(suggestions, list | tuple) or len(suggestions) > MAX_SUGGESTIONS:
+        raise ConfigError(f"sites.{name}.suggestions: expected a list of at most {MAX_SUGGESTIONS}")
+    return Site(
+        name,
+        tuple(origins),
+        greeting=None
+        if greeting is None
+        else _text(f"sites.{name}.greeting", greeting, MAX_GREETING),
+        suggestions=tuple(
+            _text(f"sites.{name}.suggestions", s, MAX_SUGGESTION) for s in suggestions
+        ),
+        bot_name=None
+        if bot_name is None
+        else _text(f"sites.{name}.bot_name", bot_name, MAX_BOT_NAME),
+    )
 
 
 def load_settings(

@@ -679,3 +679,24 @@ async def test_a_reload_after_history_was_trimmed_shows_the_snapshot(
         await expect(page.locator(".signoff-msg", has_text="Here are your orders")).to_have_count(1)
         await cards.nth(1).locator(".signoff-confirm").click()
         await expect(cards.nth(1)).to_have_attribute("data-status", "done")
+
+
+async def test_a_new_conversation_opens_with_the_sites_greeting_and_things_to_try(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from signoff.cli import DEMO_GREETING, DEMO_SUGGESTIONS, demo_site
+
+    async with running(demo_app(), settings(tmp_path)) as server:
+        server.app.state.runtime.sites["demo"] = demo_site("127.0.0.1", server.port)
+        page = await open_demo(browser, server)
+        await expect(page.get_by_role("heading", name="Shop assistant", exact=True)).to_be_visible()
+        await expect(page.get_by_text(DEMO_GREETING)).to_be_visible()
+        things = page.get_by_role("group", name="Things to try")
+        await expect(things.get_by_role("button")).to_have_text(DEMO_SUGGESTIONS)
+        await things.get_by_role("button", name="list orders").click()
+        await expect(page.get_by_text("Here are your orders")).to_be_visible()
+        await expect(things).to_have_count(0)
+        # A reload shows the conversation, not the greeting's suggestions again.
+        await page.reload()
+        await expect(page.get_by_text("Here are your orders")).to_be_visible()
+        await expect(page.get_by_role("group", name="Things to try")).to_have_count(0)

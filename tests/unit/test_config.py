@@ -704,3 +704,40 @@ def test_an_unknown_signoff_variable_is_refused_as_an_unknown_key_is() -> None:
 def test_durations_past_a_year_are_refused(name: str) -> None:
     with pytest.raises(ConfigError, match=f"^{name}: at most 31,622,400 seconds"):
         load_settings(env={"SIGNOFF_SECRET": "s" * 32, name: "1e308"})
+
+
+def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[sites.shop]\norigins = ["https://shop.example"]\naudit_retention_days = 7\n'
+        'greeting = "Hi! Ask me about your orders."\nbot_name = "Shopbot"\n'
+        'suggestions = ["where is my order?", "cancel an order"]\n'
+        '[sites.blog]\norigins = ["https://blog.example"]\n',
+    )
+    sites = load_settings(config, ENV).sites
+    assert sites["shop"].welcome() == {
+        "greeting": "Hi! Ask me about your orders.",
+        "bot_name": "Shopbot",
+        "suggestions": ["where is my order?", "cancel an order"],
+    }
+    assert sites["shop"].audit_retention_days == 7
+    assert sites["blog"].welcome() == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ('greeting = ""', r"sites\.shop\.greeting: expected text of 1 to 500"),
+        (f'greeting = "{"x" * 501}"', r"sites\.shop\.greeting"),
+        ('greeting = "hi\\u0007"', r"sites\.shop\.greeting: control characters"),
+        ('bot_name = ["a"]', r"sites\.shop\.bot_name: expected text of 1 to 40"),
+        ('suggestions = "list orders"', r"sites\.shop\.suggestions: expected a list of at most 6"),
+        ("suggestions = [" + ", ".join(['"a"'] * 7) + "]", r"sites\.shop\.suggestions"),
+        (f'suggestions = ["{"y" * 81}"]', r"sites\.shop\.suggestions: expected text of 1 to 80"),
+        ('greting = "hi"', r"sites\.shop.*greting"),
+    ],
+)
+def test_bad_welcome_settings_are_named(tmp_path: Path, setting: str, named: str) -> None:
+    config = write(tmp_path, f'[sites.shop]\norigins = ["https://shop.example"]\n{setting}\n')
+    with pytest.raises(ConfigError, match=named):
+        load_settings(config, ENV)

@@ -403,6 +403,7 @@ class Connection:
                 "user_id": session.user_id,
                 "expires_at": iso(session.expires_at),
                 "seq": last,
+                **site.welcome(),
             }
         )
         self.session = session
