@@ -243,6 +243,7 @@
     cards: new Map(), // card_id -> card entry (insertion order = history order)
     cardElementCount: 0, // for unique element ids inside the shadow root
     outbox: [], // chat messages not yet confirmed by the server: {clientId, text, row, socket, retryAt, author?}
+    pageCalls: new Map(), // Signoff.call()s by client_id: {frame, socket, resolve, reject, cardId}
     outboxTimer: 0, // paces the outbox flush
     scrollLock: null, // {overflow} of <html> saved while the full-screen panel is open
   };
@@ -1485,6 +1486,7 @@
     if (canSend()) {
       flushOutbox();
       flushDecisions();
+      flushPageCalls();
     }
   }
 
@@ -1551,6 +1553,13 @@
     const entry = cardEntry(frame.card_id);
     copyFields(entry.card, frame, CARD_FIELDS);
     entry.known = true;
+    const call = frame.page_call ? state.pageCalls.get(frame.page_call) : null;
+    if (call) {
+      call.cardId = entry.id;
+      entry.pageCall = frame.page_call;
+      if (isLive(frame)) setOpen(true); // the visitor must see what the page asked for
+    }
+    settlePageCall(entry);
     if (!IN_PROGRESS.has(entry.card.status)) settleDecision(entry, "resolve", frame);
     emit("card", publicCard(entry));
     if (entry.hidden || !state.ui) return;
@@ -1589,8 +1598,9 @@
     // run was still going; now that the outcome is shown, the error says nothing more.
     if (FINAL.has(entry.card.status) && entry.errorCode === "already_decided") clearCardError(entry);
     // decide() resolves with the update that carries the outcome (done, failed,
-    // cancelled, waiting for a teammate, ...), not with the intermediate approved/running.
+    // cancelled, ...), not with the intermediate approved/running.
     if (!IN_PROGRESS.has(entry.card.status)) settleDecision(entry, "resolve", frame);
+    settlePageCall(entry);
     emit("card.update", frame);
     if (entry.el) keepScrolled(() => updateCardView(entry));
   }
@@ -1640,6 +1650,7 @@
       onDecisionError(entry, frame);
       return;
     }
+    if (refusePageCall(frame)) return;
     const item = frame.ref ? state.outbox.find((o) => o.clientId === frame.ref) : null;
     if (item && RETRY_LATER_ERRORS.has(frame.code)) {
       retryLater(item);
@@ -1695,6 +1706,13 @@
     }
     state.cards.clear();
     state.messages.clear();
+    // A page's call whose card was in that conversation ends with it; one not yet
+    // answered is sent again into the new one.
+    for (const [clientId, call] of state.pageCalls) {
+      if (!call.cardId) continue;
+      state.pageCalls.delete(clientId);
+      call.reject({ type: "error", code: "expired", message: "The conversation was reset", ref: clientId });
+    }
     // Undelivered messages survive: they are re-sent into the new conversation.
     for (const item of state.outbox) item.socket = 0;
     clearLog();
@@ -2012,6 +2030,56 @@
     if ("open" in options) setOpen(Boolean(options.open));
   }
 
+  // --- Host-page buttons: Signoff.call ---------------------------------------------------
+  // The page asks for an action; the server opens a card for it (only for actions the
+  // site lets its pages call). The promise settles with the card's outcome, or rejects with
+  // the server's error frame.
+
+  function pageCall(action, args) {
+    if (typeof action !== "string" || !isObject(args)) {
+      return Promise.reject(new TypeError("Signoff.call(action, args) takes a name and an object"));
+    }
+    if (!state.started || state.ended || state.refused) {
+      return Promise.reject({ type: "error", code: "unavailable", message: "The chat is not running" });
+    }
+    const clientId = newClientId();
+    const call = { frame: { type: "call", client_id: clientId, action: action, args: clone(args) }, socket: 0 };
+    const promise = new Promise((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
+    });
+    state.pageCalls.set(clientId, call);
+    if (canSend()) sendPageCall(call);
+    return promise;
+  }
+
+  function sendPageCall(call) {
+    if (sendFrame(call.frame)) call.socket = state.socketSeq;
+  }
+
+  // A call sent on a socket that died may never have arrived; the server takes each
+  // client_id once, so sending it again is harmless.
+  function flushPageCalls() {
+    for (const call of state.pageCalls.values()) {
+      if (!call.cardId && call.socket !== state.socketSeq) sendPageCall(call);
+    }
+  }
+
+  function settlePageCall(entry) {
+    const call = entry.pageCall ? state.pageCalls.get(entry.pageCall) : null;
+    if (!call || !FINAL.has(entry.card.status)) return;
+    state.pageCalls.delete(entry.pageCall);
+    call.resolve(publicCard(entry));
+  }
+
+  function refusePageCall(frame) {
+    const call = frame.ref ? state.pageCalls.get(frame.ref) : null;
+    if (!call) return false;
+    state.pageCalls.delete(frame.ref);
+    call.reject(frame);
+    return true;
+  }
+
   // --- Public API -----------------------------------------------------------------------
 
   const api = {
@@ -2040,6 +2108,7 @@
       return sendChat(value);
     },
     on: on,
+    call: pageCall,
     // For custom approval UIs: a card's values shown the way the widget shows them.
     visible: formatValue,
   };

@@ -175,6 +175,7 @@ def demo_site(host: str, port: int) -> Site:
         greeting=DEMO_GREETING,
         suggestions=DEMO_SUGGESTIONS,
         bot_name="Shop assistant",
+        page_actions=["cancel_order"],
     )
 
 

@@ -68,6 +68,8 @@ class Site:
     greeting: str | None = None
     suggestions: tuple[str, ...] = ()
     bot_name: str | None = None
+    # Actions the host page's own buttons may ask for (Signoff.call); each opens a card.
+    page_actions: tuple[str, ...] = ()
 
     def welcome(self) -> dict[str, Any]:
         """The site's part of the ``welcome`` frame: only what it sets."""
@@ -191,8 +193,10 @@ def _sites(raw: Any) -> dict[str, Site]:
     for name, table in raw.items():
         origins = table.get("origins") if isinstance(table, dict) else None
         if isinstance(table, dict):
-            _known_only(f"sites.{name}", table, {"origins", "audit_retention_days", *WELCOME})
-        welcome = {key: table[key] for key in WELCOME if key in table}
+            _known_only(
+                f"sites.{name}", table, {"origins", "audit_retention_days", *WIDGET_OPTIONS}
+            )
+        welcome = {key: table[key] for key in WIDGET_OPTIONS if key in table}
         site = make_site(name, origins, **welcome)
         days = table.get("audit_retention_days")
         if days is not None:
@@ -221,12 +225,21 @@ def _whole_days(name: str, value: Any) -> int:
     return value
 
 
-# A site's welcome settings, and how long each may be.
-WELCOME = ("greeting", "suggestions", "bot_name")
+# What a site sets for its widget and pages, and how long each may be.
+WIDGET_OPTIONS = ("greeting", "suggestions", "bot_name", "page_actions")
 MAX_GREETING = 500
 MAX_SUGGESTIONS = 6
 MAX_SUGGESTION = 80
 MAX_BOT_NAME = 40
+_ACTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _action_names(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, str) and _ACTION_NAME.fullmatch(v) for v in value
+    ):
+        raise ConfigError(f"{name}: expected a list of action names")
+    return tuple(value)
 
 
 def _text(name: str, value: Any, limit: int) -> str:
@@ -243,6 +256,7 @@ def make_site(
     greeting: Any = None,
     suggestions: Any = (),
     bot_name: Any = None,
+    page_actions: Any = (),
 ) -> Site:
     """A checked site: a valid name and a list of origins (``:*`` for any port), and what
     its widget shows a new conversation (``greeting``, ``suggestions``, ``bot_name``)."""
@@ -266,6 +280,7 @@ def make_site(
         suggestions=tuple(
             _text(f"sites.{name}.suggestions", s, MAX_SUGGESTION) for s in suggestions
         ),
+        page_actions=_action_names(f"sites.{name}.page_actions", page_actions),
         bot_name=None
         if bot_name is None
         else _text(f"sites.{name}.bot_name", bot_name, MAX_BOT_NAME),

@@ -90,7 +90,9 @@ async def test_the_demo_works_under_its_strict_csp_and_no_page_can_frame_it(
     assert "unsafe-inline" not in answer.headers["content-security-policy"]
     assert answer.headers["x-frame-options"] == "DENY"
     await expect(page.locator(".signoff-panel")).to_have_attribute("data-open", "true")
-    await page.get_by_role("button", name="cancel order 1001").click()  # the page's own script
+    await page.get_by_role(
+        "button", name="cancel order 1001", exact=True
+    ).click()  # the page's own script
     card = page.locator(".signoff-card")
     await expect(card).to_have_attribute("data-status", "pending")  # over the WebSocket
     await card.locator(".signoff-confirm").click()

@@ -712,6 +712,7 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
         '[sites.shop]\norigins = ["https://shop.example"]\naudit_retention_days = 7\n'
         'greeting = "Hi! Ask me about your orders."\nbot_name = "Shopbot"\n'
         'suggestions = ["where is my order?", "cancel an order"]\n'
+        'page_actions = ["cancel_order"]\n'
         '[sites.blog]\norigins = ["https://blog.example"]\n',
     )
     sites = load_settings(config, ENV).sites
@@ -721,7 +722,9 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
         "suggestions": ["where is my order?", "cancel an order"],
     }
     assert sites["shop"].audit_retention_days == 7
+    assert sites["shop"].page_actions == ("cancel_order",)
     assert sites["blog"].welcome() == {}
+    assert sites["blog"].page_actions == ()
 
 
 @pytest.mark.parametrize(
@@ -735,6 +738,10 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
         ("suggestions = [" + ", ".join(['"a"'] * 7) + "]", r"sites\.shop\.suggestions"),
         (f'suggestions = ["{"y" * 81}"]', r"sites\.shop\.suggestions: expected text of 1 to 80"),
         ('greting = "hi"', r"sites\.shop.*greting"),
+        (
+            'page_actions = ["cancel order"]',
+            r"sites\.shop\.page_actions: expected a list of action",
+        ),
     ],
 )
 def test_bad_welcome_settings_are_named(tmp_path: Path, setting: str, named: str) -> None:

@@ -119,6 +119,9 @@ class Card:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     lease_until: float | None = None
     updated_at: float = 0.0
+    # The client_id of the host page's Signoff.call that opened the card; None for the
+    # bot's. A page's card pauses no turn: deciding it resumes none.
+    page_call: str | None = None
 
     @property
     def role(self) -> str | None:

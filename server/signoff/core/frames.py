@@ -90,11 +90,20 @@ class Decision(_Frame):
     args_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 
 
+class PageCall(_Frame):
+    """A host page's button asks for an action: ``Signoff.call(action, args)``."""
+
+    type: Literal["call"]
+    client_id: Identifier
+    action: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+    args: dict[str, Any]
+
+
 class Ping(_Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Hello | Message | Decision | Ping
+ClientFrame = Hello | Message | Decision | PageCall | Ping
 _adapter: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )
@@ -204,6 +213,8 @@ def card_frame(
     }
     if card.approver == "team":
         frame.update(level=card.level, role=card.role, levels=card.levels)
+    if card.page_call is not None:
+        frame["page_call"] = card.page_call  # the client_id of the page's Signoff.call
     return frame
 
 

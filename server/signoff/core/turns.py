@@ -122,14 +122,15 @@ def plan_step(
         planned = PlannedCall(call.id, call.name, args, action, gate, effect)
         (gated if gate.gated else plan.run_now).append(planned)
     if gated:
-        plan.card = _card_plan(gated)
+        plan.card = card_plan(gated)
         if plan.card.args_hash in declined:
             plan.already_declined = True
             plan.stop_turn = repeats + 1 >= MAX_REPEATED_PROPOSALS
     return plan
 
 
-def _card_plan(calls: list[PlannedCall]) -> CardPlan:
+def card_plan(calls: list[PlannedCall]) -> CardPlan:
+    """The card of gated calls (each with its ``gate`` and ``effect``)."""
     levels: list[str] = []
     for call in calls:
         assert call.gate is not None

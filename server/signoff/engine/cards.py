@@ -4,21 +4,23 @@ resumes; level by level for cards that wait on teammates."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from signoff import metrics
 from signoff.audit import AuditStatus
-from signoff.core.actions import Action, Registry
+from signoff.core.actions import USER, Action, Registry
 from signoff.core.canonical import Call, args_hash
 from signoff.core.cards import OPEN, Card, Status, new_card_id
 from signoff.core.closing import SUPERSEDED, WITHDRAWN, audit_reason, told_to_bot
-from signoff.core.conversation import Conversation, tool_message
+from signoff.core.conversation import Conversation, ToolCall, ran_calls, tool_message
 from signoff.core.deciders import NO_CLIENT, Client, Decider
 from signoff.core.display import displayed
 from signoff.core.frames import ErrorCode, ProtocolError, card_update_frame
 from signoff.core.teammates import NotAllowed, Teammate, Verdict, approval, check_decider
-from signoff.core.turns import CardPlan
+from signoff.core.turns import CardPlan, PlannedCall, card_plan, plan_step
 from signoff.engine.calls import Calls
 from signoff.engine.executor import Outcome, bounded
 from signoff.engine.notify import EventType
@@ -63,9 +65,14 @@ class Cards:
 
     # Opening ---------------------------------------------------------------------------
     async def open(
-        self, session: SessionRecord, conversation: Conversation, plan: CardPlan
+        self,
+        session: SessionRecord,
+        conversation: Conversation,
+        plan: CardPlan,
+        page_call: str | None = None,
     ) -> None:
-        """The turn pauses on a card holding the step's gated calls."""
+        """The turn pauses on a card holding the step's gated calls; or, with
+        ``page_call``, the card of a host page's Signoff.call opens (no turn pauses)."""
         now = self.clock()
         actions = [c.action for c in plan.calls if c.action is not None]
         card = Card(
@@ -88,12 +95,14 @@ class Cards:
             timeout_at=now + plan.timeout,
             status=Status.WAITING if plan.approver == "team" else Status.PENDING,
             updated_at=now,
+            page_call=page_call,
         )
         # On record before the card exists anywhere (a teammate may list it once stored),
         # so its decision's rows come after; an audit log that cannot write opens no card.
         waits = "the visitor" if card.approver == "user" else f"level 1 ({card.role})"
+        called = "; called from the page" if page_call is not None else ""
         await self.records.card_rows(
-            card, card.calls, AuditStatus.PENDING_CONFIRMATION, None, f"waits for {waits}"
+            card, card.calls, AuditStatus.PENDING_CONFIRMATION, None, f"waits for {waits}{called}"
         )
         # Saved before the card is shown, so a decision that comes at once finds the turn.
         await save(self.store, session.session_id, conversation)
@@ -103,6 +112,45 @@ class Cards:
         await self.store.append_frame(card.session_id, self.records.card_frame(card, expires_at))
         if card.status is Status.WAITING:
             await self.records.announce(EventType.CARD_WAITING, card, session.expires_at)
+
+    # A host page's button: Signoff.call -----------------------------------------------------
+    async def call_from_page(
+        self,
+        session: SessionRecord,
+        client_id: str,
+        name: str,
+        args: dict[str, Any],
+        callable_here: Collection[str],
+    ) -> None:
+        """Open the card of a call the host page asks for: always a card, even for a call
+        the bot could make without one (a page cannot run anything unconfirmed), and only
+        for the actions the site lets its pages call. Refusals are audited."""
+        planned = PlannedCall(f"page_{client_id}", name, args, self.registry.get(name))
+        if name not in callable_here:
+            error = f"{name!r} is not an action this site's pages may call"
+            await self.records.uncarded(session, planned, AuditStatus.REFUSED, error=error)
+            raise ProtocolError(ErrorCode.FORBIDDEN, error, ref=client_id)
+        async with self.store.turn(session.session_id, TURN_LOCK_TTL, client_id) as turn:
+            if turn is None:
+                return  # a re-sent call: its card is already in the history
+            ran = functools.partial(ran_calls, turn.conversation)
+            plan = plan_step(
+                self.registry, [ToolCall(name, args, planned.tool_call_id)], set(), 0, ran
+            )
+            if plan.refused:
+                [refused] = plan.refused
+                await self.records.uncarded(
+                    session, refused, AuditStatus.REFUSED, error=refused.error
+                )
+                raise ProtocolError(ErrorCode.BAD_FRAME, refused.error or "refused", ref=client_id)
+            card = plan.card or card_plan(
+                [
+                    replace(c, gate=USER, effect=c.action.effect(c.args))
+                    for c in plan.run_now
+                    if c.action
+                ]
+            )
+            await self.open(session, turn.conversation, card, page_call=client_id)
 
     # The visitor's decision -------------------------------------------------------------
     async def decide(
@@ -329,7 +377,8 @@ class Cards:
                 )
                 if not outcome.ok:
                     stop = "not run: an earlier call failed"
-            conversation.append(tool_message(call_id, outcome.tool_content()))
+            if card.page_call is None:
+                conversation.append(tool_message(call_id, outcome.tool_content()))
             # Kept call by call, audit row first, so a crash later in the chain leaves
             # every call that ran on record, and none twice.
             skipped = results[-1]["status"] == "skipped"
@@ -387,6 +436,8 @@ class Cards:
             decider,
             audit_reason(card),
         )
+        if card.page_call is not None:
+            return  # not the bot's call: the page hears of it from the card
         answered = {m.get("tool_call_id") for m in conversation if m.get("role") == "tool"}
         for index, call_id in enumerate(card.tool_call_ids):
             if call_id not in answered:
@@ -400,6 +451,8 @@ class Cards:
 
     async def _resume(self, card: Card, conversation: Conversation) -> None:
         """Continue the paused turn with the card's results in the conversation."""
+        if card.page_call is not None:
+            return  # the page's card paused no turn
         session = await self.store.get_session(card.session_id, self.clock())
         if session is not None:
             await self.resume_turn(session, conversation)

@@ -108,6 +108,13 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         raise ConfigError(
             "APP: the Signoff app has no bot; pass bot=, call use_bot() or set SIGNOFF_LLM_BASE_URL"
         )
+    sites = {**settings.sites, **signoff.sites}
+    for site in sites.values():
+        unknown = [name for name in site.page_actions if signoff.registry.get(name) is None]
+        if unknown:
+            raise ConfigError(
+                f"sites.{site.name}.page_actions: {', '.join(unknown)} is not a registered action"
+            )
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
     audit = open_audit(settings.audit, settings.secret, settings.audit_exports)
@@ -136,7 +143,7 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
     runtime = Runtime(
         engine,
         settings,
-        {**settings.sites, **signoff.sites},
+        sites,
         audit,
         Accounts(audit.engine, settings.admin_key),
         templates,

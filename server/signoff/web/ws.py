@@ -26,6 +26,7 @@ from signoff.core.frames import (
     ErrorCode,
     Hello,
     Message,
+    PageCall,
     Ping,
     ProtocolError,
     compact_replay,
@@ -331,6 +332,9 @@ class Connection:
         elif isinstance(frame, Decision):
             session = await self._touch()
             self.engine.spawn(self._decide(session, frame))
+        elif isinstance(frame, PageCall):
+            session = await self._touch()
+            self.engine.spawn(self._call(session, frame))
 
     async def _touch(self) -> SessionRecord:
         assert self.session is not None
@@ -349,6 +353,18 @@ class Connection:
             )
         except StoreUnavailable:
             self.refuse(unavailable(frame.card_id))
+        except ProtocolError as error:
+            self.refuse(error)
+
+    async def _call(self, session: SessionRecord, frame: PageCall) -> None:
+        site = self.runtime.sites.get(session.site)
+        callable_here = site.page_actions if site else ()
+        try:
+            await self.engine.cards.call_from_page(
+                session, frame.client_id, frame.action, dict(frame.args), callable_here
+            )
+        except StoreUnavailable:
+            self.refuse(unavailable(frame.client_id))
         except ProtocolError as error:
             self.refuse(error)
 

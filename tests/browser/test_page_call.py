@@ -1,0 +1,50 @@
+"""The host page's own button asks for an action with Signoff.call, in Chromium: the same
+card opens in the widget, the visitor decides, and the promise settles with the outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Browser, expect
+
+from signoff.bots.demo import demo_app
+from signoff.cli import demo_site
+from tests.support import running, settings
+
+
+async def test_the_demo_pages_cancel_button_opens_the_card_and_hears_the_outcome(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with running(demo_app(), settings(tmp_path)) as server:
+        server.app.state.runtime.sites["demo"] = demo_site("127.0.0.1", server.port)
+        page = await browser.new_page()
+        await page.goto(server.url + "/demo")
+        await page.get_by_role("button", name="Cancel order 1001", exact=True).click()
+        card = page.locator(".signoff-card")
+        await expect(card).to_have_attribute("data-status", "pending")
+        await expect(card.get_by_role("definition")).to_have_text(
+            ["#1001", "Ada Lovelace", "$89.50"]
+        )
+        await card.get_by_role("button", name="Cancel order").click()
+        await expect(card).to_have_attribute("data-status", "done")
+        await expect(page.locator("#order-status")).to_have_text("cancelled")
+        rows = await server.engine.audit.rows(card_id=await card.get_attribute("data-card-id"))
+        assert [(r["status"], r["error"]) for r in rows] == [
+            ("pending_confirmation", "waits for the visitor; called from the page"),
+            ("success", None),
+        ]
+
+        # What the site does not let its pages call is refused, and audited.
+        refused = await page.evaluate(
+            "Signoff.call('refund', {order_id: 1002, amount: 10}).then("
+            "() => 'ran', (error) => error.code + ': ' + error.message)"
+        )
+        assert refused == "forbidden: 'refund' is not an action this site's pages may call"
+        [row] = await server.engine.audit.rows(action="refund")
+        assert row["status"] == "refused"
+        # Bad arguments are refused before any card.
+        bad = await page.evaluate(
+            "Signoff.call('cancel_order', {order_id: 'x'}).then(() => 'ran', (e) => e.code)"
+        )
+        assert bad == "bad_frame"
+        await expect(card).to_have_count(1)
