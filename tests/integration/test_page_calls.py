@@ -67,3 +67,16 @@ def test_a_page_action_the_app_does_not_have_stops_start_up(tmp_path: Path) -> N
     sites = {"demo": Site("demo", ("http://127.0.0.1:*",), page_actions=("cancel_ordr",))}
     with pytest.raises(ConfigError, match=r"sites\.demo\.page_actions: cancel_ordr is not a"):
         demo_app().asgi(settings(tmp_path, sites=sites))
+
+
+async def test_a_page_cannot_pile_up_open_cards(tmp_path: Path) -> None:
+    async with running(demo_app(), settings(tmp_path, sites=SITES)) as server, widget(server) as w:
+        await w.hello()
+        for n in range(4):
+            await w.send({**CALL, "client_id": f"page-{n}"})
+        error = await w.error("rate_limited")
+        # The calls race for the session's turn: whichever comes fourth is refused.
+        assert error["ref"].startswith("page-")
+        assert error["message"] == "3 calls from the page already wait for a decision"
+        open_cards = await server.engine.store.session_cards(w.welcome["session_id"])
+        assert len(open_cards) == 3

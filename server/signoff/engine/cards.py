@@ -41,6 +41,10 @@ Resume = Callable[[SessionRecord, Conversation], Awaitable[None]]
 Spawn = Callable[[Any], None]
 
 
+# Cards a session's page may have open at once (Signoff.call).
+MAX_OPEN_PAGE_CARDS = 3
+
+
 class Cards:
     def __init__(
         self,
@@ -133,6 +137,14 @@ class Cards:
         async with self.store.turn(session.session_id, TURN_LOCK_TTL, client_id) as turn:
             if turn is None:
                 return  # a re-sent call: its card is already in the history
+            waiting = [c for c in turn.open_cards if c.page_call is not None]
+            if len(waiting) >= MAX_OPEN_PAGE_CARDS:
+                # A page (or a script on it) calling in a loop must not pile up cards.
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"{len(waiting)} calls from the page already wait for a decision",
+                    ref=client_id,
+                )
             ran = functools.partial(ran_calls, turn.conversation)
             plan = plan_step(
                 self.registry, [ToolCall(name, args, planned.tool_call_id)], set(), 0, ran
