@@ -1499,7 +1499,22 @@
     } else if (!frame.message_id || !state.messages.has(frame.message_id)) {
       renderHistoryMessage("user", frame.text || "", frame.message_id);
     }
+    stamp(state.messages.get(frame.message_id), frame.at);
     emit("message", frame);
+  }
+
+  // When a message was sent (the server's clock), in the visitor's time and language.
+  function stamp(message, at) {
+    const when = typeof at === "string" ? new Date(at) : null;
+    if (!message || !when || isNaN(when.getTime()) || message.row.querySelector(".signoff-time")) return;
+    const locale = resolveLocale();
+    const time = h("time", {
+      class: "signoff-time",
+      datetime: at,
+      title: when.toLocaleString(locale),
+      text: when.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" }),
+    });
+    message.row.appendChild(time);
   }
 
   function botMessage(messageId, role) {
@@ -1512,7 +1527,7 @@
   }
 
   function onMessageStart(frame) {
-    botMessage(frame.message_id, frame.role);
+    stamp(botMessage(frame.message_id, frame.role), frame.at);
   }
 
   function onMessageDelta(frame) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -702,3 +703,19 @@ async def test_a_new_conversation_opens_with_the_sites_greeting_and_things_to_tr
         await page.reload()
         await expect(page.get_by_text("Here are your orders")).to_be_visible()
         await expect(page.get_by_role("group", name="Things to try")).to_have_count(0)
+
+
+async def test_messages_show_when_they_were_sent(browser: Browser, demo: Server) -> None:
+    page = await open_demo(browser, demo)
+    await send(page, "list orders")
+    rows = page.locator(".signoff-row:has(.signoff-msg[data-message-id])")
+    await expect(rows.locator("time")).to_have_count(2)  # the visitor's and the bot's
+    sent = await rows.locator("time").evaluate_all(
+        "times => times.map(t => [t.textContent, Date.now() - Date.parse(t.dateTime)])"
+    )
+    for shown, age in sent:
+        assert re.fullmatch(r"\d{1,2}:\d{2}( [AP]M)?", shown), shown
+        assert 0 <= age < 60_000
+    # A reload shows the same times, from the history.
+    await page.reload()
+    await expect(page.locator(".signoff-row time")).to_have_count(2)

@@ -20,6 +20,7 @@ import asyncio
 import time
 from typing import Any
 
+from signoff.core.frames import iso
 from signoff.engine.loop_lag import LoopLag
 from signoff.store import Store
 
@@ -72,7 +73,8 @@ class MessageStream:
         if self._started:
             return []
         self._started = True
-        return [{"type": "message.start", "message_id": self.message_id, "role": "bot"}]
+        start = {"type": "message.start", "message_id": self.message_id, "role": "bot"}
+        return [{**start, "at": iso(time.time())}]
 
     async def _send(self) -> None:
         async with self._sending:

@@ -34,7 +34,7 @@ from signoff.core.conversation import (
     window,
 )
 from signoff.core.deciders import AUTO, NO_CLIENT, Client, Decider
-from signoff.core.frames import ErrorCode, ProtocolError
+from signoff.core.frames import ErrorCode, ProtocolError, iso
 from signoff.core.turns import MAX_CALLS_PER_STEP, MAX_STEPS, CardPlan, PlannedCall, plan_step
 from signoff.engine.calls import Calls
 from signoff.engine.executor import Outcome
@@ -155,6 +155,7 @@ class Turns:
             "role": "user",
             "text": text,
             "client_id": client_id,
+            "at": iso(time.time()),
         }
         await self.store.append_frame(session.session_id, frame)
 
