@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from signoff.core.teammates import Channel, Teammate, Verdict
+from signoff.engine.turns import NOT_WHILE_WAITING
 from tests.support import Server, widget
 
 # Every guarantee holds on each store.
@@ -174,17 +177,47 @@ async def test_freeform_note_is_not_stored_in_plaintext(demo: Server, tmp_path: 
     assert note.encode() not in await asyncio.to_thread(Path(database).read_bytes)
 
 
-async def test_talking_while_a_teammate_decides_keeps_the_request_waiting(demo: Server) -> None:
+def assert_well_formed(conversation: list[dict[str, Any]]) -> None:
+    """Every tool call is answered once, by the tool messages right after its message."""
+    for index, message in enumerate(conversation):
+        asked = [c["id"] for c in message.get("tool_calls") or []]
+        if not asked:
+            continue
+        answers = []
+        for after in conversation[index + 1 :]:
+            if after["role"] != "tool":
+                break
+            answers.append(after["tool_call_id"])
+        assert answers == asked, (asked, answers)
+
+
+async def test_while_a_teammate_decides_look_ups_are_answered_and_the_request_waits(
+    demo: Server,
+) -> None:
+    lead = Teammate("lena", frozenset({"support-lead"}), Channel.DASHBOARD)
     async with widget(demo) as w:
         await w.hello()
+        session_id = w.welcome["session_id"]
         await w.say("refund 250 on order 1002")
         card = await w.card("waiting")
-        await w.say("how long will this take?")
-        await w.bot_says("waiting for a teammate")
-        stored = await demo.engine.store.get_card(card["card_id"])
-        assert stored.status == "waiting"
-        conversation = await demo.engine.store.load_conversation(w.welcome["session_id"])
-        assert "how long will this take?" not in str(conversation)
+        await w.say("list orders")
+        reply = await w.bot_says("Here are your orders")
+        assert "#1002 Grace Hopper: $312.00 (open)" in reply["text"]
+        # Anything that would need a card waits until the teammate has decided.
+        await w.say("cancel order 1001")
+        await w.bot_says("I could not cancel: " + NOT_WHILE_WAITING)
+        assert len([f for f in w.frames if f["type"] == "card"]) == 1
+        assert (await demo.engine.store.get_card(card["card_id"])).status == "waiting"
+        paused = await demo.engine.store.load_conversation(session_id)
+        assert "list orders" not in str(paused)  # the asides are not the turn's
+
+        await demo.engine.team_decide(card["card_id"], Verdict.APPROVE, lead)
+        await w.update(card["card_id"], "done")
+        await w.bot_says("Refunded $250.00 on order #1002.")
+        assert_well_formed(await demo.engine.store.load_conversation(session_id))
+    rows = await demo.engine.audit.rows(action="cancel_order")
+    assert [(r["status"], r["error"]) for r in rows] == [("refused", NOT_WHILE_WAITING)]
+    assert [r["status"] for r in await demo.engine.audit.rows(action="list_orders")] == ["success"]
 
 
 async def test_refunds_split_over_one_card_wait_for_a_teammate_together(demo: Server) -> None:

@@ -52,9 +52,14 @@ BOT_STEP_TIMEOUT = 60.0
 TURN_LOCK_TTL = 6.0
 SORRY = "Sorry, something went wrong on my side. Please try again."
 ALREADY_DECLINED = "these exact calls were already declined; do not propose them again"
-WAITING_FOR_TEAMMATE = (
-    "Your request is waiting for a teammate. I'll carry on as soon as they have decided; "
-    "you can also withdraw it on its card."
+# What a question asked while a card waits for a teammate sees of the waiting calls, and
+# what becomes of a call it proposes that would need a card.
+STILL_WAITING = {
+    "status": "waiting",
+    "reason": "a teammate has not decided yet; the visitor sees the outcome on its card",
+}
+NOT_WHILE_WAITING = (
+    "not now: a request waits for a teammate; until it is decided, only look-ups run"
 )
 TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in one go."
 # Turns of one session waiting for the turn lock (or running) on this instance; a message
@@ -133,10 +138,8 @@ class Turns:
                 return  # a re-sent message: its frames are already in the history
             conversation, open_cards = turn.conversation, turn.open_cards
             if any(card.status is Status.WAITING for card in open_cards):
-                # The turn is paused on a teammate: the visitor's words are shown, and the
-                # bot continues once the teammate has decided.
                 await self._echo(session, text, client_id)
-                await self.say(session, None, WAITING_FOR_TEAMMATE)
+                await self._aside(session, conversation, text)
                 return
             for card in open_cards:
                 # Moving on without deciding withdraws the open card.
@@ -146,6 +149,37 @@ class Turns:
             conversation.append(user_message(text))
             await self._echo(session, text, client_id)
             await self.run(session, conversation)
+
+    async def _aside(self, session: SessionRecord, conversation: Conversation, text: str) -> None:
+        """A question while the turn waits for a teammate: the bot answers on a copy of the
+        conversation in which the waiting calls read as waiting, and may only look things
+        up. Nothing of it is kept: the paused turn resumes as it was, and the conversation
+        the bot sees stays well-formed (every call answered once, in order)."""
+        aside = [
+            *conversation,
+            *(tool_message(call_id, STILL_WAITING) for call_id in pending_tool_calls(conversation)),
+            user_message(text),
+        ]
+        try:
+            for _ in range(MAX_STEPS):
+                calls = await self._bot_step(session, aside)
+                if not calls:
+                    return
+                plan = plan_step(
+                    self.registry, calls, set(), 0, functools.partial(ran_calls, aside)
+                )
+                await self._refuse(session, aside, plan.refused)
+                await self._run_now(session, aside, plan.run_now)
+                for planned in plan.card.calls if plan.card else ():
+                    error = {"status": "error", "error": NOT_WHILE_WAITING}
+                    aside.append(tool_message(planned.tool_call_id, error))
+                    await self.records.uncarded(
+                        session, planned, AuditStatus.REFUSED, error=NOT_WHILE_WAITING
+                    )
+            await self.say(session, None, TOO_MANY_STEPS)
+        except Exception as exc:
+            log.error("aside failed in session %s\n%s", session.session_id, withheld(exc))
+            await self.say(session, None, SORRY)
 
     async def _echo(self, session: SessionRecord, text: str, client_id: str) -> None:
         """The visitor's message, to every tab of the session."""
