@@ -15,15 +15,18 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.chromium import launch  # noqa: E402
 from signoff.bots.demo import demo_app  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from signoff.cli import demo_site  # noqa: E402
 from tests.support import running, settings  # noqa: E402
 
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with running(demo_app(), settings(tmp)) as server, async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            # The demo as `signoff demo` serves it: its greeting and things to try.
+            server.app.state.runtime.sites["demo"] = demo_site("127.0.0.1", server.port)
+            browser = await launch(pw)
             page = await browser.new_page(viewport={"width": 1200, "height": 800})
             await page.goto(server.url + "/demo")
             field = page.locator(".signoff-input")

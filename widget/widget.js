@@ -1508,12 +1508,12 @@
     const when = typeof at === "string" ? new Date(at) : null;
     if (!message || !when || isNaN(when.getTime()) || message.row.querySelector(".signoff-time")) return;
     const locale = resolveLocale();
-    const time = h("time", {
-      class: "signoff-time",
-      datetime: at,
-      title: when.toLocaleString(locale),
-      text: when.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" }),
-    });
+    const shown = when.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
+    const time = h("time", { class: "signoff-time", datetime: at, title: when.toLocaleString(locale), text: shown });
+    // A run of messages in the same minute shows its time once, under the first.
+    const times = state.ui ? state.ui.log.querySelectorAll(".signoff-time") : [];
+    const last = times.length ? times[times.length - 1] : null;
+    if (last && last.textContent === shown) time.hidden = true;
     message.row.appendChild(time);
   }
 

@@ -711,11 +711,14 @@ async def test_messages_show_when_they_were_sent(browser: Browser, demo: Server)
     rows = page.locator(".signoff-row:has(.signoff-msg[data-message-id])")
     await expect(rows.locator("time")).to_have_count(2)  # the visitor's and the bot's
     sent = await rows.locator("time").evaluate_all(
-        "times => times.map(t => [t.textContent, Date.now() - Date.parse(t.dateTime)])"
+        "times => times.map(t => [t.textContent, Date.now() - Date.parse(t.dateTime), t.hidden])"
     )
-    for shown, age in sent:
+    for shown, age, _ in sent:
         assert re.fullmatch(r"\d{1,2}:\d{2}( [AP]M)?", shown), shown
         assert 0 <= age < 60_000
+    # Within one minute the time shows once, under the first message.
+    if sent[0][0] == sent[1][0]:
+        assert [hidden for _, _, hidden in sent] == [False, True]
     # A reload shows the same times, from the history.
     await page.reload()
     await expect(page.locator(".signoff-row time")).to_have_count(2)
