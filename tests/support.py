@@ -23,6 +23,8 @@ from signoff.core.frames import MAX_FRAME_BYTES
 SECRET = "test-secret-0123456789abcdef"
 ORIGIN = "http://127.0.0.1"
 TIMEOUT = 5.0
+# How long a test server may take to stop (its connections, then its lifespan's shutdown).
+STOP_SECONDS = 60.0
 
 
 def free_port() -> int:
@@ -75,7 +77,9 @@ async def serving(config: uvicorn.Config) -> AsyncIterator[None]:
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            # A test that hangs here would say nothing for minutes: name the step instead.
+            async with asyncio.timeout(STOP_SECONDS):
+                await task
 
 
 @asynccontextmanager
@@ -98,6 +102,8 @@ async def running(
         ws_per_message_deflate=False,
         lifespan="on",
         log_level="warning",
+        # Connections a test left open are closed after this, not waited for without end.
+        timeout_graceful_shutdown=5,
     )
     async with serving(options):
         yield Server(app, port)
