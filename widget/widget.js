@@ -64,6 +64,7 @@
   const CONNECTING_HINT_DELAY_MS = 800; // don't flash "Connecting…" on fast first connects
   const CSS_REVEAL_TIMEOUT_MS = 4000;
   const MAX_TEXT = 4000;
+  const MAX_FRAME_BYTES = 64 * 1024; // the server's limit on a frame (core/frames.py)
   const MAX_NOTICES = 3;
   const NEAR_BOTTOM_PX = 80;
   // The panel takes the whole screen here (keep in sync with the media query in widget.css).
@@ -2058,7 +2059,16 @@
       return Promise.reject({ type: "error", code: "unavailable", message: "The chat is not running" });
     }
     const clientId = newClientId();
-    const call = { frame: { type: "call", client_id: clientId, action: action, args: clone(args) }, socket: 0 };
+    const frame = { type: "call", client_id: clientId, action: action, args: null };
+    try {
+      frame.args = clone(args);
+      // Over the server's frame limit the socket would close, and the call be sent again
+      // after every reconnect: refused here instead.
+      if (new Blob([JSON.stringify(frame)]).size > MAX_FRAME_BYTES) throw new RangeError("too large");
+    } catch (err) {
+      return Promise.reject({ type: "error", code: "bad_frame", message: "Signoff.call: args are not plain JSON or too large", ref: clientId });
+    }
+    const call = { frame: frame, socket: 0 };
     const promise = new Promise((resolve, reject) => {
       call.resolve = resolve;
       call.reject = reject;

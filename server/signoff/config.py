@@ -196,7 +196,11 @@ def _sites(raw: Any) -> dict[str, Site]:
             _known_only(
                 f"sites.{name}", table, {"origins", "audit_retention_days", *WIDGET_OPTIONS}
             )
-        welcome = {key: table[key] for key in WIDGET_OPTIONS if key in table}
+        welcome = (
+            {key: table[key] for key in WIDGET_OPTIONS if key in table}
+            if isinstance(table, dict)
+            else {}
+        )
         site = make_site(name, origins, **welcome)
         days = table.get("audit_retention_days")
         if days is not None:

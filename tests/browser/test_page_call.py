@@ -48,3 +48,12 @@ async def test_the_demo_pages_cancel_button_opens_the_card_and_hears_the_outcome
         )
         assert bad == "bad_frame"
         await expect(card).to_have_count(1)
+        # Arguments over a frame's limit are refused in the page; the socket stays up.
+        huge = await page.evaluate(
+            "Signoff.call('cancel_order', {note: 'x'.repeat(70000)})"
+            ".then(() => 'ran', (e) => e.code)"
+        )
+        assert huge == "bad_frame"
+        await page.get_by_role("textbox").fill("list orders")
+        await page.get_by_role("textbox").press("Enter")
+        await expect(page.get_by_text("Here are your orders")).to_be_visible()

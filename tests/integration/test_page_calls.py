@@ -80,3 +80,30 @@ async def test_a_page_cannot_pile_up_open_cards(tmp_path: Path) -> None:
         assert error["message"] == "3 calls from the page already wait for a decision"
         open_cards = await server.engine.store.session_cards(w.welcome["session_id"])
         assert len(open_cards) == 3
+
+
+async def test_a_page_card_is_the_pages_the_chat_goes_on_around_it(tmp_path: Path) -> None:
+    async with running(demo_app(), settings(tmp_path, sites=SITES)) as server, widget(server) as w:
+        await w.hello()
+        await w.send(CALL)
+        card = await w.card("pending")
+        await w.say("list orders")
+        await w.bot_says("Here are your orders")
+        # Still the page's to decide: a chat message withdraws only the bot's cards.
+        assert (await server.engine.store.get_card(card["card_id"])).status == "pending"
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+
+
+def test_a_page_action_with_a_session_sum_condition_stops_start_up(tmp_path: Path) -> None:
+    from signoff import Signoff
+    from tests.support import EchoCallBot
+
+    app = Signoff(bot=EchoCallBot())
+
+    @app.action(kind="write", when="session_sum('amount') > 100")
+    async def refund(ctx: object, amount: float) -> None: ...
+
+    sites = {"demo": Site("demo", ("http://127.0.0.1:*",), page_actions=("refund",))}
+    with pytest.raises(ConfigError, match="session_sum\\(\\), which calls from the page"):
+        app.asgi(settings(tmp_path, sites=sites))

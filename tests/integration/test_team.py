@@ -17,6 +17,7 @@ from signoff.core.closing import WITHDRAWN
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
 from signoff.engine import ActionContext
+from signoff.engine.turns import NOT_WHILE_WAITING
 from tests.support import EchoCallBot, Server, audit_statuses, running, settings, widget
 
 LEAD = Teammate("lena", frozenset({"support-lead"}), Channel.DASHBOARD)
@@ -215,3 +216,25 @@ async def test_visitor_cards_are_not_the_teams(demo: Server) -> None:
         assert refused.value.code == "not_found"
         stored = await demo.engine.store.get_card(card["card_id"])
         assert stored.status == "pending"
+
+
+async def test_while_a_card_waits_only_reads_run_aside(each_store: str, tmp_path: Any) -> None:
+    runs: list[dict[str, Any]] = []
+    app = chain_app(runs)
+    app.bot = EchoCallBot(calls=("refund", "note"))
+
+    @app.action(kind="write", confirm=False)
+    async def note(ctx: ActionContext, target: str) -> dict[str, Any]:
+        runs.append({"note": target})
+        return {}
+
+    async with running(app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("refund 250")
+        await w.card("waiting")
+        # A write that needs no card would run now and be forgotten with the aside.
+        await w.say("note x")
+        await w.bot_says(NOT_WHILE_WAITING)
+    assert runs == []
+    rows = await server.engine.audit.rows(action="note")
+    assert [(r["status"], r["error"]) for r in rows] == [("refused", NOT_WHILE_WAITING)]

@@ -748,3 +748,8 @@ def test_bad_welcome_settings_are_named(tmp_path: Path, setting: str, named: str
     config = write(tmp_path, f'[sites.shop]\norigins = ["https://shop.example"]\n{setting}\n')
     with pytest.raises(ConfigError, match=named):
         load_settings(config, ENV)
+
+
+def test_a_site_that_is_not_a_table_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sites\.shop"):
+        load_settings(write(tmp_path, "[sites]\nshop = 5\n"), ENV)

@@ -83,10 +83,14 @@ class FieldDisplay:
         for name, label in self.labels.items():
             if name not in masked:
                 continue
-            if masked[name] == REDACTED or name not in self.formats:
-                value = readable(masked[name])
-            else:
-                value = self.formats[name].render(args)
+            value = readable(masked[name])
+            if masked[name] != REDACTED and name in self.formats:
+                try:
+                    # Over the masked args: a format naming another parameter (or a
+                    # secret inside an object) shows it masked too.
+                    value = self.formats[name].render(masked)
+                except Exception:  # a value the format cannot show: in words instead
+                    log.warning("a format could not be rendered; showing the value in words")
             shown_fields.append({"name": name, "label": label, "value": cut(value, MAX_SHOWN)})
         return shown_fields
 

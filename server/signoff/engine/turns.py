@@ -19,7 +19,7 @@ from typing import Protocol
 
 from signoff import metrics
 from signoff.audit import AuditStatus
-from signoff.core.actions import Registry
+from signoff.core.actions import Kind, Registry
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import (
     Conversation,
@@ -137,11 +137,14 @@ class Turns:
             if turn is None:
                 return  # a re-sent message: its frames are already in the history
             conversation, open_cards = turn.conversation, turn.open_cards
-            if any(card.status is Status.WAITING for card in open_cards):
+            # A page's cards (Signoff.call) are the page's: they pause no turn, and moving
+            # on in the chat leaves them open.
+            turn_cards = [card for card in open_cards if card.page_call is None]
+            if any(card.status is Status.WAITING for card in turn_cards):
                 await self._echo(session, text, client_id)
                 await self._aside(session, conversation, text)
                 return
-            for card in open_cards:
+            for card in turn_cards:
                 # Moving on without deciding withdraws the open card.
                 await self.withdraw(card, Decider.at(visitor(session), client), conversation)
             for call_id in pending_tool_calls(conversation):
@@ -169,8 +172,12 @@ class Turns:
                     self.registry, calls, set(), 0, functools.partial(ran_calls, aside)
                 )
                 await self._refuse(session, aside, plan.refused)
-                await self._run_now(session, aside, plan.run_now)
-                for planned in plan.card.calls if plan.card else ():
+                # Only reads: a write that needs no card would still be forgotten with the
+                # aside, and missing from what later conditions add up.
+                reads = [c for c in plan.run_now if c.action and c.action.kind is Kind.READ]
+                await self._run_now(session, aside, reads)
+                held = [c for c in plan.run_now if c not in reads]
+                for planned in [*held, *(plan.card.calls if plan.card else ())]:
                     error = {"status": "error", "error": NOT_WHILE_WAITING}
                     aside.append(tool_message(planned.tool_call_id, error))
                     await self.records.uncarded(

@@ -110,11 +110,19 @@ def build_app(signoff: Signoff, settings: Settings) -> Starlette:
         )
     sites = {**settings.sites, **signoff.sites}
     for site in sites.values():
-        unknown = [name for name in site.page_actions if signoff.registry.get(name) is None]
-        if unknown:
-            raise ConfigError(
-                f"sites.{site.name}.page_actions: {', '.join(unknown)} is not a registered action"
-            )
+        for name in site.page_actions:
+            action = signoff.registry.get(name)
+            if action is None:
+                raise ConfigError(
+                    f"sites.{site.name}.page_actions: {name} is not a registered action"
+                )
+            if action.sums_session:
+                # session_sum adds up the calls in the bot's conversation, which a page's
+                # calls never enter: from the page, a limit could be split and dodged.
+                raise ConfigError(
+                    f"sites.{site.name}.page_actions: {name} has a condition with "
+                    "session_sum(), which calls from the page would dodge"
+                )
     # Opened here, not at first request, so a bad URL stops start-up.
     store = open_store(settings.store)
     audit = open_audit(settings.audit, settings.secret, settings.audit_exports)

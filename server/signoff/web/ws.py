@@ -287,7 +287,7 @@ class Connection:
                     ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref(frame)
                 )
             if (
-                isinstance(frame, Message | Decision)
+                isinstance(frame, Message | Decision | PageCall)
                 and self.session is not None
                 and not self.limits.take(self.session.session_id, self.client[0], time.monotonic())
             ):
