@@ -227,6 +227,7 @@
     connectingTimer: 0,
     lastFrameAt: 0,
     site: {}, // the site's welcome settings: greeting, suggestions, bot_name
+    lastStamp: null, // the time shown under the log's last stamped message
     refused: false, // a setup mistake (see refuse()): never reconnect on our own
     refusal: null, // why: "origin not allowed", "unknown site", "user token", …
     ended: false, // session.end received: wait for the visitor to restart
@@ -852,6 +853,7 @@
   }
 
   function clearLog() {
+    state.lastStamp = null;
     const ui = state.ui;
     if (!ui) return;
     ui.log.replaceChildren();
@@ -1511,10 +1513,10 @@
     const locale = resolveLocale();
     const shown = when.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
     const time = h("time", { class: "signoff-time", datetime: at, title: when.toLocaleString(locale), text: shown });
-    // A run of messages in the same minute shows its time once, under the first.
-    const times = state.ui ? state.ui.log.querySelectorAll(".signoff-time") : [];
-    const last = times.length ? times[times.length - 1] : null;
-    if (last && last.textContent === shown) time.hidden = true;
+    // A run of messages in the same minute shows its time once, under the first. Kept,
+    // not looked up: a replay stamps every message of the history.
+    if (state.lastStamp === shown) time.hidden = true;
+    state.lastStamp = shown;
     message.row.appendChild(time);
   }
 

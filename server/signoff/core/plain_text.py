@@ -17,7 +17,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-# Written once for Python and for JSON Schema (ECMA-262), which both read \uXXXX.
+# Written once for Python and for JSON Schema (ECMA-262): both read \u and four hex digits.
 _NAME_CONTROLS = r"\u0000-\u001f\u007f-\u009f"  # C0, DEL and C1
 _TEXT_CONTROLS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"  # but \t \n \r
 _IN_NAMES = re.compile(f"[{_NAME_CONTROLS}]")
