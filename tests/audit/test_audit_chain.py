@@ -22,7 +22,7 @@ from signoff.audit.entries import AuditError
 from signoff.audit.migrate import alembic_config, head
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.audit.upkeep import Verification, purge, verify
-from signoff.core.chain import GENESIS, Fault, chain_key, key_id, row_hash
+from signoff.core.chain import CHAIN_VERSION, GENESIS, Fault, chain_key, key_id, row_hash
 from tests.audit.test_audit_contract import entry
 from tests.support import SECRET
 
@@ -138,6 +138,26 @@ async def test_an_edited_status_or_time_shows_too(audit: AuditLog) -> None:
         update(audit_events)
         .where(audit_events.c.id == second)
         .values(ts=datetime.now(UTC) - timedelta(days=1)),
+    )
+    assert (await check(audit)).problems[0].row_id == second
+
+
+async def test_the_call_in_words_is_covered_too(audit: AuditLog) -> None:
+    # What an export shows a reader beside the documents: changing what a decider was
+    # shown, or what the visitor was told, breaks the chain like any other edit.
+    await audit.record(
+        *(entry(f"a{i}", params_text="Target: disk", result_text="Disk wiped") for i in range(3))
+    )
+    first, second, _ = await ids(audit)
+    await execute(
+        audit,
+        update(audit_events).where(audit_events.c.id == first).values(params_text="Target: nas"),
+    )
+    assert (await check(audit)).problems[0].row_id == first
+    await execute(
+        audit,
+        update(audit_events).where(audit_events.c.id == first).values(params_text="Target: disk"),
+        update(audit_events).where(audit_events.c.id == second).values(result_text=None),
     )
     assert (await check(audit)).problems[0].row_id == second
 
@@ -269,7 +289,7 @@ async def test_rows_from_before_the_chain_are_chained_once_by_the_migration(
         await audit.record(entry("new"))
         assert [
             (r["action"], r["seq"], r["chain_version"]) for r in await audit.rows(site="demo")
-        ] == [("old0", 1, 2), ("old2", 2, 2), ("new", 3, 2)]
+        ] == [("old0", 1, 2), ("old2", 2, 2), ("new", 3, CHAIN_VERSION)]
         assert (await check(audit)).intact
         assert errors(caplog) == []
     finally:

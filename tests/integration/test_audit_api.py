@@ -20,12 +20,15 @@ from sqlalchemy.exc import DataError
 
 import signoff.web.api
 from signoff.audit.query import CSV_COLUMNS
+from signoff.audit.upkeep import verify
 from signoff.bots.demo import demo_app
+from signoff.core.chain import CHAIN_VERSION, chain_key, key_id
 from tests.integration.audit_sample import HOSTILE, ROWS, SITES, START, TRICKY, matching, seed
 from tests.integration.test_api import ADMIN_KEY, Api, error_code
-from tests.support import Server, running, settings
+from tests.support import SECRET, Server, running, settings, widget
 
 DOCUMENTS = ("params", "result", "response")
+KEY = chain_key(SECRET)
 
 
 @pytest.fixture
@@ -206,6 +209,46 @@ async def test_the_csv_streams_every_matching_row_oldest_first(api: Api) -> None
     assert every[5]["error"] == TRICKY
     assert json.loads(every[8]["params"])["note"] == TRICKY
     assert every[10]["action"] == HOSTILE
+
+
+async def test_the_csv_reads_each_call_as_its_card_showed_it(server: Server, api: Api) -> None:
+    note = '=HYPERLINK("http://x") ring twice'
+    async with widget(server) as w:
+        await w.hello()
+        session = w.welcome["session_id"]
+        for phrase in ("cancel order 1001", f"note on order 1002: {note}"):
+            await w.say(phrase)
+            card = await w.card("pending")
+            await w.decide(card)
+            await w.update(card["card_id"], "done")
+    await server.engine.drain()
+    mine = {"session": session}
+    answer = await api.call("GET", "/audit", ADMIN_KEY, params={**mine, "format": "csv"})
+    every = parse_csv(answer.text)
+    # The demo bot looks an order up before it offers to cancel it: a read, in words too.
+    looked_up = next(r for r in every if r["action"] == "get_order")
+    assert (looked_up["params_text"], looked_up["result_text"]) == (
+        "Order id: 1001",
+        "Order id: 1001; Customer: Ada Lovelace; Total: 89.5; Status: open",
+    )
+    exported = [r for r in every if r["kind"] != "read"]
+    words = [(r["action"], r["status"], r["params_text"], r["result_text"]) for r in exported]
+    cancel = "Order: #1001\nCustomer: Ada Lovelace\nTotal: $89.50"
+    # The visitor's note is not kept, in words or otherwise: only how long it was.
+    noted = f"Order: #1002\nNote: (not kept: {len(note)} characters)"
+    assert words == [
+        ("cancel_order", "pending_confirmation", cancel, ""),
+        ("cancel_order", "success", cancel, "Order #1001 cancelled"),
+        ("add_note", "pending_confirmation", noted, ""),
+        ("add_note", "success", noted, "Note added to order #1002"),
+    ]
+    assert "ring twice" not in answer.text
+    assert all(r["chain_version"] == str(CHAIN_VERSION) for r in exported)
+    # The JSON rows say the same, and the chain covers the words.
+    mine["action"] = "cancel_order"
+    rows = (await api.call("GET", "/audit", ADMIN_KEY, params=mine)).json()
+    assert [r["result_text"] for r in rows["rows"]] == ["Order #1001 cancelled", None]
+    assert (await verify(server.engine.audit.engine, {key_id(KEY): KEY})).intact
 
 
 async def test_bad_queries_are_refused_and_change_nothing(server: Server, api: Api) -> None:

@@ -174,6 +174,12 @@ def assert_rows(rows: list[dict[str, Any]]) -> None:
         assert params["note"]["length"] == len(NOTE)
         assert params["note"]["hmac"].startswith("hmac-sha256:")
         assert set(params["note"]) == {"length", "hmac"}
+        # In words as in the documents: masked, the note by its length alone.
+        assert row["params_text"].split("\n")[1:] == [
+            "Card number: [redacted]",
+            "Password: [redacted]",
+            f"Note: (not kept: {len(NOTE)} characters)",
+        ]
         assert leaked(str(row)) == []
     ok, failed, text = rows[1], rows[3], rows[5]
     assert ok["response"]["status"] == 200
@@ -184,6 +190,8 @@ def assert_rows(rows: list[dict[str, Any]]) -> None:
     # where a masked value stood would tell what a short one was.
     assert '"receipt": "[redacted]"' in summary
     assert ok["result"]["echo"] == "[redacted]"
+    assert ok["result_text"] == "Charged: 42; Echo: [redacted]"
+    assert failed["result_text"] is None  # its error says what happened
     assert failed["response"] == {
         "status": 402,
         "body": '{"error": "declined", "card_number": "[redacted]"}',
@@ -284,6 +292,12 @@ async def test_every_string_of_a_refused_call_is_digested_and_errors_are_not_mas
     assert unknown["kind"] == "unknown" and unknown["error"] == "unknown action 'remarks'"
     assert unknown["params"]["text"]["length"] == len(NOTE)
     assert unknown["params"]["card"]["number"]["length"] == len(CARD)
+    # In words by their names alone: the bot chose them, not the action.
+    assert unknown["params_text"] == (
+        "Order id: 7\n"
+        f"Text: (not kept: {len(NOTE)} characters)\n"
+        f"Card: Number: (not kept: {len(CARD)} characters)"
+    )
     assert extra["params"]["note"]["length"] == 1
     assert extra["params"]["mood"]["length"] == len("fine")
     # The one-letter note is not "found" inside the words of the message.

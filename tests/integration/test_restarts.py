@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
+from signoff.audit.schema import audit_events
 from signoff.audit.upkeep import FORGOTTEN, verify
 from signoff.bots.demo import demo_app
 from signoff.core.chain import chain_key, key_id
@@ -68,3 +70,32 @@ async def test_a_store_that_keeps_its_cards_keeps_them_open(
         else:
             assert statuses == ["pending_confirmation"]
             assert (await server.engine.store.get_card(card["card_id"])).status == "pending"
+
+
+async def test_an_open_card_put_in_behind_signoffs_back_is_not_signed_at_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Someone who can write to the database copies a real opening row under a new card
+    # and another amount: closing it would sign their row's words into one that checks.
+    config = settings(tmp_path)
+    async with running(demo_app(), config) as server, widget(server) as w:
+        await w.hello()
+        await w.say("cancel order 1001")
+        card = await w.card("pending")
+    async with running(demo_app(), config) as server:
+        audit = server.engine.audit
+        [opening, _] = await audit.rows(card_id=card["card_id"])
+        forged = {
+            **{k: v for k, v in opening.items() if k not in ("id", "seq")},
+            "card_id": "card_forged",
+            "params": {**opening["params"], "total": 1.0},
+        }
+        async with audit.engine.begin() as conn:
+            await conn.execute(insert(audit_events).values(**forged))
+    caplog.clear()
+    async with running(demo_app(), config) as server:
+        assert [r["status"] for r in await server.engine.audit.rows(card_id="card_forged")] == [
+            "pending_confirmation"
+        ]
+    said = [r.getMessage() for r in caplog.records if "do not check" in r.getMessage()]
+    assert len(said) == 1 and "left 1 open cards' rows as they are" in said[0]

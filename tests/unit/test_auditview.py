@@ -25,6 +25,8 @@ def row(status: str, error: str | None = None, **changes: Any) -> dict[str, Any]
         "result": None,
         "response": None,
         "error": error,
+        "params_text": None,  # rows from before revision 0006
+        "result_text": None,
         "conversation_id": "conv-1",
         "card_id": None,
     }
@@ -42,6 +44,22 @@ def test_errors_are_marked_and_reasons_are_plain_text() -> None:
         "doc",
         '{"status":201} · {"refunded":20}',
     )
+
+
+def test_a_call_in_words_reads_in_words_with_its_documents_on_hover() -> None:
+    done = audit_cells(
+        row(
+            "success",
+            params_text="Order: #1\nAmount: $20.00",
+            result={"refunded": 20},
+            result_text="Refunded $20.00 on order #1",
+        )
+    )
+    assert (done["params"], done["params_in_words"]) == ("Order: #1 · Amount: $20.00", True)
+    assert done["params_doc"] == '{"order_id":1}'
+    assert (done["outcome_style"], done["outcome"]) == ("words", "Refunded $20.00 on order #1")
+    old = audit_cells(row("success"))
+    assert (old["params"], old["params_in_words"]) == ('{"order_id":1}', False)
 
 
 def test_short_durations_keep_a_tenth_of_a_millisecond() -> None:

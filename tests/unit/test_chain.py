@@ -102,16 +102,23 @@ def test_the_hash_covers_every_column_of_the_table_but_itself() -> None:
     from signoff.audit.schema import audit_events
 
     columns = {c.name for c in audit_events.columns}
-    assert set(COVERED[2]) == columns - {"row_hash"}
-    assert set(CHAINED) == columns - {"id", "chain_version", "row_hash"}  # version 1
+    assert set(COVERED[3]) == columns - {"row_hash"}
+    assert set(COVERED[2]) == columns - {"row_hash", "params_text", "result_text"}
+    assert set(CHAINED) == set(COVERED[2]) - {"id", "chain_version"}  # version 1
     assert sorted(CSV_COLUMNS) == sorted(columns)  # an export carries all of them
 
 
-def test_a_rows_id_and_version_are_covered_since_version_2() -> None:
+def test_a_rows_id_version_and_words_are_covered() -> None:
     rows = chain(2)
-    assert [r["chain_version"] for r in rows] == [2, 2]
+    assert [r["chain_version"] for r in rows] == [3, 3]
     assert rows[1]["prev_hash"] == rows[0]["row_hash"]
-    for changed in ({"id": 11}, {"chain_version": 1}, {"chain_version": 3}):
+    for changed in (
+        {"id": 11},
+        {"chain_version": 1},
+        {"chain_version": 2},
+        {"params_text": "Order: #2"},
+        {"result_text": "Refunded"},
+    ):
         problem = first_problem([{**rows[0], **changed}, rows[1]], (2, rows[1]["row_hash"]))
         assert (problem.fault, problem.row_id) == (Fault.MODIFIED, changed.get("id", 10))
 

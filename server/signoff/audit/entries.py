@@ -41,6 +41,8 @@ class AuditEntry:
     user_agent: str | None = None
     response: dict[str, Any] | None = None  # HTTP-backed actions: status and a body summary
     duration_ms: float | None = None
+    params_text: str | None = None  # the args in words, a "Label: value" line each
+    result_text: str | None = None  # the result as the sentence the visitor was told
 
 
 class AuditError(ValueError):

@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
@@ -45,7 +45,7 @@ from signoff.audit.entries import AuditEntry, AuditError
 from signoff.audit.exports import Exports
 from signoff.audit.schema import audit_chains, audit_events
 from signoff.core.canonical import canonical_json
-from signoff.core.chain import GENESIS, chain_key, link
+from signoff.core.chain import GENESIS, chain_key, checks, key_id, link
 from signoff.extras import missing_extra
 
 log = logging.getLogger("signoff.audit")
@@ -195,6 +195,12 @@ class AuditLog:
         assert self._sqlite_writer is not None
         with self._sqlite_writer.begin() as conn:
             append_rows(conn, self._chain_key(), rows)
+
+    def signed(self, row: Mapping[str, Any]) -> bool:
+        """Whether a row read back was chained by this server's secret as it stands."""
+        if self.key is None or row.get("key_id") != key_id(self.key):
+            return False
+        return checks(self.key, row)
 
     def _chain_key(self) -> bytes:
         assert self.key is not None

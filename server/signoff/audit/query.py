@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from signoff.audit.schema import audit_events
-from signoff.core.chain import CHAINED
+from signoff.core.chain import CHAINED, CHAINED_SINCE_3
 from signoff.core.teammates import TEAMMATE_PREFIX
 
 MAX_PAGE = 500
@@ -45,8 +45,9 @@ VISITOR_PREFIX = "user:"
 # decided_by filters that name a sort of decider rather than one decider.
 DECIDER_KINDS = {"visitor": VISITOR_PREFIX, "teammate": TEAMMATE_PREFIX}
 
-# The CSV's columns, in order: every column of the table, documents as JSON text.
-CSV_COLUMNS = ("id", *CHAINED, "chain_version", "row_hash")
+# The CSV's columns, in order: every column of the table, documents as JSON text, and
+# the call in words beside them.
+CSV_COLUMNS = ("id", *CHAINED, *CHAINED_SINCE_3, "chain_version", "row_hash")
 DOCUMENTS = frozenset({"params", "result", "response"})
 # Cells of text that visitors, bots and clients chose (user agents, forwarded addresses,
 # action names, errors); documents are JSON, which never begins like a formula.

@@ -96,9 +96,13 @@ audit_events = Table(
     Column("ip", Text),  # of whoever decided: visitor or teammate
     Column("user_agent", Text),
     Column("response", DOCUMENT),  # HTTP-backed actions: status code and a body summary
+    # The call in words, as its card showed it ("Order: #1001" a line), and its result as
+    # the sentence the visitor was told: what an export reads beside the documents.
+    Column("params_text", Text),
+    Column("result_text", Text),
     # The hash chain (signoff.core.chain): the row's place in its site's chain, the
     # previous row's hash, its own, which secret's key made them, and which fields the
-    # hash covers (1 for rows chained before revision 0004).
+    # hash covers (1 for rows chained before revision 0004, 2 before 0006).
     Column("seq", BigInteger),
     Column("prev_hash", String(64)),
     Column("row_hash", String(64)),

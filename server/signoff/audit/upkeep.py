@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +25,8 @@ from signoff.audit.query import stream_rows
 from signoff.audit.schema import audit_chains, audit_events, sqlite_text
 from signoff.core.canonical import canonical_json
 from signoff.core.chain import Anchor, ChainCheck, Fault, Problem
+
+audit_log = logging.getLogger("signoff.audit")
 
 PURGE_BATCH = 5000  # rows deleted per transaction: short locks on a busy log
 
@@ -234,7 +237,11 @@ _ENDED = [
 async def close_forgotten_cards(log: AuditLog, now: datetime, limit: int = 10_000) -> int:
     """Close, as ``interrupted``, the cards the log shows still open: run when a server
     starts on a memory store, which holds no card from before. Without it their rows would
-    say "pending" forever. Returns how many cards were closed."""
+    say "pending" forever. Returns how many cards were closed.
+
+    Only rows whose hash checks under this server's secret are copied: a row put in the
+    table behind signoff's back would otherwise come out again signed, in a row that
+    checks. The others are named in the log and left for ``signoff audit verify``."""
     c = audit_events.c
     ended = select(c.card_id).where(c.card_id.is_not(None), c.status.in_(_ENDED))
     openings = (
@@ -249,7 +256,17 @@ async def close_forgotten_cards(log: AuditLog, now: datetime, limit: int = 10_00
         .limit(limit)
     )
     async with log.engine.connect() as conn:
-        rows = (await conn.execute(openings)).mappings().all()
+        found = (await conn.execute(openings)).mappings().all()
+    rows = [row for row in found if log.signed(dict(row))]
+    if len(rows) < len(found):
+        unsigned = sorted({row["id"] for row in found} - {row["id"] for row in rows})
+        shown_ids = ", ".join(map(str, unsigned[:10])) + (" ..." if len(unsigned) > 10 else "")
+        audit_log.warning(
+            "left %d open cards' rows as they are: their hashes do not check under this "
+            "server's secret (rows %s); signoff audit verify names what is wrong",
+            len(unsigned),
+            shown_ids,
+        )
     await log.record(
         *(
             AuditEntry(
@@ -262,6 +279,7 @@ async def close_forgotten_cards(log: AuditLog, now: datetime, limit: int = 10_00
                 kind=row["kind"],
                 status=AuditStatus.INTERRUPTED,
                 params=row["params"],  # as recorded: redacted already
+                params_text=row["params_text"],
                 card_id=row["card_id"],
                 error=FORGOTTEN,
             )

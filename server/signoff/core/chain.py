@@ -58,8 +58,15 @@ CHAINED = (
 # What version 2 covers beyond version 1: where the row stands in listings, and the
 # version, so a row cannot be passed off as one of an older version.
 CHAINED_SINCE_2 = ("id", "chain_version")
-CHAIN_VERSION = 2  # the version rows are chained with now
-COVERED = {1: CHAINED, 2: (*CHAINED, *CHAINED_SINCE_2)}
+# What version 3 adds: the call's args and result in words, which exports show beside
+# the documents; an edit there would put words in a decider's mouth.
+CHAINED_SINCE_3 = ("params_text", "result_text")
+CHAIN_VERSION = 3  # the version rows are chained with now
+COVERED = {
+    1: CHAINED,
+    2: (*CHAINED, *CHAINED_SINCE_2),
+    3: (*CHAINED, *CHAINED_SINCE_2, *CHAINED_SINCE_3),
+}
 
 
 def chain_key(secret: str) -> bytes:
@@ -83,16 +90,29 @@ def row_hash(key: bytes, row: Mapping[str, Any]) -> str:
     return hmac.new(key, canonical_json(fields).encode(), hashlib.sha256).hexdigest()
 
 
+def checks(key: bytes, row: Mapping[str, Any]) -> bool:
+    """Whether a row's hash is the one ``key`` makes of it (its key id apart)."""
+    try:
+        expected = row_hash(key, row)
+    except (TypeError, ValueError):  # an unknown version, a value JSON cannot hold
+        return False
+    return hmac.compare_digest(expected, str(row.get("row_hash") or ""))
+
+
 def link(
-    key: bytes, rows: Iterable[MutableMapping[str, Any]], ends: dict[str, tuple[int, str]]
+    key: bytes,
+    rows: Iterable[MutableMapping[str, Any]],
+    ends: dict[str, tuple[int, str]],
+    version: int = CHAIN_VERSION,
 ) -> None:
     """Chain rows, in order, onto the ends of their sites' chains: each row (its ``id``
     given) gets its ``seq``, ``prev_hash``, ``key_id``, ``chain_version`` and ``row_hash``.
-    ``ends`` holds each site's last seq and hash, and moves on with the rows."""
+    ``ends`` holds each site's last seq and hash, and moves on with the rows. A migration
+    passes the ``version`` of its own revision: the columns of later ones are not there."""
     ids = key_id(key)
     for row in rows:
         seq, prev = ends[row["site"]]
-        row.update(seq=seq + 1, prev_hash=prev, key_id=ids, chain_version=CHAIN_VERSION)
+        row.update(seq=seq + 1, prev_hash=prev, key_id=ids, chain_version=version)
         row["row_hash"] = row_hash(key, row)
         ends[row["site"]] = (seq + 1, row["row_hash"])
 
@@ -229,13 +249,7 @@ class ChainCheck:
 
     def _valid(self, row: Mapping[str, Any]) -> bool:
         key = self.keys.get(str(row.get("key_id")))
-        if key is None:
-            return False
-        try:
-            expected = row_hash(key, row)
-        except (TypeError, ValueError):  # an unknown version, a value JSON cannot hold
-            return False
-        return hmac.compare_digest(expected, str(row.get("row_hash") or ""))
+        return key is not None and checks(key, row)
 
     def _problem(self, fault: Fault, row: Mapping[str, Any], detail: str) -> Problem:
         return Problem(self.anchor.site, fault, row.get("seq"), row.get("id"), detail)

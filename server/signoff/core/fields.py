@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from signoff.core.display import displayed, shown
-from signoff.core.redact import REDACTED
+from signoff.core.redact import REDACTED, is_digest
 from signoff.core.templates import MessageTemplate, TemplateError, humanise
 
 log = logging.getLogger("signoff.actions")
@@ -26,6 +26,8 @@ log = logging.getLogger("signoff.actions")
 # A shown value longer than this is cut: a card is read, not scrolled.
 MAX_SHOWN = 300
 RESULT_SUMMARY = 120
+# The most an audit row keeps of a call in words (its args, one per line).
+MAX_TEXT = 4000
 
 
 def readable(value: Any) -> str:
@@ -113,3 +115,20 @@ def generic_fields(args: Mapping[str, Any]) -> list[dict[str, str]]:
         {"name": name, "label": humanise(name), "value": cut(readable(value), MAX_SHOWN)}
         for name, value in displayed(dict(args)).items()
     ]
+
+
+def fields_text(fields: Iterable[Mapping[str, str]]) -> str:
+    """Fields as one text, a "Label: value" line each: the audit row's ``params_text``."""
+    return cut("\n".join(f"{f['label']}: {f['value']}" for f in fields), MAX_TEXT)
+
+
+def without_digests(value: Any) -> Any:
+    """A redacted document with each digest of a person's words (core.redact) told as
+    such: the words themselves are never kept, and their hash reads as noise."""
+    if is_digest(value):
+        return f"(not kept: {value['length']} characters)"
+    if isinstance(value, dict):
+        return {name: without_digests(inner) for name, inner in value.items()}
+    if isinstance(value, list):
+        return [without_digests(inner) for inner in value]
+    return value

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
+DIGEST_PREFIX = "hmac-sha256:"
 
 # Field names redacted for every action, compared with "_" and "-" removed and lowercased.
 _SENSITIVE_NAME = re.compile(
@@ -91,7 +92,16 @@ def mask_card_numbers(text: str) -> str:
 def freeform_digest(key: bytes, text: str) -> dict[str, Any]:
     """What the audit log keeps of text a person typed: its length and a keyed hash."""
     mac = hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
-    return {"length": len(text), "hmac": "hmac-sha256:" + mac}
+    return {"length": len(text), "hmac": DIGEST_PREFIX + mac}
+
+
+def is_digest(value: Any) -> bool:
+    """Whether ``value`` is what ``freeform_digest`` makes (or looks just like it)."""
+    return (
+        isinstance(value, dict)
+        and value.keys() == {"length", "hmac"}
+        and str(value["hmac"]).startswith(DIGEST_PREFIX)
+    )
 
 
 def redact(

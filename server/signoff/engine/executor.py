@@ -16,6 +16,7 @@ from signoff.audit import AuditEntry, AuditStatus
 from signoff.core.actions import Action
 from signoff.core.cards import Card
 from signoff.core.deciders import Decider
+from signoff.core.fields import fields_text, generic_fields, without_digests
 from signoff.core.redact import (
     is_sensitive_name,
     mask_sensitive_pairs,
@@ -133,6 +134,12 @@ class Auditor:
             code, body, size = outcome.response
             summary = self._body_summary(body, size, sensitive, freeform, private)
             response = {"status": code, "body": summary}
+        params = redact(
+            args, sensitive=sensitive, freeform=freeform, key=self._key, all_freeform=unchecked
+        )
+        params_text, result_text = _in_words(
+            None if unchecked else action, params, result if outcome and outcome.ok else None
+        )
         return AuditEntry(
             ts=datetime.now(UTC),
             site=scope.site,
@@ -143,13 +150,7 @@ class Auditor:
             action=name,
             kind=str(action.kind) if action else "unknown",
             status=status,
-            params=redact(
-                args,
-                sensitive=sensitive,
-                freeform=freeform,
-                key=self._key,
-                all_freeform=unchecked,
-            ),
+            params=params,
             result=result,
             # Exception text is the action author's and may quote the args (or a URL's).
             error=_scrubbed(error, private, sensitive) if error else None,
@@ -159,6 +160,8 @@ class Auditor:
             user_agent=decider.user_agent if decider else None,
             response=response,
             duration_ms=outcome.duration_ms if outcome else None,
+            params_text=params_text,
+            result_text=result_text,
         )
 
     def _body_summary(
@@ -189,6 +192,17 @@ class Auditor:
             text = json.dumps(redacted, ensure_ascii=False)
         # Masked before it is cut, so a cut never leaves half a card number unmasked.
         return _scrubbed(text, private, sensitive)[:MAX_BODY_SUMMARY]
+
+
+def _in_words(action: Action | None, params: dict[str, Any], result: Any) -> tuple[str, str | None]:
+    """A row's args and result in words, made from what the row keeps (redacted), so they
+    say nothing its documents do not: a call the card showed by its action's labels and
+    formats, one never checked against an action by its names alone."""
+    shown = without_digests(params)
+    if action is None:
+        return fields_text(generic_fields(shown)), None
+    told = action.display.result(shown, without_digests(result)) if result is not None else None
+    return fields_text(action.display.fields(shown)), told or None
 
 
 def _scrubbed(text: str, private: list[str], sensitive: frozenset[str]) -> str:

@@ -394,12 +394,20 @@ class AuditRow(_Out):
     result: Any
     response: dict[str, Any] | None
     error: str | None
+    params_text: str | None = Field(
+        description="The args in words as the card showed them, a 'Label: value' line each "
+        "(null on rows written before revision 0006)."
+    )
+    result_text: str | None = Field(
+        description="The result as the sentence the visitor was told, if it ran."
+    )
     seq: int | None
     prev_hash: str | None
     row_hash: str | None
     key_id: str | None
     chain_version: int = Field(
-        description="Which fields row_hash covers: 2 adds the row's id to version 1's."
+        description="Which fields row_hash covers: 2 adds the row's id and version to "
+        "version 1's, 3 adds params_text and result_text."
     )
 
 

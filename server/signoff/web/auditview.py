@@ -115,9 +115,12 @@ def compact(value: Any) -> str:
 
 
 def outcome(row: dict[str, Any]) -> str:
-    """What came of the row, in short: its error, else the HTTP response and the result."""
+    """What came of the row, in short: its error, else the sentence the visitor was told,
+    else the HTTP response and the result."""
     if row["error"]:
         return short(str(row["error"]))
+    if row["result_text"]:
+        return short(row["result_text"])
     parts = []
     response = row["response"]
     if response:
@@ -146,11 +149,20 @@ def audit_cells(row: dict[str, Any]) -> dict[str, Any]:
         "ip": row["ip"] or "",
         "user_agent": row["user_agent"] or "",
         "duration": milliseconds(duration) if duration is not None else "",
-        "params": short(compact(row["params"])),
+        # In words where the row has them (revision 0006 on); the documents in full on hover.
+        "params": short(row["params_text"].replace("\n", " · "))
+        if row["params_text"]
+        else short(compact(row["params"])),
+        "params_doc": compact(row["params"]),
+        "params_in_words": bool(row["params_text"]),
         "outcome": outcome(row),
         # An error in red; why a card waits or ended (declined, expired) as plain text.
         "outcome_style": (
-            "doc" if not row["error"] else "error" if row["status"] in FAULTS else "reason"
+            ("error" if row["status"] in FAULTS else "reason")
+            if row["error"]
+            else "words"
+            if row["result_text"]
+            else "doc"
         ),
         "conversation_id": row["conversation_id"],
         "card_id": row["card_id"] or "",

@@ -115,7 +115,7 @@ def chain_rows_from_before_the_chain() -> None:
             break
         for row in rows:
             ends.setdefault(row["site"], (0, GENESIS))
-        link(key, rows, ends)
+        link(key, rows, ends, version=2)
         bind.execute(
             sa.update(events)
             .where(events.c.id == sa.bindparam("row_id"))
