@@ -226,7 +226,8 @@
     pingTimer: 0,
     connectingTimer: 0,
     lastFrameAt: 0,
-    site: {}, // the site's welcome settings: greeting, suggestions, bot_name
+    site: {}, // the site's welcome settings: greeting, suggestions, bot_name, bot_avatar
+    avatarFailed: false, // the bot_avatar did not load on this page: its letter stands in
     lastStamp: null, // the time shown under the log's last stamped message
     refused: false, // a setup mistake (see refuse()): never reconnect on our own
     refusal: null, // why: "origin not allowed", "unknown site", "user token", …
@@ -586,8 +587,10 @@
     );
 
     const title = h("h2", { class: "signoff-title", id: "signoff-title" });
+    // The bot's picture: its name says who it is, so the picture is not read out.
+    const avatar = h("span", { class: "signoff-avatar", "aria-hidden": "true", hidden: true });
     const closeButton = h("button", { type: "button", class: "signoff-close" }, icon("close"));
-    const header = h("div", { class: "signoff-header" }, title, closeButton);
+    const header = h("div", { class: "signoff-header" }, avatar, title, closeButton);
 
     const status = h("div", { class: "signoff-status", role: "status", hidden: true });
     const log = h("div", {
@@ -632,7 +635,7 @@
     root.append(wrap);
 
     state.ui = {
-      host, root, wrap, launcher, launcherDot, panel, title, closeButton, status, log,
+      host, root, wrap, launcher, launcherDot, panel, avatar, title, closeButton, status, log,
       notices, input, sendButton, composer, ended, endedText, restart,
       statusKey: null, // which string the status line shows, for re-translation
     };
@@ -655,6 +658,7 @@
     ui.panel.setAttribute("lang", resolveLocale());
     ui.panel.setAttribute("aria-label", titleText());
     ui.title.textContent = titleText();
+    renderAvatar();
     ui.closeButton.setAttribute("aria-label", t("closeChat"));
     ui.closeButton.setAttribute("title", t("closeChat"));
     ui.launcher.setAttribute("aria-label", state.panelOpen ? t("hideChat") : t("openChat"));
@@ -814,6 +818,32 @@
 
   function botLabel() {
     return state.site.bot_name && !ownString("bot") ? state.site.bot_name + ":" : t("bot");
+  }
+
+  // The site's bot_avatar, else the first letter of its bot_name; nothing for neither.
+  // A picture that does not load (a wrong URL, a page CSP without it in img-src) says so
+  // once in the console and gives way to the letter.
+  function renderAvatar() {
+    const ui = state.ui;
+    const src = state.site.bot_avatar && !state.avatarFailed ? state.site.bot_avatar : "";
+    const letter = state.site.bot_name ? Array.from(state.site.bot_name)[0].toUpperCase() : "";
+    const shown = src || letter;
+    if (ui.avatar.dataset.shown === shown) return;
+    ui.avatar.dataset.shown = shown;
+    ui.avatar.hidden = !shown;
+    ui.avatar.textContent = src ? "" : letter;
+    if (!src) return;
+    const img = h("img", { alt: "", src: src });
+    img.addEventListener("error", () => {
+      state.avatarFailed = true;
+      console.error(
+        "[signoff] the bot_avatar " + src + " did not load: check the URL, and that the " +
+          "page's Content-Security-Policy allows it in img-src. Showing the bot name's " +
+          "first letter instead."
+      );
+      renderAvatar();
+    });
+    ui.avatar.appendChild(img);
   }
 
   // A conversation with nothing in it yet opens with the site's greeting and messages to
@@ -1431,6 +1461,7 @@
       greeting: frame.greeting,
       suggestions: frame.suggestions,
       bot_name: typeof frame.bot_name === "string" ? frame.bot_name : null,
+      bot_avatar: typeof frame.bot_avatar === "string" ? frame.bot_avatar : null,
     };
     if (state.ui) renderStaticText();
     clearTimeout(state.welcomeTimer);

@@ -63,14 +63,22 @@ class Signoff:
         greeting: str | None = None,
         suggestions: Iterable[str] = (),
         bot_name: str | None = None,
+        bot_avatar: str | None = None,
         page_actions: Iterable[str] = (),
     ) -> None:
         """Allow the widget for ``name`` on pages served from these origins; a new
-        conversation there opens with ``greeting`` from ``bot_name`` and ``suggestions``
-        to send with one click; the pages' own buttons may ask for ``page_actions``
-        (``Signoff.call``), each through a card."""
+        conversation there opens with ``greeting`` from ``bot_name`` (pictured by
+        ``bot_avatar``, an image URL) and ``suggestions`` to send with one click; the
+        pages' own buttons may ask for ``page_actions`` (``Signoff.call``), each through a
+        card."""
         self.sites[name] = make_site(
-            name, list(origins), greeting, list(suggestions), bot_name, list(page_actions)
+            name,
+            list(origins),
+            greeting,
+            list(suggestions),
+            bot_name,
+            list(page_actions),
+            bot_avatar=bot_avatar,
         )
 
     def use_bot(self, bot: Bot) -> Bot:

@@ -68,12 +68,19 @@ class Site:
     greeting: str | None = None
     suggestions: tuple[str, ...] = ()
     bot_name: str | None = None
+    # Its picture in the panel's header: an image URL (or a data: image); without one the
+    # header shows the bot name's first letter.
+    bot_avatar: str | None = None
     # Actions the host page's own buttons may ask for (Signoff.call); each opens a card.
     page_actions: tuple[str, ...] = ()
 
     def welcome(self) -> dict[str, Any]:
         """The site's part of the ``welcome`` frame: only what it sets."""
-        shown = {"greeting": self.greeting, "bot_name": self.bot_name}
+        shown = {
+            "greeting": self.greeting,
+            "bot_name": self.bot_name,
+            "bot_avatar": self.bot_avatar,
+        }
         welcome: dict[str, Any] = {k: v for k, v in shown.items() if v is not None}
         if self.suggestions:
             welcome["suggestions"] = list(self.suggestions)
@@ -230,11 +237,15 @@ def _whole_days(name: str, value: Any) -> int:
 
 
 # What a site sets for its widget and pages, and how long each may be.
-WIDGET_OPTIONS = ("greeting", "suggestions", "bot_name", "page_actions")
+WIDGET_OPTIONS = ("greeting", "suggestions", "bot_name", "bot_avatar", "page_actions")
 MAX_GREETING = 500
 MAX_SUGGESTIONS = 6
 MAX_SUGGESTION = 80
 MAX_BOT_NAME = 40
+# Sent in every welcome frame: a small picture, or a link to one.
+MAX_BOT_AVATAR = 2048
+_DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+={0,2}")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _ACTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -254,6 +265,26 @@ def _text(name: str, value: Any, limit: int) -> str:
     return value.strip()
 
 
+def _avatar(name: str, value: Any) -> str:
+    """An image URL the widget may load: https (http only on this machine, for trying it
+    out), or a base64 data: image; nothing a page would run or navigate to."""
+    fix = (
+        f"{name}: expected an https:// image URL or a data:image/png;base64,... of at most "
+        f"{MAX_BOT_AVATAR} characters"
+    )
+    if not isinstance(value, str) or len(value) > MAX_BOT_AVATAR:
+        raise ConfigError(fix)
+    if _DATA_IMAGE.fullmatch(value):
+        return value
+    url = urlsplit(value)
+    local = url.scheme == "http" and url.netloc.split(":")[0] in _LOCAL_HOSTS
+    if (url.scheme != "https" and not local) or not url.hostname or not value.isprintable():
+        raise ConfigError(fix)
+    if any(c.isspace() or c in "\"'<>" for c in value):
+        raise ConfigError(f"{name}: spaces and quotes must be percent-encoded in a URL")
+    return value
+
+
 def make_site(
     name: str,
     origins: Any,
@@ -261,9 +292,11 @@ def make_site(
     suggestions: Any = (),
     bot_name: Any = None,
     page_actions: Any = (),
+    bot_avatar: Any = None,
 ) -> Site:
     """A checked site: a valid name and a list of origins (``:*`` for any port), and what
-    its widget shows a new conversation (``greeting``, ``suggestions``, ``bot_name``)."""
+    its widget shows a new conversation (``greeting``, ``suggestions``, ``bot_name``,
+    ``bot_avatar``)."""
     if not isinstance(name, str) or not SITE_PATTERN.fullmatch(name):
         raise ConfigError(f"sites.{name}: site names are lowercase letters, digits, - and _")
     if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
@@ -288,6 +321,7 @@ def make_site(
         bot_name=None
         if bot_name is None
         else _text(f"sites.{name}.bot_name", bot_name, MAX_BOT_NAME),
+        bot_avatar=None if bot_avatar is None else _avatar(f"sites.{name}.bot_avatar", bot_avatar),
     )
 
 

@@ -705,6 +705,55 @@ async def test_a_new_conversation_opens_with_the_sites_greeting_and_things_to_tr
         await expect(page.get_by_role("group", name="Things to try")).to_have_count(0)
 
 
+# A white pixel, which the demo page's CSP (default-src 'self') does not let it load.
+PIXEL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mP8/x8AAwMCAO+ip1sAAAAASUVORK5CYII="
+)
+OWN = "own"  # the server's own favicon, which the page may load
+
+
+@pytest.mark.parametrize(
+    "avatar", [OWN, PIXEL, "http://127.0.0.1:9/bot.png", None], ids=["own", "csp", "gone", "none"]
+)
+async def test_the_header_shows_the_bots_picture_or_its_first_letter(
+    browser: Browser, tmp_path: Path, avatar: str | None
+) -> None:
+    from dataclasses import replace
+
+    from signoff.cli import demo_site
+
+    async with running(demo_app(), settings(tmp_path)) as server:
+        if avatar == OWN:
+            avatar = server.url + "/static/favicon.svg"
+        site = replace(demo_site("127.0.0.1", server.port), bot_avatar=avatar)
+        server.app.state.runtime.sites["demo"] = site
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        await page.goto(server.url + "/demo")
+        picture = page.locator(".signoff-header .signoff-avatar")
+        await expect(picture).to_be_visible()
+        await expect(picture).to_have_attribute("aria-hidden", "true")  # the name says who
+        if avatar and avatar.endswith("favicon.svg"):
+            loaded = picture.locator("img")
+            await expect(loaded).to_have_attribute("src", avatar)
+            await page.wait_for_function(
+                "img => img.complete && img.naturalWidth > 0", arg=await loaded.element_handle()
+            )
+            assert [e for e in errors if "signoff" in e] == []
+            return
+        await expect(picture).to_have_text("S")  # "Shop assistant"
+        await expect(picture.locator("img")).to_have_count(0)
+        named = [e for e in errors if "[signoff]" in e]
+        if avatar is None:
+            assert named == []
+        else:
+            # A picture that does not load is the site owner's to fix: named once, with how.
+            assert len(named) == 1 and f"the bot_avatar {avatar} did not load" in named[0]
+            assert "img-src" in named[0]
+
+
 async def test_messages_show_when_they_were_sent(browser: Browser, demo: Server) -> None:
     page = await open_demo(browser, demo)
     await send(page, "list orders")

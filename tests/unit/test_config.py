@@ -713,12 +713,14 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
         'greeting = "Hi! Ask me about your orders."\nbot_name = "Shopbot"\n'
         'suggestions = ["where is my order?", "cancel an order"]\n'
         'page_actions = ["cancel_order"]\n'
+        'bot_avatar = "https://cdn.shop.example/bot%20face.png"\n'
         '[sites.blog]\norigins = ["https://blog.example"]\n',
     )
     sites = load_settings(config, ENV).sites
     assert sites["shop"].welcome() == {
         "greeting": "Hi! Ask me about your orders.",
         "bot_name": "Shopbot",
+        "bot_avatar": "https://cdn.shop.example/bot%20face.png",
         "suggestions": ["where is my order?", "cancel an order"],
     }
     assert sites["shop"].audit_retention_days == 7
@@ -742,12 +744,35 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
             'page_actions = ["cancel order"]',
             r"sites\.shop\.page_actions: expected a list of action",
         ),
+        # Nothing a page would run, navigate to or load without TLS from elsewhere.
+        ('bot_avatar = "javascript:alert(1)"', r"sites\.shop\.bot_avatar: expected an https://"),
+        ('bot_avatar = "http://cdn.example/a.png"', r"sites\.shop\.bot_avatar: expected"),
+        ('bot_avatar = "/static/bot.png"', r"sites\.shop\.bot_avatar: expected"),
+        ('bot_avatar = "data:text/html;base64,PGI+"', r"sites\.shop\.bot_avatar: expected"),
+        ('bot_avatar = "https://cdn.example/a b.png"', r"bot_avatar: spaces and quotes"),
+        ('bot_avatar = "https://cdn.example/a\\"b.png"', r"bot_avatar: spaces and quotes"),
+        (f'bot_avatar = "https://cdn.example/{"a" * 2048}.png"', r"at most 2048 characters"),
     ],
 )
 def test_bad_welcome_settings_are_named(tmp_path: Path, setting: str, named: str) -> None:
     config = write(tmp_path, f'[sites.shop]\norigins = ["https://shop.example"]\n{setting}\n')
     with pytest.raises(ConfigError, match=named):
         load_settings(config, ENV)
+
+
+@pytest.mark.parametrize(
+    "avatar",
+    [
+        "https://cdn.shop.example/bot.png?v=2",
+        "http://localhost:8000/bot.png",  # trying it out on this machine
+        "http://127.0.0.1:8000/bot.png",
+        "data:image/png;base64,iVBORw0KGgo=",
+    ],
+)
+def test_a_bot_avatar_is_an_image_url(avatar: str) -> None:
+    from signoff.config import make_site
+
+    assert make_site("shop", ["https://shop.example"], bot_avatar=avatar).bot_avatar == avatar
 
 
 def test_a_site_that_is_not_a_table_is_named(tmp_path: Path) -> None:
