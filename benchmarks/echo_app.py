@@ -18,8 +18,9 @@ from typing import Any
 
 from benchmarks.peers import STREAM_PREFIX, stream_pieces
 from signoff import Signoff
-from signoff.bots.demo import ORDERS, DemoBot
 from signoff.core.conversation import Conversation, Text, ToolCall
+from signoff.demo import DemoBot
+from signoff.demo.shop import ORDERS
 from signoff.engine.context import ActionContext
 
 ORIGINS = ["http://127.0.0.1", "http://127.0.0.1:*"]

@@ -34,8 +34,8 @@ from starlette.routing import Route
 
 from benchmarks.chromium import launch
 from signoff.assets import asset_dir
-from signoff.bots.demo import demo_app
 from signoff.config import Settings, Site
+from signoff.demo import demo_app
 
 SLOW_4G = {"latency": 150, "downloadThroughput": 1_600_000 / 8, "uploadThroughput": 750_000 / 8}
 UNTHROTTLED = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests import support
 from tests.llm_standin import StandInModel, standin_model
 from tests.services import (

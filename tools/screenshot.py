@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.chromium import launch  # noqa: E402
-from signoff.bots.demo import demo_app  # noqa: E402
-from signoff.cli import demo_site  # noqa: E402
+from signoff.demo import demo_app, demo_site  # noqa: E402
 from tests.support import Server, running, settings  # noqa: E402
 
 DOCS = ROOT / "docs"

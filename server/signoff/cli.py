@@ -20,7 +20,7 @@ from signoff.audit import audit_revision, open_audit
 from signoff.audit.commands import add_audit_commands, audit_command
 from signoff.audit.entries import AuditError
 from signoff.audit.migrate import head
-from signoff.config import ConfigError, Settings, Site, load_settings, make_site
+from signoff.config import ConfigError, Settings, load_settings
 from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
 from signoff.logs import LOG_FORMATS, LOG_LEVELS, install_redaction, log_config
@@ -160,30 +160,6 @@ def listen_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                 break
         else:
             args.port = 8000
-
-
-def demo_site(host: str, port: int) -> Site:
-    """The demo page's own origin at the address it listens on, and local pages on any port.
-
-    Not ``self``, which trusts the request's Host: a page on a name an attacker points at
-    127.0.0.1 (DNS rebinding) would send its own name as the Host and pass.
-    """
-    address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
-    return make_site(
-        "demo",
-        [f"http://{address}:{port}", "http://localhost:*", "http://127.0.0.1:*"],
-        greeting=DEMO_GREETING,
-        suggestions=DEMO_SUGGESTIONS,
-        bot_name="Shop assistant",
-        page_actions=["cancel_order"],
-    )
-
-
-DEMO_GREETING = (
-    "Hi! I look after the demo shop's orders. Anything that changes one waits for your OK "
-    "first, and big refunds for a teammate's."
-)
-DEMO_SUGGESTIONS = ["list orders", "cancel order 1001", "refund 20 on order 1002", "delete spam"]
 
 
 async def demo_teammate(audit_url: str, secret: str) -> str:
@@ -415,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             newest = " (newest)" if revision == head() else ""
             print(f"audit database: revision {revision or 'none'}{newest}")
         elif args.command == "demo":
-            from signoff.bots.demo import demo_app
+            from signoff.demo import demo_app, demo_site
 
             settings = load_settings(args.config, demo=True)
             settings.sites.setdefault("demo", demo_site(args.host, args.port))

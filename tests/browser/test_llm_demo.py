@@ -6,8 +6,8 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from signoff.bots.demo import demo_app
 from signoff.config import LLMSettings
+from signoff.demo import demo_app
 from tests.browser.test_widget import open_demo, send
 from tests.llm_standin import MODEL, StandInModel, answer, calls
 from tests.support import running, settings

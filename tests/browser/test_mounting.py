@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from playwright.async_api import Browser, WebSocket, expect
 
 from signoff import mounted_lifespan
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests.browser.test_dashboard import PASSWORD
 from tests.browser.test_widget import send
 from tests.support import free_port, serving, settings

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
-from signoff.bots.demo import demo_app
-from signoff.cli import demo_site
+from signoff.demo import demo_app, demo_site
 from tests.support import running, settings
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests.browser.test_widget import send
 from tests.support import free_port, running, settings
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from playwright.async_api import Browser, Page, expect
 
 from signoff import sign_user_token
-from signoff.bots.demo import demo_app
 from signoff.config import Site
+from signoff.demo import demo_app
 from tests.browser.test_widget import host_page
 from tests.support import SECRET, Server, running, settings
 

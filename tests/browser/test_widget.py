@@ -17,7 +17,7 @@ from starlette.routing import Route
 import signoff
 import tests.support
 from signoff import Signoff
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests.support import Server, StreamingBot, running, settings
 
 XSS = '<img src=x onerror="window.__pwned=1">'
@@ -687,7 +687,7 @@ async def test_a_reload_after_history_was_trimmed_shows_the_snapshot(
 async def test_a_new_conversation_opens_with_the_sites_greeting_and_things_to_try(
     browser: Browser, tmp_path: Path
 ) -> None:
-    from signoff.cli import DEMO_GREETING, DEMO_SUGGESTIONS, demo_site
+    from signoff.demo import DEMO_GREETING, DEMO_SUGGESTIONS, demo_site
 
     async with running(demo_app(), settings(tmp_path)) as server:
         server.app.state.runtime.sites["demo"] = demo_site("127.0.0.1", server.port)
@@ -721,7 +721,7 @@ async def test_the_header_shows_the_bots_picture_or_its_first_letter(
 ) -> None:
     from dataclasses import replace
 
-    from signoff.cli import demo_site
+    from signoff.demo import demo_site
 
     async with running(demo_app(), settings(tmp_path)) as server:
         if avatar == OWN:

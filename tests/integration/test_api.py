@@ -16,10 +16,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from signoff.bots.demo import demo_app
 from signoff.config import Site
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
+from signoff.demo import demo_app
 from signoff.engine.records import DOOR_REFUSALS_BURST
 from signoff.web.api import MAX_BODY_BYTES, MAX_REASON_CHARS, openapi_document
 from tests.integration.test_team import chain_app

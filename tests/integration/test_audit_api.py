@@ -21,8 +21,8 @@ from sqlalchemy.exc import DataError
 import signoff.web.api
 from signoff.audit.query import CSV_COLUMNS
 from signoff.audit.upkeep import verify
-from signoff.bots.demo import demo_app
 from signoff.core.chain import CHAIN_VERSION, chain_key, key_id
+from signoff.demo import demo_app
 from tests.integration.audit_sample import HOSTILE, ROWS, SITES, START, TRICKY, matching, seed
 from tests.integration.test_api import ADMIN_KEY, Api, error_code
 from tests.support import SECRET, Server, running, settings, widget

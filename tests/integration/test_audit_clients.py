@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from signoff.bots.demo import demo_app
 from signoff.core.deciders import MAX_USER_AGENT, Decider
+from signoff.demo import demo_app
 from tests.support import Server, running, settings, widget
 
 ADMIN_KEY = "bootstrap-admin-key-0123456789abcdef"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests.integration.audit_sample import HOSTILE, ROWS, SITES, TRICKY, entry, matching, seed
 from tests.integration.test_dashboard import PASSWORD, teammate
 from tests.support import Server, approve_over_api, running, settings, widget

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from signoff.audit import AuditLog
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests.audit.test_audit_contract import entry
 from tests.integration.test_dashboard import PASSWORD, teammate
 from tests.support import Server, running, settings, widget

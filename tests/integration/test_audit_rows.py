@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from tests.integration.test_team import chain_app
 from tests.support import Server, Widget, approve_over_api, running, settings, widget
 

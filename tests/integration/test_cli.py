@@ -25,9 +25,9 @@ import signoff
 from signoff.accounts import Accounts, parse_key_id
 from signoff.audit import open_audit
 from signoff.audit.migrate import head
-from signoff.bots.demo import demo_app
 from signoff.cli import main
 from signoff.core.tokens import load_user_token
+from signoff.demo import demo_app
 from tests.llm_standin import MODEL, StandInModel, answer
 from tests.services import redis_prefix, redis_store_url
 from tests.support import ORIGIN, SECRET, Widget, free_port, running, settings, widget
@@ -39,7 +39,7 @@ UNREACHABLE = "postgresql://signoff:hunter2@127.0.0.1:1/audit"  # nothing listen
 
 def write_shop(folder: Path) -> None:
     """A shop.py whose ``app`` is the demo shop, for ``signoff serve shop:app``."""
-    (folder / "shop.py").write_text("from signoff.bots.demo import demo_app\napp = demo_app()\n")
+    (folder / "shop.py").write_text("from signoff.demo import demo_app\napp = demo_app()\n")
 
 
 def run(

@@ -23,7 +23,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from signoff.audit.schema import teammates
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 from signoff.web import logins
 from signoff.web.health import HEALTH_TTL
 from tests.services import POSTGRES_ADMIN_URL

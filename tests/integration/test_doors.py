@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from signoff.bots.demo import demo_app
-from signoff.cli import demo_site
+from signoff.demo import demo_app, demo_site
 from tests.integration.test_dashboard import PASSWORD, Browserless, waiting_card
 from tests.support import Server, assert_origin_refused, running, settings, widget
 

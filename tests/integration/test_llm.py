@@ -10,10 +10,10 @@ from typing import Any
 
 from signoff import Signoff
 from signoff.audit import open_audit
-from signoff.bots.demo import demo_app
 from signoff.bots.llm import BUSY, CUT_OFF, NO_ANSWER, TOO_SLOW, UNAVAILABLE
 from signoff.config import LLMSettings
 from signoff.core.tools import GATED_NOTE
+from signoff.demo import demo_app
 from signoff.engine import Engine
 from signoff.engine.turns import TOO_MANY_STEPS
 from signoff.store.memory import MemoryStore

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from signoff.bots.demo import demo_app
 from signoff.config import ConfigError, Site
+from signoff.demo import demo_app
 from tests.support import running, settings, widget
 
 pytestmark = pytest.mark.usefixtures("each_store")

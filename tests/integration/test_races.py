@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from signoff.bots.demo import demo_app
 from signoff.config import SlackSettings
+from signoff.demo import demo_app
 from tests.integration.test_api import ESCALATED
 from tests.integration.test_dashboard import PASSWORD, teammate
 from tests.integration.test_slack import SIGNING_SECRET, click

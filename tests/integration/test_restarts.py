@@ -10,8 +10,8 @@ from sqlalchemy import insert
 
 from signoff.audit.schema import audit_events
 from signoff.audit.upkeep import FORGOTTEN, verify
-from signoff.bots.demo import demo_app
 from signoff.core.chain import chain_key, key_id
+from signoff.demo import demo_app
 from tests.support import SECRET, running, settings, widget
 
 

@@ -95,7 +95,7 @@ for name in {hidden!r}:
     sys.modules[name] = None
 from starlette.testclient import TestClient
 from signoff import load_settings
-from signoff.bots.demo import demo_app
+from signoff.demo import demo_app
 settings = load_settings(env={{"SIGNOFF_SECRET": {SECRET!r},
                                "SIGNOFF_AUDIT": "sqlite:///{tmp_path / "audit.db"}"}})
 with TestClient(demo_app().asgi(settings)) as client:
