@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 from signoff.app import Signoff
 from signoff.config import Settings, load_settings
 from signoff.core.actions import team
+from signoff.core.bot import BotContext
 from signoff.core.conversation import Text, ToolCall
 from signoff.core.tokens import sign_user_token
 from signoff.engine.context import ActionContext
@@ -13,6 +14,7 @@ from signoff.web.mounting import mounted_lifespan
 
 __all__ = [
     "ActionContext",
+    "BotContext",
     "Settings",
     "Signoff",
     "Text",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from signoff.config import Settings, Site, load_settings, make_site
+from signoff.config import ConfigError, Settings, Site, load_settings, make_site
 from signoff.core.actions import ActionError, ActionFunc, Registry, make_action
-from signoff.engine.turns import Bot
+from signoff.core.bot import Bot
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -90,4 +90,17 @@ class Signoff:
         from signoff.web.app import build_app
 
         settings = settings or self.settings or load_settings()
-        return build_app(self, settings)
+        return build_app(self, settings, self.serving_bot(settings))
+
+    def serving_bot(self, settings: Settings) -> Bot:
+        """The bot given to the app, else the model the settings name (``[llm]``)."""
+        if self.bot is not None:
+            return self.bot
+        if settings.llm is not None:
+            # Imported here: apps with a bot of their own do not need openai loaded.
+            from signoff.bots.llm import OpenAIBot
+
+            return OpenAIBot.from_settings(self.registry, settings.llm)
+        raise ConfigError(
+            "APP: the Signoff app has no bot; pass bot=, call use_bot() or set SIGNOFF_LLM_BASE_URL"
+        )

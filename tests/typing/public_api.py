@@ -3,9 +3,10 @@ public API (signoff ships py.typed). An assert_type that fails is a lint error."
 
 from __future__ import annotations
 
-from typing import assert_type
+from collections.abc import AsyncIterator
+from typing import Any, assert_type
 
-from signoff import ActionContext, Signoff
+from signoff import ActionContext, BotContext, Signoff, Text, ToolCall
 
 app = Signoff()
 
@@ -23,3 +24,20 @@ async def add_note(ctx: ActionContext, text: str) -> None:
 async def check(ctx: ActionContext) -> None:
     assert_type(await cancel_order(ctx, 1001), dict[str, int])
     assert_type(await add_note(ctx, "hello"), None)
+
+
+class PlainBot:
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Text | ToolCall]:
+        yield Text("hi")
+
+
+class ContextBot:
+    async def respond(
+        self, conversation: list[dict[str, Any]], context: BotContext
+    ) -> AsyncIterator[Text | ToolCall]:
+        yield Text(f"hi from {context.site}")
+
+
+# Either shape of bot is a bot.
+Signoff(bot=PlainBot())
+Signoff(bot=ContextBot())

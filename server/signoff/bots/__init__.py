@@ -1,6 +1,7 @@
-"""Bots: ``async def respond(conversation) -> AsyncIterator[Text | ToolCall]``, one step."""
+"""Bots: ``async def respond(conversation[, context]) -> AsyncIterator[Text | ToolCall]``,
+one step of a turn (signoff.core.bot)."""
 
+from signoff.core.bot import Bot, BotContext
 from signoff.core.conversation import Text, ToolCall
-from signoff.engine.turns import Bot
 
-__all__ = ["Bot", "Text", "ToolCall"]
+__all__ = ["Bot", "BotContext", "Text", "ToolCall"]

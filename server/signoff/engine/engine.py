@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from signoff.core.actions import Registry
+from signoff.core.bot import Bot
 from signoff.core.cards import OPEN, Card, Status
 from signoff.core.conversation import Conversation
 from signoff.core.deciders import NO_CLIENT, Client, Decider
@@ -23,7 +24,7 @@ from signoff.engine.ids import unguessable_id
 from signoff.engine.notify import Notifier
 from signoff.engine.records import Records
 from signoff.engine.sweeper import Sweeper
-from signoff.engine.turns import Bot, Turns
+from signoff.engine.turns import Turns
 from signoff.logs import withheld
 from signoff.store import SessionRecord, Store
 

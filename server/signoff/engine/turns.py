@@ -13,13 +13,13 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Protocol
 
 from signoff import metrics
 from signoff.audit import AuditStatus
 from signoff.core.actions import Kind, Registry
+from signoff.core.bot import Bot, BotContext, step_of
 from signoff.core.cards import Card, Status
 from signoff.core.conversation import (
     Conversation,
@@ -68,10 +68,6 @@ MAX_QUEUED_TURNS = 3
 GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
 
 
-class Bot(Protocol):
-    def respond(self, conversation: Conversation) -> AsyncIterator[Text | ToolCall]: ...
-
-
 OpenCard = Callable[[SessionRecord, Conversation, CardPlan], Awaitable[None]]
 Withdraw = Callable[[Card, Decider, Conversation], Awaitable[None]]
 
@@ -99,7 +95,7 @@ class Turns:
         withdraw: Withdraw,
     ) -> None:
         self.registry = registry
-        self.bot = bot
+        self.step = step_of(bot)
         self.store = store
         self.records = records
         self.calls = calls
@@ -280,7 +276,10 @@ class Turns:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(BOT_STEP_TIMEOUT):
-                async for item in self.bot.respond(list(conversation)):
+                context = BotContext(
+                    session.session_id, session.user_id, session.site, session.conversation_id
+                )
+                async for item in self.step(list(conversation), context):
                     if isinstance(item, Text) and item.text:
                         if stream is None:
                             stream = MessageStream(self.store, session.session_id, new_id("m"))

@@ -32,6 +32,7 @@ from signoff.assets import asset_dir
 from signoff.audit import AuditLog, open_audit
 from signoff.audit.upkeep import close_forgotten_cards, purge
 from signoff.config import ConfigError, Settings, Site
+from signoff.core.bot import Bot
 from signoff.core.teammates import METRICS
 from signoff.engine import Engine
 from signoff.engine.notify import Notifier
@@ -97,17 +98,9 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("Not Found", 404)
 
 
-def build_app(signoff: Signoff, settings: Settings) -> Starlette:
-    bot = signoff.bot
-    if bot is None and settings.llm is not None:
-        # Imported here: apps with a bot of their own do not need the openai package loaded.
-        from signoff.bots.llm import OpenAIBot
-
-        bot = OpenAIBot.from_settings(signoff.registry, settings.llm)
-    if bot is None:
-        raise ConfigError(
-            "APP: the Signoff app has no bot; pass bot=, call use_bot() or set SIGNOFF_LLM_BASE_URL"
-        )
+def build_app(signoff: Signoff, settings: Settings, bot: Bot) -> Starlette:
+    """The server of ``signoff``'s actions and sites, talking through ``bot``: which bot
+    that is, is the app's choice (``Signoff.asgi``), never this layer's."""
     sites = {**settings.sites, **signoff.sites}
     for site in sites.values():
         for name in site.page_actions:
