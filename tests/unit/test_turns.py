@@ -110,6 +110,22 @@ def test_auto_calls_run_now(registry: Registry) -> None:
     assert result.card is None
 
 
+def test_a_bot_may_ask_for_a_card_but_never_skip_one(registry: Registry) -> None:
+    # An agent framework's own approval flag on a tool: a read, and a write that would
+    # run at once, get the visitor's card; a team's card stays the team's.
+    result = plan(
+        registry,
+        ToolCall("list_orders", {}, "t1", needs_card=True),
+        ToolCall("add_note", {"order_id": 1, "text": "hi"}, "t2", needs_card=True),
+        ToolCall("list_orders", {}, "t3"),
+    )
+    assert [c.tool_call_id for c in result.run_now] == ["t3"]
+    assert result.card is not None and result.card.approver == "user"
+    assert [c.tool_call_id for c in result.card.calls] == ["t1", "t2"]
+    teams = plan(registry, ToolCall("grant_access", {"user": "bo"}, "t4", needs_card=True))
+    assert teams.card is not None and teams.card.approver == "team"
+
+
 def test_one_gated_call_becomes_a_card(registry: Registry) -> None:
     result = plan(registry, CANCEL)
     assert result.run_now == []

@@ -32,12 +32,15 @@ class ToolCall:
 
     ``error`` marks a call the bot could not read from its model (arguments that are
     not JSON, say): the engine refuses it with that error, and it never runs.
+    ``needs_card`` asks for a card even where the action would run at once: an agent
+    framework's own approval flag on the tool, which signoff never loosens.
     """
 
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     id: str = ""
     error: str = ""
+    needs_card: bool = False
 
 
 def user_message(text: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from signoff.core.actions import Action, ArgsError, Gate, Kind, Neighbours, Registry
+from signoff.core.actions import USER, Action, ArgsError, Gate, Kind, Neighbours, Registry
 from signoff.core.canonical import Call, args_hash
 from signoff.core.conversation import ToolCall
 
@@ -115,6 +115,8 @@ def plan_step(
         )
         try:
             gate = action.gate(args, neighbours)
+            if call.needs_card and not gate.gated:
+                gate = USER  # the bot's framework asks for a person's OK: the visitor's
             effect = action.effect(args) if gate.gated else ""
         except ArgsError as exc:
             plan.refused.append(PlannedCall(call.id, call.name, call.args, action, error=str(exc)))
