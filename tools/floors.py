@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +31,20 @@ def constraints(extras: list[str]) -> list[str]:
     declared = list(project["dependencies"])
     for extra in extras:
         declared += project["optional-dependencies"][extra]
-    requirements = [Requirement(text) for text in declared]
-    return [lowest(r) for r in requirements if r.name != project["name"]]
+    # An extra may raise a base dependency's floor (its framework needs a newer one): the
+    # higher floor holds where the extra is installed.
+    highest: dict[str, Requirement] = {}
+    for requirement in (Requirement(text) for text in declared):
+        if requirement.name == project["name"]:
+            continue
+        known = highest.get(requirement.name)
+        if known is None or _floor(requirement) > _floor(known):
+            highest[requirement.name] = requirement
+    return [lowest(r) for r in highest.values()]
+
+
+def _floor(requirement: Requirement) -> Version:
+    return max(Version(s.version) for s in requirement.specifier if s.operator == ">=")
 
 
 if __name__ == "__main__":

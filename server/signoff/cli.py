@@ -23,6 +23,7 @@ from signoff.audit.migrate import head
 from signoff.config import ConfigError, Settings, load_settings
 from signoff.core.frames import MAX_FRAME_BYTES, iso
 from signoff.core.tokens import TokenError, sign_user_token
+from signoff.demo.agents import BOTS as DEMO_BOTS
 from signoff.logs import LOG_FORMATS, LOG_LEVELS, install_redaction, log_config
 from signoff.store import StoreError, StoreUnavailable, open_store
 
@@ -271,6 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("app", help="the Signoff object, as package.module:name")
     serve_cmd.add_argument("--app-dir", default=".", help="where to import the app from")
     demo_cmd = commands.add_parser("demo", help="serve the demo shop")
+    demo_cmd.add_argument(
+        "--bot",
+        choices=DEMO_BOTS,
+        default="rules",
+        help="who answers: the rule-based bot (rules), or the same rules as a scripted "
+        "model behind an agent framework's adapter (pydantic-ai: needs its extra); a "
+        "configured model ([llm]) wins over both",
+    )
     serve_cmd.add_argument(
         "--workers",
         type=int,
@@ -395,7 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(args.config, demo=True)
             settings.sites.setdefault("demo", demo_site(args.host, args.port))
-            bot = f"model {settings.llm.model}" if settings.llm else "the rule-based bot"
+            bot = (
+                f"model {settings.llm.model}"
+                if settings.llm
+                else "the rule-based bot"
+                if args.bot == "rules"
+                else f"the demo's rules through the {args.bot} adapter"
+            )
             password = asyncio.run(demo_teammate(settings.audit, settings.secret))
             base = f"http://{args.host}:{args.port}"
             print(f"signoff demo: open {base}/demo ({bot})", flush=True)
@@ -403,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"dashboard: {base}/dashboard (user {DEMO_TEAMMATE}, password {password})",
                 flush=True,
             )
-            serve(demo_app(settings.llm), settings, args)
+            serve(demo_app(settings.llm, args.bot), settings, args)
         else:
             settings = load_settings(args.config)
             if args.workers < 1:

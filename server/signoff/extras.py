@@ -10,6 +10,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("asyncpg",),
     "slack": ("slack_sdk", "aiohttp"),
     "llm": ("openai",),
+    "pydantic-ai": ("pydantic_ai",),
 }
 
 

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from signoff.core.teammates import Channel, Teammate, Verdict
+from signoff.demo import demo_app
+from signoff.demo.agents import BOTS
 from signoff.engine.turns import NOT_WHILE_WAITING
-from tests.support import Server, widget
+from tests.support import Server, running, settings, widget
 
 # Every guarantee holds on each store.
 pytestmark = pytest.mark.usefixtures("each_store")
+
+
+@pytest.fixture(params=BOTS)
+async def demo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
+    """The demo shop with each of its bots: the rules themselves, and the same rules as a
+    scripted model behind an agent framework's adapter (signoff demo --bot ...)."""
+    async with running(demo_app(bot=request.param), settings(tmp_path)) as server:
+        yield server
 
 
 async def test_list_orders_is_read_only_and_opens_no_card(demo: Server) -> None:

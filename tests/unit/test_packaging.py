@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -14,7 +15,10 @@ from signoff.config import ConfigError, load_settings
 
 # Loaded only when a feature that needs them is used: the audit database's libraries at
 # start-up of a server or a command, the extras only when configured.
-LOADED_WHEN_USED = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "openai", "slack_sdk")
+LOADED_WHEN_USED = (
+    *("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "openai", "slack_sdk"),
+    "pydantic_ai",
+)
 
 
 def modules_after(code: str) -> set[str]:
@@ -41,7 +45,12 @@ def test_the_audit_log_loads_when_asked_for() -> None:
 
 # Each extra's modules, hidden as if it were not installed (None in sys.modules makes an
 # import fail), and a setting that needs it.
-NOT_INSTALLED = {"postgres": ["asyncpg"], "slack": ["slack_sdk", "aiohttp"], "llm": ["openai"]}
+NOT_INSTALLED = {
+    "postgres": ["asyncpg"],
+    "slack": ["slack_sdk", "aiohttp"],
+    "llm": ["openai"],
+    "pydantic-ai": ["pydantic_ai"],
+}
 SECRET = "x" * 40
 
 
@@ -72,6 +81,17 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
         load_settings(env={"SIGNOFF_SECRET": SECRET, **env})
     assert str(refused.value).endswith(f"pip install 'signoff[{extra}]'")
     assert "\n" not in str(refused.value)
+
+
+def test_an_adapter_without_its_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    hide(monkeypatch, "pydantic-ai")
+    monkeypatch.delitem(sys.modules, "signoff.adapters.pydantic_ai", raising=False)
+    with pytest.raises(ImportError) as refused:
+        importlib.import_module("signoff.adapters.pydantic_ai")
+    assert str(refused.value) == (
+        "signoff.adapters.pydantic_ai needs the pydantic-ai extra, which is not installed: "
+        "pip install 'signoff[pydantic-ai]'"
+    )
 
 
 def test_a_postgresql_audit_database_without_its_extra_is_one_line_from_the_cli(

@@ -7,15 +7,17 @@ The shop is the app; which bot serves it is chosen here, as any app chooses its 
 from __future__ import annotations
 
 from signoff.app import Signoff
-from signoff.config import LLMSettings, Site, make_site
+from signoff.config import ConfigError, LLMSettings, Site, make_site
+from signoff.demo.agents import BOTS
 from signoff.demo.bot import DemoBot
 from signoff.demo.shop import DEMO_PROMPT, DemoShop, register_shop
 
 __all__ = ["DemoBot", "DemoShop", "demo_app", "demo_site", "register_shop"]
 
 
-def demo_app(llm: LLMSettings | None = None) -> Signoff:
-    """The demo shop, with the rule-based bot, or with the model ``llm`` names."""
+def demo_app(llm: LLMSettings | None = None, bot: str = "rules") -> Signoff:
+    """The demo shop, with the rule-based bot, with the model ``llm`` names, or through
+    the adapter ``bot`` names (``pydantic-ai``: signoff.demo.agents)."""
     app = Signoff(bot=DemoBot())
     register_shop(app, DemoShop())
     if llm is not None:
@@ -24,6 +26,12 @@ def demo_app(llm: LLMSettings | None = None) -> Signoff:
 
         prompt = f"{DEFAULT_SYSTEM_PROMPT} {DEMO_PROMPT}"
         app.use_bot(OpenAIBot.from_settings(app.registry, llm, default_prompt=prompt))
+    elif bot == "pydantic-ai":
+        from signoff.demo.agents import pydantic_ai_bot
+
+        app.use_bot(pydantic_ai_bot(app.registry))
+    elif bot != "rules":
+        raise ConfigError(f"--bot {bot}: choose one of {', '.join(BOTS)}")
     return app
 
 
