@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from signoff.config import ConfigError, Settings, Site, load_settings, make_site
@@ -65,13 +66,14 @@ class Signoff:
         bot_name: str | None = None,
         bot_avatar: str | None = None,
         page_actions: Iterable[str] = (),
+        team_reasons_to_bot: bool = False,
     ) -> None:
         """Allow the widget for ``name`` on pages served from these origins; a new
         conversation there opens with ``greeting`` from ``bot_name`` (pictured by
         ``bot_avatar``, an image URL) and ``suggestions`` to send with one click; the
         pages' own buttons may ask for ``page_actions`` (``Signoff.call``), each through a
-        card."""
-        self.sites[name] = make_site(
+        card. With ``team_reasons_to_bot`` the bot hears why a teammate rejected a card."""
+        site = make_site(
             name,
             list(origins),
             greeting,
@@ -80,6 +82,7 @@ class Signoff:
             list(page_actions),
             bot_avatar=bot_avatar,
         )
+        self.sites[name] = replace(site, team_reasons_to_bot=team_reasons_to_bot)
 
     def use_bot(self, bot: Bot) -> Bot:
         self.bot = bot

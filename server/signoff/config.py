@@ -73,6 +73,9 @@ class Site:
     bot_avatar: str | None = None
     # Actions the host page's own buttons may ask for (Signoff.call); each opens a card.
     page_actions: tuple[str, ...] = ()
+    # Whether the bot hears a teammate's reason for rejecting (it may name people or
+    # rules the team keeps to itself, so it stays with the team unless the site says so).
+    team_reasons_to_bot: bool = False
 
     def welcome(self) -> dict[str, Any]:
         """The site's part of the ``welcome`` frame: only what it sets."""
@@ -201,7 +204,9 @@ def _sites(raw: Any) -> dict[str, Site]:
         origins = table.get("origins") if isinstance(table, dict) else None
         if isinstance(table, dict):
             _known_only(
-                f"sites.{name}", table, {"origins", "audit_retention_days", *WIDGET_OPTIONS}
+                f"sites.{name}",
+                table,
+                {"origins", "audit_retention_days", "team_reasons_to_bot", *WIDGET_OPTIONS},
             )
         welcome = (
             {key: table[key] for key in WIDGET_OPTIONS if key in table}
@@ -212,7 +217,10 @@ def _sites(raw: Any) -> dict[str, Site]:
         days = table.get("audit_retention_days")
         if days is not None:
             days = _whole_days(f"sites.{name}.audit_retention_days", days)
-        sites[name] = replace(site, audit_retention_days=days)
+        reasons = table.get("team_reasons_to_bot", False)
+        if not isinstance(reasons, bool):
+            raise ConfigError(f"sites.{name}.team_reasons_to_bot: expected true or false")
+        sites[name] = replace(site, audit_retention_days=days, team_reasons_to_bot=reasons)
     return sites
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from signoff import Signoff, team
+from signoff.config import Site
 from signoff.core.closing import WITHDRAWN
 from signoff.core.frames import ProtocolError
 from signoff.core.teammates import Channel, Teammate, Verdict
@@ -110,7 +111,8 @@ async def test_a_rejection_at_any_level_ends_the_card(server: Server) -> None:
         assert (rejected.status, rejected.reason) == ("rejected", "over the monthly limit")
         update = await w.update(card["card_id"], "rejected")
         assert "reason" not in update  # the team's reason is for the team
-        await w.bot_says("a teammate rejected it")
+        told = await w.bot_says("a teammate rejected it")
+        assert "monthly" not in told["text"]  # and not the bot's, unless the site says so
         with pytest.raises(ProtocolError) as late:
             await decide(server, card["card_id"], Verdict.APPROVE, FINANCE)
         assert late.value.code == "already_decided"
@@ -120,6 +122,25 @@ async def test_a_rejection_at_any_level_ends_the_card(server: Server) -> None:
         "pending_confirmation",
         "rejected",
     ]
+
+
+async def test_a_site_may_let_the_bot_hear_why_a_teammate_rejected(
+    each_store: str, tmp_path: Any
+) -> None:
+    sites = {"demo": Site("demo", ("http://127.0.0.1:*",), team_reasons_to_bot=True)}
+    app, config = chain_app([]), settings(tmp_path, sites=sites)
+    async with running(app, config) as server, widget(server) as w:
+        await w.hello()
+        await w.say("refund 250")
+        card = await w.card("waiting")
+        await server.engine.team_decide(
+            card["card_id"], Verdict.REJECT, LEAD, reason="over the monthly limit"
+        )
+        told = await w.bot_says("a teammate rejected it")
+        # So the model can offer something else instead of asking again.
+        assert '"why": "over the monthly limit"' in told["text"]
+        update = await w.update(card["card_id"], "rejected")
+        assert "reason" not in update  # the card the visitor sees is as before
 
 
 async def test_the_visitor_withdraws_a_waiting_request_and_a_late_approval_is_refused(

@@ -714,6 +714,7 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
         'suggestions = ["where is my order?", "cancel an order"]\n'
         'page_actions = ["cancel_order"]\n'
         'bot_avatar = "https://cdn.shop.example/bot%20face.png"\n'
+        "team_reasons_to_bot = true\n"
         '[sites.blog]\norigins = ["https://blog.example"]\n',
     )
     sites = load_settings(config, ENV).sites
@@ -725,6 +726,7 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
     }
     assert sites["shop"].audit_retention_days == 7
     assert sites["shop"].page_actions == ("cancel_order",)
+    assert (sites["shop"].team_reasons_to_bot, sites["blog"].team_reasons_to_bot) == (True, False)
     assert sites["blog"].welcome() == {}
     assert sites["blog"].page_actions == ()
 
@@ -745,6 +747,10 @@ def test_a_site_sets_what_a_new_conversation_opens_with(tmp_path: Path) -> None:
             r"sites\.shop\.page_actions: expected a list of action",
         ),
         # Nothing a page would run, navigate to or load without TLS from elsewhere.
+        (
+            'team_reasons_to_bot = "yes"',
+            r"sites\.shop\.team_reasons_to_bot: expected true or false",
+        ),
         ('bot_avatar = "javascript:alert(1)"', r"sites\.shop\.bot_avatar: expected an https://"),
         ('bot_avatar = "http://cdn.example/a.png"', r"sites\.shop\.bot_avatar: expected"),
         ('bot_avatar = "/static/bot.png"', r"sites\.shop\.bot_avatar: expected"),

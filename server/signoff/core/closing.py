@@ -35,17 +35,22 @@ def audit_reason(card: Card) -> str:
     return card.reason or closing_reason(card)
 
 
-def told_to_bot(card: Card, index: int) -> dict[str, Any]:
+def told_to_bot(card: Card, index: int, team_reasons: bool = False) -> dict[str, Any]:
     """The tool result the bot gets for call ``index`` of a card that ended unfinished.
 
     Calls that ran before an interrupted card's server died are reported as they ended
-    (``card.results``); the rest did not run.
+    (``card.results``); the rest did not run. With ``team_reasons`` (the site allows it),
+    a teammate's reason for rejecting reaches the bot too (``why``), so the model can offer
+    something else rather than ask again.
     """
     if index < len(card.results):
         return result_content(card.results[index])
     if card.status is Status.INTERRUPTED:
         return {"status": "error", "error": closing_reason(card)}
-    return {"status": "declined", "reason": closing_reason(card), "args_hash": card.args_hash}
+    told = {"status": "declined", "reason": closing_reason(card), "args_hash": card.args_hash}
+    if team_reasons and card.status is Status.REJECTED and card.reason:
+        told["why"] = card.reason
+    return told
 
 
 def result_content(summary: dict[str, Any]) -> dict[str, Any]:

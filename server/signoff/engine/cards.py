@@ -57,8 +57,11 @@ class Cards:
         lease_margin: float,
         resume: Resume,
         spawn: Spawn,
+        team_reasons: Callable[[str], bool] = lambda site: False,
     ) -> None:
         self.registry = registry
+        # Whether a site lets the bot hear why a teammate rejected a card.
+        self.team_reasons = team_reasons
         self.store = store
         self.records = records
         self.calls = calls
@@ -451,9 +454,10 @@ class Cards:
         if card.page_call is not None:
             return  # not the bot's call: the page hears of it from the card
         answered = {m.get("tool_call_id") for m in conversation if m.get("role") == "tool"}
+        reasons = self.team_reasons(card.site)
         for index, call_id in enumerate(card.tool_call_ids):
             if call_id not in answered:
-                conversation.append(tool_message(call_id, told_to_bot(card, index)))
+                conversation.append(tool_message(call_id, told_to_bot(card, index, reasons)))
 
     async def after_close(self, card: Card, decider: Decider | None = None) -> None:
         """A card closed without running: tell everyone, then resume the paused turn."""

@@ -47,6 +47,7 @@ class Engine:
         lease_margin: float = LEASE_MARGIN,
         notifiers: Sequence[Notifier] = (),
         clock: Callable[[], float] = time.time,
+        team_reasons: Callable[[str], bool] = lambda site: False,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -72,6 +73,7 @@ class Engine:
             lease_margin=lease_margin,
             resume=self._resume,
             spawn=self.spawn,
+            team_reasons=team_reasons,
         )
         self.turns = Turns(
             registry=registry,

@@ -139,6 +139,7 @@ def build_app(signoff: Signoff, settings: Settings, bot: Bot) -> Starlette:
         session_ttl=settings.session_ttl,
         lease_margin=settings.lease_margin,
         notifiers=notifiers,
+        team_reasons=lambda name: name in sites and sites[name].team_reasons_to_bot,
     )
     templates = page_templates(asset_dir("templates"))
     runtime = Runtime(
