@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from signoff import BotContext, Signoff, Text, ToolCall, sign_user_token
+from signoff import BotContext, Signoff, Text, ToolCall, sign_user_token, team
 from signoff.engine.context import ActionContext
-from tests.support import SECRET, running, settings, widget
+from tests.support import SECRET, EchoCallBot, running, settings, widget
 
 
 class KeyedBot:
@@ -54,3 +54,23 @@ async def test_each_step_knows_whose_conversation_it_is(tmp_path: Path) -> None:
     # Two steps a turn (the call, then the answer to its result), all in one conversation.
     assert bot.contexts == [expected] * 4
     assert expected.conversation_id.startswith("conv_")
+
+
+async def test_a_when_function_sees_whose_conversation_a_call_is_in(tmp_path: Path) -> None:
+    app = Signoff(bot=EchoCallBot(calls=("refund",)))
+
+    def team_unless_vip(args: dict[str, Any], context: BotContext | None) -> bool:
+        return context is None or not context.user_id.startswith("vip-")
+
+    @app.action(kind="write", approver=team("support-lead", when=team_unless_vip))
+    async def refund(ctx: ActionContext, target: str) -> dict[str, Any]:
+        """Refund an order."""
+        return {"refunded": target}
+
+    async with running(app, settings(tmp_path)) as server:
+        for user, approver in (("vip-ann", "user"), ("bob", "team")):
+            async with widget(server) as w:
+                await w.hello(user_token=sign_user_token(SECRET, user, 60))
+                await w.say("refund 1001")
+                card = await w.card()
+                assert card["approver"] == approver, user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import pytest
@@ -17,11 +18,13 @@ from signoff.core.actions import (
     Condition,
     Gate,
     Kind,
+    Neighbours,
     Registry,
     Team,
     make_action,
     team,
 )
+from signoff.core.bot import BotContext
 
 
 async def cancel_order(ctx: Any, order_id: int, customer: str, total: float) -> dict[str, Any]:
@@ -327,12 +330,42 @@ def test_when_naming_unknown_params_is_rejected() -> None:
         refund_action(approver=team("finance", when="total > 100"))
 
 
-def test_a_callable_when_is_refused_at_registration_saying_what_it_takes() -> None:
-    says = "when= takes an expression in a string, like 'amount > 100', not a function"
-    with pytest.raises(ActionError, match=re.escape(says)):
+def test_a_when_function_sees_the_args_and_whose_conversation_it_is() -> None:
+    vip = BotContext("s1", "vip-ann", "shop", "conv1")
+    anyone = BotContext("s2", "anon_x", "shop", "conv2")
+
+    def big_unless_vip(args: Mapping[str, Any], context: BotContext | None) -> bool:
+        return args["amount"] > 100 and not (context and context.user_id.startswith("vip-"))
+
+    action = refund_action(approver=team("finance", when=big_unless_vip))
+    assert action.gate(ARGS, Neighbours(card=(ARGS,), context=anyone)) == Gate("team", ("finance",))
+    assert action.gate(ARGS, Neighbours(card=(ARGS,), context=vip)) == USER
+    assert action.gate(SMALL, Neighbours(card=(SMALL,), context=anyone)) == USER
+    by_site = refund_action(when=lambda args, context: context is None or context.site != "shop")
+    assert by_site.gate(ARGS, Neighbours(card=(ARGS,), context=vip)) == AUTO
+    assert by_site.gate(ARGS) == USER  # no conversation: the card stands
+
+
+def test_a_when_function_that_fails_refuses_the_call() -> None:
+    action = refund_action(when=lambda args, context: args["missing"])
+    with pytest.raises(ArgsError, match="condition <lambda> failed: KeyError"):
+        action.gate(ARGS)
+
+
+def test_a_when_that_is_neither_is_refused_at_registration_saying_what_it_takes() -> None:
+    with pytest.raises(ActionError, match="takes two arguments, the call's args and the context"):
         refund_action(when=lambda args: args["amount"] > 100)
+    with pytest.raises(ActionError, match="takes two arguments"):
+        refund_action(approver=team("finance", when=lambda: True))
+
+    async def later(args: Mapping[str, Any], context: BotContext | None) -> bool:
+        return True
+
+    with pytest.raises(ActionError, match="not async"):
+        refund_action(when=later)
+    says = "when= takes an expression in a string, like 'amount > 100', or a function"
     with pytest.raises(ActionError, match=re.escape(says)):
-        refund_action(approver=team("finance", when=lambda args: True))
+        refund_action(when=100)
 
 
 def test_when_with_invalid_syntax_is_rejected() -> None:

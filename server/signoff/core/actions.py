@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
+from signoff.core.bot import BotContext
 from signoff.core.canonical import canonical_bytes
 from signoff.core.fields import FieldDisplay
 from signoff.core.redact import is_sensitive_name
@@ -48,6 +49,7 @@ class Neighbours:
 
     card: tuple[Mapping[str, Any], ...] = ()
     ran: tuple[Mapping[str, Any], ...] = ()
+    context: BotContext | None = None  # whose conversation: for a callable ``when``
 
 
 def _total(calls: Iterable[Mapping[str, Any]], name: str) -> float:
@@ -69,10 +71,10 @@ class Condition:
     """
 
     def __init__(self, source: str, params: Iterable[str]) -> None:
-        if not isinstance(source, str):  # a lambda, say: refused, not run
+        if not isinstance(source, str):  # a number, say: refused, not run
             raise ActionError(
-                f"when= takes an expression in a string, like 'amount > 100', "
-                f"not a {type(source).__name__}"
+                f"when= takes an expression in a string, like 'amount > 100', or a "
+                f"function of the args and the context, not a {type(source).__name__}"
             )
         self.source = source
         params = set(params)
@@ -112,6 +114,49 @@ class Condition:
             raise ArgsError(f"condition {self.source!r} failed: {exc}") from exc
 
 
+# A ``when`` in code: the call's args and whose conversation it is (None for a call no
+# conversation made), to True for a card.
+WhenFunction = Callable[[Mapping[str, Any], BotContext | None], bool]
+
+
+class FunctionCondition:
+    """A ``when`` given as a function, for rules an expression cannot hold (a user's tier,
+    a site's own rules)."""
+
+    sums_session = False
+
+    def __init__(self, func: WhenFunction, name: str) -> None:
+        if inspect.iscoroutinefunction(func):
+            raise ActionError(f"action {name}: when= must be a plain function, not async")
+        try:
+            inspect.signature(func).bind(None, None)
+        except (TypeError, ValueError):
+            raise ActionError(
+                f"action {name}: a when= function takes two arguments, the call's args and "
+                "the context (whose conversation it is)"
+            ) from None
+        self.func = func
+        self.source = getattr(func, "__name__", "when")
+
+    def __call__(self, args: Mapping[str, Any], neighbours: Neighbours | None = None) -> bool:
+        try:
+            return bool(self.func(dict(args), neighbours.context if neighbours else None))
+        except Exception as exc:
+            # A condition that cannot be decided refuses the call: the safe side.
+            raise ArgsError(f"condition {self.source} failed: {type(exc).__name__}") from exc
+
+
+def condition(
+    when: str | WhenFunction | None, params: Iterable[str], name: str
+) -> Condition | FunctionCondition | None:
+    """A ``when`` as an expression's or a function's condition; None for none."""
+    if when is None:
+        return None
+    if callable(when):
+        return FunctionCondition(when, name)
+    return Condition(when, params)
+
+
 def _check_summed(source: str, call: ast.Call, params: set[str]) -> None:
     """``card_sum`` and ``session_sum`` take one parameter's name, as a string literal."""
     name = call.func.id if isinstance(call.func, ast.Name) else ""
@@ -129,10 +174,10 @@ class Team:
     """
 
     levels: tuple[str, ...]
-    when: str | None = None
+    when: str | WhenFunction | None = None
 
 
-def team(*roles: str, when: str | None = None) -> Team:
+def team(*roles: str, when: str | WhenFunction | None = None) -> Team:
     if not roles or not all(isinstance(r, str) and r for r in roles):
         raise ActionError("team() needs at least one role name")
     for role in roles:
@@ -172,9 +217,9 @@ class Action:
     args_model: type[BaseModel]
     display: FieldDisplay
     confirm: bool = True
-    when: Condition | None = None
+    when: Condition | FunctionCondition | None = None
     team: Team | None = None
-    team_when: Condition | None = None
+    team_when: Condition | FunctionCondition | None = None
     timeout: float = DEFAULT_TIMEOUT
     run_timeout: float = DEFAULT_RUN_TIMEOUT
     sensitive: frozenset[str] = field(default_factory=frozenset)
@@ -265,7 +310,7 @@ def make_action(
     title: str | None = None,
     description: str | None = None,
     message: str | None = None,
-    when: str | None = None,
+    when: str | WhenFunction | None = None,
     approver: Team | str = "user",
     timeout: float = DEFAULT_TIMEOUT,
     run_timeout: float = DEFAULT_RUN_TIMEOUT,
@@ -332,9 +377,9 @@ def make_action(
         args_model=model,
         display=display,
         confirm=confirm,
-        when=Condition(when, params) if when else None,
+        when=condition(when, params, name),
         team=team_,
-        team_when=Condition(team_.when, params) if team_ and team_.when else None,
+        team_when=condition(team_.when, params, name) if team_ else None,
         timeout=float(timeout),
         run_timeout=float(run_timeout),
         sensitive=sensitive,

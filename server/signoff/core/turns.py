@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signoff.core.actions import USER, Action, ArgsError, Gate, Kind, Neighbours, Registry
+from signoff.core.bot import BotContext
 from signoff.core.canonical import Call, args_hash
 from signoff.core.conversation import ToolCall
 
@@ -71,6 +72,7 @@ def plan_step(
     declined: set[str],
     repeats: int,
     ran: RanCalls | None = None,
+    context: BotContext | None = None,
 ) -> StepPlan:
     """Plan one bot step. ``ran`` finds the calls that already ran, by action: what
     ``session_sum`` in a condition adds up. It reads the whole conversation, so it is asked
@@ -111,7 +113,9 @@ def plan_step(
     gated: list[PlannedCall] = []
     for call, action, args in valid:
         neighbours = Neighbours(
-            card=tuple(by_action[action.name]), ran=tuple(ran_before.get(action.name, ()))
+            card=tuple(by_action[action.name]),
+            ran=tuple(ran_before.get(action.name, ())),
+            context=context,
         )
         try:
             gate = action.gate(args, neighbours)

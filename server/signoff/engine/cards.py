@@ -28,6 +28,7 @@ from signoff.engine.records import Records
 from signoff.engine.turns import (
     TURN_LOCK_TTL,
     audit_status,
+    context_of,
     save,
     visitor,
 )
@@ -150,7 +151,12 @@ class Cards:
                 )
             ran = functools.partial(ran_calls, turn.conversation)
             plan = plan_step(
-                self.registry, [ToolCall(name, args, planned.tool_call_id)], set(), 0, ran
+                self.registry,
+                [ToolCall(name, args, planned.tool_call_id)],
+                set(),
+                0,
+                ran,
+                context_of(session),
             )
             if plan.refused:
                 [refused] = plan.refused

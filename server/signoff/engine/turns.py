@@ -72,6 +72,11 @@ OpenCard = Callable[[SessionRecord, Conversation, CardPlan], Awaitable[None]]
 Withdraw = Callable[[Card, Decider, Conversation], Awaitable[None]]
 
 
+def context_of(session: SessionRecord) -> BotContext:
+    """Whose conversation a session's steps and calls are in."""
+    return BotContext(session.session_id, session.user_id, session.site, session.conversation_id)
+
+
 def visitor(session: SessionRecord) -> str:
     """How a visitor's decisions are signed in cards, frames and the audit log."""
     return f"user:{session.user_id}"
@@ -165,7 +170,12 @@ class Turns:
                 if not calls:
                     return
                 plan = plan_step(
-                    self.registry, calls, set(), 0, functools.partial(ran_calls, aside)
+                    self.registry,
+                    calls,
+                    set(),
+                    0,
+                    functools.partial(ran_calls, aside),
+                    context_of(session),
                 )
                 await self._refuse(session, aside, plan.refused)
                 # Only reads: a write that needs no card would still be forgotten with the
@@ -205,7 +215,7 @@ class Turns:
                     return
                 declined, repeats = declined_in_turn(conversation)
                 ran = functools.partial(ran_calls, conversation)
-                plan = plan_step(self.registry, calls, declined, repeats, ran)
+                plan = plan_step(self.registry, calls, declined, repeats, ran, context_of(session))
                 await self._refuse(session, conversation, plan.refused)
                 await self._run_now(session, conversation, plan.run_now)
                 if plan.card is None:
@@ -276,10 +286,7 @@ class Turns:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(BOT_STEP_TIMEOUT):
-                context = BotContext(
-                    session.session_id, session.user_id, session.site, session.conversation_id
-                )
-                async for item in self.step(list(conversation), context):
+                async for item in self.step(list(conversation), context_of(session)):
                     if isinstance(item, Text) and item.text:
                         if stream is None:
                             stream = MessageStream(self.store, session.session_id, new_id("m"))
