@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -29,6 +30,9 @@ class Signoff:
         self.bot = bot
         self.settings = settings
         self.sites: dict[str, Site] = {}
+        # Entered as the server starts, before it serves, and left as it stops: what the
+        # app's actions need running (an MCP server's connection, say).
+        self.while_serving: list[Callable[[], AbstractAsyncContextManager[Any]]] = []
 
     @overload
     def action(self, func: F, /) -> F: ...

@@ -11,6 +11,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "slack": ("slack_sdk", "aiohttp"),
     "llm": ("openai",),
     "pydantic-ai": ("pydantic_ai",),
+    "mcp": ("mcp",),
 }
 
 

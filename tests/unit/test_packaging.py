@@ -18,6 +18,7 @@ from signoff.config import ConfigError, load_settings
 LOADED_WHEN_USED = (
     *("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "openai", "slack_sdk"),
     "pydantic_ai",
+    "mcp",
 )
 
 
@@ -50,6 +51,7 @@ NOT_INSTALLED = {
     "slack": ["slack_sdk", "aiohttp"],
     "llm": ["openai"],
     "pydantic-ai": ["pydantic_ai"],
+    "mcp": ["mcp"],
 }
 SECRET = "x" * 40
 
@@ -83,14 +85,17 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
     assert "\n" not in str(refused.value)
 
 
-def test_an_adapter_without_its_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    hide(monkeypatch, "pydantic-ai")
-    monkeypatch.delitem(sys.modules, "signoff.adapters.pydantic_ai", raising=False)
+@pytest.mark.parametrize(("extra", "module"), [("pydantic-ai", "pydantic_ai"), ("mcp", "mcp")])
+def test_an_adapter_without_its_framework_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, extra: str, module: str
+) -> None:
+    hide(monkeypatch, extra)
+    monkeypatch.delitem(sys.modules, f"signoff.adapters.{module}", raising=False)
     with pytest.raises(ImportError) as refused:
-        importlib.import_module("signoff.adapters.pydantic_ai")
+        importlib.import_module(f"signoff.adapters.{module}")
     assert str(refused.value) == (
-        "signoff.adapters.pydantic_ai needs the pydantic-ai extra, which is not installed: "
-        "pip install 'signoff[pydantic-ai]'"
+        f"signoff.adapters.{module} needs the {extra} extra, which is not installed: "
+        f"pip install 'signoff[{extra}]'"
     )
 
 

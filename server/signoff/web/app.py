@@ -201,14 +201,22 @@ def build_app(signoff: Signoff, settings: Settings, bot: Bot) -> Starlette:
         for notifier in notifiers:
             await notifier.start()
         tasks = [asyncio.create_task(sweeper()), asyncio.create_task(purger())]
-        running.started = True
         try:
-            yield
+            # Left after the turns drain, so calls still running have what they need.
+            async with contextlib.AsyncExitStack() as serving:
+                for needed in signoff.while_serving:
+                    await serving.enter_async_context(needed())
+                running.started = True
+                try:
+                    yield
+                finally:
+                    running.started = False
+                    for task in tasks:
+                        task.cancel()
+                    await engine.drain()
         finally:
-            running.started = False
-            for task in tasks:
+            for task in tasks:  # also when something the app needs could not start
                 task.cancel()
-            await engine.drain()
             await engine.close()
             for notifier in notifiers:
                 await notifier.close()
