@@ -467,3 +467,37 @@ async def test_a_step_over_the_call_limit_opens_no_card_and_audits_a_bounded_num
     assert {r["status"] for r in rows} == {"refused"}
     assert f"at most {MAX_CALLS_PER_STEP} calls" in rows[0]["error"]
     assert (await world.bot_texts(session))[-1] == "after: error"
+
+
+class SameIdBot:
+    """Numbers its calls from 0 on every step, as some local models do."""
+
+    async def respond(self, conversation: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        last = conversation[-1]
+        if last["role"] == "tool":
+            yield Text("told: " + json.loads(last["content"])["status"])
+            return
+        yield ToolCall("wipe", {"target": last["content"]}, id="call_0")
+
+
+async def test_a_call_id_the_conversation_already_holds_is_replaced(tmp_path: Any) -> None:
+    from tests.support import running, settings, widget
+
+    app = Signoff(bot=SameIdBot())
+
+    @app.action(kind="destructive")
+    async def wipe(ctx: Any, target: str) -> str:
+        """Wipe a disk."""
+        return "wiped"
+
+    async with running(app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        for target, decision, told in (("a", "confirm", "ok"), ("b", "cancel", "declined")):
+            await w.say(target)
+            card = await w.card("pending")
+            await w.decide(card, decision)
+            # Each card's outcome reaches the bot: the second is not taken for the first.
+            await w.bot_says(f"told: {told}")
+        conversation = await server.engine.store.load_conversation(w.welcome["session_id"])
+    ids = [c["id"] for m in conversation for c in m.get("tool_calls") or ()]
+    assert ids[0] == "call_0" and len(set(ids)) == 2

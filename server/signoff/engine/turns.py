@@ -283,6 +283,7 @@ class Turns:
         """One call of the bot, its text streamed; returns its tool calls, None on failure."""
         stream: MessageStream | None = None
         calls: list[ToolCall] = []
+        used = {c["id"] for m in conversation for c in m.get("tool_calls") or ()}
         started = time.perf_counter()
         try:
             async with asyncio.timeout(BOT_STEP_TIMEOUT):
@@ -292,9 +293,12 @@ class Turns:
                             stream = MessageStream(self.store, session.session_id, new_id("m"))
                         await stream.add(item.text)
                     elif isinstance(item, ToolCall):
-                        calls.append(
-                            replace(item, args=dict(item.args), id=item.id or new_id("call"))
-                        )
+                        # An id the conversation already holds (a model that numbers its
+                        # calls from 0 each time) would take the earlier call's answer.
+                        fresh = item.id and item.id not in used
+                        call_id = item.id if fresh else new_id("call")
+                        used.add(call_id)
+                        calls.append(replace(item, args=dict(item.args), id=call_id))
         except Exception as exc:
             metrics.bot_steps.labels("failed").observe(time.perf_counter() - started)
             log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
