@@ -12,6 +12,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "llm": ("openai",),
     "pydantic-ai": ("pydantic_ai",),
     "mcp": ("mcp",),
+    "langgraph": ("langgraph", "langchain_core"),
 }
 
 

@@ -19,6 +19,7 @@ LOADED_WHEN_USED = (
     *("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "openai", "slack_sdk"),
     "pydantic_ai",
     "mcp",
+    "langgraph",
 )
 
 
@@ -52,6 +53,7 @@ NOT_INSTALLED = {
     "llm": ["openai"],
     "pydantic-ai": ["pydantic_ai"],
     "mcp": ["mcp"],
+    "langgraph": ["langgraph", "langchain_core"],
 }
 SECRET = "x" * 40
 
@@ -85,7 +87,10 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
     assert "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize(("extra", "module"), [("pydantic-ai", "pydantic_ai"), ("mcp", "mcp")])
+@pytest.mark.parametrize(
+    ("extra", "module"),
+    [("pydantic-ai", "pydantic_ai"), ("mcp", "mcp"), ("langgraph", "langgraph")],
+)
 def test_an_adapter_without_its_framework_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, extra: str, module: str
 ) -> None:
