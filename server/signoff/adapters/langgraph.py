@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from signoff.core.actions import Action, Registry
-from signoff.core.bot import BotContext
+from signoff.core.bot import NO_ANSWER, BotContext
 from signoff.core.conversation import Conversation, Text, ToolCall
 from signoff.core.tools import tool_definition
 from signoff.extras import missing_extra
@@ -38,8 +38,6 @@ try:
     from langgraph.graph.state import CompiledStateGraph
 except ModuleNotFoundError as exc:
     raise ImportError(missing_extra("langgraph", "signoff.adapters.langgraph")) from exc
-
-NO_ANSWER = "Sorry, I have no answer to that. Could you put it another way?"
 
 
 class GraphBot:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from signoff.core.actions import Registry
-from signoff.core.bot import BotContext
+from signoff.core.bot import NO_ANSWER, BotContext
 from signoff.core.conversation import Conversation, Text, ToolCall
 from signoff.core.tools import tool_definition
 from signoff.extras import missing_extra
@@ -49,8 +49,6 @@ try:
     )
 except ModuleNotFoundError as exc:
     raise ImportError(missing_extra("pydantic-ai", "signoff.adapters.pydantic_ai")) from exc
-
-NO_ANSWER = "Sorry, I have no answer to that. Could you put it another way?"
 
 
 class AgentBot:

@@ -18,6 +18,7 @@ import openai
 
 from signoff.config import DEFAULT_LLM_RETRIES, DEFAULT_LLM_TIMEOUT, LLMSettings
 from signoff.core.actions import Registry
+from signoff.core.bot import NO_ANSWER
 from signoff.core.conversation import Conversation, Text, ToolCall
 from signoff.core.tools import ToolCallAssembler, chat_messages, tool_definition
 
@@ -38,7 +39,6 @@ TOO_SLOW = "Sorry, the assistant took too long to answer. Please try again."
 BUSY = "Sorry, the assistant is getting too many requests right now. Please try again shortly."
 UNAVAILABLE = "Sorry, the assistant is unavailable right now. Please try again later."
 CUT_OFF = "Sorry, my answer was cut off. Please try again."
-NO_ANSWER = "Sorry, I have no answer to that. Could you put it another way?"
 
 
 class OpenAIBot:

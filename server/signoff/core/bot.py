@@ -17,6 +17,9 @@ from signoff.core.conversation import Conversation, Text, ToolCall
 
 Reply = AsyncIterator[Text | ToolCall]
 
+# What a bot says for a model's answer with neither text nor calls.
+NO_ANSWER = "Sorry, I have no answer to that. Could you put it another way?"
+
 
 @dataclass(frozen=True)
 class BotContext:

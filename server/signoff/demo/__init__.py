@@ -30,6 +30,10 @@ def demo_app(llm: LLMSettings | None = None, bot: str = "rules") -> Signoff:
         from signoff.demo.agents import pydantic_ai_bot
 
         app.use_bot(pydantic_ai_bot(app.registry))
+    elif bot == "langgraph":
+        from signoff.demo.agents import langgraph_bot
+
+        app.use_bot(langgraph_bot(app.registry))
     elif bot != "rules":
         raise ConfigError(f"--bot {bot}: choose one of {', '.join(BOTS)}")
     return app

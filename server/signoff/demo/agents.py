@@ -1,22 +1,29 @@
 """The demo shop through an agent framework's adapter, offline: ``signoff demo --bot
-pydantic-ai``. The framework's own test model stands in for a real one, scripted by the
-demo's rules, so every phrase of the demo page, card flow included, goes through the
-adapter exactly as a model's answers would."""
+pydantic-ai`` (or ``langgraph``). A test model of the framework's kind stands in for a
+real one, scripted by the demo's rules, so every phrase of the demo page, card flow
+included, goes through the adapter exactly as a model's answers would."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from signoff.config import ConfigError
 from signoff.core.actions import Registry
-from signoff.core.conversation import Conversation, Text, assistant_message, tool_message
+from signoff.core.conversation import (
+    Conversation,
+    Text,
+    ToolCall,
+    assistant_message,
+    tool_message,
+)
 from signoff.demo.bot import DemoBot
 from signoff.demo.shop import DEMO_PROMPT
 from signoff.extras import missing_extra
 
-BOTS = ("rules", "pydantic-ai")
+BOTS = ("rules", "pydantic-ai", "langgraph")
 
 
 def pydantic_ai_bot(registry: Registry) -> Any:
@@ -82,3 +89,82 @@ def conversation_of(messages: list[Any]) -> Conversation:
             ]
         conversation.append(reply)
     return conversation
+
+
+def langgraph_bot(registry: Registry) -> Any:
+    """A ``GraphBot`` over the canonical agent graph, its chat model scripted."""
+    missing = missing_extra("langgraph", "signoff demo --bot langgraph")
+    if missing:
+        raise ConfigError(missing)
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import (
+        AIMessage,
+        AIMessageChunk,
+        BaseMessage,
+        HumanMessage,
+        ToolCallChunk,
+    )
+    from langchain_core.outputs import ChatGenerationChunk, ChatResult
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    from signoff.adapters.langgraph import GraphBot, action_tools
+
+    rules = DemoBot()
+
+    class ScriptedChat(BaseChatModel):
+        """Answers as the demo's rules would, word by word, then its tool calls."""
+
+        @property
+        def _llm_type(self) -> str:
+            return "signoff-demo"
+
+        def _generate(self, messages: list[BaseMessage], *args: Any, **kw: Any) -> ChatResult:
+            raise NotImplementedError("the demo's model only streams")
+
+        async def _astream(
+            self, messages: list[BaseMessage], *args: Any, **kw: Any
+        ) -> AsyncIterator[ChatGenerationChunk]:
+            history: Conversation = []
+            for message in messages:
+                if isinstance(message, HumanMessage):
+                    history.append({"role": "user", "content": message.text})
+                elif isinstance(message, AIMessage):
+                    asked = [
+                        ToolCall(c["name"], c["args"], c["id"] or "") for c in message.tool_calls
+                    ]
+                    history.append(assistant_message(message.text, asked))
+                else:  # a ToolMessage
+                    content = json.loads(str(message.content) or "{}")
+                    history.append(tool_message(getattr(message, "tool_call_id", ""), content))
+            calls: list[ToolCallChunk] = []
+            async for item in rules.respond(history):
+                if isinstance(item, Text):
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=item.text))
+                else:
+                    calls.append(
+                        {
+                            "name": item.name,
+                            "args": json.dumps(item.args),
+                            "id": f"call_{uuid.uuid4().hex[:12]}",
+                            "index": len(calls),
+                        }
+                    )
+            if calls:
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(content="", tool_call_chunks=calls)
+                )
+
+    tools = action_tools(registry)
+    model = ScriptedChat()
+
+    async def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode(tools))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    return GraphBot(graph.compile())
