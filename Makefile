@@ -72,12 +72,12 @@ floors: $(VENV)/.test-installed
 # need newer versions of signoff's own dependencies than the base install's floors.
 FLOORS_ADAPTERS := .venv-floors-adapters
 # postgres too: the tests' own set-up (tests/services.py) uses it.
-ADAPTERS := postgres,pydantic-ai,mcp,langgraph
+ADAPTERS := postgres,pydantic-ai,mcp,langgraph,openai-agents
 # The demo's flows run through the adapter too. The docs' example is left to the main run:
 # it names an OpenAI model, whose client this venv does not hold.
 ADAPTER_TESTS := tests/integration/test_adapter_pydantic_ai.py tests/integration/test_demo_flows.py \
 	tests/integration/test_adapter_mcp.py tests/integration/test_adapter_langgraph.py \
-	-k "not docs_example"
+	tests/integration/test_adapter_openai_agents.py -k "not docs_example"
 floors-adapters: $(VENV)/.test-installed
 	rm -rf $(FLOORS_ADAPTERS)
 	$(PYTHON) -m venv $(FLOORS_ADAPTERS)

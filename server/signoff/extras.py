@@ -13,6 +13,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "pydantic-ai": ("pydantic_ai",),
     "mcp": ("mcp",),
     "langgraph": ("langgraph", "langchain_core"),
+    "openai-agents": ("agents",),
 }
 
 

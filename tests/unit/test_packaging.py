@@ -20,6 +20,7 @@ LOADED_WHEN_USED = (
     "pydantic_ai",
     "mcp",
     "langgraph",
+    "agents",
 )
 
 
@@ -54,6 +55,7 @@ NOT_INSTALLED = {
     "pydantic-ai": ["pydantic_ai"],
     "mcp": ["mcp"],
     "langgraph": ["langgraph", "langchain_core"],
+    "openai-agents": ["agents"],
 }
 SECRET = "x" * 40
 
@@ -89,7 +91,12 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
 
 @pytest.mark.parametrize(
     ("extra", "module"),
-    [("pydantic-ai", "pydantic_ai"), ("mcp", "mcp"), ("langgraph", "langgraph")],
+    [
+        ("pydantic-ai", "pydantic_ai"),
+        ("mcp", "mcp"),
+        ("langgraph", "langgraph"),
+        ("openai-agents", "openai_agents"),
+    ],
 )
 def test_an_adapter_without_its_framework_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, extra: str, module: str
