@@ -277,9 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=DEMO_BOTS,
         default="rules",
         help="who answers: the rule-based bot (rules), or the same rules as a scripted "
-        "model behind an agent framework's adapter (pydantic-ai, langgraph: each needs its "
-        "extra); a "
-        "configured model ([llm]) wins over both",
+        "model behind an agent framework's adapter (pydantic-ai, langgraph, openai-agents: "
+        "each needs its extra); a configured model ([llm]) wins over both",
     )
     serve_cmd.add_argument(
         "--workers",

@@ -34,6 +34,10 @@ def demo_app(llm: LLMSettings | None = None, bot: str = "rules") -> Signoff:
         from signoff.demo.agents import langgraph_bot
 
         app.use_bot(langgraph_bot(app.registry))
+    elif bot == "openai-agents":
+        from signoff.demo.agents import openai_agents_bot
+
+        app.use_bot(openai_agents_bot(app.registry))
     elif bot != "rules":
         raise ConfigError(f"--bot {bot}: choose one of {', '.join(BOTS)}")
     return app

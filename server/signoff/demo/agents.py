@@ -1,7 +1,7 @@
 """The demo shop through an agent framework's adapter, offline: ``signoff demo --bot
-pydantic-ai`` (or ``langgraph``). A test model of the framework's kind stands in for a
-real one, scripted by the demo's rules, so every phrase of the demo page, card flow
-included, goes through the adapter exactly as a model's answers would."""
+pydantic-ai`` (or ``langgraph``, ``openai-agents``). A test model of the framework's kind
+stands in for a real one, scripted by the demo's rules, so every phrase of the demo page,
+card flow included, goes through the adapter exactly as a model's answers would."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from signoff.demo.bot import DemoBot
 from signoff.demo.shop import DEMO_PROMPT
 from signoff.extras import missing_extra
 
-BOTS = ("rules", "pydantic-ai", "langgraph")
+BOTS = ("rules", "pydantic-ai", "langgraph", "openai-agents")
 
 
 def pydantic_ai_bot(registry: Registry) -> Any:
@@ -168,3 +168,62 @@ def langgraph_bot(registry: Registry) -> Any:
     graph.add_conditional_edges("agent", tools_condition)
     graph.add_edge("tools", "agent")
     return GraphBot(graph.compile())
+
+
+def openai_agents_bot(registry: Registry) -> Any:
+    """An ``AgentsBot`` whose model answers as the demo's rules would: the SDK's own
+    ``ScriptedModel``, a fresh one for each call, so nothing piles up in a long demo."""
+    missing = missing_extra("openai-agents", "signoff demo --bot openai-agents")
+    if missing:
+        raise ConfigError(missing)
+    from agents import Agent, set_tracing_disabled
+    from agents.models.interface import Model
+    from agents.testing import ModelCall, ModelStep, ScriptedModel, function_call
+    from agents.testing import assistant_message as said
+
+    from signoff.adapters.openai_agents import AgentsBot
+
+    set_tracing_disabled(True)  # an offline demo sends no traces anywhere
+    rules = DemoBot()
+
+    async def answer(call: ModelCall) -> list[Any]:
+        output: list[Any] = []
+        async for item in rules.respond(conversation_of_items(call.input)):
+            if isinstance(item, Text):
+                output.append(said(item.text, item_id=f"msg_{uuid.uuid4().hex[:12]}"))
+            else:
+                call_id = f"call_{uuid.uuid4().hex[:12]}"
+                output.append(function_call(item.name, item.args, call_id=call_id))
+        return output
+
+    class RulesModel(Model):
+        async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+            return await ScriptedModel([ModelStep.respond(answer)]).get_response(*args, **kwargs)
+
+        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+            return ScriptedModel([ModelStep.respond(answer)]).stream_response(*args, **kwargs)
+
+    agent = Agent(name="demo shop", instructions=DEMO_PROMPT, model=RulesModel())
+    return AgentsBot(agent, registry)
+
+
+def conversation_of_items(items: Any) -> Conversation:
+    """Responses API input items back in signoff's form, for the demo's rules to read."""
+    conversation: Conversation = []
+    for item in items if isinstance(items, list) else []:
+        kind = item.get("type")
+        if kind == "function_call":
+            asked = ToolCall(item["name"], json.loads(item["arguments"] or "{}"), item["call_id"])
+            if conversation and conversation[-1]["role"] == "assistant":
+                conversation[-1].setdefault("tool_calls", []).extend(
+                    assistant_message("", [asked])["tool_calls"]
+                )
+            else:
+                conversation.append(assistant_message("", [asked]))
+        elif kind == "function_call_output":
+            conversation.append(tool_message(item["call_id"], json.loads(item["output"] or "{}")))
+        elif item.get("role") == "assistant":
+            conversation.append(assistant_message(str(item.get("content") or ""), []))
+        elif item.get("role") == "user":
+            conversation.append({"role": "user", "content": str(item.get("content") or "")})
+    return conversation
