@@ -20,9 +20,11 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from signoff import Signoff
 from signoff.adapters.langgraph import GraphBot, action_tools
 from signoff.demo import DemoShop, register_shop
+from tests.services import redis_prefix, redis_store_url
 from tests.support import running, settings, widget
 
-pytestmark = pytest.mark.usefixtures("each_store")
+# Each test on each store, but the restart's, which needs a store that outlives a server.
+each_store = pytest.mark.usefixtures("each_store")
 
 ADA = {"order_id": 1001, "customer": "Ada Lovelace", "total": 89.5}
 TRIED = {"wipe_everything": 0}
@@ -109,6 +111,7 @@ def shop(model: ScriptedChat) -> Signoff:
     return app
 
 
+@each_store
 async def test_the_graph_streams_and_its_calls_go_through_cards(tmp_path: Path) -> None:
     model = ScriptedChat()
     async with running(shop(model), settings(tmp_path)) as server, widget(server) as w:
@@ -140,6 +143,7 @@ async def test_the_graph_streams_and_its_calls_go_through_cards(tmp_path: Path) 
     assert "cancel_order" in model.seen_tools and "wipe_everything" in model.seen_tools
 
 
+@each_store
 async def test_a_tool_of_the_graphs_own_never_runs(tmp_path: Path) -> None:
     TRIED["wipe_everything"] = 0
     async with running(shop(ScriptedChat()), settings(tmp_path)) as server, widget(server) as w:
@@ -158,3 +162,22 @@ def test_a_graph_without_the_tool_node_is_named() -> None:
     builder.add_edge(START, "model")
     with pytest.raises(ValueError, match="no node 'tools' to stop before \\(its nodes: model\\)"):
         GraphBot(builder.compile())
+
+
+async def test_a_restart_resumes_the_graph_where_it_paused(tmp_path: Path) -> None:
+    async with redis_prefix() as prefix:
+        config = settings(tmp_path, store=redis_store_url(prefix))
+        async with running(shop(ScriptedChat()), config) as server, widget(server) as w:
+            welcome = await w.hello()
+            await w.say("cancel 1001")
+            card = await w.card("pending")
+            port = server.port
+        # Every instance gone; a new one, with a new graph and model, on the same store.
+        model = ScriptedChat()
+        model.results.clear()
+        async with running(shop(model), config, port=port) as server, widget(server) as w:
+            await w.hello(session_token=welcome["session_token"])
+            await w.decide(await w.card("pending"))
+            await w.update(card["card_id"], "done")
+            await w.bot_says("All done.")
+    assert model.results[-1]["result"] == {"order_id": 1001, "status": "cancelled"}

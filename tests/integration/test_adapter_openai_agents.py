@@ -16,9 +16,11 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 from signoff import Signoff
 from signoff.adapters.openai_agents import AgentsBot
 from signoff.demo import DemoShop, register_shop
+from tests.services import redis_prefix, redis_store_url
 from tests.support import running, settings, widget
 
-pytestmark = pytest.mark.usefixtures("each_store")
+# Each test on each store, but the restart's, which needs a store that outlives a server.
+each_store = pytest.mark.usefixtures("each_store")
 set_tracing_disabled(True)  # no traces sent anywhere: the tests have no network
 
 ADA = {"order_id": 1001, "customer": "Ada Lovelace", "total": 89.5}
@@ -76,6 +78,7 @@ def shop(script: Script) -> Signoff:
     return app
 
 
+@each_store
 async def test_a_confirmed_call_runs_once_and_a_declined_one_is_told(tmp_path: Path) -> None:
     script = Script()
     async with running(shop(script), settings(tmp_path)) as server, widget(server) as w:
@@ -101,6 +104,7 @@ async def test_a_confirmed_call_runs_once_and_a_declined_one_is_told(tmp_path: P
     assert "wipe_everything" not in script.tools[0] and "cancel_order" in script.tools[0]
 
 
+@each_store
 async def test_the_agents_own_approval_flag_gets_a_card_and_its_tools_never_run(
     tmp_path: Path,
 ) -> None:
@@ -114,3 +118,21 @@ async def test_the_agents_own_approval_flag_gets_a_card_and_its_tools_never_run(
         await w.update(card["card_id"], "done")
         await w.bot_says("All done.")
     assert RAN == {"wipe_everything": 0, "list_orders": 0}
+
+
+async def test_a_restart_resumes_the_agent_where_it_paused(tmp_path: Path) -> None:
+    async with redis_prefix() as prefix:
+        config = settings(tmp_path, store=redis_store_url(prefix))
+        async with running(shop(Script()), config) as server, widget(server) as w:
+            welcome = await w.hello()
+            await w.say("cancel 1001")
+            card = await w.card("pending")
+            port = server.port
+        # Every instance gone; a new one, with a new agent and model, on the same store.
+        script = Script()
+        async with running(shop(script), config, port=port) as server, widget(server) as w:
+            await w.hello(session_token=welcome["session_token"])
+            await w.decide(await w.card("pending"))
+            await w.update(card["card_id"], "done")
+            await w.bot_says("All done.")
+    assert [o["status"] for o in script.outcomes] == ["ok"]

@@ -273,3 +273,22 @@ async def test_the_docs_example_runs_as_written(
             await w.decide(card)
             await w.update(card["card_id"], "done")
             await w.bot_says("Cancelled.")
+
+
+@each_store
+async def test_a_reload_mid_card_brings_the_card_back_and_it_still_resumes_the_agent(
+    tmp_path: Path,
+) -> None:
+    script = Script()
+    async with serve(tmp_path, script) as (server, w, _):
+        await w.say("cancel 1001")
+        card = await w.card("pending")
+        # The tab reloads: a new socket on the same session.
+        async with widget(server) as again:
+            await again.hello(session_token=w.welcome["session_token"])
+            restored = await again.card("pending")
+            assert restored["card_id"] == card["card_id"]
+            await again.decide(restored)
+            await again.update(card["card_id"], "done")
+            await again.bot_says("All done.")
+    assert [r["status"] for r in script.returns] == ["ok"]
