@@ -1,12 +1,14 @@
-"""An MCP server of the tests' own, over stdio: a shop's stock. Each call that changes
+"""An MCP server of the tests' own, over stdio (or streamable HTTP on the port given as
+its argument): a shop's stock. Each call that changes
 something is written to the file SHOP_CALLS names, so a test can count what ran.
 
-Run: python tests/mcp_shop.py (the MCP adapter's tests start it themselves).
+Run: python tests/mcp_shop.py [port] (the MCP adapter's tests start it themselves).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -48,4 +50,7 @@ def broken(target: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if len(sys.argv) > 1:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+    else:
+        server.run()

@@ -4,14 +4,19 @@ and each call reaches the server once, through signoff only."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from mcp import StdioServerParameters
 
+from benchmarks.servers import wait_listening
 from signoff import Signoff
 from signoff.adapters.mcp import mcp_actions
-from tests.support import EchoCallBot, running, settings, widget
+from tests.support import EchoCallBot, free_port, running, settings, widget
 
 SHOP = Path(__file__).parents[1] / "mcp_shop.py"
 TOOLS = ("get_stock", "delete_product", "restock", "broken")
@@ -85,3 +90,40 @@ async def test_the_site_names_kinds_and_messages_its_hints_do_not(tmp_path: Path
         card = await w.card("pending")
         assert card["actions"][0]["effect"] == "Delete B2 from the shop for good?"
     assert calls.read_text() == "restock B2 10\n"
+
+
+@pytest.fixture
+def shop_over_http(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The test server on streamable HTTP: its URL, and the file its calls go to."""
+    calls, log = tmp_path / "http-calls.txt", tmp_path / "mcp.log"
+    calls.touch()
+    port = free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(SHOP), str(port)],
+            env={**os.environ, "SHOP_CALLS": str(calls)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(process, port, log, 20)
+        yield f"http://127.0.0.1:{port}/mcp", calls
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_a_server_over_streamable_http(
+    tmp_path: Path, shop_over_http: tuple[str, Path]
+) -> None:
+    url, calls = shop_over_http
+    app = Signoff(bot=EchoCallBot(calls=TOOLS))
+    mcp_actions(app, url)
+    async with running(app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("restock C3")
+        card = await w.card("pending")
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+        await w.bot_says('"ordered": 10')
+    assert calls.read_text() == "restock C3 10\n"
