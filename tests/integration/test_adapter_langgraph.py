@@ -92,7 +92,7 @@ def wipe_everything() -> str:
     return "wiped"
 
 
-def shop(model: ScriptedChat) -> Signoff:
+def shop(model: ScriptedChat, needs_approval: tuple[str, ...] = ()) -> Signoff:
     app = Signoff()
     register_shop(app, DemoShop())
     tools = [*action_tools(app.registry), wipe_everything]
@@ -107,7 +107,7 @@ def shop(model: ScriptedChat) -> Signoff:
     builder.add_edge(START, "agent")
     builder.add_conditional_edges("agent", tools_condition)
     builder.add_edge("tools", "agent")
-    app.use_bot(GraphBot(builder.compile()))
+    app.use_bot(GraphBot(builder.compile(), needs_approval=needs_approval))
     return app
 
 
@@ -154,6 +154,19 @@ async def test_a_tool_of_the_graphs_own_never_runs(tmp_path: Path) -> None:
         [refused] = await server.engine.audit.rows(action="wipe_everything")
         assert refused["status"] == "refused"
     assert TRIED["wipe_everything"] == 0
+
+
+@each_store
+async def test_a_tool_the_agent_wants_approved_gets_a_card(tmp_path: Path) -> None:
+    app = shop(ScriptedChat(), needs_approval=("get_order",))
+    async with running(app, settings(tmp_path)) as server, widget(server) as w:
+        await w.hello()
+        await w.say("look 1001")  # a read, but the agent's own rules want it approved
+        card = await w.card("pending")
+        assert card["actions"][0]["action"] == "get_order"
+        await w.decide(card)
+        await w.update(card["card_id"], "done")
+        await w.bot_says("All done.")
 
 
 def test_a_graph_without_the_tool_node_is_named() -> None:

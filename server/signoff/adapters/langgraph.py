@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from signoff.core.actions import Action, Registry
@@ -42,9 +42,16 @@ except ModuleNotFoundError as exc:
 
 class GraphBot:
     """Runs ``graph`` one step at a time over signoff's conversation, stopping it before
-    ``tool_node``."""
+    ``tool_node``. ``needs_approval`` names tools whose calls always get a card, as a
+    ``HumanInTheLoopMiddleware(interrupt_on=...)`` of the agent would have them approved."""
 
-    def __init__(self, graph: CompiledStateGraph[Any], tool_node: str = "tools") -> None:
+    def __init__(
+        self,
+        graph: CompiledStateGraph[Any],
+        tool_node: str = "tools",
+        *,
+        needs_approval: Collection[str] = (),
+    ) -> None:
         if tool_node not in graph.nodes:
             raise ValueError(
                 f"the graph has no node {tool_node!r} to stop before (its nodes: "
@@ -53,6 +60,7 @@ class GraphBot:
             )
         self.graph = graph
         self.tool_node = tool_node
+        self.needs_approval = frozenset(needs_approval)
 
     async def respond(
         self, conversation: Conversation, context: BotContext
@@ -77,7 +85,9 @@ class GraphBot:
         last = state.values["messages"][-1] if state.values.get("messages") else None
         if self.tool_node in state.next and isinstance(last, AIMessage):
             for call in last.tool_calls:
-                yield ToolCall(call["name"], dict(call["args"]), call.get("id") or "")
+                name = call["name"]
+                flagged = name in self.needs_approval
+                yield ToolCall(name, dict(call["args"]), call.get("id") or "", needs_card=flagged)
         elif not said:
             yield Text(NO_ANSWER)
 
