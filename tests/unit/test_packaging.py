@@ -61,7 +61,10 @@ SECRET = "x" * 40
 
 
 def hide(monkeypatch: pytest.MonkeyPatch, extra: str) -> None:
+    # Its submodules too: one another test loaded would still import, parent or not.
     for module in NOT_INSTALLED[extra]:
+        for loaded in [m for m in sys.modules if m.startswith(module + ".")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
         monkeypatch.setitem(sys.modules, module, None)
 
 
