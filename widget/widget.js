@@ -1080,9 +1080,13 @@
     return { type: "error", code: "expired", message: "The conversation has ended", ref: cardId };
   }
 
-  function decide(cardId, value) {
+  // reason: why the visitor declines, for the assistant (a cancel only, up to 300 characters).
+  function decide(cardId, value, reason) {
     if (value !== "confirm" && value !== "cancel") {
       return Promise.reject(new TypeError('decision must be "confirm" or "cancel"'));
+    }
+    if (reason !== undefined && (value !== "cancel" || typeof reason !== "string" || !reason.trim() || reason.length > 300)) {
+      return Promise.reject(new TypeError("a reason goes with cancel only, as text of 1 to 300 characters"));
     }
     if (state.ended) return Promise.reject(sessionEndedError(cardId));
     const entry = state.cards.get(cardId);
@@ -1102,7 +1106,7 @@
       resolve = res;
       reject = rej;
     });
-    entry.decision = { value, socket: 0, resolve, reject, promise };
+    entry.decision = { value, reason: reason === undefined ? undefined : reason.trim(), socket: 0, resolve, reject, promise };
     clearCardError(entry);
     if (entry.el) updateCardView(entry);
     if (canSend()) sendDecision(entry);
@@ -1125,6 +1129,7 @@
       card_id: entry.id,
       decision: entry.decision.value,
       args_hash: entry.card.args_hash,
+      reason: entry.decision.reason,
     });
     if (sent) entry.decision.socket = state.socketSeq;
   }
@@ -1165,7 +1170,7 @@
     if (!hook) return false;
     let handled = false;
     try {
-      handled = hook(publicCard(entry), (decision) => decide(entry.id, decision)) === true;
+      handled = hook(publicCard(entry), (decision, reason) => decide(entry.id, decision, reason)) === true;
     } catch (err) {
       console.error("[signoff] onApprovalRequest failed:", err);
     }

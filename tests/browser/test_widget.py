@@ -771,3 +771,32 @@ async def test_messages_show_when_they_were_sent(browser: Browser, demo: Server)
     # A reload shows the same times, from the history.
     await page.reload()
     await expect(page.locator(".signoff-row time")).to_have_count(2)
+
+
+async def test_a_custom_approval_ui_may_say_why_the_visitor_declined(
+    browser: Browser, demo: Server
+) -> None:
+    page = await open_demo(browser, demo)
+    await page.evaluate(
+        """() => Signoff.init({onApprovalRequest(card, decide) {
+            window.__told = decide("cancel", "  too pricey  ");
+            return true;
+        }})"""
+    )
+    await send(page, "cancel order 1001")
+    await expect(page.get_by_text("Okay, I did not cancel")).to_be_visible()
+    outcome = await page.evaluate("window.__told")
+    assert (outcome["status"], outcome["reason"]) == ("cancelled", "too pricey")
+    # A reason goes with a decline only: a confirm with one is refused in the page.
+    await page.evaluate(
+        """() => Signoff.init({onApprovalRequest(card, decide) {
+            decide("confirm", "why not").catch(e => { window.__error = String(e); });
+            return true;
+        }})"""
+    )
+    await send(page, "cancel order 1002")
+    await page.wait_for_function("window.__error !== undefined")
+    assert "a reason goes with cancel only" in await page.evaluate("window.__error")
+    await demo.engine.drain()
+    [row] = await demo.engine.audit.rows(status="cancelled")
+    assert row["error"] == "the user declined, saying why (10 characters, not kept)"

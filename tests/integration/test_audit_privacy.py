@@ -6,6 +6,7 @@ the server's logs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from starlette.routing import Route
 
 from signoff import Signoff, Text, ToolCall
 from signoff.engine.context import ActionContext
-from tests.support import Widget, free_port, running, serving, settings, widget
+from tests.support import EchoCallBot, Widget, free_port, running, serving, settings, widget
 
 CARD = "4242 4242 4242 4242"
 NOTE = "leave it with the neighbour, door code 7319"
@@ -302,3 +303,35 @@ async def test_every_string_of_a_refused_call_is_digested_and_errors_are_not_mas
     assert extra["params"]["mood"]["length"] == len("fine")
     # The one-letter note is not "found" inside the words of the message.
     assert extra["error"] == "remark: mood: Extra inputs are not permitted"
+
+
+async def test_the_visitors_reason_for_declining_reaches_the_bot_and_no_log(
+    tmp_path: Any, audit_url: str
+) -> None:
+    why = "my husband already paid it, call 0151 2345"
+    app = Signoff(bot=EchoCallBot(calls=("wipe",)))
+
+    @app.action(kind="destructive")
+    async def wipe(ctx: ActionContext, target: str) -> str:
+        """Wipe a disk."""
+        return "wiped"
+
+    async with running(app, settings(tmp_path, audit=audit_url)) as server:
+        async with widget(server) as w:
+            await w.hello()
+            await w.say("wipe disk1")
+            card = await w.card("pending")
+            await w.decide(card, "cancel", reason=why)
+            update = await w.update(card["card_id"], "cancelled")
+            assert update["reason"] == why  # the visitor's own tabs show their words
+            told = await w.bot_says("declined")
+            assert json.loads(told["text"].removeprefix("result: "))["why"] == why
+        await server.engine.drain()
+        [row] = await server.engine.audit.rows(status="cancelled")
+        resource = (
+            await server.engine.describe(await server.engine.store.get_card(card["card_id"]))
+        )[0]
+        on_disk = await asyncio.to_thread(database_bytes, audit_url)
+    assert row["error"] == f"the user declined, saying why ({len(why)} characters, not kept)"
+    assert resource["reason"] == row["error"]  # what the team, webhooks and Slack see
+    assert why.encode() not in on_disk

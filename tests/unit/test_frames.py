@@ -83,6 +83,20 @@ def test_decision_is_accepted(decision: str) -> None:
     assert (frame.card_id, frame.decision, frame.args_hash) == ("card_1", decision, HASH)
 
 
+def test_a_decline_may_say_why_and_nothing_else_may() -> None:
+    frame = parse({**DECISION, "decision": "cancel", "reason": "too expensive"})
+    assert isinstance(frame, Decision) and frame.reason == "too expensive"
+    for bad, says in (
+        ({**DECISION, "decision": "confirm", "reason": "sure"}, "only a cancel"),
+        ({**DECISION, "decision": "cancel", "reason": ""}, "reason"),
+        ({**DECISION, "decision": "cancel", "reason": "x" * 301}, "reason"),
+        ({**DECISION, "decision": "cancel", "reason": "no\u0000"}, "reason"),
+        ({**DECISION, "decision": "cancel", "reason": 7}, "reason"),
+    ):
+        error = refused(json.dumps(bad))
+        assert error.code is ErrorCode.BAD_FRAME and says in error.message, bad
+
+
 def test_ping_is_accepted() -> None:
     assert isinstance(parse(PING), Ping)
 

@@ -30,8 +30,18 @@ def closing_reason(card: Card) -> str:
     return DECLINE_REASONS[card.status]
 
 
+def visitors_reason(card: Card) -> str | None:
+    """The visitor's own words on why they declined the card, if they gave any."""
+    if card.status is Status.CANCELLED and card.reason not in (None, SUPERSEDED, WITHDRAWN):
+        return card.reason
+    return None
+
+
 def audit_reason(card: Card) -> str:
-    """Why the card ended, as its audit rows say: the decider's own words if any."""
+    """Why the card ended, as its audit rows say: a teammate's own words if any. The
+    visitor's are free text, which the log never keeps: only that they gave some."""
+    if (words := visitors_reason(card)) is not None:
+        return f"{closing_reason(card)}, saying why ({len(words)} characters, not kept)"
     return card.reason or closing_reason(card)
 
 
@@ -50,6 +60,8 @@ def told_to_bot(card: Card, index: int, team_reasons: bool = False) -> dict[str,
     told = {"status": "declined", "reason": closing_reason(card), "args_hash": card.args_hash}
     if team_reasons and card.status is Status.REJECTED and card.reason:
         told["why"] = card.reason
+    elif (words := visitors_reason(card)) is not None:
+        told["why"] = words
     return told
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from signoff.core import strict_json
 from signoff.core.cards import Card
@@ -83,11 +83,25 @@ class Message(_Frame):
     text: Annotated[str, Field(min_length=1), FREE_TEXT]
 
 
+# A visitor's word on why they declined: a sentence, not a letter.
+MAX_DECLINE_REASON = 300
+
+
 class Decision(_Frame):
     type: Literal["decision"]
     card_id: Identifier
     decision: Literal["confirm", "cancel"]
     args_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    # Why the visitor declined, for the bot: only with "cancel".
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_DECLINE_REASON), FREE_TEXT] | None = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _reason_declines(self) -> Decision:
+        if self.reason is not None and self.decision != "cancel":
+            raise ValueError("reason: only a cancel decision carries one")
+        return self
 
 
 class PageCall(_Frame):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from signoff.core.cards import Card
+from signoff.core.closing import audit_reason, visitors_reason
 from signoff.core.frames import card_frame, iso
 
 
@@ -33,7 +34,9 @@ def card_resource(
         "approvals": card.approvals,
         "approval": card.approvals[-1] if card.approvals else None,
         "decided_by": card.decided_by,
-        "reason": card.reason,
+        # A visitor's own words on a decline stay between them and the bot: this document
+        # goes to webhooks and Slack too.
+        "reason": card.reason if visitors_reason(card) is None else audit_reason(card),
         "results": card.results,
         "created_at": iso(card.created_at),
         "updated_at": iso(card.updated_at),

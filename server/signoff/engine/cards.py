@@ -181,9 +181,10 @@ class Cards:
         decision: str,
         quoted_hash: str,
         client: Client = NO_CLIENT,
+        reason: str | None = None,
     ) -> Card:
         """A visitor's decision from an authenticated socket of ``session``, whose address
-        and browser are ``client``."""
+        and browser are ``client``; ``reason``, why they declined, goes to the bot."""
         card = await self.store.get_card(card_id)
         if card is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such card", ref=card_id)
@@ -202,6 +203,8 @@ class Cards:
                 )
             # What the visitor asked for, they may take back while the team has not decided.
             expected, changes = {Status.WAITING}, {**changes, "reason": WITHDRAWN}
+        elif decision == "cancel" and reason:
+            changes["reason"] = reason
         if quoted_hash != card.args_hash:
             await self.records.refused(card, by, "args_hash does not match the card")
             raise ProtocolError(

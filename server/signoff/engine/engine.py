@@ -174,9 +174,11 @@ class Engine:
         decision: str,
         quoted_hash: str,
         client: Client = NO_CLIENT,
+        reason: str | None = None,
     ) -> Card:
-        """A visitor's decision from an authenticated socket of ``session``."""
-        return await self.cards.decide(session, card_id, decision, quoted_hash, client)
+        """A visitor's decision from an authenticated socket of ``session``; ``reason``,
+        why they declined, is told to the bot."""
+        return await self.cards.decide(session, card_id, decision, quoted_hash, client, reason)
 
     # Teammates -----------------------------------------------------------------------------
     async def team_decide(

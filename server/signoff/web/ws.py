@@ -349,7 +349,12 @@ class Connection:
     async def _decide(self, session: SessionRecord, frame: Decision) -> None:
         try:
             await self.engine.decide(
-                session, frame.card_id, frame.decision, frame.args_hash, self.client
+                session,
+                frame.card_id,
+                frame.decision,
+                frame.args_hash,
+                self.client,
+                reason=frame.reason,
             )
         except StoreUnavailable:
             self.refuse(unavailable(frame.card_id))
