@@ -107,6 +107,8 @@
       "kind.destructive": "Can't be undone",
       "status.withdrawn": "Withdrawn — you sent a new message",
       withdraw: "Withdraw request",
+      sayWhy: "Say why",
+      why: "Why not? The assistant reads this",
       "status.waiting": "Waiting for a teammate",
       "status.running": "Running…",
       "status.done": "Done",
@@ -159,6 +161,8 @@
       "kind.destructive": "Nicht rückgängig zu machen",
       "status.withdrawn": "Zurückgezogen – Sie haben eine neue Nachricht geschickt",
       withdraw: "Anfrage zurückziehen",
+      sayWhy: "Grund angeben",
+      why: "Warum nicht? Der Assistent liest das",
       "status.waiting": "Wartet auf ein Teammitglied",
       "status.running": "Wird ausgeführt…",
       "status.done": "Erledigt",
@@ -1160,7 +1164,8 @@
     if (!event.isTrusted) return;
     if (entry.decision || entry.locked || !decidable(entry.card, value)) return;
     // The default UI has nobody awaiting the promise; the card shows any error itself.
-    decide(entry.id, value).catch(() => {});
+    const why = value === "cancel" && entry.ui ? entry.ui.why.value.trim() : "";
+    decide(entry.id, value, why || undefined).catch(() => {});
   }
 
   // Asks the host's onApprovalRequest hook; true means the host draws the card itself.
@@ -1209,7 +1214,10 @@
     const error = h("div", { class: "signoff-card-error", hidden: true });
     const confirm = h("button", { type: "button", class: "signoff-confirm" });
     const cancel = h("button", { type: "button", class: "signoff-cancel" });
-    const buttons = h("div", { class: "signoff-card-buttons" }, confirm, cancel);
+    // Declining may say why, for the assistant: out of the way until asked for.
+    const sayWhy = h("button", { type: "button", class: "signoff-say-why", "aria-expanded": "false" });
+    const why = h("input", { type: "text", class: "signoff-why", maxlength: "300", hidden: true });
+    const buttons = h("div", { class: "signoff-card-buttons" }, confirm, cancel, sayWhy, why);
     const el = h(
       "div",
       {
@@ -1228,8 +1236,19 @@
     );
     confirm.addEventListener("click", (event) => onDecisionClick(event, entry, "confirm"));
     cancel.addEventListener("click", (event) => onDecisionClick(event, entry, "cancel"));
+    sayWhy.addEventListener("click", () => {
+      why.hidden = false;
+      sayWhy.hidden = true;
+      sayWhy.setAttribute("aria-expanded", "true");
+      why.focus();
+    });
+    why.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" || event.isComposing) return;
+      event.preventDefault();
+      onDecisionClick(event, entry, "cancel");
+    });
     entry.el = el;
-    entry.ui = { badge, title, text, actions, status, error, buttons, confirm, cancel, actionEls: [] };
+    entry.ui = { badge, title, text, actions, status, error, buttons, confirm, cancel, sayWhy, why, actionEls: [] };
     appendToLog(el);
   }
 
@@ -1314,6 +1333,12 @@
     ui.cancel.textContent = waiting
       ? t("withdraw")
       : card.cancel_label || t(card.kind === "destructive" ? "cancel.destructive" : "cancel");
+    ui.sayWhy.textContent = t("sayWhy");
+    ui.why.setAttribute("aria-label", t("why"));
+    ui.why.setAttribute("placeholder", t("why"));
+    // Only a card the visitor declines themselves: a waiting request is only taken back.
+    ui.sayWhy.hidden = waiting || !ui.why.hidden;
+    if (waiting) ui.why.hidden = true;
     ui.confirm.setAttribute("aria-disabled", String(busy));
     ui.cancel.setAttribute("aria-disabled", String(busy));
     ui.buttons.setAttribute("aria-busy", String(busy));

@@ -213,7 +213,7 @@ async def test_a_card_reads_as_the_shop_means_it(browser: Browser, demo: Server)
     await expect(card.locator(".signoff-card-badge")).to_have_text("Can't be undone")
     await expect(card.get_by_role("term")).to_have_text(["Order", "Customer", "Total"])
     await expect(card.get_by_role("definition")).to_have_text(["#1001", "Ada Lovelace", "$89.50"])
-    await expect(card.get_by_role("button")).to_have_text(["Cancel order", "Keep order"])
+    await expect(card.get_by_role("button")).to_have_text(["Cancel order", "Keep order", "Say why"])
 
     # Moving on without deciding withdraws the card, and it says so.
     await send(page, "list orders")
@@ -800,3 +800,22 @@ async def test_a_custom_approval_ui_may_say_why_the_visitor_declined(
     await demo.engine.drain()
     [row] = await demo.engine.audit.rows(status="cancelled")
     assert row["error"] == "the user declined, saying why (10 characters, not kept)"
+
+
+async def test_the_visitor_may_say_why_they_decline_a_card(browser: Browser, demo: Server) -> None:
+    page = await open_demo(browser, demo)
+    await send(page, "cancel order 1001")
+    card = page.locator(".signoff-card").last
+    field = card.get_by_role("textbox", name="Why not? The assistant reads this")
+    await expect(field).to_be_hidden()  # out of the way until asked for
+    await card.get_by_role("button", name="Say why").click()
+    await expect(field).to_be_focused()
+    await field.fill("I still want it")
+    await field.press("Enter")  # declines, saying why
+    await expect(card).to_have_attribute("data-status", "cancelled")
+    await demo.engine.drain()
+    [row] = await demo.engine.audit.rows(status="cancelled")
+    assert row["error"] == "the user declined, saying why (15 characters, not kept)"
+    conversation = await demo.engine.store.load_conversation(row["session_id"])
+    told = [m for m in conversation if m["role"] == "tool"][-1]
+    assert json.loads(told["content"])["why"] == "I still want it"
