@@ -55,6 +55,8 @@ $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 # the suite. The agent frameworks' adapters get a venv of their own (floors-adapters), so
 # their runs of the demo's flows are left out here.
 FLOORS := .venv-floors
+# The demo flows' runs through the adapters, by their ids.
+NOT_ADAPTERS := not pydantic-ai and not langgraph and not openai-agents
 SMOKE  := tests/unit tests/integration/test_demo_flows.py tests/integration/test_llm.py \
 	tests/integration/test_slack.py tests/integration/test_webhooks.py \
 	tests/store/test_store_contract.py tests/audit/test_audit_contract.py \
@@ -65,7 +67,7 @@ floors: $(VENV)/.test-installed
 	$(FLOORS)/bin/pip install -q --upgrade pip
 	$(BIN)/python tools/floors.py postgres slack llm > $(FLOORS)/constraints.txt
 	$(FLOORS)/bin/pip install -q -c $(FLOORS)/constraints.txt -e '.[postgres,slack,llm]' --group test
-	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(SMOKE) -k "not pydantic"
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(SMOKE) -k "$(NOT_ADAPTERS)"
 	$(MAKE) floors-adapters
 
 # The agent frameworks' adapters on their floors, in a venv of their own: a framework may
