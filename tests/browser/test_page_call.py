@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, WebSocketRoute, expect
 
 from signoff.demo import demo_app, demo_site
 from tests.support import running, settings
@@ -56,3 +56,41 @@ async def test_the_demo_pages_cancel_button_opens_the_card_and_hears_the_outcome
         await page.get_by_role("textbox").fill("list orders")
         await page.get_by_role("textbox").press("Enter")
         await expect(page.get_by_text("Here are your orders")).to_be_visible()
+
+
+async def test_a_page_call_made_while_the_socket_is_down_opens_one_card_after_reconnect(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with running(demo_app(), settings(tmp_path)) as server:
+        server.app.state.runtime.sites["demo"] = demo_site("127.0.0.1", server.port)
+        page = await browser.new_page()
+        sockets: list[WebSocketRoute] = []
+        offline = False
+
+        async def route(ws: WebSocketRoute) -> None:
+            if offline:
+                await ws.close(code=1011, reason="offline")
+                return
+            ws.connect_to_server()
+            sockets.append(ws)
+
+        await page.route_web_socket("**/ws", route)
+        await page.goto(server.url + "/demo")
+        await expect(page.locator(".signoff-status")).to_be_hidden()
+        offline = True
+        await sockets[-1].close(code=1011, reason="gone")
+        await expect(page.locator(".signoff-status")).to_have_text("Reconnecting…")
+        # The page's button is pressed while the chat is away: the call waits for it.
+        await page.evaluate(
+            "() => { window.__outcome = Signoff.call('cancel_order', "
+            "{order_id: 1001, customer: 'Ada Lovelace', total: 89.5})"
+            ".then((update) => update.status, (error) => 'error ' + error.code); }"
+        )
+        offline = False
+        card = page.locator(".signoff-card")
+        await expect(card).to_have_attribute("data-status", "pending", timeout=10_000)
+        await card.get_by_role("button", name="Cancel order").click()
+        assert await page.evaluate("window.__outcome") == "done"
+        await expect(card).to_have_count(1)
+        rows = await server.engine.audit.rows(action="cancel_order", status="success")
+        assert len(rows) == 1  # ran once
