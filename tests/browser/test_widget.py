@@ -795,7 +795,7 @@ async def test_a_custom_approval_ui_may_say_why_the_visitor_declined(
         }})"""
     )
     await send(page, "cancel order 1002")
-    await page.wait_for_function("window.__error !== undefined")
+    await page.wait_for_function("() => window.__error !== undefined")
     assert "a reason goes with cancel only" in await page.evaluate("window.__error")
     await demo.engine.drain()
     [row] = await demo.engine.audit.rows(status="cancelled")
