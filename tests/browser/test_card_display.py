@@ -172,7 +172,7 @@ async def test_the_widget_shows_hidden_characters_as_the_server_does(
 ) -> None:
     page = await browser.new_page()
     await page.goto(server.url + "/shop")
-    await page.wait_for_function("window.Signoff !== undefined")
+    await page.wait_for_function("() => window.Signoff !== undefined")
     sample = "".join(HIDDEN) + "\n plain שלום 🙂 <b>"
     # Signoff.visible is what a custom approval UI (onApprovalRequest) draws values with.
     assert await page.evaluate("(text) => Signoff.visible(text)", sample) == visible(sample)

@@ -418,7 +418,7 @@ async def test_logging_out_after_start_takes_the_signed_in_users_card_away(
     await page.evaluate("Signoff.send('list orders'); Signoff.init({userToken: null})")
     # The new hello carries no user token: the server refuses alice's session
     # (forbidden) and the widget starts a new anonymous conversation without her card.
-    await page.wait_for_function("window.welcomes.length === 2")
+    await page.wait_for_function("() => window.welcomes.length === 2")
     welcomes = await page.evaluate("window.welcomes")
     assert welcomes[1]["user_id"].startswith("anon_")
     assert welcomes[1]["session_id"] != welcomes[0]["session_id"]
@@ -600,7 +600,7 @@ async def test_the_losing_tab_of_a_double_confirm_shows_the_outcome_not_an_error
     await asyncio.wait_for(lost.wait(), 5)
     assert len(held) == 2 and len(losers) == 1
     loser = pages[losers[0]]
-    await loser.wait_for_function("window.errors.includes('already_decided')")
+    await loser.wait_for_function("() => window.errors.includes('already_decided')")
     for page in pages:
         card = page.locator(".signoff-card")
         await expect(card).to_have_attribute("data-status", "done")
