@@ -5,6 +5,7 @@ card flow included, goes through the adapter exactly as a model's answers would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -103,8 +104,9 @@ def langgraph_bot(registry: Registry) -> Any:
         BaseMessage,
         HumanMessage,
         ToolCallChunk,
+        message_chunk_to_message,
     )
-    from langchain_core.outputs import ChatGenerationChunk, ChatResult
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
     from langgraph.graph import START, MessagesState, StateGraph
     from langgraph.prebuilt import ToolNode, tools_condition
 
@@ -120,7 +122,19 @@ def langgraph_bot(registry: Registry) -> Any:
             return "signoff-demo"
 
         def _generate(self, messages: list[BaseMessage], *args: Any, **kw: Any) -> ChatResult:
-            raise NotImplementedError("the demo's model only streams")
+            # A sync invoke (from a thread with no loop of its own): the same answer.
+            return asyncio.run(self._agenerate(messages))
+
+        async def _agenerate(
+            self, messages: list[BaseMessage], *args: Any, **kw: Any
+        ) -> ChatResult:
+            """The whole answer at once: the streamed chunks joined."""
+            joined: AIMessageChunk = AIMessageChunk(content="")
+            async for chunk in self._astream(messages):
+                joined += chunk.message  # type: ignore[assignment]
+            return ChatResult(
+                generations=[ChatGeneration(message=message_chunk_to_message(joined))]
+            )
 
         async def _astream(
             self, messages: list[BaseMessage], *args: Any, **kw: Any
