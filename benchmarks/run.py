@@ -63,6 +63,8 @@ STREAMING_KINDS = {"signoff", "ws-echo"}
 Step = tuple[str, str, float]
 # load: the WebSocket rows and scenarios; audit-export: benchmarks/audit_export.py.
 SUITES = ("load", "audit-export")
+# The load suite's scenarios, in the order they run.
+SCENARIOS = ("idle", "message", "stream", "card")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Settings:
     rows: tuple[str, ...] = ("memory", "redis", "redis2", "ws-echo", "socketio")
     redis_url: str = REDIS_URL
     suites: tuple[str, ...] = SUITES
+    scenarios: tuple[str, ...] = SCENARIOS
     audit_rows: int = audit_export.ROWS
     postgres: str = audit_export.POSTGRES_URL
     profile: str | None = None
@@ -432,7 +435,7 @@ class Bench:
         if row.kind == "signoff":
             steps.append(("card", "closed", 0.0))
             steps += [("card", "paced", rate) for rate in s.card_rates]
-        return steps
+        return [step for step in steps if step[0] in s.scenarios]
 
     def attempt(self, result: Result, measure: Callable[[], None]) -> None:
         """One phase of a row, unless its store was found unavailable."""
@@ -584,8 +587,9 @@ def run_bench(settings: Settings) -> list[Result]:
         bench = Bench(settings, Path(tmp))
         try:
             results = [Result(row) for row in chosen]
-            for result in results:
-                bench.attempt(result, functools.partial(bench.idle, result.row, result))
+            if "idle" in settings.scenarios:
+                for result in results:
+                    bench.attempt(result, functools.partial(bench.idle, result.row, result))
             # Scenario by scenario, every row in turn: this machine's speed drifts by tens
             # of percent over minutes, and the rows of one scenario are compared.
             order = [step for result in results for step in bench.steps(result.row)]
@@ -775,6 +779,9 @@ def parse(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--redis", dest="redis_url", help=f"Redis store URL ({REDIS_URL})")
     parser.add_argument("--suite", help=f"comma-separated: {','.join(SUITES)} (both)")
     parser.add_argument(
+        "--scenarios", help=f"the load suite's, comma-separated: {','.join(SCENARIOS)} (all)"
+    )
+    parser.add_argument(
         "--audit-rows",
         type=int,
         help=f"audit rows to seed and export as CSV ({audit_export.ROWS:,})",
@@ -818,6 +825,11 @@ def parse(argv: Sequence[str] | None) -> Settings:
         if set(suites) - set(SUITES):
             parser.error(f"--suite: choose from {','.join(SUITES)}")
         settings.suites = suites
+    if args.scenarios:
+        scenarios = tuple(s.strip() for s in args.scenarios.split(","))
+        if set(scenarios) - set(SCENARIOS):
+            parser.error(f"--scenarios: choose from {','.join(SCENARIOS)}")
+        settings.scenarios = scenarios
     return settings
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,24 @@ def test_flags_size_the_run() -> None:
     assert settings.duration < Settings().duration
     with pytest.raises(SystemExit):
         parse(["--rows", "nothing"])
+
+
+def test_scenarios_choose_what_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[tuple[str, str]] = []
+    monkeypatch.setattr(Bench, "idle", lambda self, row, result: ran.append((row.key, "idle")))
+    monkeypatch.setattr(
+        Bench,
+        "round_trips",
+        lambda self, row, result, op, mode, rate: ran.append((row.key, f"{op} {mode} {rate:g}")),
+    )
+    settings = replace(TINY, scenarios=parse(["--scenarios", "card,stream"]).scenarios)
+    run_bench(settings)
+    assert ran == [
+        ("memory", "stream closed 0"),
+        ("ws-echo", "stream closed 0"),
+        ("memory", "card closed 0"),
+        ("memory", "card paced 4"),
+        ("memory", "card paced 6"),
+    ]
+    with pytest.raises(SystemExit):
+        parse(["--scenarios", "card,nothing"])
