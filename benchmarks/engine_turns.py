@@ -7,6 +7,9 @@ by side: N sessions (each with a listener, as a socket would be) take turns toge
 a few of warm-up, then T turns each that count. Per turn it prints the process's CPU time,
 and on Redis the commands the instance sent by name (a script by its own).
 
+It also counts the objects the turns left in reference cycles, which only the cycle
+collector frees (a pause of every socket while it runs): the engine's own turns leave none.
+
 Three kinds of turn, as in the load benchmarks: ``message`` (a message answered with one
 piece: four frames), ``stream`` (fifty pieces, each arriving on its own) and ``card``
 (``cancel order 1001``: a read, a card, the visitor's confirm, the call, the bot's
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import hashlib
 import json
 import secrets
@@ -96,6 +100,28 @@ class CommandCounter:
             setattr(owner, name, original)
 
 
+class CycleCounter:
+    """Counts the objects the cycle collector frees while it is entered: those left in
+    reference cycles. Collecting at both ends leaves out what came before and counts what
+    is still to be freed at the end."""
+
+    def __init__(self) -> None:
+        self.freed = 0
+
+    def _collected(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            self.freed += info["collected"]
+
+    def __enter__(self) -> CycleCounter:
+        gc.collect()
+        gc.callbacks.append(self._collected)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.collect()
+        gc.callbacks.remove(self._collected)
+
+
 async def measure(store_url: str, kind: str, sessions: int, turns: int) -> dict[str, Any]:
     app = build()
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +152,7 @@ async def measure(store_url: str, kind: str, sessions: int, turns: int) -> dict[
 
             for n in range(3):
                 await round_of(n)
-            with CommandCounter() as counter:
+            with CommandCounter() as counter, CycleCounter() as cycles:
                 started = time.process_time()
                 for n in range(3, 3 + turns):
                     await round_of(n)
@@ -139,6 +165,7 @@ async def measure(store_url: str, kind: str, sessions: int, turns: int) -> dict[
     return {
         "cpu_us": cpu / total * 1e6,
         "commands": {name: count / total for name, count in counter.counts.most_common()},
+        "cycles": cycles.freed / total,
     }
 
 
@@ -172,12 +199,17 @@ def turn_of(
 async def main(options: argparse.Namespace) -> None:
     prefix = f"bench-engine-{secrets.token_hex(4)}"
     rows = [("memory", "memory://"), ("redis", f"{options.redis_url}?prefix={prefix}")]
-    print(f"{'turn':8} {'store':7} {'CPU µs/turn':>12}  Redis commands per turn")
+    print(
+        f"{'turn':8} {'store':7} {'CPU µs/turn':>12} {'cycles/turn':>12}  Redis commands per turn"
+    )
     for kind in options.kinds.split(","):
         for name, url in rows:
             figures = await measure(url, kind, options.sessions, options.turns)
             commands = ", ".join(f"{c} {n:.2f}" for c, n in figures["commands"].items() if n)
-            print(f"{kind:8} {name:7} {figures['cpu_us']:>12,.0f}  {commands or '-'}")
+            print(
+                f"{kind:8} {name:7} {figures['cpu_us']:>12,.0f} {figures['cycles']:>12,.1f}"
+                f"  {commands or '-'}"
+            )
     client = Redis.from_url(options.redis_url)
     keys = [key async for key in client.scan_iter(f"{prefix}*")]
     if keys:

@@ -118,31 +118,48 @@ def redact(
     ``quoted`` texts (a call's own secrets and free text, echoed back under another name)
     is masked whole. ``all_freeform``: every string is digested as freeform text, for
     a call never checked against its action, whose free text may be under any name."""
-    quotes = quote_finder(quoted)
+    return _Redaction(sensitive, freeform, quote_finder(quoted), key, all_freeform).walk(value)
 
-    def walk(item: Any) -> Any:
+
+class _Redaction:
+    """One call of ``redact``. A class, not a closure: a nested function that calls
+    itself is a reference cycle, left for the cycle collector on every audit row."""
+
+    def __init__(
+        self,
+        sensitive: Collection[str],
+        freeform: Collection[str],
+        quotes: re.Pattern[str] | None,
+        key: bytes,
+        all_freeform: bool,
+    ) -> None:
+        self.sensitive = sensitive
+        self.freeform = freeform
+        self.quotes = quotes
+        self.key = key
+        self.all_freeform = all_freeform
+
+    def walk(self, item: Any) -> Any:
         if isinstance(item, Mapping):
             out: dict[str, Any] = {}
             for name, inner in item.items():
-                if is_sensitive_name(str(name), sensitive):
+                if is_sensitive_name(str(name), self.sensitive):
                     out[name] = REDACTED
-                elif name in freeform and inner is not None:
+                elif name in self.freeform and inner is not None:
                     text = inner if isinstance(inner, str) else json.dumps(inner, sort_keys=True)
-                    out[name] = freeform_digest(key, text)
+                    out[name] = freeform_digest(self.key, text)
                 else:
-                    out[name] = walk(inner)
+                    out[name] = self.walk(inner)
             return out
         if isinstance(item, list | tuple):
-            return [walk(inner) for inner in item]
+            return [self.walk(inner) for inner in item]
         if isinstance(item, str):
-            if all_freeform:
-                return freeform_digest(key, item)
-            if quotes is not None and quotes.search(item):
+            if self.all_freeform:
+                return freeform_digest(self.key, item)
+            if self.quotes is not None and self.quotes.search(item):
                 return REDACTED
             return mask_card_numbers(item)
         return item
-
-    return walk(value)
 
 
 def strings_in(value: Any) -> list[str]:

@@ -134,6 +134,9 @@ class HeldTurns:
         for handle in (held.renewal, held.soon):
             if handle is not None:
                 handle.cancel()
+        # A timer holds the turn in its arguments and context: dropped, not left as a
+        # reference cycle for the collector.
+        held.renewal = held.soon = None
         await self._written_behind(held)  # it keeps what it could not write
         if self._turns.get(session_id) is held:  # not if it lapsed and was taken again
             del self._turns[session_id]
