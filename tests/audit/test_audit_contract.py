@@ -49,9 +49,11 @@ async def rename_table(audit: AuditLog, old: str, new: str) -> None:
         await conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
 
 
-def writing_engine(audit: AuditLog) -> Engine:
-    """Where rows are written: on SQLite a synchronous engine of their own, in a thread."""
-    return audit._sqlite_writer or audit.engine.sync_engine
+def writing_engines(audit: AuditLog) -> tuple[Engine, ...]:
+    """Where rows are written: on SQLite synchronous engines of their own."""
+    if audit._sqlite_writer is not None:
+        return audit._sqlite_writer.engines
+    return (audit.engine.sync_engine,)
 
 
 async def test_concurrent_writers_share_commits_and_all_rows_land_in_order(
@@ -63,7 +65,8 @@ async def test_concurrent_writers_share_commits_and_all_rows_land_in_order(
         nonlocal commits
         commits += 1
 
-    event.listen(writing_engine(audit), "commit", count)
+    for engine in writing_engines(audit):
+        event.listen(engine, "commit", count)
     await asyncio.gather(
         *(audit.record(entry(f"a{i}"), entry(f"b{i}")) for i in range(150)),
     )
@@ -212,9 +215,8 @@ async def test_closing_waits_for_every_queued_row(audit_url: str) -> None:
     audit = open_audit(audit_url, SECRET)
     await audit.start()
     committing, loop = asyncio.Event(), asyncio.get_running_loop()
-    event.listen(
-        writing_engine(audit), "begin", lambda conn: loop.call_soon_threadsafe(committing.set)
-    )
+    for engine in writing_engines(audit):
+        event.listen(engine, "begin", lambda conn: loop.call_soon_threadsafe(committing.set))
     first = [asyncio.ensure_future(audit.record(entry(f"a{i}"))) for i in range(20)]
     await committing.wait()  # the writer is in the middle of the first batch
     second = [asyncio.ensure_future(audit.record(entry(f"b{i}"))) for i in range(20)]

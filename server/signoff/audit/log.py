@@ -22,10 +22,8 @@ from alembic.util import CommandError
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Row,
     bindparam,
-    create_engine,
     event,
     func,
     insert,
@@ -44,6 +42,7 @@ from signoff.audit import migrate
 from signoff.audit.entries import AuditEntry, AuditError
 from signoff.audit.exports import Exports
 from signoff.audit.schema import audit_chains, audit_events
+from signoff.audit.sqlite_writer import SqliteWriter
 from signoff.core.canonical import canonical_json
 from signoff.core.chain import GENESIS, chain_key, checks, key_id, link
 from signoff.extras import missing_extra
@@ -69,12 +68,13 @@ class AuditLog:
         engine: AsyncEngine,
         secret: str | None,
         exports: Exports,
-        sqlite_writer: Engine | None = None,
+        sqlite_writer: SqliteWriter | None = None,
     ) -> None:
         self.engine = engine
         self.exports = exports
-        # On SQLite, rows are written through a synchronous engine in a thread (see
-        # ``_append_on_sqlite``); reads go through ``engine`` as on PostgreSQL.
+        # On SQLite, rows are written through a synchronous engine, on the loop's thread
+        # when the file's write lock is free (see sqlite_writer); reads go through
+        # ``engine`` as on PostgreSQL.
         self._sqlite_writer = sqlite_writer
         self.key = chain_key(secret) if secret else None
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
@@ -132,7 +132,7 @@ class AuditLog:
         await self.engine.dispose()
         await self.exports.engine.dispose()
         if self._sqlite_writer is not None:
-            self._sqlite_writer.dispose()
+            await self._sqlite_writer.close()
 
     async def ping(self) -> None:
         """Raise AuditError unless the database answers a query within PING_TIMEOUT."""
@@ -174,7 +174,8 @@ class AuditLog:
         rows = [r for rows, _ in batch for r in rows]
         try:
             if self._sqlite_writer is not None:
-                await asyncio.to_thread(self._append_on_sqlite, rows)
+                key = self._chain_key()
+                await self._sqlite_writer.run(lambda conn: append_rows(conn, key, rows), len(rows))
             else:
                 async with self.engine.begin() as conn:
                     await conn.run_sync(append_rows, self._chain_key(), rows)
@@ -187,14 +188,6 @@ class AuditLog:
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
-
-    def _append_on_sqlite(self, rows: list[dict[str, Any]]) -> None:
-        # The whole transaction in one trip to a thread: through aiosqlite each statement,
-        # cursor and fetch was a trip of its own, about twenty a commit, and a commit per
-        # card when cards come one at a time.
-        assert self._sqlite_writer is not None
-        with self._sqlite_writer.begin() as conn:
-            append_rows(conn, self._chain_key(), rows)
 
     def signed(self, row: Mapping[str, Any]) -> bool:
         """Whether a row read back was chained by this server's secret as it stands."""
@@ -343,8 +336,7 @@ def open_audit(url: str, secret: str | None = None, exports: int = 1) -> AuditLo
     exporting = _engine(parsed, pool_size=exports, max_overflow=0)
     writer = None
     if parsed.drivername == "sqlite+aiosqlite" and parsed.database not in {None, "", ":memory:"}:
-        writer = create_engine(parsed.set(drivername="sqlite"), json_serializer=canonical_json)
-        event.listen(writer, "connect", _sqlite_pragmas)
+        writer = SqliteWriter(parsed, _sqlite_pragmas)
     return AuditLog(_engine(parsed), secret, Exports(exporting, exports), writer)
 
 
