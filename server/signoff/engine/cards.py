@@ -213,7 +213,7 @@ class Cards:
         new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
         async with self.store.turn(card.session_id, TURN_LOCK_TTL):
             card = await self._claim(card, expected, new, changes)
-            return await self._carry_out(card, by)
+            return await self._carry_out(card, by, session)
 
     # Teammates' decisions ----------------------------------------------------------------
     async def team_decide(
@@ -350,18 +350,23 @@ class Cards:
             )
         return moved.card
 
-    async def _carry_out(self, card: Card, decider: Decider) -> Card:
-        """After a claim: run the approved calls, or close the declined card; then resume."""
+    async def _carry_out(
+        self, card: Card, decider: Decider, session: SessionRecord | None = None
+    ) -> Card:
+        """After a claim: run the approved calls, or close the declined card; then resume
+        the turn of ``session`` (the card's, read afresh when not given)."""
         if card.status is Status.APPROVED:
-            return await self._execute(card, decider)
-        await self.after_close(card, decider)
+            return await self._execute(card, decider, session)
+        await self.after_close(card, decider, session)
         return card
 
     def _run_timeout(self, name: str) -> float:
         action = self.registry.get(name)
         return action.run_timeout if action else 0.0
 
-    async def _execute(self, card: Card, decider: Decider) -> Card:
+    async def _execute(
+        self, card: Card, decider: Decider, session: SessionRecord | None = None
+    ) -> Card:
         """Run the card's calls in order, exactly as held; stop at the first failure."""
         moved = await self.store.transition(
             card.card_id, {Status.APPROVED}, Status.RUNNING, self.clock()
@@ -408,9 +413,14 @@ class Cards:
             skipped = results[-1]["status"] == "skipped"
             status = AuditStatus.SKIPPED if skipped else audit_status(outcome)
             await self.records.ran(card, index, status, decider, outcome)
-            await self.store.transition(
-                card.card_id, {Status.RUNNING}, Status.RUNNING, self.clock(), {"results": results}
-            )
+            if index < len(card.calls) - 1:  # the last call's result goes with the close
+                await self.store.transition(
+                    card.card_id,
+                    {Status.RUNNING},
+                    Status.RUNNING,
+                    self.clock(),
+                    {"results": results},
+                )
         final = Status.FAILED if stop is not None else Status.DONE
         moved = await self.store.transition(
             card.card_id,
@@ -424,7 +434,7 @@ class Cards:
             metrics.cards_closed.labels(card.status).inc()
             await self.store.append_frame(card.session_id, card_update_frame(card))
             await self.records.announce(EventType.CARD_CLOSED, card)
-        await self._resume(card, conversation)
+        await self._resume(card, conversation, session)
         return card
 
     # Closing without running --------------------------------------------------------------
@@ -468,17 +478,24 @@ class Cards:
             if call_id not in answered:
                 conversation.append(tool_message(call_id, told_to_bot(card, index, reasons)))
 
-    async def after_close(self, card: Card, decider: Decider | None = None) -> None:
+    async def after_close(
+        self, card: Card, decider: Decider | None = None, session: SessionRecord | None = None
+    ) -> None:
         """A card closed without running: tell everyone, then resume the paused turn."""
         conversation = await self.store.load_conversation(card.session_id)
         await self._closed(card, conversation, decider)
-        await self._resume(card, conversation)
+        await self._resume(card, conversation, session)
 
-    async def _resume(self, card: Card, conversation: Conversation) -> None:
-        """Continue the paused turn with the card's results in the conversation."""
+    async def _resume(
+        self, card: Card, conversation: Conversation, session: SessionRecord | None = None
+    ) -> None:
+        """Continue the paused turn with the card's results in the conversation. The
+        visitor who decided gives their session, live as of their claim; the team and
+        the sweeper leave it to be read, since it may have ended meanwhile."""
         if card.page_call is not None:
             return  # the page's card paused no turn
-        session = await self.store.get_session(card.session_id, self.clock())
+        if session is None:
+            session = await self.store.get_session(card.session_id, self.clock())
         if session is not None:
             await self.resume_turn(session, conversation)
 
