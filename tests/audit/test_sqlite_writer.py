@@ -88,11 +88,9 @@ async def test_the_log_is_checkpointed_in_a_thread_and_stays_bounded(
     unchecked = wal.stat().st_size
     assert writer(audit).checkpoints == 0
     writer(audit).checkpoint_rows = 20
-    await write(20)  # checkpoints what came before
-    size = wal.stat().st_size
     await write(400)
     assert writer(audit).checkpoints >= 10
-    # Checkpointed every 20 rows, the log is written over from its start again and again
-    # instead of growing by the 400 rows.
-    assert wal.stat().st_size <= size < unchecked * 2
-    assert len(await audit.rows()) == 620
+    # Checkpointed every 20 rows, the log is written over from its start again and again:
+    # 400 rows more leave it about as long as 200 left it (it would be three times that).
+    assert wal.stat().st_size < unchecked * 1.5
+    assert len(await audit.rows()) == 600
