@@ -110,9 +110,8 @@ def test_a_store_that_cannot_open_marks_its_row_unavailable(tmp_path: Path) -> N
     assert UNAVAILABLE in table([result], TINY)
 
 
-def test_rows_take_turns_scenario_by_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rows of one scenario are measured close together, not a row's every phase
-    before the next row's."""
+def phases_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The phases a run goes through, each as (row, phase), in order; none is measured."""
     ran: list[tuple[str, str]] = []
     monkeypatch.setattr(Bench, "idle", lambda self, row, result: ran.append((row.key, "idle")))
     monkeypatch.setattr(
@@ -120,6 +119,13 @@ def test_rows_take_turns_scenario_by_scenario(monkeypatch: pytest.MonkeyPatch) -
         "round_trips",
         lambda self, row, result, op, mode, rate: ran.append((row.key, f"{op} {mode} {rate:g}")),
     )
+    return ran
+
+
+def test_rows_take_turns_scenario_by_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows of one scenario are measured close together, not a row's every phase
+    before the next row's."""
+    ran = phases_run(monkeypatch)
     run_bench(TINY)
     assert ran == [
         ("memory", "idle"),
@@ -147,13 +153,7 @@ def test_flags_size_the_run() -> None:
 
 
 def test_scenarios_choose_what_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    ran: list[tuple[str, str]] = []
-    monkeypatch.setattr(Bench, "idle", lambda self, row, result: ran.append((row.key, "idle")))
-    monkeypatch.setattr(
-        Bench,
-        "round_trips",
-        lambda self, row, result, op, mode, rate: ran.append((row.key, f"{op} {mode} {rate:g}")),
-    )
+    ran = phases_run(monkeypatch)
     settings = replace(TINY, scenarios=parse(["--scenarios", "card,stream"]).scenarios)
     run_bench(settings)
     assert ran == [
