@@ -83,7 +83,7 @@ class SqliteWriter:
             with self._now.begin() as conn:
                 transaction(conn)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+            if not _busy(exc):
                 raise
             self.waited += 1
             await asyncio.to_thread(self._run_waiting, transaction)
@@ -121,6 +121,12 @@ class SqliteWriter:
             await self._checkpoint
         self._now.dispose()
         self._waiting.dispose()
+
+
+def _busy(exc: OperationalError) -> bool:
+    """Whether SQLite said busy (plain, or an extended code such as BUSY_RECOVERY)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _no_checkpoints(dbapi_connection: Any, connection_record: Any) -> None:
