@@ -3,6 +3,7 @@ in the audit log, not left pending forever, and the widget says the chat started
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from signoff.audit.schema import audit_events
 from signoff.audit.upkeep import FORGOTTEN, verify
 from signoff.core.chain import chain_key, key_id
 from signoff.demo import demo_app
+from signoff.engine import Engine
+from signoff.store import StoreUnavailable
 from tests.support import SECRET, running, settings, widget
 
 
@@ -99,3 +102,25 @@ async def test_an_open_card_put_in_behind_signoffs_back_is_not_signed_at_restart
         ]
     said = [r.getMessage() for r in caplog.records if "do not check" in r.getMessage()]
     assert len(said) == 1 and "left 1 open cards' rows as they are" in said[0]
+
+
+async def test_the_sweeper_ends_with_the_server_even_if_a_sweep_swallows_its_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store client that turns a cancellation into a connection error (which the
+    sweeper carries on from) must not keep the sweeper running after the server stops."""
+    sweeping = asyncio.Event()
+
+    async def sweep(self: Engine) -> None:
+        sweeping.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise StoreUnavailable("the connection was closed") from None
+
+    monkeypatch.setattr(Engine, "sweep", sweep)
+    async with running(demo_app(), settings(tmp_path)):
+        await asyncio.wait_for(sweeping.wait(), 5)
+    await asyncio.sleep(0.5)  # more than the tests' sweep interval
+    sweepers = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith(".sweeper")]
+    assert sweepers == []

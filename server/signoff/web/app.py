@@ -154,9 +154,13 @@ def build_app(signoff: Signoff, settings: Settings, bot: Bot) -> Starlette:
     widget = asset_dir("widget")
 
     skipped_sweeps = Repeated(log)
+    # Set at shutdown. The loops below end on it as well as on being cancelled: a client
+    # library that turns a cancellation into a connection error (which they catch and
+    # carry on from) would otherwise keep them going after the server stopped.
+    stopping = asyncio.Event()
 
     async def sweeper() -> None:
-        while True:
+        while not stopping.is_set():
             await asyncio.sleep(settings.sweep_interval)
             try:
                 await engine.sweep()
@@ -172,7 +176,7 @@ def build_app(signoff: Signoff, settings: Settings, bot: Bot) -> Starlette:
     async def purger() -> None:
         """Audit rows past their site's retention go, every ``audit_purge_interval``.
         Instances may purge at once: each site's purge holds its chain's lock."""
-        while True:
+        while not stopping.is_set():
             await asyncio.sleep(settings.audit_purge_interval)
             try:
                 purged = await purge(audit.engine, retention, datetime.now(UTC))
@@ -211,10 +215,12 @@ def build_app(signoff: Signoff, settings: Settings, bot: Bot) -> Starlette:
                     yield
                 finally:
                     running.started = False
+                    stopping.set()
                     for task in tasks:
                         task.cancel()
                     await engine.drain()
         finally:
+            stopping.set()
             for task in tasks:  # also when something the app needs could not start
                 task.cancel()
             await engine.close()
