@@ -459,3 +459,26 @@ async def test_turns_of_a_session_on_one_instance_wait_in_the_process(prefix: st
         assert begun == 3
     finally:
         await store.close()
+
+
+async def hung_until_cancelled(*args: Any, **options: Any) -> Any:
+    """A Redis call that hangs, and turns its cancellation into a connection error, as
+    redis-py can when the cancellation lands mid-command."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        raise redis_errors.ConnectionError("the connection was closed") from None
+
+
+async def test_closing_ends_the_heartbeat_and_news_even_if_redis_py_swallows_the_cancel(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("signoff.store.redis.HEARTBEAT", 0.01)
+    store = await opened(redis_store_url(prefix))
+    assert isinstance(store, RedisStore)
+    monkeypatch.setattr(store, "_beat", hung_until_cancelled)
+    assert store._news._pubsub is not None
+    monkeypatch.setattr(store._news._pubsub, "get_message", hung_until_cancelled)
+    await asyncio.sleep(1.2)  # the listener's wait for news has come round to the hang too
+    async with asyncio.timeout(5):
+        await store.close()

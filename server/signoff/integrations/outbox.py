@@ -65,6 +65,9 @@ class Outbox:
         # Who this worker is to the store's leases: one per outbox and process.
         self.holder = secrets.token_hex(8)
         self.tasks: list[asyncio.Task[None]] = []
+        # The workers end on it as well as on being cancelled: a store client may turn a
+        # cancellation into a connection error, which they carry on from.
+        self._closing = False
 
     def lane_of(self, card_id: str) -> Lane:
         # A hash every instance agrees on (Python's hash() differs per process).
@@ -80,12 +83,16 @@ class Outbox:
         self.lane_of(card_id).unsent.put_nowait(entry)
 
     async def _append(self, lane: Lane) -> None:
-        while True:
+        while not self._closing:
             entry = await lane.unsent.get()
             while True:
                 try:
                     kept = await self.store.outbox_append(lane.name, entry, self.cap)
                 except StoreUnavailable as exc:
+                    if self._closing:  # reported lost by close()
+                        lane.unsent.put_nowait(entry)
+                        lane.unsent.task_done()
+                        return
                     log.warning("outbox %s: store unreachable (%s); trying again", lane.name, exc)
                     await asyncio.sleep(APPEND_RETRY)
                     continue
@@ -99,7 +106,7 @@ class Outbox:
             lane.unsent.task_done()
 
     async def _work(self, lane: Lane) -> None:
-        while True:
+        while not self._closing:
             try:
                 lane.added.clear()  # before looking, so an entry added after is not missed
                 entry = await self._next(lane)
@@ -162,6 +169,7 @@ class Outbox:
     async def close(self) -> list[str]:
         """Stop working, give up the lanes to the other instances, and return what was
         never handed to the store: it is lost with this process."""
+        self._closing = True
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

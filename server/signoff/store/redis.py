@@ -423,7 +423,8 @@ class RedisStore(Store):
 
     async def _heartbeat(self) -> None:
         """Say this instance is alive, so others leave its claimed cards to it."""
-        while True:
+        # Not only cancelled: redis-py may swallow a cancellation that lands mid-command.
+        while not self._closing:
             await asyncio.sleep(HEARTBEAT)
             try:
                 await self._beat()

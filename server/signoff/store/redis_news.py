@@ -172,7 +172,7 @@ class NewsListener:
         assert self._pubsub is not None
         news = self._channel("")
         broken = False
-        while True:
+        while not self._closing():  # as in _reconcile
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except UNAVAILABLE as exc:
