@@ -501,3 +501,25 @@ async def test_a_call_id_the_conversation_already_holds_is_replaced(tmp_path: An
         conversation = await server.engine.store.load_conversation(w.welcome["session_id"])
     ids = [c["id"] for m in conversation for c in m.get("tool_calls") or ()]
     assert ids[0] == "call_0" and len(set(ids)) == 2
+
+
+async def test_a_session_that_ends_while_its_call_runs_gets_no_bot_step_after_it(
+    tmp_path: Any,
+) -> None:
+    """No zombie turn: the visitor confirmed, then their session ended (logged out,
+    expired) while the call ran; the call finishes, and the bot is not run for them."""
+    bot = ScriptBot(ToolCall("slow"))
+    world = World(bot, tmp_path)
+    session = await world.session()
+    await world.engine.handle_message(session, "go", "c1")
+    [card] = await world.cards(session)
+    steps = bot.steps
+    decision = asyncio.create_task(
+        world.engine.decide(session, card["card_id"], "confirm", card["args_hash"])
+    )
+    await world.started.wait()
+    await world.store.end_session(session.session_id, "expired")
+    world.release.set()
+    await decision
+    assert world.runs == ["slow"]
+    assert bot.steps == steps

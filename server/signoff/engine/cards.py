@@ -213,7 +213,7 @@ class Cards:
         new = Status.APPROVED if decision == "confirm" else Status.CANCELLED
         async with self.store.turn(card.session_id, TURN_LOCK_TTL):
             card = await self._claim(card, expected, new, changes)
-            return await self._carry_out(card, by, session)
+            return await self._carry_out(card, by)
 
     # Teammates' decisions ----------------------------------------------------------------
     async def team_decide(
@@ -350,23 +350,18 @@ class Cards:
             )
         return moved.card
 
-    async def _carry_out(
-        self, card: Card, decider: Decider, session: SessionRecord | None = None
-    ) -> Card:
-        """After a claim: run the approved calls, or close the declined card; then resume
-        the turn of ``session`` (the card's, read afresh when not given)."""
+    async def _carry_out(self, card: Card, decider: Decider) -> Card:
+        """After a claim: run the approved calls, or close the declined card; then resume."""
         if card.status is Status.APPROVED:
-            return await self._execute(card, decider, session)
-        await self.after_close(card, decider, session)
+            return await self._execute(card, decider)
+        await self.after_close(card, decider)
         return card
 
     def _run_timeout(self, name: str) -> float:
         action = self.registry.get(name)
         return action.run_timeout if action else 0.0
 
-    async def _execute(
-        self, card: Card, decider: Decider, session: SessionRecord | None = None
-    ) -> Card:
+    async def _execute(self, card: Card, decider: Decider) -> Card:
         """Run the card's calls in order, exactly as held; stop at the first failure."""
         moved = await self.store.transition(
             card.card_id, {Status.APPROVED}, Status.RUNNING, self.clock()
@@ -434,7 +429,7 @@ class Cards:
             metrics.cards_closed.labels(card.status).inc()
             await self.store.append_frame(card.session_id, card_update_frame(card))
             await self.records.announce(EventType.CARD_CLOSED, card)
-        await self._resume(card, conversation, session)
+        await self._resume(card, conversation)
         return card
 
     # Closing without running --------------------------------------------------------------
@@ -478,24 +473,19 @@ class Cards:
             if call_id not in answered:
                 conversation.append(tool_message(call_id, told_to_bot(card, index, reasons)))
 
-    async def after_close(
-        self, card: Card, decider: Decider | None = None, session: SessionRecord | None = None
-    ) -> None:
+    async def after_close(self, card: Card, decider: Decider | None = None) -> None:
         """A card closed without running: tell everyone, then resume the paused turn."""
         conversation = await self.store.load_conversation(card.session_id)
         await self._closed(card, conversation, decider)
-        await self._resume(card, conversation, session)
+        await self._resume(card, conversation)
 
-    async def _resume(
-        self, card: Card, conversation: Conversation, session: SessionRecord | None = None
-    ) -> None:
-        """Continue the paused turn with the card's results in the conversation. The
-        visitor who decided gives their session, live as of their claim; the team and
-        the sweeper leave it to be read, since it may have ended meanwhile."""
+    async def _resume(self, card: Card, conversation: Conversation) -> None:
+        """Continue the paused turn with the card's results in the conversation, if its
+        session is still live: read afresh, since it may have ended while the calls ran
+        (the visitor's record from before the claim would not know)."""
         if card.page_call is not None:
             return  # the page's card paused no turn
-        if session is None:
-            session = await self.store.get_session(card.session_id, self.clock())
+        session = await self.store.get_session(card.session_id, self.clock())
         if session is not None:
             await self.resume_turn(session, conversation)
 
