@@ -18,6 +18,7 @@ import signoff
 import tests.support
 from signoff import Signoff
 from signoff.demo import demo_app
+from tests.browser.sockets import DroppableSocket
 from tests.support import Server, StreamingBot, running, settings
 
 XSS = '<img src=x onerror="window.__pwned=1">'
@@ -615,23 +616,13 @@ async def test_a_message_sent_while_the_socket_is_down_is_delivered_once_after_r
     browser: Browser, demo: Server
 ) -> None:
     page = await browser.new_page()
-    sockets: list[WebSocketRoute] = []
-    offline = False
-
-    async def route(ws: WebSocketRoute) -> None:
-        if offline:
-            await ws.close(code=1011, reason="offline")
-            return
-        ws.connect_to_server()
-        sockets.append(ws)
-
-    await page.route_web_socket("**/ws", route)
+    socket = DroppableSocket()
+    await socket.install(page)
     await page.goto(demo.url + "/demo")
     await send(page, "hi")
     await expect(page.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["demo shop"])
 
-    offline = True
-    await sockets[-1].close(code=1011, reason="gone")
+    await socket.drop()
     await expect(page.locator(".signoff-status")).to_have_text("Reconnecting…")
     await send(page, "list orders")
     pending = page.locator('.signoff-row[data-pending="true"]')
@@ -642,7 +633,7 @@ async def test_a_message_sent_while_the_socket_is_down_is_delivered_once_after_r
     )
     assert style[0] == "1" and style[1] != "none", style
 
-    offline = False
+    socket.restore()
     await expect(pending).to_have_count(0, timeout=10_000)
     await expect(page.locator(".signoff-status")).to_be_hidden()
     await expect(page.locator('.signoff-msg[data-role="bot"]').last).to_contain_text("#1001")
