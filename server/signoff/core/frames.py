@@ -186,8 +186,8 @@ def describe_invalid(exc: ValidationError, skip: int = 0, whole: str = "frame") 
 
 def iso(timestamp: float) -> str:
     """Seconds since the epoch as ISO 8601 in UTC, as every frame writes times."""
-    # Whole seconds only, so the frames of one second share one text: formatting a
-    # datetime is a few microseconds of every frame.
+    # Whole seconds only, so the frames of one second share one text: formatting the
+    # datetime took 1.5 µs a frame, the cached text 0.1 µs (timeit, not a load run).
     return _iso_second(math.floor(timestamp))
 
 
