@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 from signoff.core.conversation import (
     Conversation,
     Text,
     ToolCall,
+    _size,
     assistant_message,
     current_turn,
     declined_in_turn,
@@ -231,6 +233,35 @@ def test_window_bounds_characters_and_keeps_the_current_turn_whatever_its_size()
     ]
     huge = [*conversation, *_turn(99, size=100_000)]
     assert window(huge, max_messages=1000, max_chars=3000) == huge[-4:]
+
+
+def _suffix_fits(suffix: list[dict[str, Any]], max_messages: int, max_chars: int) -> bool:
+    size = sum(_size(m) for m in suffix)
+    return len(suffix) <= max_messages and size <= max_chars
+
+
+def test_window_is_the_longest_run_of_whole_turns_within_both_bounds() -> None:
+    """Whichever bound binds (the count, the size or both), the window starts at the
+    earliest visitor's message from which the rest fits, or at the last one if none does."""
+    rng = random.Random(7)
+    for _ in range(400):
+        conversation = [
+            m
+            for n in range(rng.randrange(0, 40))
+            for m in _turn(n, size=rng.choice([0, 10, 500]))[: rng.randrange(1, 5)]
+        ]
+        if rng.random() < 0.2:
+            conversation = conversation[rng.randrange(0, 3) :]  # starting mid-turn
+        max_messages, max_chars = rng.randrange(1, 60), rng.choice([200, 3_000, 10**9])
+        starts = [i for i, m in enumerate(conversation) if m["role"] == "user"]
+        fitting = [i for i in starts if _suffix_fits(conversation[i:], max_messages, max_chars)]
+        if _suffix_fits(conversation, max_messages, max_chars):
+            expected = conversation
+        elif fitting:
+            expected = conversation[fitting[0] :]
+        else:
+            expected = conversation[starts[-1] :] if starts else conversation
+        assert window(conversation, max_messages, max_chars) == expected
 
 
 def test_window_leaves_a_short_conversation_alone() -> None:

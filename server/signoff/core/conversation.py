@@ -75,10 +75,15 @@ def tool_content(message: dict[str, Any]) -> dict[str, Any]:
 
 def current_turn(conversation: Conversation) -> Conversation:
     """The messages since the visitor's last message."""
+    last = _last_user_message(conversation)
+    return conversation if last is None else conversation[last + 1 :]
+
+
+def _last_user_message(conversation: Conversation) -> int | None:
     for index in range(len(conversation) - 1, -1, -1):
         if conversation[index].get("role") == "user":
-            return conversation[index + 1 :]
-    return conversation
+            return index
+    return None
 
 
 def declined_in_turn(conversation: Conversation) -> tuple[set[str], int]:
@@ -174,8 +179,23 @@ def window(
     """
     max_messages = MAX_MESSAGES if max_messages is None else max_messages
     max_chars = MAX_CHARS if max_chars is None else max_chars
-    if len(conversation) <= max_messages and _chars(conversation) <= max_chars:
-        return conversation
+    if len(conversation) <= max_messages:
+        if _chars(conversation) <= max_chars:
+            return conversation
+    else:
+        # Past the count, as every save of a long conversation is: the turns that fit by
+        # count are found by index, and their size summed once, instead of a size per
+        # message on the way back. The same cut, whenever the count binds first.
+        start = len(conversation) - max_messages
+        first = next(
+            (i for i in range(start, len(conversation)) if conversation[i].get("role") == "user"),
+            None,
+        )
+        if first is None:  # the current turn alone is past the count: it is kept
+            last = _last_user_message(conversation)
+            return conversation if last is None else conversation[last:]
+        if _chars(conversation[first:]) <= max_chars:
+            return conversation[first:]
     keep_from = None
     count = chars = 0
     for index in range(len(conversation) - 1, -1, -1):
