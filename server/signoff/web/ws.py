@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from signoff import metrics
 from signoff.core.deciders import Client, Decider
 from signoff.core.frames import (
+    CLIENT_FRAME_TYPES,
     MAX_FRAME_BYTES,
     ClientFrame,
     Decision,
@@ -72,6 +73,9 @@ MAX_HANDED_FRAMES = 512
 # of the session instead (bounded by the conversation's window), so a short hello cannot
 # ask for megabytes.
 REPLAY_BUDGET = 256 * 1024
+
+# Each frame type's count, looked up once: a label lookup takes a lock and checks its value.
+_RECEIVED = {kind: metrics.frames_received.labels(kind) for kind in CLIENT_FRAME_TYPES}
 
 
 def unavailable(ref: str | None) -> ProtocolError:
@@ -295,7 +299,7 @@ class Connection:
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED, "too many messages from this visitor", _ref(frame)
                 )
-            metrics.frames_received.labels(frame.type).inc()
+            _RECEIVED[frame.type].inc()
             await self._dispatch(frame)
         except StoreUnavailable:
             self.refuse(unavailable(_ref(frame)))
