@@ -106,6 +106,11 @@ def declined_in_turn(conversation: Conversation) -> tuple[set[str], int]:
     return declined, len(repeated_steps)
 
 
+def call_ids(conversation: Conversation) -> set[str]:
+    """The ids of every tool call the conversation holds."""
+    return {c.get("id") for m in conversation for c in m.get("tool_calls") or ()}
+
+
 def pending_tool_calls(conversation: Conversation) -> list[str]:
     """Ids of tool calls in the last assistant message that have no result yet."""
     answered = set()

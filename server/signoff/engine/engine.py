@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from signoff.core.actions import Registry
 from signoff.core.bot import Bot
 from signoff.core.cards import OPEN, Card, Status
-from signoff.core.conversation import Conversation
+from signoff.core.conversation import Conversation, call_ids
 from signoff.core.deciders import NO_CLIENT, Client, Decider
 from signoff.core.frames import ErrorCode, ProtocolError, card_update_frame, snapshot_frame
 from signoff.core.teammates import Teammate, Verdict
@@ -135,7 +135,7 @@ class Engine:
         """The session as it is now, for a widget that missed history the store trimmed."""
         conversation = await self.store.load_conversation(session.session_id)
         # The cards of the conversation a turn keeps, and any still open: as bounded as it.
-        proposed = {c.get("id") for m in conversation for c in m.get("tool_calls") or ()}
+        proposed = call_ids(conversation)
         cards = []
         for card in await self.store.session_cards(session.session_id):
             if card.status not in OPEN and proposed.isdisjoint(card.tool_call_ids):

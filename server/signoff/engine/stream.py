@@ -110,4 +110,5 @@ class MessageStream:
             await self.store.append_frames(self.session_id, [*frames, end])
         # Finished already, or finding nothing left to send; a failure there is the same
         # store failure this end would have met, and reported by it.
-        await asyncio.gather(*self._late, return_exceptions=True)
+        if self._late:
+            await asyncio.gather(*self._late, return_exceptions=True)

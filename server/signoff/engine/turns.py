@@ -26,6 +26,7 @@ from signoff.core.conversation import (
     Text,
     ToolCall,
     assistant_message,
+    call_ids,
     declined_in_turn,
     pending_tool_calls,
     ran_calls,
@@ -66,6 +67,9 @@ TOO_MANY_STEPS = "I had to stop there: that took more steps than I'm allowed in 
 # past it is refused, so a flood on one session queues no unbounded work.
 MAX_QUEUED_TURNS = 3
 GAVE_UP = "Alright, I won't do that. Is there anything else I can help with?"
+# Looked up once: a label lookup takes a lock and checks its values, at every step.
+STEPS_OK = metrics.bot_steps.labels("ok")
+STEPS_FAILED = metrics.bot_steps.labels("failed")
 
 
 OpenCard = Callable[[SessionRecord, Conversation, CardPlan], Awaitable[None]]
@@ -283,7 +287,7 @@ class Turns:
         """One call of the bot, its text streamed; returns its tool calls, None on failure."""
         stream: MessageStream | None = None
         calls: list[ToolCall] = []
-        used = {c["id"] for m in conversation for c in m.get("tool_calls") or ()}
+        used: set[str] | None = None  # the call ids the conversation holds, once a call comes
         started = time.perf_counter()
         try:
             async with asyncio.timeout(BOT_STEP_TIMEOUT):
@@ -295,18 +299,19 @@ class Turns:
                     elif isinstance(item, ToolCall):
                         # An id the conversation already holds (a model that numbers its
                         # calls from 0 each time) would take the earlier call's answer.
+                        used = call_ids(conversation) if used is None else used
                         fresh = item.id and item.id not in used
                         call_id = item.id if fresh else new_id("call")
                         used.add(call_id)
                         calls.append(replace(item, args=dict(item.args), id=call_id))
         except Exception as exc:
-            metrics.bot_steps.labels("failed").observe(time.perf_counter() - started)
+            STEPS_FAILED.observe(time.perf_counter() - started)
             log.error("bot step failed in session %s\n%s", session.session_id, withheld(exc))
             if stream is not None:
                 await stream.end()
             await self.say(session, conversation, SORRY)
             return None
-        metrics.bot_steps.labels("ok").observe(time.perf_counter() - started)
+        STEPS_OK.observe(time.perf_counter() - started)
         if stream is not None:
             await stream.end()
         conversation.append(assistant_message(stream.text if stream else "", calls))
