@@ -187,6 +187,27 @@ async def test_conversation_round_trips_and_is_not_shared(store: Store) -> None:
     assert len(await store.load_conversation("s1")) == 1
 
 
+async def test_a_message_changed_after_saving_is_kept_as_saved(store: Store) -> None:
+    """However the store keeps what it already holds, a save keeps its new messages as they
+    were then: on a first save, on an append and on a conversation rebuilt from scratch."""
+    await store.create_session(session())
+    first = {"role": "user", "content": "hi"}
+    await store.save_conversation("s1", [first])
+    conversation = await store.load_conversation("s1")
+    call = {"id": "c1", "type": "function", "function": {"name": "peek", "arguments": "{}"}}
+    added = {"role": "assistant", "content": None, "tool_calls": [call]}
+    await store.save_conversation("s1", [*conversation, added])
+    rebuilt = [{"role": "user", "content": "again"}]
+    first["content"] = added["tool_calls"][0]["id"] = "changed"
+    assert await store.load_conversation("s1") == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [{**call, "id": "c1"}]},
+    ]
+    await store.save_conversation("s1", rebuilt)
+    rebuilt[0]["content"] = "changed"
+    assert await store.load_conversation("s1") == [{"role": "user", "content": "again"}]
+
+
 async def test_a_conversation_comes_back_as_json_would_give_it(store: Store) -> None:
     """A bot may hand over its own str subclass (an id, a name): every store keeps the
     conversation as JSON would, so each gives back the same plain values."""

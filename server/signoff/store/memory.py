@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import marshal
+import operator
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -37,7 +38,7 @@ class MemoryStore(Store):
     def __init__(self, max_frames: int = MAX_FRAMES) -> None:
         self.max_frames = max_frames
         self._sessions: dict[str, SessionRecord] = {}
-        self._conversations: dict[str, bytes] = {}
+        self._conversations: dict[str, tuple[Message, ...]] = {}
         self._frames: dict[str, list[tuple[int, str]]] = {}
         self._client_ids: dict[str, set[str]] = defaultdict(set)
         self._cards: dict[str, Card] = {}
@@ -85,23 +86,13 @@ class MemoryStore(Store):
 
     # Conversation ---------------------------------------------------------------------
     async def load_conversation(self, session_id: str) -> Conversation:
-        kept = self._conversations.get(session_id)
-        return marshal.loads(kept) if kept else []
+        return list(self._conversations.get(session_id, ()))
 
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
         if session_id not in self._sessions:
             return  # the session ended: nothing of it is kept
-        # Kept serialized, so the engine never shares mutable state with the store; by
-        # marshal, three to five times faster than JSON, and read back only by this
-        # process. A conversation holds the engine's messages: dicts, lists and strings,
-        # which come back from marshal and from JSON (the Redis store) alike. Anything
-        # else marshal refuses (a bot's str subclass as a call id, say) goes through JSON
-        # first, as the Redis store would keep it.
-        try:
-            kept = marshal.dumps(conversation)
-        except ValueError:
-            kept = marshal.dumps(json.loads(json.dumps(conversation)))
-        self._conversations[session_id] = kept
+        kept = self._conversations.get(session_id, ())
+        self._conversations[session_id] = _kept(kept, conversation)
 
     # Frame history --------------------------------------------------------------------
     async def append_frames(self, session_id: str, frames: Sequence[dict[str, Any]]) -> None:
@@ -312,3 +303,36 @@ class MemoryStore(Store):
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         return self._listeners.add(session_id, listener)
+
+
+Message = dict[str, Any]
+
+
+def _kept(kept: tuple[Message, ...], conversation: Conversation) -> tuple[Message, ...]:
+    """What the store keeps of a saved conversation.
+
+    Messages it keeps already are kept as they are: a save is almost always the kept
+    messages (less those the window dropped) and a few new ones after them, and the turns
+    that load a conversation share its messages instead of copying them all each time (a
+    message is read-only once it is in a conversation: docs/bots.md). New messages are
+    copied, as JSON would give them back (as the Redis store keeps them): plain dicts,
+    lists and strings, which the caller's later changes do not reach.
+    """
+    last = kept[-1] if kept else None
+    start = len(conversation)
+    while start and conversation[start - 1] is not last:
+        start -= 1
+    head = conversation[:start]
+    if start and start <= len(kept) and all(map(operator.is_, head, kept[len(kept) - start :])):
+        return (*head, *_plain(conversation[start:]))
+    return tuple(_plain(conversation))  # not an append to what is kept: all copied
+
+
+def _plain(messages: Conversation) -> Conversation:
+    """A copy of the messages as JSON would give them back; by marshal, three to five times
+    faster than JSON, for the messages the engine makes (dicts, lists and strings). What
+    marshal refuses (a bot's str subclass as a call id, say) goes through JSON."""
+    try:
+        return marshal.loads(marshal.dumps(messages))
+    except ValueError:
+        return json.loads(json.dumps(messages))
