@@ -11,8 +11,8 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -144,18 +144,44 @@ class TurnQueue:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: Counter[str] = Counter()
 
-    @asynccontextmanager
-    async def held(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
+    def held(self, session_id: str) -> AbstractAsyncContextManager[None]:
+        return _HeldTurn(self, session_id)
+
+    def _enter(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
         self._users[session_id] += 1
+        return lock
+
+    def _leave(self, session_id: str) -> None:
+        self._users[session_id] -= 1
+        if not self._users[session_id]:
+            del self._users[session_id]
+            del self._locks[session_id]
+
+
+class _HeldTurn:
+    """A session's place in its ``TurnQueue``: a class, not a generator, as it is entered
+    at every turn."""
+
+    __slots__ = ("_lock", "_queue", "_session_id")
+
+    def __init__(self, queue: TurnQueue, session_id: str) -> None:
+        self._queue = queue
+        self._session_id = session_id
+
+    async def __aenter__(self) -> None:
+        self._lock = self._queue._enter(self._session_id)
         try:
-            async with lock:
-                yield
-        finally:
-            self._users[session_id] -= 1
-            if not self._users[session_id]:
-                del self._users[session_id]
-                del self._locks[session_id]
+            await self._lock.acquire()
+        except BaseException:  # cancelled while waiting: no longer in the queue
+            self._queue._leave(self._session_id)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._queue._leave(self._session_id)
 
 
 class Store(abc.ABC):

@@ -11,8 +11,8 @@ import marshal
 import operator
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from itertools import islice
 from typing import Any
@@ -287,22 +287,43 @@ class MemoryStore(Store):
     def turn(
         self, session_id: str, ttl: float, client_id: str | None = None
     ) -> AbstractAsyncContextManager[TurnStart | None]:
-        return self._turn(session_id, client_id)  # one process: the lease never matters
-
-    @asynccontextmanager
-    async def _turn(
-        self, session_id: str, client_id: str | None
-    ) -> AsyncIterator[TurnStart | None]:
-        if client_id is not None and not self._first_use(session_id, client_id):
-            yield None
-            return
-        async with self._queue.held(session_id):
-            yield TurnStart(
-                await self.load_conversation(session_id), await self.open_cards(session_id)
-            )
+        return _Turn(self, session_id, client_id)  # one process: the lease never matters
 
     def subscribe(self, session_id: str, listener: Listener) -> Callable[[], None]:
         return self._listeners.add(session_id, listener)
+
+
+class _Turn:
+    """A turn on the memory store: a class, not a generator, as it is taken at every
+    message."""
+
+    __slots__ = ("_client_id", "_held", "_session_id", "_store")
+
+    def __init__(self, store: MemoryStore, session_id: str, client_id: str | None) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._client_id = client_id
+        self._held: AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> TurnStart | None:
+        store, session_id = self._store, self._session_id
+        if self._client_id is not None and not store._first_use(session_id, self._client_id):
+            return None
+        held = store._queue.held(session_id)
+        await held.__aenter__()
+        try:
+            start = TurnStart(
+                await store.load_conversation(session_id), await store.open_cards(session_id)
+            )
+        except BaseException:
+            await held.__aexit__(None, None, None)
+            raise
+        self._held = held
+        return start
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._held is not None:
+            await self._held.__aexit__(None, None, None)
 
 
 Message = dict[str, Any]
