@@ -28,12 +28,9 @@ class NotJSON(JSONRefused):
 def loads(raw: str | bytes) -> Any:
     """The value of a JSON document; raises NotJSON or JSONRefused."""
     try:
-        return json.loads(
-            raw,
-            object_pairs_hook=_object,
-            parse_constant=_not_a_number,
-            parse_float=_finite,
-        )
+        if isinstance(raw, bytes):  # as json.loads reads bytes: UTF-8, -16 or -32
+            raw = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        return _DECODER.decode(raw)
     except JSONRefused:
         raise
     except RecursionError:
@@ -60,3 +57,9 @@ def _finite(text: str) -> float:
     if not math.isfinite(number):
         raise JSONRefused(f"the number {text[:20]} is too large")
     return number
+
+
+# Made once: json.loads with hooks makes a decoder at every call.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_not_a_number, parse_float=_finite
+)

@@ -56,6 +56,10 @@ class SessionRecord:
     created_at: float
     expires_at: float
 
+    def copy(self) -> SessionRecord:
+        # Asked at every message; dataclasses.replace inspects the fields each time.
+        return SessionRecord(**vars(self))
+
 
 class ClaimOutcome(StrEnum):
     OK = "ok"

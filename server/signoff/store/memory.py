@@ -13,7 +13,6 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -56,20 +55,20 @@ class MemoryStore(Store):
 
     # Sessions -------------------------------------------------------------------------
     async def create_session(self, session: SessionRecord) -> None:
-        self._sessions[session.session_id] = replace(session)
+        self._sessions[session.session_id] = session.copy()
 
     async def get_session(self, session_id: str, now: float) -> SessionRecord | None:
         session = self._sessions.get(session_id)
         if session is None or session.expires_at <= now:
             return None
-        return replace(session)
+        return session.copy()
 
     async def touch_session(self, session_id: str, ttl: float, now: float) -> SessionRecord | None:
         session = self._sessions.get(session_id)
         if session is None or session.expires_at <= now:
             return None
         session.expires_at = max(session.expires_at, now + ttl)
-        return replace(session)
+        return session.copy()
 
     async def expired_sessions(self, now: float) -> list[str]:
         return [sid for sid, s in self._sessions.items() if s.expires_at <= now]
