@@ -156,6 +156,21 @@ async def test_a_turn_begins_with_the_conversation_and_open_cards(store: Store) 
         assert [c.card_id for c in turn.open_cards] == [cid("open1")]
 
 
+async def test_a_turn_begins_with_the_conversation_as_it_was_however_late_it_reads_it(
+    store: Store,
+) -> None:
+    """A turn's conversation is decoded only when read: read after the turn saved another,
+    it is still the one the turn began with."""
+    await store.create_session(session())
+    await store.save_conversation("s1", [{"role": "user", "content": "hi"}])
+    async with store.turn("s1", 5) as turn:
+        assert turn is not None
+        await store.save_conversation("s1", [{"role": "user", "content": "later"}])
+        assert turn.conversation == [{"role": "user", "content": "hi"}]
+        assert turn.conversation is turn.conversation  # decoded once
+    assert await store.load_conversation("s1") == [{"role": "user", "content": "later"}]
+
+
 async def test_what_a_turn_writes_is_kept_in_order_when_it_ends(store: Store) -> None:
     await store.create_session(session())
     await store.append_frame("s1", {"type": "before"})

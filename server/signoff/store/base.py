@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -89,12 +90,18 @@ class News:
 Listener = Callable[[News], None]
 
 
-@dataclass(frozen=True)
 class TurnStart:
-    """What a turn begins with: the conversation and the cards still open, oldest first."""
+    """What a turn begins with: the cards still open, oldest first, and the conversation,
+    decoded when first asked for (a decision's turn reads it through the store when its
+    card runs or closes, and a sweep's turn not at all)."""
 
-    conversation: Conversation
-    open_cards: list[Card]
+    def __init__(self, conversation: Callable[[], Conversation], open_cards: list[Card]) -> None:
+        self._conversation = conversation
+        self.open_cards = open_cards
+
+    @functools.cached_property
+    def conversation(self) -> Conversation:
+        return self._conversation()
 
 
 class Listeners:

@@ -6,6 +6,7 @@ event loop each is atomic, which is all the claim needs here.
 
 from __future__ import annotations
 
+import functools
 import json
 import marshal
 import operator
@@ -311,9 +312,8 @@ class _Turn:
         held = store._queue.held(session_id)
         await held.__aenter__()
         try:
-            start = TurnStart(
-                await store.load_conversation(session_id), await store.open_cards(session_id)
-            )
+            kept = store._conversations.get(session_id, ())
+            start = TurnStart(functools.partial(list, kept), await store.open_cards(session_id))
         except BaseException:
             await held.__aexit__(None, None, None)
             raise

@@ -11,6 +11,7 @@ which know the keys.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -22,6 +23,7 @@ from contextvars import ContextVar
 from redis import exceptions as redis_errors
 
 from signoff.core.cards import Card
+from signoff.core.conversation import Conversation
 from signoff.store.base import TurnQueue, TurnStart
 from signoff.store.redis_outage import UNAVAILABLE, unreachable
 
@@ -123,7 +125,7 @@ class HeldTurns:
         loop = asyncio.get_running_loop()
         held.renewal = loop.call_later(ttl / 3, self._renew, session_id, held, ttl)
         try:
-            yield TurnStart(json.loads(conversation) if conversation else [], cards)
+            yield TurnStart(functools.partial(_decoded, conversation), cards)
         finally:
             _HOLDING.reset(holding)
             await self._end_turn(session_id, held)
@@ -236,3 +238,7 @@ class HeldTurns:
                 held.frames[:0] = texts
                 held.unsaved = held.unsaved or unsaved
                 raise
+
+
+def _decoded(conversation: str | None) -> Conversation:
+    return json.loads(conversation) if conversation else []
