@@ -8,7 +8,9 @@ cancels out, and prints the instructions per turn for each kind of turn and stor
 ``--against DIR`` counts another version of signoff too (its ``server`` directory, a git
 worktree's say) in the same run, side by side, with the ratio.
 
-Under Valgrind a turn runs about fifty times slower: the defaults take a few minutes.
+Under Valgrind a turn runs about fifty times slower: the defaults take a few minutes. A
+stream's frames depend on the clock (pieces are gathered by time), so its count under
+Valgrind is not the count of a stream at full speed: compare messages and cards.
 Needs Valgrind (Debian's ``valgrind``) and, for the Redis rows, Redis.
 """
 
