@@ -13,8 +13,13 @@ class DroppableSocket:
         self.sockets: list[WebSocketRoute] = []
         self.offline = False
 
-    async def install(self, page: Page) -> None:
-        await page.route_web_socket("**/ws", self._route)
+    @classmethod
+    async def open(cls, page: Page, url: str) -> DroppableSocket:
+        """``page`` gone to ``url``, its widget socket routed through a new one of these."""
+        socket = cls()
+        await page.route_web_socket("**/ws", socket._route)
+        await page.goto(url)
+        return socket
 
     async def _route(self, ws: WebSocketRoute) -> None:
         if self.offline:

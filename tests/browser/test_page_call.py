@@ -68,9 +68,7 @@ async def test_a_page_call_made_while_the_socket_is_down_opens_one_card_after_re
     browser: Browser, server: Server
 ) -> None:
     page = await browser.new_page()
-    socket = DroppableSocket()
-    await socket.install(page)
-    await page.goto(server.url + "/demo")
+    socket = await DroppableSocket.open(page, server.url + "/demo")
     await expect(page.locator(".signoff-status")).to_be_hidden()
     await socket.drop()
     await expect(page.locator(".signoff-status")).to_have_text("Reconnecting…")

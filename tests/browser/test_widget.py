@@ -616,9 +616,7 @@ async def test_a_message_sent_while_the_socket_is_down_is_delivered_once_after_r
     browser: Browser, demo: Server
 ) -> None:
     page = await browser.new_page()
-    socket = DroppableSocket()
-    await socket.install(page)
-    await page.goto(demo.url + "/demo")
+    socket = await DroppableSocket.open(page, demo.url + "/demo")
     await send(page, "hi")
     await expect(page.locator('.signoff-msg[data-role="bot"]')).to_contain_text(["demo shop"])
 
