@@ -6,7 +6,6 @@ event loop each is atomic, which is all the claim needs here.
 
 from __future__ import annotations
 
-import functools
 import json
 import marshal
 import operator
@@ -86,6 +85,9 @@ class MemoryStore(Store):
 
     # Conversation ---------------------------------------------------------------------
     async def load_conversation(self, session_id: str) -> Conversation:
+        return self._conversation(session_id)
+
+    def _conversation(self, session_id: str) -> Conversation:
         return list(self._conversations.get(session_id, ()))
 
     async def save_conversation(self, session_id: str, conversation: Conversation) -> None:
@@ -312,8 +314,8 @@ class _Turn:
         held = store._queue.held(session_id)
         await held.__aenter__()
         try:
-            kept = store._conversations.get(session_id, ())
-            start = TurnStart(functools.partial(list, kept), await store.open_cards(session_id))
+            conversation = store._conversation(session_id)
+            start = TurnStart(lambda: conversation, await store.open_cards(session_id))
         except BaseException:
             await held.__aexit__(None, None, None)
             raise
