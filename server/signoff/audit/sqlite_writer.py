@@ -3,10 +3,11 @@
 A group commit on SQLite (WAL, ``synchronous=NORMAL``) is an append to the log file with
 no wait for the disk: about 0.3 ms of CPU for a one-row commit. Handed to a worker
 thread, the same commit cost more than it saved: the trip there and back, and the two
-threads taking the GIL from each other: 8-18% of a card round trip's server CPU and
-several milliseconds of its latency (docs/performance.md, 2026-12-05). So a transaction
-runs at once, on the loop's thread, when the file's write lock is free; the two things
-that can make a write wait do not happen there:
+threads taking the GIL from each other. (With this change and that day's others, a card
+round trip's server CPU fell to 0.78-0.91 of before, alternating runs: docs/performance.md,
+2026-12-05; this change's own share was not measured apart.) So a transaction runs at
+once, on the loop's thread, when the file's write lock is free; the two things that can
+make a write wait do not happen there:
 
 - another connection holding the write lock (the CLI pruning, a second process on the
   same file): the transaction finds the lock taken at once, with no busy wait, and runs
